@@ -1,0 +1,67 @@
+/* Small shared helpers: clock, time formatting, hex, hashing, parsing of
+ * sizes and durations, a growable byte buffer. Pure functions unless noted. */
+#ifndef QSNAP_UTIL_H
+#define QSNAP_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- clock ---------------------------------------------------------------
+ * Wall-clock time reaches qsnap only through qs_clock_now(), so tests can
+ * drive schedules without sleeping. The default is CLOCK_REALTIME. */
+typedef int64_t (*qs_clock_fn)(void *ud);
+
+/* Installs a clock (fn may be NULL to restore the real one; ud borrowed). */
+void qs_clock_set(qs_clock_fn fn, void *ud);
+/* Current wall-clock time in whole seconds since the epoch (UTC). */
+int64_t qs_clock_now(void);
+/* Monotonic time in seconds (never faked), for durations and timeouts. */
+double qs_monotonic(void);
+
+/* ---- time formatting ---------------------------------------------------- */
+/* Writes "YYYY-MM-DDTHH:MM:SSZ" (RFC 3339, UTC) into out (>= 21 bytes). */
+void qs_time_rfc3339(int64_t t, char out[static 21]);
+/* Parses RFC 3339 UTC ("...Z", "+00:00" or no zone, which is taken as UTC,
+ * as Qdrant writes it). Returns 0 or QS_EINVAL. */
+int qs_time_parse(const char *s, int64_t *out);
+/* timegm() without the locale/TZ dependence. */
+int64_t qs_timegm(int year, int mon /*1-12*/, int day, int hour, int min, int sec);
+
+/* ---- hex and hashing ---------------------------------------------------- */
+/* Lower-case hex of n bytes into out (2n+1 bytes). */
+void qs_hex(const unsigned char *in, size_t n, char *out);
+/* SHA-256 of a buffer as 64 lower-case hex chars + NUL. */
+void qs_sha256_hex(const void *data, size_t len, char out[static 65]);
+/* 1 when s is exactly 64 hex characters. */
+int qs_is_sha256_hex(const char *s);
+
+/* ---- parsing ------------------------------------------------------------- */
+/* "123", "16MiB", "1GiB", "512KiB", "10B" -> bytes. Returns 0 or QS_EINVAL. */
+int qs_parse_size(const char *s, uint64_t *out);
+/* "30s", "5m", "2h", "7d", "0s" -> seconds. Returns 0 or QS_EINVAL. */
+int qs_parse_duration(const char *s, int64_t *out);
+/* "50MiB/s" -> bytes per second. Returns 0 or QS_EINVAL. */
+int qs_parse_rate(const char *s, uint64_t *out);
+
+/* ---- growable buffer ------------------------------------------------------ */
+struct qs_buf {
+    char *data; /* owned; always NUL-terminated when non-NULL */
+    size_t len;
+    size_t cap;
+};
+
+void qs_buf_init(struct qs_buf *b);
+void qs_buf_free(struct qs_buf *b);
+/* Appends n bytes (data borrowed). Returns 0 or UV_ENOMEM. */
+int qs_buf_append(struct qs_buf *b, const void *data, size_t n);
+int qs_buf_printf(struct qs_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Empties without freeing. */
+void qs_buf_reset(struct qs_buf *b);
+
+/* ---- strings -------------------------------------------------------------- */
+/* Copies src into dst of size cap, always NUL-terminates. Returns strlen(src). */
+size_t qs_strlcpy(char *dst, const char *src, size_t cap);
+/* Constant-time comparison of two NUL-terminated strings. 1 when equal. */
+int qs_consttime_streq(const char *a, const char *b);
+
+#endif

@@ -1,0 +1,311 @@
+#include "qsnap/util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/sha.h>
+#include <uv.h>
+
+#include "qsnap/error.h"
+
+static qs_clock_fn clock_fn;
+static void *clock_ud;
+
+void qs_clock_set(qs_clock_fn fn, void *ud)
+{
+    clock_ud = ud;
+    clock_fn = fn;
+}
+
+int64_t qs_clock_now(void)
+{
+    if (clock_fn != NULL)
+        return clock_fn(clock_ud);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+double qs_monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    /* Howard Hinnant's algorithm. */
+    y -= m <= 2;
+    const int64_t era = (y >= 0 ? y : y - 399) / 400;
+    const int64_t yoe = y - era * 400;
+    const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+int64_t qs_timegm(int year, int mon, int day, int hour, int min, int sec)
+{
+    return days_from_civil(year, mon, day) * 86400 + hour * 3600 + min * 60 + sec;
+}
+
+void qs_time_rfc3339(int64_t t, char out[static 21])
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    char tmp[64];
+    snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02dZ", (tm.tm_year + 1900) % 10000,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    memcpy(out, tmp, 20);
+    out[20] = '\0';
+}
+
+static int parse_digits(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)**p))
+            return -1;
+        v = v * 10 + (**p - '0');
+        (*p)++;
+    }
+    *out = v;
+    return 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 ? 28 + leap : dm[m - 1];
+}
+
+int qs_time_parse(const char *s, int64_t *out)
+{
+    if (s == NULL)
+        return QS_EINVAL;
+    const char *p = s;
+    int Y, M, D, h, m, sec;
+    if (parse_digits(&p, 4, &Y) || *p++ != '-' || parse_digits(&p, 2, &M) || *p++ != '-' ||
+        parse_digits(&p, 2, &D) || (*p != 'T' && *p != 't' && *p != ' '))
+        return QS_EINVAL;
+    p++;
+    if (parse_digits(&p, 2, &h) || *p++ != ':' || parse_digits(&p, 2, &m) || *p++ != ':' ||
+        parse_digits(&p, 2, &sec))
+        return QS_EINVAL;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return QS_EINVAL;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    int offset = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om;
+        p++;
+        if (parse_digits(&p, 2, &oh) || *p++ != ':' || parse_digits(&p, 2, &om))
+            return QS_EINVAL;
+        offset = sign * (oh * 3600 + om * 60);
+    }
+    if (*p != '\0')
+        return QS_EINVAL;
+    if (M < 1 || M > 12 || D < 1 || D > days_in_month(Y, M) || h > 23 || m > 59 || sec > 60)
+        return QS_EINVAL;
+    *out = qs_timegm(Y, M, D, h, m, sec) - offset;
+    return 0;
+}
+
+void qs_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+void qs_sha256_hex(const void *data, size_t len, char out[static 65])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(data, len, md);
+    qs_hex(md, sizeof(md), out);
+}
+
+int qs_is_sha256_hex(const char *s)
+{
+    if (s == NULL)
+        return 0;
+    size_t i = 0;
+    for (; s[i]; i++)
+        if (!isxdigit((unsigned char)s[i]))
+            return 0;
+    return i == 64;
+}
+
+/* Parses a non-negative decimal number followed by a unit from table. */
+struct unit {
+    const char *name;
+    uint64_t mult;
+};
+
+static int parse_with_units(const char *s, const struct unit *units, uint64_t *out)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return QS_EINVAL;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0)
+        return QS_EINVAL;
+    for (const struct unit *u = units; u->name != NULL; u++) {
+        if (strcmp(end, u->name) == 0) {
+            if (u->mult != 0 && v > UINT64_MAX / u->mult)
+                return QS_EINVAL;
+            *out = (uint64_t)v * u->mult;
+            return 0;
+        }
+    }
+    return QS_EINVAL;
+}
+
+int qs_parse_size(const char *s, uint64_t *out)
+{
+    static const struct unit units[] = {
+        {"", 1},           {"B", 1},           {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
+        {"GiB", 1ull << 30}, {"TiB", 1ull << 40}, {NULL, 0},
+    };
+    return parse_with_units(s, units, out);
+}
+
+int qs_parse_duration(const char *s, int64_t *out)
+{
+    static const struct unit units[] = {
+        {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}, {NULL, 0},
+    };
+    uint64_t v;
+    int rc = parse_with_units(s, units, &v);
+    if (rc != 0 || v > (uint64_t)INT64_MAX / 2)
+        return QS_EINVAL;
+    *out = (int64_t)v;
+    return 0;
+}
+
+int qs_parse_rate(const char *s, uint64_t *out)
+{
+    if (s == NULL)
+        return QS_EINVAL;
+    size_t n = strlen(s);
+    if (n < 3 || strcmp(s + n - 2, "/s") != 0)
+        return QS_EINVAL;
+    char tmp[64];
+    if (n - 2 >= sizeof(tmp))
+        return QS_EINVAL;
+    memcpy(tmp, s, n - 2);
+    tmp[n - 2] = '\0';
+    uint64_t v;
+    if (qs_parse_size(tmp, &v) != 0 || v == 0)
+        return QS_EINVAL;
+    *out = v;
+    return 0;
+}
+
+void qs_buf_init(struct qs_buf *b)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void qs_buf_free(struct qs_buf *b)
+{
+    if (b == NULL)
+        return;
+    free(b->data);
+    qs_buf_init(b);
+}
+
+void qs_buf_reset(struct qs_buf *b)
+{
+    b->len = 0;
+    if (b->data != NULL)
+        b->data[0] = '\0';
+}
+
+static int buf_reserve(struct qs_buf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1) {
+        if (cap > SIZE_MAX / 2)
+            return UV_ENOMEM;
+        cap *= 2;
+    }
+    char *d = realloc(b->data, cap);
+    if (d == NULL)
+        return UV_ENOMEM;
+    b->data = d;
+    b->cap = cap;
+    return 0;
+}
+
+int qs_buf_append(struct qs_buf *b, const void *data, size_t n)
+{
+    if (buf_reserve(b, n) != 0)
+        return UV_ENOMEM;
+    if (n > 0)
+        memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int qs_buf_printf(struct qs_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return QS_EINVAL;
+    if (buf_reserve(b, (size_t)n) != 0)
+        return UV_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+size_t qs_strlcpy(char *dst, const char *src, size_t cap)
+{
+    size_t n = strlen(src);
+    if (cap > 0) {
+        size_t c = n < cap - 1 ? n : cap - 1;
+        memcpy(dst, src, c);
+        dst[c] = '\0';
+    }
+    return n;
+}
+
+int qs_consttime_streq(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned char diff = (unsigned char)(la != lb);
+    /* Always walk the length of b so timing does not reveal a's length. */
+    for (size_t i = 0; i < lb; i++) {
+        unsigned char ca = i < la ? (unsigned char)a[i] : 0;
+        diff |= (unsigned char)(ca ^ (unsigned char)b[i]);
+    }
+    return diff == 0;
+}

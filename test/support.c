@@ -1,0 +1,384 @@
+#include "support.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+
+extern char **environ;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int qs_test_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+const char *qs_test_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        cr_assert_fail("environment variable %s is not set: run the suites through scripts/test.sh "
+                 "(or meson test after starting the peers)",
+                 name);
+    return v;
+}
+
+static void apply_env(char *const env_extra[])
+{
+    if (env_extra == NULL)
+        return;
+    for (size_t i = 0; env_extra[i] != NULL; i++) {
+        const char *eq = strchr(env_extra[i], '=');
+        if (eq == NULL)
+            continue;
+        char name[256];
+        size_t n = (size_t)(eq - env_extra[i]);
+        if (n >= sizeof(name))
+            continue;
+        memcpy(name, env_extra[i], n);
+        name[n] = '\0';
+        if (eq[1] == '\0')
+            unsetenv(name);
+        else
+            setenv(name, eq + 1, 1);
+    }
+}
+
+pid_t qs_test_spawn(char *const argv[], char *const env_extra[], const char *log_path)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127);
+    signal(SIGPIPE, SIG_DFL);
+    apply_env(env_extra);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        close(devnull);
+    }
+    if (log_path != NULL) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+    }
+    execvp(argv[0], argv);
+    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+int qs_test_wait_exit(pid_t pid, double timeout_s, int *status)
+{
+    double end = now_s() + timeout_s;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            if (status != NULL)
+                *status = st;
+            return 0;
+        }
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (now_s() > end)
+            return -1;
+        usleep(10000);
+    }
+}
+
+void qs_test_kill(pid_t pid)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
+int qs_test_run(char *const argv[], char *const env_extra[], char **out)
+{
+    char *dir = qs_test_mkdtemp("run");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/out", dir);
+    pid_t pid = qs_test_spawn(argv, env_extra, path);
+    int st = 0, rc = -1;
+    if (pid > 0 && qs_test_wait_exit(pid, 600, &st) == 0 && WIFEXITED(st))
+        rc = WEXITSTATUS(st);
+    else if (pid > 0)
+        qs_test_kill(pid);
+    if (out != NULL) {
+        *out = qs_test_read_file(path, NULL);
+        if (*out == NULL)
+            *out = strdup("");
+    }
+    qs_test_rmrf(dir);
+    free(dir);
+    return rc;
+}
+
+struct sink {
+    char *p;
+    size_t len;
+};
+
+static size_t sink_cb(char *data, size_t size, size_t n, void *ud)
+{
+    struct sink *s = ud;
+    size_t add = size * n;
+    char *p = realloc(s->p, s->len + add + 1);
+    if (p == NULL)
+        return 0;
+    memcpy(p + s->len, data, add);
+    s->p = p;
+    s->len += add;
+    s->p[s->len] = '\0';
+    return add;
+}
+
+int qs_test_http(const char *method, const char *url, const char *const *headers,
+                 const char *body, size_t body_len, struct qs_test_resp *out)
+{
+    memset(out, 0, sizeof(*out));
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return -1;
+    struct sink b = {0}, h = {0};
+    struct curl_slist *hl = NULL;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        hl = curl_slist_append(hl, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, sink_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (body != NULL) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+    }
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+    curl_slist_free_all(hl);
+    curl_easy_cleanup(c);
+    out->body = b.p != NULL ? b.p : strdup("");
+    out->len = b.len;
+    out->headers = h.p != NULL ? h.p : strdup("");
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+void qs_test_resp_free(struct qs_test_resp *r)
+{
+    if (r == NULL)
+        return;
+    free(r->body);
+    free(r->headers);
+    memset(r, 0, sizeof(*r));
+}
+
+int qs_test_wait_http(const char *url, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    while (now_s() < end) {
+        struct qs_test_resp r;
+        int rc = qs_test_http("GET", url, NULL, NULL, 0, &r);
+        long st = r.status;
+        qs_test_resp_free(&r);
+        if (rc == 0 && st == 200)
+            return 0;
+        usleep(20000);
+    }
+    return -1;
+}
+
+char *qs_test_mkdtemp(const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof(path), "%s/qsnap-test-%s-XXXXXX", base ? base : "/tmp", tag);
+    if (mkdtemp(path) == NULL)
+        cr_assert_fail("mkdtemp: %s", strerror(errno));
+    return strdup(path);
+}
+
+void qs_test_rmrf(const char *path)
+{
+    if (path == NULL || path[0] == '\0' || strcmp(path, "/") == 0)
+        return;
+    char *argv[] = {"rm", "-rf", (char *)path, NULL};
+    pid_t pid = qs_test_spawn(argv, NULL, NULL);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+char *qs_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    struct sink s = {0};
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+        sink_cb(buf, 1, n, &s);
+    fclose(f);
+    if (s.p == NULL)
+        s.p = strdup("");
+    if (len != NULL)
+        *len = s.len;
+    return s.p;
+}
+
+int qs_test_standin_start(struct qs_test_standin *s, const char *const *extra_args)
+{
+    memset(s, 0, sizeof(*s));
+    s->dir = qs_test_mkdtemp("standin");
+    char portfile[600], logfile[600];
+    snprintf(portfile, sizeof(portfile), "%s/port", s->dir);
+    snprintf(logfile, sizeof(logfile), "%s.log", s->dir);
+    s->log = strdup(logfile);
+    char storage[600];
+    snprintf(storage, sizeof(storage), "%s/storage", s->dir);
+    char *argv[64];
+    size_t n = 0;
+    argv[n++] = (char *)qs_test_env("QSNAP_TEST_PYTHON");
+    argv[n++] = (char *)qs_test_env("QSNAP_TEST_STANDIN");
+    argv[n++] = "--port";
+    argv[n++] = "0";
+    argv[n++] = "--port-file";
+    argv[n++] = portfile;
+    argv[n++] = "--storage";
+    argv[n++] = storage;
+    for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 63; i++)
+        argv[n++] = (char *)extra_args[i];
+    argv[n] = NULL;
+    s->pid = qs_test_spawn(argv, NULL, s->log);
+    if (s->pid < 0)
+        return -1;
+    double end = now_s() + 20;
+    while (now_s() < end) {
+        char *p = qs_test_read_file(portfile, NULL);
+        if (p != NULL && strchr(p, '\n') != NULL) {
+            s->port = atoi(p);
+            free(p);
+            break;
+        }
+        free(p);
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
+            s->pid = -1;
+            return -1;
+        }
+        usleep(20000);
+    }
+    if (s->port <= 0)
+        return -1;
+    snprintf(s->url, sizeof(s->url), "http://127.0.0.1:%d", s->port);
+    char health[128];
+    snprintf(health, sizeof(health), "%s/healthz", s->url);
+    return qs_test_wait_http(health, 20);
+}
+
+void qs_test_standin_stop(struct qs_test_standin *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGTERM);
+        if (qs_test_wait_exit(s->pid, 5, NULL) != 0)
+            qs_test_kill(s->pid);
+    }
+    s->pid = -1;
+    if (s->dir != NULL)
+        qs_test_rmrf(s->dir);
+    if (s->log != NULL)
+        unlink(s->log);
+    free(s->dir);
+    free(s->log);
+    s->dir = s->log = NULL;
+}
+
+int qs_test_daemon_start(struct qs_test_daemon *d, char *const env_extra[])
+{
+    memset(d, 0, sizeof(*d));
+    d->port = qs_test_free_port();
+    snprintf(d->url, sizeof(d->url), "http://127.0.0.1:%d", d->port);
+    char *dir = qs_test_mkdtemp("daemon");
+    char logfile[600];
+    snprintf(logfile, sizeof(logfile), "%s.log", dir);
+    qs_test_rmrf(dir);
+    free(dir);
+    d->log = strdup(logfile);
+    char listen[64];
+    snprintf(listen, sizeof(listen), "QSNAP_LISTEN=127.0.0.1:%d", d->port);
+    /* Defaults first so env_extra can override them. */
+    char *env[128];
+    size_t n = 0;
+    env[n++] = listen;
+    env[n++] = "QSNAP_LOG_LEVEL=debug";
+    for (size_t i = 0; env_extra != NULL && env_extra[i] != NULL && n < 127; i++)
+        env[n++] = env_extra[i];
+    env[n] = NULL;
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "serve", NULL};
+    d->pid = qs_test_spawn(argv, env, d->log);
+    if (d->pid < 0)
+        return -1;
+    char health[128];
+    snprintf(health, sizeof(health), "%s/healthz", d->url);
+    return qs_test_wait_http(health, 20);
+}
+
+int qs_test_daemon_stop(struct qs_test_daemon *d, double timeout_s)
+{
+    int st = -1;
+    if (d->pid > 0) {
+        kill(d->pid, SIGTERM);
+        if (qs_test_wait_exit(d->pid, timeout_s, &st) != 0) {
+            qs_test_kill(d->pid);
+            st = -1;
+        }
+    }
+    d->pid = -1;
+    if (d->log != NULL)
+        unlink(d->log);
+    free(d->log);
+    d->log = NULL;
+    return st;
+}

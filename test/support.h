@@ -1,0 +1,85 @@
+/* Helpers shared by the criterion suites: processes, ports, HTTP, peers.
+ * Integration tests talk only to loopback. Every process a test starts is
+ * killed by the test (and by PR_SET_PDEATHSIG if the test itself dies). */
+#ifndef QSNAP_TEST_SUPPORT_H
+#define QSNAP_TEST_SUPPORT_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* A free TCP port on 127.0.0.1 (bound and released; racy but fine here). */
+int qs_test_free_port(void);
+
+/* Value of a required environment variable; aborts the test with a clear
+ * message when it is unset (integration peers missing must fail, not skip). */
+const char *qs_test_env(const char *name);
+
+/* Starts argv[0] with argv (borrowed) and the current environment plus
+ * env_extra ("K=V" strings, NULL-terminated, may be NULL; a "K=" entry with an
+ * empty value unsets K). stdout and stderr go to log_path when not NULL.
+ * Returns the pid, or -1. */
+pid_t qs_test_spawn(char *const argv[], char *const env_extra[], const char *log_path);
+
+/* Waits up to timeout_s for pid to exit. Returns 0 and the wait status in
+ * *status when it exited, -1 on timeout. */
+int qs_test_wait_exit(pid_t pid, double timeout_s, int *status);
+
+/* SIGKILL and reap (no-op for pid <= 0). */
+void qs_test_kill(pid_t pid);
+
+/* Runs a command to completion; returns its exit code (or -1), output
+ * (stdout+stderr, owned by caller, may be NULL) in *out. */
+int qs_test_run(char *const argv[], char *const env_extra[], char **out);
+
+struct qs_test_resp {
+    long status;
+    char *body;    /* owned, NUL-terminated */
+    size_t len;
+    char *headers; /* owned, raw response headers */
+};
+
+/* One HTTP request with libcurl. headers: NULL-terminated "K: V" list or
+ * NULL. body may be NULL. Returns 0 when a response arrived (any status). */
+int qs_test_http(const char *method, const char *url, const char *const *headers,
+                 const char *body, size_t body_len, struct qs_test_resp *out);
+void qs_test_resp_free(struct qs_test_resp *r);
+
+/* Polls GET url until it answers 200 or timeout_s passes. 0 on success. */
+int qs_test_wait_http(const char *url, double timeout_s);
+
+/* Fresh temporary directory (owned string). */
+char *qs_test_mkdtemp(const char *tag);
+/* rm -rf path. */
+void qs_test_rmrf(const char *path);
+/* Reads a whole file (owned, NUL-terminated) or NULL. */
+char *qs_test_read_file(const char *path, size_t *len);
+
+/* The Qdrant stand-in (test/qdrant_standin.py) on a free loopback port. */
+struct qs_test_standin {
+    pid_t pid;
+    int port;
+    char url[64];  /* http://127.0.0.1:PORT */
+    char *dir;     /* storage directory (owned) */
+    char *log;     /* log file path (owned) */
+};
+
+/* Starts the stand-in; extra_args (NULL-terminated, may be NULL) are passed
+ * on its command line. Returns 0 when it answers /healthz. */
+int qs_test_standin_start(struct qs_test_standin *s, const char *const *extra_args);
+void qs_test_standin_stop(struct qs_test_standin *s);
+
+/* A running `qsnap serve` (QSNAP_TEST_BINARY) with env_extra on top of a
+ * clean QSNAP_* environment. */
+struct qs_test_daemon {
+    pid_t pid;
+    int port;
+    char url[64];
+    char *log; /* owned */
+};
+
+int qs_test_daemon_start(struct qs_test_daemon *d, char *const env_extra[]);
+/* Sends SIGTERM and waits up to timeout_s; returns the exit status or -1
+ * (then the process was killed). */
+int qs_test_daemon_stop(struct qs_test_daemon *d, double timeout_s);
+
+#endif

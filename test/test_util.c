@@ -1,0 +1,121 @@
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "qsnap/error.h"
+#include "qsnap/util.h"
+
+Test(util, parse_size)
+{
+    uint64_t v;
+    cr_assert_eq(qs_parse_size("16MiB", &v), 0);
+    cr_assert_eq(v, 16u << 20);
+    cr_assert_eq(qs_parse_size("0", &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(qs_parse_size("5KiB", &v), 0);
+    cr_assert_eq(v, 5120);
+    cr_assert_eq(qs_parse_size("1GiB", &v), 0);
+    cr_assert_eq(v, 1u << 30);
+    cr_assert_eq(qs_parse_size("16MB", &v), QS_EINVAL);
+    cr_assert_eq(qs_parse_size("-1MiB", &v), QS_EINVAL);
+    cr_assert_eq(qs_parse_size("", &v), QS_EINVAL);
+    cr_assert_eq(qs_parse_size("99999999999999999999", &v), QS_EINVAL);
+    cr_assert_eq(qs_parse_size("99999999999TiB", &v), QS_EINVAL);
+}
+
+Test(util, parse_duration)
+{
+    int64_t v;
+    cr_assert_eq(qs_parse_duration("7d", &v), 0);
+    cr_assert_eq(v, 7 * 86400);
+    cr_assert_eq(qs_parse_duration("0s", &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(qs_parse_duration("90m", &v), 0);
+    cr_assert_eq(v, 5400);
+    cr_assert_eq(qs_parse_duration("2h", &v), 0);
+    cr_assert_eq(v, 7200);
+    cr_assert_eq(qs_parse_duration("7", &v), QS_EINVAL);
+    cr_assert_eq(qs_parse_duration("7w", &v), QS_EINVAL);
+    cr_assert_eq(qs_parse_duration("d", &v), QS_EINVAL);
+}
+
+Test(util, parse_rate)
+{
+    uint64_t v;
+    cr_assert_eq(qs_parse_rate("50MiB/s", &v), 0);
+    cr_assert_eq(v, 50u << 20);
+    cr_assert_eq(qs_parse_rate("50MiB", &v), QS_EINVAL);
+    cr_assert_eq(qs_parse_rate("0/s", &v), QS_EINVAL);
+}
+
+Test(util, time_roundtrip)
+{
+    char buf[21];
+    qs_time_rfc3339(0, buf);
+    cr_assert_str_eq(buf, "1970-01-01T00:00:00Z");
+    int64_t t;
+    cr_assert_eq(qs_time_parse("2024-02-29T23:59:59Z", &t), 0);
+    qs_time_rfc3339(t, buf);
+    cr_assert_str_eq(buf, "2024-02-29T23:59:59Z");
+    /* Qdrant writes no zone: UTC. */
+    cr_assert_eq(qs_time_parse("2025-01-28T10:15:02", &t), 0);
+    cr_assert_eq(t, 1738059302);
+    cr_assert_eq(qs_time_parse("2025-01-28T11:15:02+01:00", &t), 0);
+    cr_assert_eq(t, 1738059302);
+    cr_assert_eq(qs_time_parse("2023-02-29T00:00:00Z", &t), QS_EINVAL);
+    cr_assert_eq(qs_time_parse("2023-01-01", &t), QS_EINVAL);
+    cr_assert_eq(qs_time_parse("2023-01-01T00:00:00Zjunk", &t), QS_EINVAL);
+}
+
+static int64_t fixed_clock(void *ud)
+{
+    return *(int64_t *)ud;
+}
+
+Test(util, injectable_clock)
+{
+    int64_t t = 1234;
+    qs_clock_set(fixed_clock, &t);
+    cr_assert_eq(qs_clock_now(), 1234);
+    qs_clock_set(NULL, NULL);
+    cr_assert_gt(qs_clock_now(), 1700000000);
+}
+
+Test(util, sha256_and_hex)
+{
+    char out[65];
+    qs_sha256_hex("abc", 3, out);
+    cr_assert_str_eq(out, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cr_assert(qs_is_sha256_hex(out));
+    cr_assert_not(qs_is_sha256_hex("abc"));
+    out[10] = 'g';
+    cr_assert_not(qs_is_sha256_hex(out));
+}
+
+Test(util, buf_and_strings)
+{
+    struct qs_buf b;
+    qs_buf_init(&b);
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(qs_buf_printf(&b, "%d,", i), 0);
+    cr_assert_eq(strncmp(b.data, "0,1,2,", 6), 0);
+    cr_assert_eq(b.len, strlen(b.data));
+    qs_buf_free(&b);
+    char small[4];
+    cr_assert_eq(qs_strlcpy(small, "hello", sizeof(small)), 5);
+    cr_assert_str_eq(small, "hel");
+    cr_assert(qs_consttime_streq("token", "token"));
+    cr_assert_not(qs_consttime_streq("token", "tokem"));
+    cr_assert_not(qs_consttime_streq("token", "token2"));
+    cr_assert_not(qs_consttime_streq("", "x"));
+}
+
+Test(util, error_set_and_prefix)
+{
+    struct qs_error e;
+    qs_error_clear(&e);
+    cr_assert_eq(qs_error_set(&e, QS_EHTTP, "PUT %s: %d", "k", 403), QS_EHTTP);
+    qs_error_prefix(&e, "upload");
+    cr_assert_str_eq(e.msg, "upload: PUT k: 403");
+    cr_assert_str_eq(qs_strerror(QS_EHTTP), "EHTTP");
+    cr_assert_str_eq(qs_strerror(-2), "ENOENT");
+}
