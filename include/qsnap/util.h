@@ -3,8 +3,36 @@
 #ifndef QSNAP_UTIL_H
 #define QSNAP_UTIL_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+/* ---- cancellation -----------------------------------------------------------
+ * Set by the loop thread (shutdown, operator), polled by worker threads in
+ * their transfer callbacks. */
+struct qs_cancel {
+    atomic_int requested;
+};
+
+static inline int qs_cancel_requested(const struct qs_cancel *c)
+{
+    return c != NULL && atomic_load(&((struct qs_cancel *)c)->requested) != 0;
+}
+
+static inline void qs_cancel_request(struct qs_cancel *c)
+{
+    if (c != NULL)
+        atomic_store(&c->requested, 1);
+}
+
+/* ---- streaming callbacks ------------------------------------------------------
+ * A sink receives bytes (borrowed for the call); it returns 0 to continue or a
+ * negative code to abort the transfer with that code.
+ * A source fills buf with up to cap bytes and returns the count, 0 at end of
+ * data, or a negative code to abort. Both run on worker threads. */
+typedef int (*qs_sink_fn)(const void *data, size_t len, void *ud);
+typedef ssize_t (*qs_source_fn)(void *buf, size_t cap, void *ud);
 
 /* ---- clock ---------------------------------------------------------------
  * Wall-clock time reaches qsnap only through qs_clock_now(), so tests can
