@@ -181,8 +181,13 @@ static int parse_with_units(const char *s, const struct unit *units, uint64_t *o
 int qs_parse_size(const char *s, uint64_t *out)
 {
     static const struct unit units[] = {
-        {"", 1},           {"B", 1},           {"KiB", 1ull << 10}, {"MiB", 1ull << 20},
-        {"GiB", 1ull << 30}, {"TiB", 1ull << 40}, {NULL, 0},
+        {"", 1},
+        {"B", 1},
+        {"KiB", 1ull << 10},
+        {"MiB", 1ull << 20},
+        {"GiB", 1ull << 30},
+        {"TiB", 1ull << 40},
+        {NULL, 0},
     };
     return parse_with_units(s, units, out);
 }

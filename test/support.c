@@ -48,8 +48,8 @@ const char *qs_test_env(const char *name)
     const char *v = getenv(name);
     if (v == NULL || *v == '\0')
         cr_assert_fail("environment variable %s is not set: run the suites through scripts/test.sh "
-                 "(or meson test after starting the peers)",
-                 name);
+                       "(or meson test after starting the peers)",
+                       name);
     return v;
 }
 
@@ -170,8 +170,8 @@ static size_t sink_cb(char *data, size_t size, size_t n, void *ud)
     return add;
 }
 
-int qs_test_http(const char *method, const char *url, const char *const *headers,
-                 const char *body, size_t body_len, struct qs_test_resp *out)
+int qs_test_http(const char *method, const char *url, const char *const *headers, const char *body,
+                 size_t body_len, struct qs_test_resp *out)
 {
     memset(out, 0, sizeof(*out));
     CURL *c = curl_easy_init();

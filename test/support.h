@@ -33,15 +33,15 @@ int qs_test_run(char *const argv[], char *const env_extra[], char **out);
 
 struct qs_test_resp {
     long status;
-    char *body;    /* owned, NUL-terminated */
+    char *body; /* owned, NUL-terminated */
     size_t len;
     char *headers; /* owned, raw response headers */
 };
 
 /* One HTTP request with libcurl. headers: NULL-terminated "K: V" list or
  * NULL. body may be NULL. Returns 0 when a response arrived (any status). */
-int qs_test_http(const char *method, const char *url, const char *const *headers,
-                 const char *body, size_t body_len, struct qs_test_resp *out);
+int qs_test_http(const char *method, const char *url, const char *const *headers, const char *body,
+                 size_t body_len, struct qs_test_resp *out);
 void qs_test_resp_free(struct qs_test_resp *r);
 
 /* Polls GET url until it answers 200 or timeout_s passes. 0 on success. */
@@ -58,9 +58,9 @@ char *qs_test_read_file(const char *path, size_t *len);
 struct qs_test_standin {
     pid_t pid;
     int port;
-    char url[64];  /* http://127.0.0.1:PORT */
-    char *dir;     /* storage directory (owned) */
-    char *log;     /* log file path (owned) */
+    char url[64]; /* http://127.0.0.1:PORT */
+    char *dir;    /* storage directory (owned) */
+    char *log;    /* log file path (owned) */
 };
 
 /* Starts the stand-in; extra_args (NULL-terminated, may be NULL) are passed
