@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <uv.h>
 
@@ -139,6 +140,44 @@ void qs_sha256_hex(const void *data, size_t len, char out[static 65])
     unsigned char md[SHA256_DIGEST_LENGTH];
     SHA256(data, len, md);
     qs_hex(md, sizeof(md), out);
+}
+
+int qs_sha256_init(struct qs_sha256 *h)
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (c == NULL || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(c);
+        h->_ctx = NULL;
+        return UV_ENOMEM;
+    }
+    h->_ctx = c;
+    return 0;
+}
+
+void qs_sha256_update(struct qs_sha256 *h, const void *data, size_t len)
+{
+    if (h->_ctx != NULL && len > 0)
+        EVP_DigestUpdate(h->_ctx, data, len);
+}
+
+void qs_sha256_final(struct qs_sha256 *h, char out[static 65])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    if (h->_ctx == NULL || EVP_DigestFinal_ex(h->_ctx, md, &n) != 1 || n != 32) {
+        out[0] = '\0';
+    } else {
+        qs_hex(md, 32, out);
+    }
+    qs_sha256_deinit(h);
+}
+
+void qs_sha256_deinit(struct qs_sha256 *h)
+{
+    if (h != NULL && h->_ctx != NULL) {
+        EVP_MD_CTX_free(h->_ctx);
+        h->_ctx = NULL;
+    }
 }
 
 int qs_is_sha256_hex(const char *s)

@@ -5,8 +5,6 @@
 #include "qsnap/pipe.h"
 #include "qsnap/util.h"
 
-#include <openssl/sha.h>
-
 #define TOTAL (3 * 1024 * 1024 + 17)
 
 struct producer {
@@ -40,15 +38,13 @@ static void *produce(void *arg)
 
 static void expected_sha(char out[65])
 {
-    SHA256_CTX c;
-    SHA256_Init(&c);
+    struct qs_sha256 c;
+    qs_sha256_init(&c);
     for (size_t i = 0; i < TOTAL; i++) {
         unsigned char b = (unsigned char)(i * 2654435761u >> 24);
-        SHA256_Update(&c, &b, 1);
+        qs_sha256_update(&c, &b, 1);
     }
-    unsigned char md[32];
-    SHA256_Final(md, &c);
-    qs_hex(md, 32, out);
+    qs_sha256_final(&c, out);
 }
 
 Test(pipe, transfers_all_bytes_in_order_with_small_ring)
@@ -58,23 +54,21 @@ Test(pipe, transfers_all_bytes_in_order_with_small_ring)
     struct producer pr = {.p = &p, .fail_at = -1};
     pthread_t t;
     pthread_create(&t, NULL, produce, &pr);
-    SHA256_CTX c;
-    SHA256_Init(&c);
+    struct qs_sha256 c;
+    qs_sha256_init(&c);
     size_t got = 0;
     unsigned char buf[3001];
     ssize_t n;
     while ((n = qs_pipe_read(&p, buf, sizeof(buf))) > 0) {
-        SHA256_Update(&c, buf, (size_t)n);
+        qs_sha256_update(&c, buf, (size_t)n);
         got += (size_t)n;
     }
     pthread_join(t, NULL);
     cr_assert_eq(n, 0);
     cr_assert_eq(pr.rc, 0);
     cr_assert_eq(got, TOTAL);
-    unsigned char md[32];
     char hex[65], want[65];
-    SHA256_Final(md, &c);
-    qs_hex(md, 32, hex);
+    qs_sha256_final(&c, hex);
     expected_sha(want);
     cr_assert_str_eq(hex, want);
     qs_pipe_deinit(&p);

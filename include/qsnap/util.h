@@ -63,6 +63,17 @@ void qs_sha256_hex(const void *data, size_t len, char out[static 65]);
 /* 1 when s is exactly 64 hex characters. */
 int qs_is_sha256_hex(const char *s);
 
+/* Incremental SHA-256 (OpenSSL EVP). init returns 0 or UV_ENOMEM; final writes
+ * 64 hex chars + NUL and releases the context (deinit is then a no-op; call
+ * deinit on paths that never reach final). */
+struct qs_sha256 {
+    void *_ctx; /* owned EVP_MD_CTX */
+};
+int qs_sha256_init(struct qs_sha256 *h);
+void qs_sha256_update(struct qs_sha256 *h, const void *data, size_t len);
+void qs_sha256_final(struct qs_sha256 *h, char out[static 65]);
+void qs_sha256_deinit(struct qs_sha256 *h);
+
 /* ---- parsing ------------------------------------------------------------- */
 /* "123", "16MiB", "1GiB", "512KiB", "10B" -> bytes. Returns 0 or QS_EINVAL. */
 int qs_parse_size(const char *s, uint64_t *out);
