@@ -1,0 +1,720 @@
+#include "qsnap/manifest.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+/* Largest integer a JSON number (a double) holds exactly. */
+#define MAX_JSON_INT 9007199254740992.0
+/* 9999-12-31T23:59:59Z: the last instant RFC 3339 with 4-digit years can name. */
+#define MAX_CREATED 253402300799LL
+
+/* ---- names and keys ------------------------------------------------------- */
+
+/* Decodes one UTF-8 sequence at s; returns its length (1-4) or 0 when invalid
+ * (overlong forms, surrogates and values above U+10FFFF are invalid). */
+static size_t utf8_seq(const unsigned char *s, uint32_t *cp)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    size_t n;
+    uint32_t v, min;
+    if ((c & 0xE0) == 0xC0) {
+        n = 2;
+        v = c & 0x1F;
+        min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+        n = 3;
+        v = c & 0x0F;
+        min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+        n = 4;
+        v = c & 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (s[i] & 0x3F);
+    }
+    if (v < min || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF))
+        return 0;
+    *cp = v;
+    return n;
+}
+
+int qs_manifest_is_valid_collection_name(const char *name)
+{
+    if (name == NULL || name[0] == '\0')
+        return 0;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return 0;
+    const unsigned char *p = (const unsigned char *)name;
+    size_t chars = 0;
+    while (*p != '\0') {
+        uint32_t cp;
+        size_t n = utf8_seq(p, &cp);
+        if (n == 0)
+            return 0;
+        if (cp < 0x20 || cp == 0x7F || strchr("<>:\"/\\|?*", (int)cp) != NULL)
+            return 0;
+        p += n;
+        if (++chars > 255)
+            return 0;
+    }
+    return 1;
+}
+
+static bool ends_with(const char *s, size_t len, const char *suffix)
+{
+    size_t n = strlen(suffix);
+    return len >= n && memcmp(s + len - n, suffix, n) == 0;
+}
+
+/* Snapshot-name check on a counted string (it may be a slice of a key). */
+static int valid_snapshot_name_n(const char *name, size_t len)
+{
+    if (len == 0 || len > 255 || name[0] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7F || c == '/' || c == '\\')
+            return 0;
+    }
+    if (ends_with(name, len, QS_MANIFEST_SUFFIX) || ends_with(name, len, QS_MANIFEST_GZ_SUFFIX) ||
+        ends_with(name, len, ".tmp"))
+        return 0;
+    return 1;
+}
+
+int qs_manifest_is_valid_snapshot_name(const char *name)
+{
+    if (name == NULL)
+        return 0;
+    return valid_snapshot_name_n(name, strlen(name));
+}
+
+static bool valid_dir(const char *dir)
+{
+    return strcmp(dir, QS_MANIFEST_FULL_DIR) == 0 || qs_manifest_is_valid_collection_name(dir);
+}
+
+static int build_key(const char *collection, const char *snapshot, const char *suffix, char *out,
+                     size_t cap)
+{
+    if (out != NULL && cap > 0)
+        out[0] = '\0';
+    if (collection == NULL || snapshot == NULL || !valid_dir(collection) ||
+        !qs_manifest_is_valid_snapshot_name(snapshot))
+        return QS_EINVAL;
+    if (out == NULL)
+        return QS_ETOOBIG;
+    int n = snprintf(out, cap, "%s/%s%s", collection, snapshot, suffix);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap > 0)
+            out[0] = '\0';
+        return QS_ETOOBIG;
+    }
+    return 0;
+}
+
+int qs_manifest_object_key(const char *collection, const char *snapshot, int compressed, char *out,
+                           size_t cap)
+{
+    return build_key(collection, snapshot, compressed ? QS_MANIFEST_GZ_SUFFIX : "", out, cap);
+}
+
+int qs_manifest_key(const char *collection, const char *snapshot, char *out, size_t cap)
+{
+    return build_key(collection, snapshot, QS_MANIFEST_SUFFIX, out, cap);
+}
+
+/* ---- struct ---------------------------------------------------------------- */
+
+void qs_manifest_deinit(struct qs_manifest *m)
+{
+    if (m == NULL)
+        return;
+    free(m->collection);
+    free(m->snapshot);
+    free(m->object);
+    free(m->qdrant_version);
+    free(m->vectors);
+    free(m->qsnap_version);
+    memset(m, 0, sizeof(*m));
+}
+
+static bool is_lower_sha256(const char *s)
+{
+    size_t i = 0;
+    for (; s[i] != '\0'; i++) {
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    return i == 64;
+}
+
+static int field_error(struct qs_error *err, const char *field, const char *why)
+{
+    return qs_error_set(err, QS_EINVAL, "manifest field \"%s\": %s", field, why);
+}
+
+int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
+{
+    if (m == NULL)
+        return qs_error_set(err, QS_EINVAL, "manifest: missing");
+    if (m->format != QS_MANIFEST_FORMAT)
+        return field_error(err, "format", "unsupported value");
+    if (m->mode != QS_MODE_COLLECTIONS && m->mode != QS_MODE_FULL)
+        return field_error(err, "mode", "must be \"collections\" or \"full\"");
+    if (m->collection == NULL)
+        return field_error(err, "collection", "missing");
+    if (m->mode == QS_MODE_FULL) {
+        if (strcmp(m->collection, QS_MANIFEST_FULL_DIR) != 0)
+            return field_error(err, "collection",
+                               "must be \"" QS_MANIFEST_FULL_DIR "\" for a full-storage snapshot");
+    } else if (!qs_manifest_is_valid_collection_name(m->collection)) {
+        return field_error(err, "collection", "not a valid collection name");
+    }
+    if (m->snapshot == NULL)
+        return field_error(err, "snapshot", "missing");
+    if (!qs_manifest_is_valid_snapshot_name(m->snapshot))
+        return field_error(err, "snapshot", "not a valid snapshot name");
+    if (m->created < 0 || m->created > MAX_CREATED)
+        return field_error(err, "created", "out of range");
+    if ((double)m->size > MAX_JSON_INT)
+        return field_error(err, "size", "out of range");
+    if (!is_lower_sha256(m->sha256))
+        return field_error(err, "sha256", "must be 64 lowercase hex characters");
+    if (m->compression_level < 0 || m->compression_level > 9)
+        return field_error(err, "compression_level", "must be 1..9 for gzip");
+    if ((double)m->stored_size > MAX_JSON_INT)
+        return field_error(err, "stored_size", "out of range");
+    if (m->compression_level == 0 && m->stored_size != m->size)
+        return field_error(err, "stored_size", "must equal size when compression is none");
+    if (m->object == NULL)
+        return field_error(err, "object", "missing");
+    char key[QS_MANIFEST_KEY_MAX];
+    if (qs_manifest_object_key(m->collection, m->snapshot, m->compression_level > 0, key,
+                               sizeof(key)) != 0 ||
+        strcmp(key, m->object) != 0)
+        return field_error(err, "object", "does not match collection, snapshot and compression");
+    if (m->qdrant_version == NULL)
+        return field_error(err, "qdrant_version", "missing");
+    if (m->points_count < -1 || (double)m->points_count > MAX_JSON_INT ||
+        (m->points_count < 0 && m->mode == QS_MODE_COLLECTIONS))
+        return field_error(err, "points_count", "must be a non-negative integer");
+    if (m->vectors == NULL) {
+        if (m->mode == QS_MODE_COLLECTIONS)
+            return field_error(err, "vectors", "missing");
+    } else {
+        cJSON *v = cJSON_Parse(m->vectors);
+        bool ok = cJSON_IsObject(v);
+        cJSON_Delete(v);
+        if (!ok)
+            return field_error(err, "vectors", "must be a JSON object");
+    }
+    if (m->qsnap_version == NULL)
+        return field_error(err, "qsnap_version", "missing");
+    return 0;
+}
+
+/* ---- rendering ------------------------------------------------------------ */
+
+static int append_json_string(struct qs_buf *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = qs_buf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; rc == 0 && *p != '\0'; p++) {
+        const unsigned char c = *p;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            rc = qs_buf_append(b, esc, 2);
+        } else if (c == '\n') {
+            rc = qs_buf_append(b, "\\n", 2);
+        } else if (c == '\t') {
+            rc = qs_buf_append(b, "\\t", 2);
+        } else if (c < 0x20 || c == 0x7F) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 0xF]};
+            rc = qs_buf_append(b, esc, 6);
+        } else {
+            rc = qs_buf_append(b, p, 1);
+        }
+    }
+    if (rc == 0)
+        rc = qs_buf_append(b, "\"", 1);
+    return rc;
+}
+
+static int append_string_field(struct qs_buf *b, const char *name, const char *value)
+{
+    int rc = qs_buf_printf(b, ",\n  \"%s\": ", name);
+    if (rc == 0)
+        rc = append_json_string(b, value);
+    return rc;
+}
+
+int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out)
+{
+    if (qs_manifest_validate(m, NULL) != 0)
+        return QS_EINVAL;
+    char *vectors = NULL;
+    if (m->vectors != NULL) {
+        cJSON *v = cJSON_Parse(m->vectors);
+        if (v != NULL)
+            vectors = cJSON_PrintUnformatted(v);
+        cJSON_Delete(v);
+        if (vectors == NULL)
+            return UV_ENOMEM;
+    }
+    const size_t start = out->len;
+    char created[21];
+    qs_time_rfc3339(m->created, created);
+    int rc = qs_buf_printf(out, "{\n  \"format\": %d", m->format);
+    if (rc == 0)
+        rc = append_string_field(out, "collection", m->collection);
+    if (rc == 0)
+        rc = append_string_field(out, "snapshot", m->snapshot);
+    if (rc == 0)
+        rc = append_string_field(out, "mode", m->mode == QS_MODE_FULL ? "full" : "collections");
+    if (rc == 0)
+        rc = append_string_field(out, "created", created);
+    if (rc == 0)
+        rc = qs_buf_printf(out, ",\n  \"size\": %llu", (unsigned long long)m->size);
+    if (rc == 0)
+        rc = append_string_field(out, "sha256", m->sha256);
+    if (rc == 0)
+        rc = append_string_field(out, "compression", m->compression_level > 0 ? "gzip" : "none");
+    if (rc == 0 && m->compression_level > 0)
+        rc = qs_buf_printf(out, ",\n  \"compression_level\": %d", m->compression_level);
+    if (rc == 0)
+        rc = qs_buf_printf(out, ",\n  \"stored_size\": %llu", (unsigned long long)m->stored_size);
+    if (rc == 0)
+        rc = append_string_field(out, "object", m->object);
+    if (rc == 0)
+        rc = append_string_field(out, "qdrant_version", m->qdrant_version);
+    if (rc == 0 && m->points_count >= 0)
+        rc = qs_buf_printf(out, ",\n  \"points_count\": %lld", (long long)m->points_count);
+    if (rc == 0 && vectors != NULL)
+        rc = qs_buf_printf(out, ",\n  \"vectors\": %s", vectors);
+    if (rc == 0)
+        rc = append_string_field(out, "qsnap_version", m->qsnap_version);
+    if (rc == 0)
+        rc = qs_buf_printf(out, "\n}\n");
+    cJSON_free(vectors);
+    if (rc != 0) {
+        out->len = start;
+        if (out->data != NULL)
+            out->data[start] = '\0';
+        return UV_ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- parsing -------------------------------------------------------------- */
+
+enum presence { OPTIONAL, REQUIRED };
+
+/* Fetches a string field. *out is NULL when an optional field is absent or
+ * null. Returns 0 or an error naming the field. */
+static int get_string(const cJSON *root, const char *name, enum presence p, const char **out,
+                      struct qs_error *err)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, name);
+    *out = NULL;
+    if (it == NULL || cJSON_IsNull(it))
+        return p == REQUIRED ? field_error(err, name, "missing") : 0;
+    if (!cJSON_IsString(it) || it->valuestring == NULL)
+        return field_error(err, name, "must be a string");
+    *out = it->valuestring;
+    return 0;
+}
+
+/* Fetches a non-negative integer field (exact in a double). *present is set
+ * to 0 when an optional field is absent or null. */
+static int get_uint(const cJSON *root, const char *name, enum presence p, uint64_t *out,
+                    int *present, struct qs_error *err)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, name);
+    *out = 0;
+    if (present != NULL)
+        *present = 0;
+    if (it == NULL || cJSON_IsNull(it))
+        return p == REQUIRED ? field_error(err, name, "missing") : 0;
+    if (!cJSON_IsNumber(it))
+        return field_error(err, name, "must be a number");
+    const double d = it->valuedouble;
+    if (!isfinite(d) || d != floor(d))
+        return field_error(err, name, "must be an integer");
+    if (d < 0)
+        return field_error(err, name, "must not be negative");
+    if (d > MAX_JSON_INT)
+        return field_error(err, name, "too large");
+    *out = (uint64_t)d;
+    if (present != NULL)
+        *present = 1;
+    return 0;
+}
+
+static int dup_into(char **dst, const char *src)
+{
+    if (src == NULL) {
+        *dst = NULL;
+        return 0;
+    }
+    *dst = strdup(src);
+    return *dst == NULL ? UV_ENOMEM : 0;
+}
+
+static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error *err)
+{
+    if (!cJSON_IsObject(root))
+        return qs_error_set(err, QS_EINVAL, "manifest: not a JSON object");
+
+    uint64_t u;
+    int present, rc;
+    if ((rc = get_uint(root, "format", REQUIRED, &u, NULL, err)) != 0)
+        return rc;
+    if (u == 0)
+        return field_error(err, "format", "must be at least 1");
+    if (u > QS_MANIFEST_FORMAT)
+        return qs_error_set(err, QS_EPROTO,
+                            "manifest field \"format\": version %llu is newer than this qsnap "
+                            "understands (%d)",
+                            (unsigned long long)u, QS_MANIFEST_FORMAT);
+    m->format = (int)u;
+
+    const char *collection, *snapshot, *mode, *created, *sha, *compression, *object, *qv, *sv;
+    if ((rc = get_string(root, "collection", REQUIRED, &collection, err)) != 0 ||
+        (rc = get_string(root, "snapshot", REQUIRED, &snapshot, err)) != 0 ||
+        (rc = get_string(root, "mode", REQUIRED, &mode, err)) != 0)
+        return rc;
+    if (strcmp(mode, "collections") == 0)
+        m->mode = QS_MODE_COLLECTIONS;
+    else if (strcmp(mode, "full") == 0)
+        m->mode = QS_MODE_FULL;
+    else
+        return field_error(err, "mode", "must be \"collections\" or \"full\"");
+    if (m->mode == QS_MODE_FULL && strcmp(collection, QS_MANIFEST_FULL_DIR) != 0)
+        return field_error(err, "collection",
+                           "must be \"" QS_MANIFEST_FULL_DIR "\" for a full-storage snapshot");
+    if (m->mode == QS_MODE_COLLECTIONS && !qs_manifest_is_valid_collection_name(collection))
+        return field_error(err, "collection", "not a valid collection name");
+    if (!qs_manifest_is_valid_snapshot_name(snapshot))
+        return field_error(err, "snapshot", "not a valid snapshot name");
+
+    if ((rc = get_string(root, "created", REQUIRED, &created, err)) != 0)
+        return rc;
+    if (qs_time_parse(created, &m->created) != 0 || m->created < 0 || m->created > MAX_CREATED)
+        return field_error(err, "created", "must be an RFC 3339 UTC time");
+    if ((rc = get_uint(root, "size", REQUIRED, &m->size, NULL, err)) != 0)
+        return rc;
+    if ((rc = get_string(root, "sha256", REQUIRED, &sha, err)) != 0)
+        return rc;
+    if (!is_lower_sha256(sha))
+        return field_error(err, "sha256", "must be 64 lowercase hex characters");
+    memcpy(m->sha256, sha, 65);
+
+    if ((rc = get_string(root, "compression", REQUIRED, &compression, err)) != 0 ||
+        (rc = get_uint(root, "compression_level", OPTIONAL, &u, &present, err)) != 0)
+        return rc;
+    if (strcmp(compression, "none") == 0) {
+        if (present && u != 0)
+            return field_error(err, "compression_level", "must be absent or 0 for none");
+        m->compression_level = 0;
+    } else if (strcmp(compression, "gzip") == 0) {
+        if (!present)
+            return field_error(err, "compression_level", "missing");
+        if (u < 1 || u > 9)
+            return field_error(err, "compression_level", "must be 1..9 for gzip");
+        m->compression_level = (int)u;
+    } else {
+        return field_error(err, "compression", "must be \"none\" or \"gzip\"");
+    }
+    if ((rc = get_uint(root, "stored_size", REQUIRED, &m->stored_size, NULL, err)) != 0)
+        return rc;
+    if (m->compression_level == 0 && m->stored_size != m->size)
+        return field_error(err, "stored_size", "must equal size when compression is none");
+
+    if ((rc = get_string(root, "object", REQUIRED, &object, err)) != 0)
+        return rc;
+    char key[QS_MANIFEST_KEY_MAX];
+    if (qs_manifest_object_key(collection, snapshot, m->compression_level > 0, key, sizeof(key)) !=
+            0 ||
+        strcmp(key, object) != 0)
+        return field_error(err, "object", "does not match collection, snapshot and compression");
+
+    if ((rc = get_string(root, "qdrant_version", REQUIRED, &qv, err)) != 0)
+        return rc;
+    m->points_count = -1;
+    if ((rc = get_uint(root, "points_count", m->mode == QS_MODE_COLLECTIONS ? REQUIRED : OPTIONAL,
+                       &u, &present, err)) != 0)
+        return rc;
+    if (present)
+        m->points_count = (int64_t)u;
+
+    const cJSON *vec = cJSON_GetObjectItemCaseSensitive(root, "vectors");
+    if (vec == NULL || cJSON_IsNull(vec)) {
+        if (m->mode == QS_MODE_COLLECTIONS)
+            return field_error(err, "vectors", "missing");
+    } else if (!cJSON_IsObject(vec)) {
+        return field_error(err, "vectors", "must be a JSON object");
+    } else {
+        char *text = cJSON_PrintUnformatted(vec);
+        if (text == NULL)
+            return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+        rc = dup_into(&m->vectors, text);
+        cJSON_free(text);
+        if (rc != 0)
+            return qs_error_set(err, rc, "manifest: out of memory");
+    }
+    if ((rc = get_string(root, "qsnap_version", REQUIRED, &sv, err)) != 0)
+        return rc;
+
+    if (dup_into(&m->collection, collection) != 0 || dup_into(&m->snapshot, snapshot) != 0 ||
+        dup_into(&m->object, object) != 0 || dup_into(&m->qdrant_version, qv) != 0 ||
+        dup_into(&m->qsnap_version, sv) != 0)
+        return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+    return 0;
+}
+
+int qs_manifest_parse(const char *json, size_t len, struct qs_manifest *out, struct qs_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (json == NULL)
+        return qs_error_set(err, QS_EINVAL, "manifest: empty");
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (root == NULL)
+        return qs_error_set(err, QS_EINVAL, "manifest: not valid JSON");
+    int rc = parse_tree(root, out, err);
+    cJSON_Delete(root);
+    if (rc != 0)
+        qs_manifest_deinit(out);
+    return rc;
+}
+
+/* ---- classifying a listing ------------------------------------------------ */
+
+enum key_kind { K_IGNORED, K_MANIFEST, K_OBJECT };
+
+struct entry {
+    const struct qs_listed_key *src;
+    enum key_kind kind;
+    size_t dirlen; /* bytes before the '/' */
+    bool used;
+};
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const struct entry *x = a, *y = b;
+    return strcmp(x->src->key, y->src->key);
+}
+
+static int entry_key_cmp(const void *key, const void *elem)
+{
+    const struct entry *e = elem;
+    return strcmp(key, e->src->key);
+}
+
+static void classify_key(struct entry *e)
+{
+    const char *key = e->src->key;
+    e->kind = K_IGNORED;
+    if (key == NULL)
+        return;
+    const char *slash = strchr(key, '/');
+    if (slash == NULL || slash == key)
+        return;
+    const char *name = slash + 1;
+    if (strchr(name, '/') != NULL)
+        return;
+    e->dirlen = (size_t)(slash - key);
+    if (e->dirlen > 1020)
+        return;
+    char dir[1024];
+    memcpy(dir, key, e->dirlen);
+    dir[e->dirlen] = '\0';
+    if (!valid_dir(dir))
+        return;
+    const size_t len = strlen(name);
+    if (len == 0 || name[0] == '.' || ends_with(name, len, ".tmp"))
+        return;
+    if (ends_with(name, len, QS_MANIFEST_SUFFIX)) {
+        if (valid_snapshot_name_n(name, len - strlen(QS_MANIFEST_SUFFIX)))
+            e->kind = K_MANIFEST;
+    } else if (ends_with(name, len, QS_MANIFEST_GZ_SUFFIX)) {
+        if (valid_snapshot_name_n(name, len - strlen(QS_MANIFEST_GZ_SUFFIX)))
+            e->kind = K_OBJECT;
+    } else if (valid_snapshot_name_n(name, len)) {
+        e->kind = K_OBJECT;
+    }
+}
+
+static char *dup_n(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (p != NULL) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static void free_backup(struct qs_listed_backup *b)
+{
+    free(b->collection);
+    free(b->snapshot);
+    free(b->manifest_key);
+    free(b->object_key);
+}
+
+void qs_manifest_listing_deinit(struct qs_manifest_listing *l)
+{
+    if (l == NULL)
+        return;
+    for (size_t i = 0; i < l->ncomplete; i++)
+        free_backup(&l->complete[i]);
+    for (size_t i = 0; i < l->norphans; i++)
+        free_backup(&l->orphans[i]);
+    for (size_t i = 0; i < l->nincomplete; i++) {
+        free(l->incomplete[i].collection);
+        free(l->incomplete[i].key);
+    }
+    free(l->complete);
+    free(l->orphans);
+    free(l->incomplete);
+    memset(l, 0, sizeof(*l));
+}
+
+static struct entry *find_object(struct entry *entries, size_t n, const char *key)
+{
+    struct entry *e = bsearch(key, entries, n, sizeof(*entries), entry_key_cmp);
+    return e != NULL && e->kind == K_OBJECT ? e : NULL;
+}
+
+int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
+                         struct qs_manifest_listing *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (n == 0)
+        return 0;
+    struct entry *entries = calloc(n, sizeof(*entries));
+    /* Every array is at most n long; allocating that once keeps failure
+     * handling in one place. */
+    out->complete = calloc(n, sizeof(*out->complete));
+    out->orphans = calloc(n, sizeof(*out->orphans));
+    out->incomplete = calloc(n, sizeof(*out->incomplete));
+    if (entries == NULL || out->complete == NULL || out->orphans == NULL || out->incomplete == NULL)
+        goto nomem;
+
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].key == NULL) {
+            out->nignored++;
+            continue;
+        }
+        entries[m].src = &keys[i];
+        m++;
+    }
+    qsort(entries, m, sizeof(*entries), entry_cmp);
+    /* Drop duplicates (keep the first of each run). */
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++) {
+        if (u > 0 && strcmp(entries[u - 1].src->key, entries[i].src->key) == 0) {
+            out->nignored++;
+            continue;
+        }
+        entries[u++] = entries[i];
+    }
+    m = u;
+    for (size_t i = 0; i < m; i++)
+        classify_key(&entries[i]);
+
+    char cand[QS_MANIFEST_KEY_MAX + 8];
+    for (size_t i = 0; i < m; i++) {
+        struct entry *e = &entries[i];
+        if (e->kind != K_MANIFEST)
+            continue;
+        const char *key = e->src->key;
+        const size_t keylen = strlen(key);
+        const size_t objlen = keylen - strlen(QS_MANIFEST_SUFFIX);
+        if (objlen + 4 > sizeof(cand))
+            continue;
+        memcpy(cand, key, objlen);
+        cand[objlen] = '\0';
+        struct entry *obj = find_object(entries, m, cand);
+        if (obj == NULL) {
+            memcpy(cand + objlen, QS_MANIFEST_GZ_SUFFIX, sizeof(QS_MANIFEST_GZ_SUFFIX));
+            obj = find_object(entries, m, cand);
+        }
+        struct qs_listed_backup *b =
+            obj != NULL ? &out->complete[out->ncomplete] : &out->orphans[out->norphans];
+        b->collection = dup_n(key, e->dirlen);
+        b->snapshot = dup_n(key + e->dirlen + 1, objlen - e->dirlen - 1);
+        b->manifest_key = strdup(key);
+        b->last_modified = e->src->last_modified;
+        if (obj != NULL) {
+            obj->used = true;
+            b->object_key = strdup(obj->src->key);
+            b->object_size = obj->src->size;
+            b->compressed = ends_with(obj->src->key, strlen(obj->src->key), QS_MANIFEST_GZ_SUFFIX);
+            out->ncomplete++;
+        } else {
+            out->norphans++;
+        }
+        if (b->collection == NULL || b->snapshot == NULL || b->manifest_key == NULL ||
+            (obj != NULL && b->object_key == NULL))
+            goto nomem;
+    }
+    for (size_t i = 0; i < m; i++) {
+        struct entry *e = &entries[i];
+        if (e->kind == K_IGNORED) {
+            out->nignored++;
+            continue;
+        }
+        if (e->kind != K_OBJECT || e->used)
+            continue;
+        const char *key = e->src->key;
+        const size_t len = strlen(key);
+        /* The plain twin of a complete backup's ".gz" object (or the other way
+         * round) is left alone: the manifest decides which one is meant. */
+        char twin[QS_MANIFEST_KEY_MAX + 8];
+        bool is_twin = false;
+        if (len + 1 < sizeof(twin)) {
+            memcpy(twin, key, len + 1);
+            if (ends_with(key, len, QS_MANIFEST_GZ_SUFFIX))
+                twin[len - strlen(QS_MANIFEST_GZ_SUFFIX)] = '\0';
+            else
+                memcpy(twin + len, QS_MANIFEST_GZ_SUFFIX, sizeof(QS_MANIFEST_GZ_SUFFIX));
+            struct entry *t = find_object(entries, m, twin);
+            is_twin = t != NULL && t->used;
+        }
+        if (is_twin || !(ends_with(key, len, ".snapshot") || ends_with(key, len, ".snapshot.gz"))) {
+            out->nignored++;
+            continue;
+        }
+        struct qs_listed_object *o = &out->incomplete[out->nincomplete++];
+        o->collection = dup_n(key, e->dirlen);
+        o->key = strdup(key);
+        o->size = e->src->size;
+        o->last_modified = e->src->last_modified;
+        if (o->collection == NULL || o->key == NULL)
+            goto nomem;
+    }
+    free(entries);
+    return 0;
+
+nomem:
+    free(entries);
+    qs_manifest_listing_deinit(out);
+    return UV_ENOMEM;
+}

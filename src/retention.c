@@ -1,0 +1,357 @@
+#include "qsnap/retention.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "qsnap/util.h"
+
+const char *qs_retention_action_name(enum qs_retention_action_kind kind)
+{
+    switch (kind) {
+    case QS_RETENTION_DELETE_MANIFEST:
+        return "delete-manifest";
+    case QS_RETENTION_DELETE_OBJECT:
+        return "delete-object";
+    case QS_RETENTION_DELETE_INCOMPLETE:
+        return "delete-incomplete";
+    case QS_RETENTION_ABORT_UPLOAD:
+        return "abort-upload";
+    }
+    return "unknown";
+}
+
+/* now - t, saturating at INT64_MAX; only called with t <= now. */
+static int64_t age_of(int64_t now, int64_t t)
+{
+    uint64_t d = (uint64_t)now - (uint64_t)t;
+    return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
+}
+
+static void time_str(int64_t t, char out[32])
+{
+    if (t < 0 || t > 253402300799LL) {
+        snprintf(out, 32, "@%" PRId64, t);
+        return;
+    }
+    qs_time_rfc3339(t, out);
+}
+
+static char *dup_or_null(const char *s, int *failed)
+{
+    if (s == NULL)
+        return NULL;
+    char *p = strdup(s);
+    if (p == NULL)
+        *failed = 1;
+    return p;
+}
+
+struct builder {
+    struct qs_retention_plan *plan;
+    size_t cap_actions;
+    size_t cap_warnings;
+};
+
+static struct qs_retention_action *add_action(struct builder *b, enum qs_retention_action_kind kind,
+                                              const char *collection, const char *snapshot,
+                                              const char *key, const char *upload_id, size_t index)
+{
+    struct qs_retention_plan *p = b->plan;
+    if (p->nactions == b->cap_actions)
+        return NULL; /* capacity is computed up front; never reached */
+    struct qs_retention_action *a = &p->actions[p->nactions];
+    memset(a, 0, sizeof(*a));
+    int failed = 0;
+    a->kind = kind;
+    a->collection = dup_or_null(collection, &failed);
+    a->snapshot = dup_or_null(snapshot, &failed);
+    a->key = dup_or_null(key, &failed);
+    a->upload_id = dup_or_null(upload_id, &failed);
+    a->index = index;
+    p->nactions++; /* counted even on failure so deinit frees the parts */
+    return failed ? NULL : a;
+}
+
+__attribute__((format(printf, 2, 3))) static int add_warning(struct builder *b, const char *fmt,
+                                                             ...)
+{
+    struct qs_retention_plan *p = b->plan;
+    if (p->nwarnings == b->cap_warnings)
+        return UV_ENOMEM;
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    p->warnings[p->nwarnings] = strdup(tmp);
+    if (p->warnings[p->nwarnings] == NULL)
+        return UV_ENOMEM;
+    p->nwarnings++;
+    return 0;
+}
+
+/* Ordering of complete backups: collection, then creation time, then
+ * snapshot name, then input position (all ascending). */
+struct sort_ctx_item {
+    const struct qs_retention_backup *b;
+    size_t index;
+};
+
+static int strcmp_null(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return (a != NULL) - (b != NULL);
+    return strcmp(a, b);
+}
+
+static int item_cmp(const void *x, const void *y)
+{
+    const struct sort_ctx_item *a = x, *b = y;
+    int c = strcmp_null(a->b->collection, b->b->collection);
+    if (c != 0)
+        return c;
+    if (a->b->created != b->b->created)
+        return a->b->created < b->b->created ? -1 : 1;
+    c = strcmp_null(a->b->snapshot, b->b->snapshot);
+    if (c != 0)
+        return c;
+    return a->index < b->index ? -1 : a->index > b->index;
+}
+
+void qs_retention_plan_deinit(struct qs_retention_plan *plan)
+{
+    if (plan == NULL)
+        return;
+    for (size_t i = 0; i < plan->nactions; i++) {
+        free(plan->actions[i].collection);
+        free(plan->actions[i].snapshot);
+        free(plan->actions[i].key);
+        free(plan->actions[i].upload_id);
+    }
+    for (size_t i = 0; i < plan->nwarnings; i++)
+        free(plan->warnings[i]);
+    free(plan->actions);
+    free(plan->warnings);
+    free(plan->keep);
+    memset(plan, 0, sizeof(*plan));
+}
+
+static int validate_input(const struct qs_retention_backup *backups, size_t n,
+                          const struct qs_retention_upload *uploads, size_t nuploads,
+                          const struct qs_retention_policy *policy, struct qs_error *err)
+{
+    if (policy == NULL)
+        return qs_error_set(err, QS_EINVAL, "retention: no policy");
+    if (policy->retention_s < 0)
+        return qs_error_set(err, QS_EINVAL, "retention: negative retention");
+    if (policy->incomplete_grace_s < 0)
+        return qs_error_set(err, QS_EINVAL, "retention: negative grace period");
+    if ((n > 0 && backups == NULL) || (nuploads > 0 && uploads == NULL))
+        return qs_error_set(err, QS_EINVAL, "retention: missing input array");
+    for (size_t i = 0; i < n; i++) {
+        const struct qs_retention_backup *b = &backups[i];
+        if (b->object_key == NULL)
+            return qs_error_set(err, QS_EINVAL, "retention: backup %zu has no object key", i);
+        if (b->complete && (b->manifest_key == NULL || b->collection == NULL))
+            return qs_error_set(err, QS_EINVAL,
+                                "retention: complete backup %zu has no manifest key or collection",
+                                i);
+    }
+    for (size_t i = 0; i < nuploads; i++) {
+        if (uploads[i].key == NULL || uploads[i].upload_id == NULL)
+            return qs_error_set(err, QS_EINVAL, "retention: upload %zu has no key or id", i);
+    }
+    return 0;
+}
+
+static int plan_complete(struct builder *bld, const struct qs_retention_backup *backups, size_t n,
+                         int64_t now, const struct qs_retention_policy *policy)
+{
+    struct qs_retention_plan *plan = bld->plan;
+    size_t ncomplete = 0;
+    for (size_t i = 0; i < n; i++)
+        ncomplete += backups[i].complete;
+    if (ncomplete == 0)
+        return 0;
+    struct sort_ctx_item *items = calloc(ncomplete, sizeof(*items));
+    bool *del = calloc(ncomplete, sizeof(*del));
+    if (items == NULL || del == NULL) {
+        free(items);
+        free(del);
+        return UV_ENOMEM;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (backups[i].complete)
+            items[k++] = (struct sort_ctx_item){&backups[i], i};
+    }
+    qsort(items, ncomplete, sizeof(*items), item_cmp);
+
+    int rc = 0;
+    char created[32], ret[32];
+    snprintf(ret, sizeof(ret), "%" PRId64 "s", policy->retention_s);
+    for (size_t g0 = 0; g0 < ncomplete && rc == 0;) {
+        size_t g1 = g0 + 1;
+        while (g1 < ncomplete && strcmp_null(items[g1].b->collection, items[g0].b->collection) == 0)
+            g1++;
+        /* Newest first: rank among backups that are not dated in the future. */
+        uint64_t rank = 0;
+        for (size_t j = g1; j-- > g0 && rc == 0;) {
+            const struct qs_retention_backup *b = items[j].b;
+            if (b->created > now) {
+                time_str(b->created, created);
+                rc = add_warning(bld,
+                                 "collection %s: manifest %s is dated %s, in the future "
+                                 "(clock skew?); kept and not counted toward keep_min",
+                                 b->collection, b->manifest_key, created);
+                plan->kept_future++;
+                continue;
+            }
+            if (rank++ < policy->keep_min)
+                continue;
+            if (age_of(now, b->created) > policy->retention_s)
+                del[j] = true;
+        }
+        /* Oldest first; manifest before object. */
+        for (size_t j = g0; j < g1 && rc == 0; j++) {
+            if (!del[j])
+                continue;
+            const struct qs_retention_backup *b = items[j].b;
+            const size_t idx = items[j].index;
+            time_str(b->created, created);
+            struct qs_retention_action *a =
+                add_action(bld, QS_RETENTION_DELETE_MANIFEST, b->collection, b->snapshot,
+                           b->manifest_key, NULL, idx);
+            struct qs_retention_action *o =
+                a == NULL ? NULL
+                          : add_action(bld, QS_RETENTION_DELETE_OBJECT, b->collection, b->snapshot,
+                                       b->object_key, NULL, idx);
+            if (o == NULL) {
+                rc = UV_ENOMEM;
+                break;
+            }
+            snprintf(a->reason, sizeof(a->reason),
+                     "created %s, age %" PRId64 "s > retention %s, not among the %" PRIu32
+                     " newest",
+                     created, age_of(now, b->created), ret, policy->keep_min);
+            snprintf(o->reason, sizeof(o->reason), "object of pruned backup (manifest %s)",
+                     b->manifest_key);
+            plan->keep[idx] = false;
+            plan->deleted_backups++;
+        }
+        g0 = g1;
+    }
+    plan->kept_complete = ncomplete - plan->deleted_backups;
+    free(items);
+    free(del);
+    return rc;
+}
+
+int qs_retention_plan(const struct qs_retention_backup *backups, size_t n,
+                      const struct qs_retention_upload *uploads, size_t nuploads, int64_t now,
+                      const struct qs_retention_policy *policy, struct qs_retention_plan *out,
+                      struct qs_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    int rc = validate_input(backups, n, uploads, nuploads, policy, err);
+    if (rc != 0)
+        return rc;
+    struct builder bld = {.plan = out, .cap_actions = 2 * n + nuploads, .cap_warnings = n};
+    if (bld.cap_actions > 0 &&
+        (out->actions = calloc(bld.cap_actions, sizeof(*out->actions))) == NULL)
+        goto nomem;
+    if (n > 0 && ((out->warnings = calloc(n, sizeof(*out->warnings))) == NULL ||
+                  (out->keep = calloc(n, sizeof(*out->keep))) == NULL))
+        goto nomem;
+    out->nbackups = n;
+    for (size_t i = 0; i < n; i++)
+        out->keep[i] = true;
+
+    if ((rc = plan_complete(&bld, backups, n, now, policy)) != 0)
+        goto nomem;
+
+    char when[32];
+    for (size_t i = 0; i < n; i++) {
+        const struct qs_retention_backup *b = &backups[i];
+        if (b->complete || b->last_modified > now ||
+            age_of(now, b->last_modified) <= policy->incomplete_grace_s)
+            continue;
+        struct qs_retention_action *a =
+            add_action(&bld, QS_RETENTION_DELETE_INCOMPLETE, b->collection, b->snapshot,
+                       b->object_key, NULL, i);
+        if (a == NULL)
+            goto nomem;
+        time_str(b->last_modified, when);
+        snprintf(a->reason, sizeof(a->reason),
+                 "no manifest, last modified %s, age %" PRId64 "s > grace %" PRId64 "s", when,
+                 age_of(now, b->last_modified), policy->incomplete_grace_s);
+        out->keep[i] = false;
+        out->deleted_incomplete++;
+    }
+    for (size_t i = 0; i < nuploads; i++) {
+        const struct qs_retention_upload *u = &uploads[i];
+        if (u->initiated > now || age_of(now, u->initiated) <= policy->incomplete_grace_s)
+            continue;
+        struct qs_retention_action *a =
+            add_action(&bld, QS_RETENTION_ABORT_UPLOAD, NULL, NULL, u->key, u->upload_id, i);
+        if (a == NULL)
+            goto nomem;
+        time_str(u->initiated, when);
+        snprintf(a->reason, sizeof(a->reason),
+                 "multipart upload initiated %s, age %" PRId64 "s > grace %" PRId64 "s", when,
+                 age_of(now, u->initiated), policy->incomplete_grace_s);
+        out->aborted_uploads++;
+    }
+    return 0;
+
+nomem:
+    qs_retention_plan_deinit(out);
+    return qs_error_set(err, UV_ENOMEM, "retention: out of memory");
+}
+
+size_t qs_retention_count_kept(const struct qs_retention_plan *plan,
+                               const struct qs_retention_backup *backups, size_t n,
+                               const char *collection)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct qs_retention_backup *b = &backups[i];
+        if (!b->complete)
+            continue;
+        if (plan != NULL && i < plan->nbackups && !plan->keep[i])
+            continue;
+        if (collection != NULL && strcmp_null(b->collection, collection) != 0)
+            continue;
+        count++;
+    }
+    return count;
+}
+
+int qs_retention_newest(const struct qs_retention_plan *plan,
+                        const struct qs_retention_backup *backups, size_t n, const char *collection,
+                        int64_t now, int64_t *created)
+{
+    int found = 0;
+    int64_t best = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct qs_retention_backup *b = &backups[i];
+        if (!b->complete || b->created > now)
+            continue;
+        if (plan != NULL && i < plan->nbackups && !plan->keep[i])
+            continue;
+        if (collection != NULL && strcmp_null(b->collection, collection) != 0)
+            continue;
+        if (!found || b->created > best) {
+            best = b->created;
+            found = 1;
+        }
+    }
+    if (!found)
+        return QS_ENOTFOUND;
+    *created = best;
+    return 0;
+}
