@@ -1,0 +1,149 @@
+/* Qdrant REST client: collections, collection and full-storage snapshots
+ * (create, list, streaming download, delete, streaming multipart upload),
+ * readiness and version probes.
+ *
+ * Every call is BLOCKING (libcurl easy handle per call) and must run on a
+ * worker thread, never on the libuv loop thread. A struct qs_qdrant is
+ * immutable after qs_qdrant_new(), so one client may be used from several
+ * worker threads at once. The process must call curl_global_init() once
+ * before the first worker thread starts.
+ *
+ * Errors: the functions return 0 or a negative code and fill err (borrowed,
+ * may be NULL):
+ *   - the peer answered a non-2xx status: err->code QS_ENOTFOUND (404) or
+ *     QS_EHTTP (anything else), err->http_status set, err->msg like
+ *     "create snapshot of collection 'c': HTTP 404: Not found: Collection
+ *     `c` doesn't exist!" with Qdrant's own message taken from the JSON
+ *     envelope {"status":{"error":...}} or from a text body;
+ *   - connection, DNS, timeout, stall, cut transfer: QS_ETRANSPORT;
+ *   - a 2xx answer that cannot be parsed, or a download whose length differs
+ *     from Content-Length: QS_EPROTO;
+ *   - cancellation (struct qs_cancel): QS_ECANCELED;
+ *   - a sink or source callback that returned a negative code: that code.
+ * err->retryable is set for 5xx, 408, 429 and transport failures (never for
+ * cancellation or other 4xx). The client never retries by itself. Messages
+ * never contain the API key.
+ */
+#ifndef QSNAP_QDRANT_H
+#define QSNAP_QDRANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qsnap/error.h"
+#include "qsnap/util.h"
+
+struct qs_qdrant;
+
+/* Client settings. Strings are borrowed for the call and copied. A timeout of
+ * 0 selects the default shown; a negative value disables that limit. */
+struct qs_qdrant_opts {
+    const char *url;          /* "http[s]://host:port[/prefix]"; NULL = http://localhost:6333 */
+    const char *api_key;      /* sent as the api-key header; NULL or "" = none */
+    long connect_timeout_ms;  /* TCP/TLS connect (default 5000) */
+    long request_timeout_ms;  /* whole short request: lists, info, delete (default 60000) */
+    long snapshot_timeout_ms; /* create with wait=true, and upload incl. recovery (default 3 h) */
+    long low_speed_time_s;    /* download/upload aborted after this long without a byte (60) */
+    int expect_100;           /* nonzero: send "Expect: 100-continue" on uploads (default off) */
+};
+
+/* Creates a client. o is borrowed; *out is owned by the caller, free with
+ * qs_qdrant_free(). Returns 0, QS_ECONFIG (bad URL or key; the message never
+ * shows the key) or UV_ENOMEM. */
+int qs_qdrant_new(const struct qs_qdrant_opts *o, struct qs_qdrant **out, struct qs_error *err);
+/* Frees q (owned; NULL is fine). */
+void qs_qdrant_free(struct qs_qdrant *q);
+/* Base URL without trailing slash (borrowed from q, valid until free). */
+const char *qs_qdrant_url(const struct qs_qdrant *q);
+
+/* One snapshot as Qdrant describes it (SnapshotDescription). */
+struct qs_snapshot_info {
+    char name[300];
+    int64_t creation_time; /* seconds since the epoch (UTC), -1 when Qdrant sent null */
+    uint64_t size;
+    char checksum[65]; /* lower-case hex SHA-256, "" when Qdrant sent none */
+};
+
+/* Collection names. *names is owned by the caller (array and strings), free
+ * with qs_qdrant_strv_free(*names, *n). Order is Qdrant's (arbitrary). */
+int qs_qdrant_list_collections(struct qs_qdrant *q, char ***names, size_t *n, struct qs_error *err);
+/* Frees a string vector of n entries (owned; NULL is fine). */
+void qs_qdrant_strv_free(char **v, size_t n);
+
+struct qs_collection_info {
+    uint64_t points_count;
+    char status[16];    /* "green", "yellow", "grey", "red" */
+    char *vectors_json; /* owned: compact JSON of config.params.vectors */
+    uint32_t shard_number;
+};
+
+/* GET /collections/{collection}. collection borrowed; out (borrowed) is
+ * filled on success and must then be released with qs_collection_info_deinit(). */
+int qs_qdrant_collection_info(struct qs_qdrant *q, const char *collection,
+                              struct qs_collection_info *out, struct qs_error *err);
+void qs_collection_info_deinit(struct qs_collection_info *ci);
+
+/* POST /collections/{collection}/snapshots?wait=true, or POST /snapshots?wait=true
+ * when collection is NULL (full-storage snapshot). Bounded by
+ * snapshot_timeout_ms. out (borrowed) receives the new snapshot. */
+int qs_qdrant_create_snapshot(struct qs_qdrant *q, const char *collection,
+                              struct qs_snapshot_info *out, struct qs_error *err);
+
+/* Lists the snapshots of collection (NULL: full-storage snapshots). *out is
+ * owned by the caller (free()); *n entries, in Qdrant's (unsorted) order. */
+int qs_qdrant_list_snapshots(struct qs_qdrant *q, const char *collection,
+                             struct qs_snapshot_info **out, size_t *n, struct qs_error *err);
+
+/* Streams a snapshot into sink (called on this thread with borrowed chunks).
+ * Never asks for compression; hashes SHA-256 while streaming. A transfer that
+ * ends before Content-Length bytes, or differs from it, is an error, never a
+ * short success. cancel (borrowed, may be NULL) aborts with QS_ECANCELED. On
+ * success *size_out (may be NULL) gets the byte count and sha256_out (may be
+ * NULL, else 65 bytes) the lower-case hex digest. */
+int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, const char *name,
+                                qs_sink_fn sink, void *ud, struct qs_cancel *cancel,
+                                uint64_t *size_out, char *sha256_out, struct qs_error *err);
+
+/* DELETE /collections/{collection}/snapshots/{name}?wait=true (or /snapshots/{name}). */
+int qs_qdrant_delete_snapshot(struct qs_qdrant *q, const char *collection, const char *name,
+                              struct qs_error *err);
+
+/* POST /collections/{collection}/snapshots/upload?wait=true[&priority=][&checksum=]
+ * as multipart/form-data with one part "snapshot" (filename = filename),
+ * streamed from src without staging. length is the exact byte count src will
+ * produce (Content-Length is computed), or -1 when unknown (chunked transfer).
+ * A source that produces a different count than length is an error
+ * (QS_EPROTO). checksum: 64 hex chars or NULL; priority: "snapshot",
+ * "replica", "no_sync" or NULL (Qdrant's default). All strings borrowed. The
+ * whole request, including Qdrant's recovery, is bounded by
+ * snapshot_timeout_ms; sending stalls after low_speed_time_s. */
+int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const char *filename,
+                              qs_source_fn src, void *ud, int64_t length, const char *checksum,
+                              const char *priority, struct qs_cancel *cancel, struct qs_error *err);
+
+/* DELETE /collections/{collection} (restore drills). */
+int qs_qdrant_delete_collection(struct qs_qdrant *q, const char *collection, struct qs_error *err);
+
+/* GET /readyz: 0 when Qdrant answers 200. */
+int qs_qdrant_probe(struct qs_qdrant *q, struct qs_error *err);
+
+/* GET / -> "version" (e.g. "1.13.2") into out (borrowed, cap bytes). */
+int qs_qdrant_version(struct qs_qdrant *q, char *out, size_t cap, struct qs_error *err);
+
+/* ---- pure helpers (no I/O) ---------------------------------------------- */
+
+/* Parses a snapshot file name. Collection snapshots are
+ * "{collection}-{peer_id}-YYYY-MM-DD-HH-MM-SS.snapshot" (the collection may
+ * contain dashes: the timestamp and peer id are read from the right); full
+ * snapshots are "full-snapshot-YYYY-MM-DD-HH-MM-SS.snapshot" (collection "",
+ * peer id 0). Outputs are borrowed and may be NULL (collection with cap 0).
+ * Returns 0, QS_EINVAL when name does not follow either pattern, or
+ * QS_ETOOBIG when the collection does not fit in cap. */
+int qs_snapshot_name_parse(const char *name, char *collection, size_t cap, uint64_t *peer_id,
+                           int64_t *ts);
+
+/* Sorts v (borrowed, n entries) newest first by the timestamp in the name,
+ * falling back to creation_time for names that do not parse; ties by name. */
+void qs_snapshot_infos_sort_newest_first(struct qs_snapshot_info *v, size_t n);
+
+#endif
