@@ -11,6 +11,13 @@
 #include "qsnap/error.h"
 #include "qsnap/log.h"
 
+/* Default of QSNAP_COMPRESSION ("none", "gzip" or "gzip:LEVEL"). */
+#define QS_CONFIG_DEFAULT_COMPRESSION "none"
+/* Default of QSNAP_S3_PART_SIZE in bytes. */
+#define QS_CONFIG_DEFAULT_PART_SIZE ((uint64_t)16 << 20)
+/* Shortest accepted QSNAP_ADMIN_TOKEN (a guessable token guards restores). */
+#define QS_CONFIG_MIN_ADMIN_TOKEN 16
+
 enum qs_dest_kind {
     QS_DEST_S3 = 0,
     QS_DEST_FILE = 1,
@@ -33,38 +40,40 @@ struct qs_config {
     char *qdrant_url;     /* QSNAP_QDRANT_URL, no trailing slash */
     char *qdrant_api_key; /* QSNAP_QDRANT_API_KEY[_FILE], NULL when unset; secret */
 
-    char *destination;           /* QSNAP_DESTINATION as given */
+    char *destination; /* QSNAP_DESTINATION as given */
     enum qs_dest_kind dest_kind;
-    char *dest_bucket;           /* s3: bucket; NULL for file:// */
-    char *dest_prefix;           /* s3: prefix without leading/trailing '/', "" when none */
-    char *dest_path;             /* file: absolute directory path; NULL for s3:// */
+    char *dest_bucket; /* s3: bucket; NULL for file:// */
+    char *dest_prefix; /* s3: prefix without leading/trailing '/', "" when none */
+    char *dest_path;   /* file: absolute directory path; NULL for s3:// */
 
     char *s3_endpoint;          /* QSNAP_S3_ENDPOINT, NULL = AWS default for the region */
     char *s3_region;            /* QSNAP_S3_REGION, default "us-east-1" */
     char *s3_access_key_id;     /* secret-ish: never printed in full */
     char *s3_secret_access_key; /* secret */
     enum qs_uri_style s3_uri_style;
-    char *s3_ca_file;           /* NULL = system bundle */
-    uint64_t s3_part_size;      /* bytes, >= 5 MiB, <= 5 GiB */
+    char *s3_ca_file;      /* NULL = system bundle */
+    uint64_t s3_part_size; /* bytes, >= 5 MiB, <= 5 GiB */
 
-    char *schedule;           /* as given ("0 3 * * *", "@daily", "off") */
-    struct qs_cron cron;      /* parsed; cron.off when "off" */
-    int64_t jitter_s;         /* QSNAP_JITTER */
-    char **collections;       /* QSNAP_COLLECTIONS, NULL-terminated; NULL = all */
+    char *schedule;      /* as given ("0 3 * * *", "@daily", "off") */
+    struct qs_cron cron; /* parsed; cron.off when "off" */
+    int64_t jitter_s;    /* QSNAP_JITTER */
+    char **collections;  /* QSNAP_COLLECTIONS, NULL-terminated; NULL = all */
     size_t ncollections;
     enum qs_mode mode;
-    int64_t retention_s;      /* QSNAP_RETENTION */
-    uint32_t keep_min;        /* QSNAP_KEEP_MIN */
-    uint32_t local_keep;      /* QSNAP_LOCAL_KEEP */
-    int compression_level;    /* 0 = none, 1..9 = gzip level */
-    uint64_t max_bandwidth;   /* bytes/s, 0 = unlimited */
-    char *listen_host;        /* QSNAP_LISTEN host part */
-    int listen_port;          /* QSNAP_LISTEN port part */
-    char *admin_token;        /* QSNAP_ADMIN_TOKEN[_FILE], NULL = POST answers 403; secret */
-    int64_t stale_after_s;    /* QSNAP_STALE_AFTER; default schedule interval + 2 h */
-    char *drill_schedule;     /* QSNAP_DRILL_SCHEDULE as given */
+    int64_t retention_s;    /* QSNAP_RETENTION */
+    uint32_t keep_min;      /* QSNAP_KEEP_MIN */
+    uint32_t local_keep;    /* QSNAP_LOCAL_KEEP */
+    int compression_level;  /* 0 = none, 1..9 = gzip level ("gzip" alone = 6) */
+    uint64_t max_bandwidth; /* bytes/s, 0 = unlimited */
+    char *listen_host;      /* QSNAP_LISTEN host: numeric IPv4, or IPv6 without brackets */
+    int listen_port;        /* QSNAP_LISTEN port, 1-65535 */
+    int listen_ipv6;        /* 1 when listen_host is IPv6 ("[::]:9633") */
+    char *admin_token;      /* QSNAP_ADMIN_TOKEN[_FILE], NULL = POST answers 403; secret;
+                             * at least QS_CONFIG_MIN_ADMIN_TOKEN characters */
+    int64_t stale_after_s;  /* QSNAP_STALE_AFTER; default schedule interval + 2 h */
+    char *drill_schedule;   /* QSNAP_DRILL_SCHEDULE as given */
     struct qs_cron drill_cron;
-    char *heartbeat_url;      /* QSNAP_HEARTBEAT_URL, NULL = none; may carry a token: secret */
+    char *heartbeat_url; /* QSNAP_HEARTBEAT_URL, NULL = none; may carry a token: secret */
     enum qs_log_level log_level;
     enum qs_log_format log_format;
 };
@@ -72,19 +81,32 @@ struct qs_config {
 /* Looks up an environment variable; returns a borrowed string or NULL. */
 typedef const char *(*qs_getenv_fn)(const char *name, void *ud);
 
-/* Fills cfg from the variables that getenv_fn (NULL = getenv) returns.
- * require_destination: 0 for commands that do not need a destination
- * (e.g. `serve` still needs it; `--help` does not load config at all).
+/* Fills cfg from the variables that getenv_fn (NULL = getenv) returns; ud is
+ * passed through to it (borrowed). QSNAP_DESTINATION is always required. An
+ * empty value is an error, not "unset". *_FILE variants win over the plain
+ * variable; one trailing newline of the file is stripped. Secrets are
+ * registered with qs_log_add_secret(). Logs nothing.
  * On error returns QS_ECONFIG with err->msg like
- * "QSNAP_S3_PART_SIZE: must be at least 5MiB (got 1MiB)". cfg is freed on
- * error. cfg borrowed (caller owns storage), err borrowed. */
-int qs_config_load(struct qs_config *cfg, qs_getenv_fn getenv_fn, void *ud,
-                   struct qs_error *err);
+ * "QSNAP_S3_PART_SIZE: must be at least 5MiB (got 1MiB)" (never a secret), and
+ * cfg is left zeroed with nothing to free. cfg borrowed (caller owns the
+ * storage; qs_config_free() releases the strings), err borrowed (may be NULL). */
+int qs_config_load(struct qs_config *cfg, qs_getenv_fn getenv_fn, void *ud, struct qs_error *err);
 
+/* Frees the strings of cfg (borrowed, may be NULL) and zeroes it. */
 void qs_config_free(struct qs_config *cfg);
 
-/* Prints the effective configuration, one `NAME=value` per line, with
- * secrets shown as "[REDACTED]" (set) or "" (unset). out borrowed. */
+/* Applies log_level and log_format to the log module. cfg borrowed. */
+void qs_config_apply_log(const struct qs_config *cfg);
+
+/* Logs one warning per QSNAP_* variable in envp (borrowed, NULL-terminated
+ * "K=V" strings; NULL = the process environment) that qsnap does not know
+ * (QSNAP_TEST_* excepted): typo protection. Returns how many were found. */
+size_t qs_config_warn_unknown(char *const *envp);
+
+/* Prints the effective configuration (defaults applied), one `NAME=value`
+ * per line in a fixed order; optional settings that are unset print an empty
+ * value. Secrets print as "[REDACTED]" when set, "" when unset; the access
+ * key id shows its first 4 characters and "..." style ellipsis. out borrowed. */
 void qs_config_print(const struct qs_config *cfg, FILE *out);
 
 #endif

@@ -8,14 +8,14 @@
 #include "qsnap/error.h"
 
 struct qs_cron {
-    int off;          /* 1 for "off": never fires */
-    uint64_t minute;  /* bit i set: minute i (0-59) */
-    uint32_t hour;    /* 0-23 */
-    uint32_t dom;     /* bit d: day of month d (1-31) */
-    uint16_t month;   /* bit m: month m (1-12) */
-    uint8_t dow;      /* bit w: weekday w (0-6, 0 = Sunday; 7 accepted as Sunday) */
-    int dom_star;     /* day-of-month field was "*" */
-    int dow_star;     /* day-of-week field was "*" */
+    int off;         /* 1 for "off": never fires */
+    uint64_t minute; /* bit i set: minute i (0-59) */
+    uint32_t hour;   /* 0-23 */
+    uint32_t dom;    /* bit d: day of month d (1-31) */
+    uint16_t month;  /* bit m: month m (1-12) */
+    uint8_t dow;     /* bit w: weekday w (0-6, 0 = Sunday; 7 accepted as Sunday) */
+    int dom_star;    /* day-of-month field was "*" */
+    int dow_star;    /* day-of-week field was "*" */
 };
 
 /* Parses expr (borrowed): 5 fields with *, lists, ranges and steps; the
