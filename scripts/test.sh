@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# The test command: installs dependencies, builds a normal and an
+# ASan+UBSan configuration, starts a throwaway radosgw, runs every meson test
+# suite (unit + integration) in both builds plus the extra check scripts, and
+# prints a summary ending in "N passed, N failed". Exits non-zero on any
+# failure. Runs from any directory, without a terminal (CI=true).
+#
+# Environment knobs:
+#   QSNAP_BUILD_DIR       normal build directory          (default build)
+#   QSNAP_ASAN_BUILD_DIR  sanitizer build directory       (default build-asan)
+#   QSNAP_ASAN_CC         compiler for the sanitizer build (default gcc)
+#   QSNAP_SKIP_DEPS=1     do not run scripts/install-deps.sh
+#   QSNAP_SKIP_ASAN=1     skip the sanitizer build and its tests
+#   QSNAP_FUZZ_SECONDS    time per fuzz run when scripts/fuzz.sh exists (default 20)
+#   QSNAP_TEST_ARGS       extra arguments for every `meson test` (e.g. a test name)
+set -uo pipefail
+# shellcheck disable=SC2317 # functions run through step/trap
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+BUILD=${QSNAP_BUILD_DIR:-build}
+ASAN_BUILD=${QSNAP_ASAN_BUILD_DIR:-build-asan}
+ASAN_CC=${QSNAP_ASAN_CC:-gcc}
+FUZZ_SECONDS=${QSNAP_FUZZ_SECONDS:-20}
+read -r -a EXTRA_TEST_ARGS <<<"${QSNAP_TEST_ARGS:-}"
+export CI=${CI:-true}
+export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+
+T_START=$(date +%s)
+STEPS=()   # "status|seconds|name"
+FAILED_STEPS=0
+PASSED=0
+FAILED=0
+SKIPPED=0
+RESULTS_DIR=$(mktemp -d /tmp/qsnap-test-results.XXXXXX)
+RGW_DIR=""
+
+say() { printf '\n==== %s\n' "$*"; }
+
+cleanup() {
+    local rc=$?
+    if [ -n "$RGW_DIR" ]; then
+        echo "test.sh: stopping radosgw ($RGW_DIR)"
+        "$ROOT/test/rgw-stop.sh" "$RGW_DIR" || echo "test.sh: radosgw stop reported a problem" >&2
+        RGW_DIR=""
+    fi
+    rm -rf "$RESULTS_DIR"
+    return "$rc"
+}
+trap cleanup EXIT
+trap 'echo "test.sh: interrupted" >&2; exit 130' INT TERM
+
+# step NAME CMD...: run, time and record one step.
+step() {
+    local name=$1 t0 rc
+    shift
+    say "$name"
+    t0=$(date +%s)
+    "$@" </dev/null
+    rc=$?
+    local dt=$(($(date +%s) - t0))
+    if [ $rc -eq 0 ]; then
+        STEPS+=("ok|$dt|$name")
+    else
+        STEPS+=("FAIL(rc=$rc)|$dt|$name")
+        FAILED_STEPS=$((FAILED_STEPS + 1))
+    fi
+    return "$rc"
+}
+
+# Counts meson's per-test results of the last `meson test` in build dir $1.
+count_results() {
+    local log="$1/meson-logs/testlog.json" tag=$2
+    [ -f "$log" ] || return 0
+    cp "$log" "$RESULTS_DIR/$tag.json"
+    local counts
+    counts=$(/usr/bin/python3 - "$log" <<'PY'
+import json, sys
+ok = bad = skip = 0
+names = []
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if not line:
+        continue
+    r = json.loads(line)
+    res = r.get("result", "")
+    if res in ("OK", "EXPECTEDFAIL"):
+        ok += 1
+    elif res == "SKIP":
+        skip += 1
+    else:
+        bad += 1
+        names.append("%s(%s)" % (r.get("name", "?"), res))
+print(ok, bad, skip, " ".join(names))
+PY
+    )
+    local ok bad skip names
+    read -r ok bad skip names <<<"$counts"
+    PASSED=$((PASSED + ok))
+    FAILED=$((FAILED + bad))
+    SKIPPED=$((SKIPPED + skip))
+    echo "test.sh: $tag: $ok passed, $bad failed, $skip skipped${names:+ — failed: $names}"
+}
+
+# The C compiler a configured build directory uses ("" when none).
+build_cc() {
+    [ -f "$1/build.ninja" ] || return 0
+    /usr/bin/python3 -c 'import json, shlex, sys
+cmds = json.load(open(sys.argv[1]))
+print(shlex.split(cmds[0]["command"])[0] if cmds else "")' "$1/compile_commands.json" 2>/dev/null
+}
+
+configure() { # dir cc [meson options...]
+    local dir=$1 cc=$2 have
+    shift 2
+    have=$(build_cc "$dir")
+    if [ -n "$have" ] && [ "$(readlink -f "$(command -v "$have")")" = "$(readlink -f "$(command -v "$cc")")" ]; then
+        meson configure "$dir" "$@" >/dev/null && return 0
+    fi
+    rm -rf "$dir"
+    CC=$cc meson setup "$dir" "$@"
+}
+
+build_normal() {
+    configure "$BUILD" "${CC:-gcc}" -Dtests=true && ninja -C "$BUILD"
+}
+
+build_asan() {
+    configure "$ASAN_BUILD" "$ASAN_CC" -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false &&
+        ninja -C "$ASAN_BUILD"
+}
+
+run_meson_tests() { # dir tag [meson test args...]
+    local dir=$1 tag=$2 rc
+    shift 2
+    rm -f "$dir/meson-logs/testlog.json"
+    meson test -C "$dir" --print-errorlogs -v "$@" "${EXTRA_TEST_ARGS[@]}"
+    rc=$?
+    count_results "$dir" "$tag"
+    return "$rc"
+}
+
+# 1. dependencies
+if [ "${QSNAP_SKIP_DEPS:-0}" != 1 ]; then
+    step "install dependencies" "$ROOT/scripts/install-deps.sh"
+fi
+
+# 2. builds
+build_ok=0
+step "build ($BUILD)" build_normal && build_ok=1
+asan_ok=0
+if [ "${QSNAP_SKIP_ASAN:-0}" != 1 ]; then
+    step "build ASan+UBSan ($ASAN_BUILD, $ASAN_CC)" build_asan && asan_ok=1
+fi
+
+# 3. the S3 peer
+start_rgw() {
+    RGW_DIR=$(mktemp -d /tmp/qsnap-ci-rgw.XXXXXX) || return 1
+    "$ROOT/test/rgw-start.sh" "$RGW_DIR" >/dev/null
+}
+step "start radosgw" start_rgw
+if [ -n "$RGW_DIR" ] && [ -f "$RGW_DIR/env" ]; then
+    # shellcheck disable=SC1091
+    . "$RGW_DIR/env"
+    echo "test.sh: S3 peer $QSNAP_TEST_S3_ENDPOINT bucket $QSNAP_TEST_S3_BUCKET"
+else
+    echo "test.sh: radosgw did not start; integration tests will fail" >&2
+fi
+
+# 4. tests, normal build: all suites
+if [ $build_ok = 1 ]; then
+    step "meson test ($BUILD, all suites)" run_meson_tests "$BUILD" "$BUILD"
+fi
+
+# 5. tests, sanitizer build
+if [ $asan_ok = 1 ]; then
+    export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:print_stacktrace=1:detect_stack_use_after_return=1:strict_string_checks=1"
+    export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
+    export LSAN_OPTIONS="suppressions=$ROOT/scripts/lsan.supp:print_suppressions=0"
+    step "meson test ($ASAN_BUILD, unit + integration)" run_meson_tests "$ASAN_BUILD" "$ASAN_BUILD" \
+        --suite unit --suite integration --timeout-multiplier 2
+    unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+fi
+
+# 6. extra checks, when they exist
+for s in deploy/test.sh test/check-*.sh; do
+    [ -f "$s" ] || continue
+    step "check $s" bash "$s"
+done
+if [ -f scripts/fuzz.sh ]; then
+    step "fuzz (scripts/fuzz.sh, ${FUZZ_SECONDS}s)" env QSNAP_FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
+fi
+
+# 7. stop the peer before the summary (the EXIT trap covers failures)
+if [ -n "$RGW_DIR" ]; then
+    d=$RGW_DIR
+    RGW_DIR=""
+    step "stop radosgw" "$ROOT/test/rgw-stop.sh" "$d"
+fi
+
+# Summary
+say "summary"
+for s in "${STEPS[@]}"; do
+    IFS='|' read -r st dt name <<<"$s"
+    printf '  %-12s %5ss  %s\n' "$st" "$dt" "$name"
+done
+echo "  total $(($(date +%s) - T_START))s; meson tests skipped: $SKIPPED"
+echo "$PASSED passed, $FAILED failed"
+if [ $FAILED -ne 0 ] || [ $FAILED_STEPS -ne 0 ]; then
+    echo "RESULT: FAIL ($FAILED_STEPS failed steps)"
+    exit 1
+fi
+echo "RESULT: OK"
+exit 0
