@@ -676,8 +676,7 @@ Test(qdrant_wire, malformed_success_bodies)
         "{\"result\":{\"name\":\"\",\"size\":1},\"status\":\"ok\"}",
         "{\"result\":{\"name\":\"n\",\"size\":-1},\"status\":\"ok\"}",
         "{\"result\":{\"name\":\"n\",\"size\":1,\"checksum\":\"zz\"},\"status\":\"ok\"}",
-        "{\"result\":{\"name\":\"n\",\"size\":1,\"creation_time\":\"yesterday\"},\"status\":"
-        "\"ok\"}",
+        "{\"result\":{\"name\":\"n\",\"size\":1,\"creation_time\":\"later\"}}",
     };
     for (size_t i = 0; i < sizeof(bodies) / sizeof(bodies[0]); i++) {
         struct mini m = {0};
