@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "qsnap/config.h"
+#include "qsnap/daemon.h"
 #include "qsnap/log.h"
 
 static void usage(FILE *out)
@@ -61,6 +62,31 @@ static int cmd_check_config(int argc, char **argv)
     return rc;
 }
 
+static int cmd_serve(int argc, char **argv)
+{
+    if (argc > 0) {
+        fprintf(stderr, "qsnap: serve takes no arguments (got '%s')\n", argv[0]);
+        return 2;
+    }
+    struct qs_config cfg;
+    int rc = load_config(&cfg);
+    if (rc != 0)
+        return rc;
+    struct qs_error err;
+    struct qs_daemon *d = NULL;
+    if (qs_daemon_new(&cfg, &d, &err) != 0) {
+        qs_log(QS_LOG_ERROR, NULL, "cannot start: %s", err.msg);
+        qs_config_free(&cfg);
+        qs_log_clear_secrets();
+        return 1;
+    }
+    rc = qs_daemon_run(d) == 0 ? 0 : 1;
+    qs_daemon_free(d);
+    qs_config_free(&cfg);
+    qs_log_clear_secrets();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -77,6 +103,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "check-config") == 0)
         return cmd_check_config(argc - 2, argv + 2);
+    if (strcmp(argv[1], "serve") == 0)
+        return cmd_serve(argc - 2, argv + 2);
     fprintf(stderr, "qsnap: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -1,0 +1,214 @@
+/* Small HTTP/1.1 server on libuv + http_parser (SPEC section 7).
+ *
+ * Runs entirely on the loop thread. One request per connection: every
+ * response carries `Connection: close`; after writing it the server shuts
+ * down its side, drains what the client still sends (briefly) and closes.
+ *
+ * Limits (struct qs_http_server_opts): request head <= 8 KiB (431), body
+ * <= 64 KiB (413, rejected as soon as Content-Length or the chunked body
+ * exceeds it), at most 256 concurrent connections (beyond that a new
+ * connection gets a 503 and is closed), and a per-connection deadline
+ * (default 10 s) for receiving the whole request and for writing the answer;
+ * the deadline is not extended by progress, so a client trickling one byte per
+ * second is cut off when it expires.
+ *
+ * Routing: exact paths, and prefix routes (a route path ending in '/', e.g.
+ * "/v1/jobs/", matches every longer path below it; exact routes win, then the
+ * longest prefix). Unknown path: 404. Known path, wrong method: 405 with an
+ * `Allow` header. HEAD is served only by GET routes (the GET handler runs and
+ * the body is dropped); HEAD on a POST-only path is a 405, so HEAD never
+ * reaches a POST handler.
+ *
+ * Paths are percent-decoded once and must be normalised: "//", "." and ".."
+ * segments, "%2F", "%00", control characters and malformed escapes are
+ * answered with 400 before routing.
+ *
+ * Handlers answer synchronously or later: a handler that returns without
+ * calling qs_http_respond*() keeps the request pending, and must call
+ * qs_http_respond*() exactly once later, on the loop thread -- also when the
+ * client has gone in the meantime (then the answer is dropped and the request
+ * freed; qs_http_req_closed() tells). The request object stays valid until
+ * that answer.
+ */
+#ifndef QSNAP_HTTP_H
+#define QSNAP_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "qsnap/error.h"
+#include "qsnap/util.h"
+
+#define QS_HTTP_DEFAULT_TIMEOUT_MS 10000
+#define QS_HTTP_DEFAULT_MAX_CONNS 256
+#define QS_HTTP_DEFAULT_MAX_HEAD 8192
+#define QS_HTTP_DEFAULT_MAX_BODY 65536
+#define QS_HTTP_MAX_HEADERS 64
+/* Bodies at least this large are gzipped when the client accepts it. */
+#define QS_HTTP_GZIP_MIN 1024
+
+/* Zero fields take the defaults above. */
+struct qs_http_server_opts {
+    uint64_t timeout_ms; /* deadline to receive a request / write a response */
+    size_t max_conns;
+    size_t max_head;
+    size_t max_body;
+};
+
+struct qs_http_server;
+struct qs_http_req;
+
+/* A route handler. req is borrowed until the handler (or a later caller)
+ * responds; ud is the pointer given to qs_http_route(). */
+typedef void (*qs_http_handler_fn)(struct qs_http_req *req, void *ud);
+
+/* ---- server ----------------------------------------------------------------- */
+
+/* Creates a server on loop (borrowed; must outlive the server). opts borrowed,
+ * may be NULL. Does not listen yet. Returns 0 or UV_ENOMEM; *out owned by the
+ * caller, released with qs_http_server_close(). */
+int qs_http_server_new(uv_loop_t *loop, const struct qs_http_server_opts *opts,
+                       struct qs_http_server **out);
+
+/* Binds host (an IPv4 or IPv6 literal, optionally in brackets; "localhost";
+ * "" or "*" for all IPv4 interfaces) and port (0 = any) and starts accepting.
+ * host borrowed. Returns 0 or a negative UV_E* code with the reason in err
+ * (borrowed, may be NULL). */
+int qs_http_server_listen(struct qs_http_server *s, const char *host, int port,
+                          struct qs_error *err);
+
+/* The bound port (after listen), or -1. */
+int qs_http_server_port(const struct qs_http_server *s);
+
+/* Stops accepting new connections; connections in progress continue. */
+void qs_http_server_stop_accepting(struct qs_http_server *s);
+
+/* Number of open connections. */
+size_t qs_http_server_connections(const struct qs_http_server *s);
+
+/* Closes the listener and every connection, then frees the server and calls
+ * done(ud) from the loop (done may be NULL). Requests still pending on a
+ * handler stay valid until answered (the answer is then dropped). done may
+ * run before this returns when nothing was open. NULL s is accepted (done is
+ * not called then). */
+void qs_http_server_close(struct qs_http_server *s, void (*done)(void *ud), void *ud);
+
+/* Adds a route. method ("GET", "POST", ...) and path are copied; a path
+ * ending in '/' (other than "/") is a prefix route. ud borrowed. Returns 0,
+ * QS_EINVAL (bad method/path, or the same method+path twice) or UV_ENOMEM. */
+int qs_http_route(struct qs_http_server *s, const char *method, const char *path,
+                  qs_http_handler_fn fn, void *ud);
+
+/* Route lookup as the server does it (exposed for tests): returns 0 and the
+ * handler in *fn and *ud (and the matched route path's length in *prefix_len,
+ * may be NULL), 404 for no route on this path, or 405 with the allowed
+ * methods written into allow ("GET, HEAD", capacity allow_cap, may be NULL).
+ * HEAD matches GET routes. All pointers borrowed. */
+int qs_http_match(const struct qs_http_server *s, const char *method, const char *path,
+                  qs_http_handler_fn *fn, void **ud, size_t *prefix_len, char *allow,
+                  size_t allow_cap);
+
+/* ---- requests (all strings borrowed from req, valid until it is answered) -- */
+
+const char *qs_http_req_method(const struct qs_http_req *req); /* "HEAD" for HEAD */
+const char *qs_http_req_path(const struct qs_http_req *req);   /* decoded, validated */
+/* The part of the path after a prefix route ("abc" for /v1/jobs/abc on the
+ * route "/v1/jobs/"); "" for exact routes. */
+const char *qs_http_req_path_rest(const struct qs_http_req *req);
+const char *qs_http_req_query(const struct qs_http_req *req); /* raw, "" when none */
+/* First header with that name (case-insensitive), or NULL. */
+const char *qs_http_req_header(const struct qs_http_req *req, const char *name);
+/* Body bytes (NUL-terminated for convenience) and length; "" when none. */
+const char *qs_http_req_body(const struct qs_http_req *req, size_t *len);
+/* Decoded query parameter into out (cap bytes): see qs_http_query_get(). */
+int qs_http_req_query_param(const struct qs_http_req *req, const char *name, char *out, size_t cap);
+/* 1 once the client connection has closed (an answer would be dropped). */
+int qs_http_req_closed(const struct qs_http_req *req);
+
+/* ---- responses (loop thread only; exactly once per request) ------------------ */
+
+/* Sends status with a body (copied; may be NULL when len is 0). content_type
+ * borrowed (NULL = none). Gzips when the request accepts gzip and len >=
+ * QS_HTTP_GZIP_MIN. After this call req must not be used. */
+void qs_http_respond(struct qs_http_req *req, int status, const char *content_type,
+                     const void *body, size_t len);
+
+enum {
+    QS_HTTP_GZIP_ALWAYS = 1, /* gzip whenever the client accepts it, whatever the size */
+};
+
+/* As qs_http_respond, plus extra_headers (borrowed, "Name: value\r\n" lines,
+ * may be NULL) and flags (QS_HTTP_GZIP_*). */
+void qs_http_respond_ex(struct qs_http_req *req, int status, const char *content_type,
+                        const char *extra_headers, const void *body, size_t len, unsigned flags);
+
+/* Serialises the response qs_http_respond_ex() would send for req (borrowed,
+ * not consumed) into out (borrowed, appended). Returns 0 or UV_ENOMEM.
+ * Exposed for tests. */
+int qs_http_response_format(const struct qs_http_req *req, int status, const char *content_type,
+                            const char *extra_headers, const void *body, size_t len, unsigned flags,
+                            struct qs_buf *out);
+
+/* Sends {"error":"message"} (message borrowed, JSON-escaped, and passed
+ * through qs_log_redact()) as application/json. */
+void qs_http_respond_json_error(struct qs_http_req *req, int status, const char *message);
+
+/* Bearer token check for POST routes (SPEC 7), comparing in constant time.
+ * token borrowed (the configured admin token, NULL when unset). Returns 0
+ * when the request carries `Authorization: Bearer <token>`, 403 when no token
+ * is configured, 401 when the header is missing or wrong. */
+int qs_http_bearer_ok(const struct qs_http_req *req, const char *token);
+
+/* Reason phrase of a status ("Not Found"); never NULL. */
+const char *qs_http_status_text(int status);
+
+/* ---- pure helpers (exposed for tests) --------------------------------------- */
+
+/* Decodes and validates a raw request path (borrowed) into out (cap bytes).
+ * Returns 0, or QS_EINVAL (not starting with '/', "//", "." or ".." segments,
+ * encoded '/', NUL or control characters, malformed escapes) or QS_ETOOBIG. */
+int qs_http_path_decode(const char *raw, size_t len, char *out, size_t cap);
+
+/* Finds name in a raw query string ("a=1&b=x%20y"; borrowed) and decodes the
+ * first value ('+' is a space) into out (cap bytes). Returns 1 when found, 0
+ * when absent, QS_EINVAL for malformed escapes or %00, QS_ETOOBIG when the
+ * value does not fit. A parameter without '=' has the value "". */
+int qs_http_query_get(const char *query, const char *name, char *out, size_t cap);
+
+/* 1 when an Accept-Encoding value (borrowed, may be NULL) allows gzip:
+ * "gzip" or "x-gzip" with q > 0, or "*" with q > 0 when gzip is not listed. */
+int qs_http_accepts_gzip(const char *accept_encoding);
+
+/* Gzips len bytes of in (borrowed) into out (borrowed, appended). Returns 0,
+ * UV_ENOMEM or QS_EIO. */
+int qs_http_gzip(const void *in, size_t len, struct qs_buf *out);
+
+/* Incremental request reader: http_parser plus the limits. Used by the
+ * server for each connection; exposed so tests can parse raw bytes. */
+struct qs_http_reader;
+
+/* opts borrowed (NULL = defaults). Returns NULL when out of memory; free with
+ * qs_http_reader_free(). */
+struct qs_http_reader *qs_http_reader_new(const struct qs_http_server_opts *opts);
+void qs_http_reader_free(struct qs_http_reader *r);
+
+/* Feeds bytes (borrowed). Returns 0 when more bytes are needed, 1 when a
+ * complete request has been read (later bytes are ignored), or a negative
+ * code with the HTTP status to answer in *status: 400 malformed, 413 body too
+ * large, 431 head too large, 505 unsupported version. */
+int qs_http_reader_feed(struct qs_http_reader *r, const char *data, size_t len, int *status);
+
+/* 1 once the request head is complete (e.g. to honour Expect: 100-continue). */
+int qs_http_reader_head_done(const struct qs_http_reader *r);
+
+/* Takes the completed request out of the reader (owned by the caller: answer
+ * it or free it with qs_http_req_free()). NULL unless feed returned 1. */
+struct qs_http_req *qs_http_reader_take(struct qs_http_reader *r);
+
+/* Frees a request that is not attached to a connection (from
+ * qs_http_reader_take()). NULL accepted. */
+void qs_http_req_free(struct qs_http_req *req);
+
+#endif

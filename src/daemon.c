@@ -1,0 +1,323 @@
+/* The serve daemon: loop, HTTP endpoint, metrics, signals (see daemon.h). */
+#include "qsnap/daemon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "qsnap/log.h"
+
+struct hook {
+    qs_daemon_shutdown_fn cb;
+    void *ud;
+};
+
+struct qs_daemon {
+    const struct qs_config *cfg;
+    uv_loop_t loop;
+    int loop_ready;
+    struct qs_http_server *http;
+    struct qs_metrics *metrics;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t deadline; /* forced exit after QS_DAEMON_DEADLINE_S */
+    uv_timer_t finish;   /* completes shutdown from a fresh loop iteration */
+    int handles_ready;
+    struct hook *hooks;
+    size_t nhooks;
+    int holds;
+    int shutting_down;
+    int finishing;
+    int ran;
+};
+
+static void exit_now_handler(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
+/* ---- routes -------------------------------------------------------------- */
+
+static void healthz_cb(struct qs_http_req *req, void *ud)
+{
+    static const char body[] = "{\"status\":\"ok\"}";
+    (void)ud;
+    qs_http_respond(req, 200, "application/json", body, sizeof(body) - 1);
+}
+
+static void metrics_cb(struct qs_http_req *req, void *ud)
+{
+    struct qs_daemon *d = ud;
+    struct qs_buf b;
+    qs_buf_init(&b);
+    if (qs_metrics_render(d->metrics, &b) != 0) {
+        qs_buf_free(&b);
+        qs_http_respond_json_error(req, 500, "rendering metrics failed");
+        return;
+    }
+    qs_http_respond_ex(req, 200, QS_METRICS_CONTENT_TYPE, NULL, b.data, b.len, QS_HTTP_GZIP_ALWAYS);
+    qs_buf_free(&b);
+}
+
+/* ---- shutdown ------------------------------------------------------------- */
+
+static void walk_close_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h)) {
+        QS_DEBUG("closing leftover %s handle", uv_handle_type_name(uv_handle_get_type(h)));
+        uv_close(h, NULL);
+    }
+}
+
+static void http_closed_cb(void *ud)
+{
+    struct qs_daemon *d = ud;
+    d->http = NULL;
+}
+
+static void finish_shutdown(struct qs_daemon *d)
+{
+    if (d->finishing)
+        return;
+    d->finishing = 1;
+    qs_http_server_close(d->http, http_closed_cb, d);
+    if (d->handles_ready) {
+        uv_close((uv_handle_t *)&d->sigterm, NULL);
+        uv_close((uv_handle_t *)&d->sigint, NULL);
+        uv_close((uv_handle_t *)&d->deadline, NULL);
+        uv_close((uv_handle_t *)&d->finish, NULL);
+        d->handles_ready = 0;
+    }
+    /* libuv restored the default dispositions when the signal handles
+     * closed; a signal from now on still means "exit 0 now". */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = exit_now_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    uv_walk(&d->loop, walk_close_cb, NULL);
+}
+
+static void finish_cb(uv_timer_t *t)
+{
+    finish_shutdown(t->data);
+}
+
+static void deadline_cb(uv_timer_t *t)
+{
+    struct qs_daemon *d = t->data;
+    qs_log(QS_LOG_WARN, NULL,
+           "shutdown deadline of %d s reached with %d task(s) still running; exiting",
+           QS_DAEMON_DEADLINE_S, d->holds);
+    _exit(0);
+}
+
+void qs_daemon_shutdown(struct qs_daemon *d, const char *reason)
+{
+    if (d == NULL || d->shutting_down)
+        return;
+    d->shutting_down = 1;
+    qs_log(QS_LOG_INFO, NULL, "shutdown requested (%s)", reason != NULL ? reason : "internal");
+    qs_http_server_stop_accepting(d->http);
+    if (d->handles_ready)
+        uv_timer_start(&d->deadline, deadline_cb, (uint64_t)QS_DAEMON_DEADLINE_S * 1000, 0);
+    /* Hooks may register holds; run them with one hold of our own so that a
+     * hook releasing synchronously cannot finish shutdown mid-iteration. */
+    d->holds++;
+    for (size_t i = 0; i < d->nhooks; i++)
+        d->hooks[i].cb(d, d->hooks[i].ud);
+    qs_daemon_release(d);
+}
+
+void qs_daemon_hold(struct qs_daemon *d)
+{
+    d->holds++;
+}
+
+void qs_daemon_release(struct qs_daemon *d)
+{
+    if (d->holds > 0)
+        d->holds--;
+    if (d->holds == 0 && d->shutting_down) {
+        if (d->handles_ready)
+            uv_timer_start(&d->finish, finish_cb, 0, 0);
+        else
+            finish_shutdown(d);
+    }
+}
+
+int qs_daemon_shutting_down(const struct qs_daemon *d)
+{
+    return d->shutting_down;
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    struct qs_daemon *d = h->data;
+    const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (d->shutting_down) {
+        qs_log(QS_LOG_WARN, NULL, "second signal (%s): exiting now", name);
+        _exit(0);
+    }
+    qs_daemon_shutdown(d, name);
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+int qs_daemon_on_shutdown(struct qs_daemon *d, qs_daemon_shutdown_fn cb, void *ud)
+{
+    if (d == NULL || cb == NULL)
+        return QS_EINVAL;
+    if (d->shutting_down)
+        return QS_EBUSY;
+    struct hook *p = realloc(d->hooks, (d->nhooks + 1) * sizeof(*p));
+    if (p == NULL)
+        return UV_ENOMEM;
+    d->hooks = p;
+    d->hooks[d->nhooks++] = (struct hook){cb, ud};
+    return 0;
+}
+
+static uint64_t test_timeout_ms(void)
+{
+    /* Test-only knob, see daemon.h. */
+    const char *v = getenv("QSNAP_TEST_HTTP_TIMEOUT_MS");
+    if (v == NULL || *v == '\0')
+        return 0;
+    char *end;
+    unsigned long long ms = strtoull(v, &end, 10);
+    return *end == '\0' && ms > 0 && ms <= 600000 ? (uint64_t)ms : 0;
+}
+
+int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs_error *err)
+{
+    *out = NULL;
+    struct qs_daemon *d = calloc(1, sizeof(*d));
+    if (d == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    d->cfg = cfg;
+    signal(SIGPIPE, SIG_IGN);
+    int rc = uv_loop_init(&d->loop);
+    if (rc != 0) {
+        free(d);
+        return qs_error_set(err, rc, "uv_loop_init: %s", uv_strerror(rc));
+    }
+    d->loop_ready = 1;
+    d->metrics = qs_metrics_new(QS_METRICS_DEFAULT);
+    struct qs_http_server_opts opts = {.timeout_ms = test_timeout_ms()};
+    if (d->metrics == NULL || (rc = qs_http_server_new(&d->loop, &opts, &d->http)) != 0) {
+        qs_daemon_free(d);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    if ((rc = qs_http_route(d->http, "GET", "/healthz", healthz_cb, d)) != 0 ||
+        (rc = qs_http_route(d->http, "GET", "/metrics", metrics_cb, d)) != 0) {
+        qs_daemon_free(d);
+        return qs_error_set(err, rc, "adding routes: %s", qs_strerror(rc));
+    }
+    rc = qs_http_server_listen(d->http, cfg->listen_host, cfg->listen_port, err);
+    if (rc != 0) {
+        qs_daemon_free(d);
+        return rc;
+    }
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    uv_timer_init(&d->loop, &d->deadline);
+    uv_timer_init(&d->loop, &d->finish);
+    d->sigterm.data = d->sigint.data = d;
+    d->deadline.data = d->finish.data = d;
+    d->handles_ready = 1;
+    if ((rc = uv_signal_start(&d->sigterm, signal_cb, SIGTERM)) != 0 ||
+        (rc = uv_signal_start(&d->sigint, signal_cb, SIGINT)) != 0) {
+        qs_daemon_free(d);
+        return qs_error_set(err, rc, "signal handlers: %s", uv_strerror(rc));
+    }
+    *out = d;
+    return 0;
+}
+
+uv_loop_t *qs_daemon_loop(struct qs_daemon *d)
+{
+    return &d->loop;
+}
+
+struct qs_http_server *qs_daemon_http(struct qs_daemon *d)
+{
+    return d->http;
+}
+
+struct qs_metrics *qs_daemon_metrics(struct qs_daemon *d)
+{
+    return d->metrics;
+}
+
+const struct qs_config *qs_daemon_config(const struct qs_daemon *d)
+{
+    return d->cfg;
+}
+
+/* Closes every handle and runs the loop until uv_loop_close() succeeds. */
+static int close_loop(struct qs_daemon *d)
+{
+    int rc = UV_EBUSY;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        uv_walk(&d->loop, walk_close_cb, NULL);
+        uv_run(&d->loop, UV_RUN_DEFAULT);
+        rc = uv_loop_close(&d->loop);
+        if (rc == 0)
+            break;
+    }
+    d->loop_ready = 0;
+    return rc;
+}
+
+int qs_daemon_run(struct qs_daemon *d)
+{
+    if (d == NULL || d->ran)
+        return QS_EINVAL;
+    d->ran = 1;
+    const struct qs_config *cfg = d->cfg;
+    const char *host =
+        cfg->listen_host != NULL && cfg->listen_host[0] ? cfg->listen_host : "0.0.0.0";
+    int v6 = strchr(host, ':') != NULL && host[0] != '[';
+    qs_log(QS_LOG_INFO, NULL, "qsnap %s listening on %s%s%s:%d", QSNAP_VERSION, v6 ? "[" : "", host,
+           v6 ? "]" : "", qs_http_server_port(d->http));
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    if (!d->finishing) {
+        /* The loop ran dry without a shutdown (nothing left to wait for). */
+        d->shutting_down = 1;
+        finish_shutdown(d);
+    }
+    int rc = close_loop(d);
+    if (rc != 0) {
+        qs_log(QS_LOG_ERROR, NULL, "loop did not close: %s", uv_strerror(rc));
+        return rc;
+    }
+    qs_log(QS_LOG_INFO, NULL, "loop closed");
+    return 0;
+}
+
+void qs_daemon_free(struct qs_daemon *d)
+{
+    if (d == NULL)
+        return;
+    if (d->loop_ready) {
+        /* Never ran (or failed during setup): close what is open. */
+        if (d->http != NULL)
+            qs_http_server_close(d->http, http_closed_cb, d);
+        if (d->handles_ready) {
+            uv_close((uv_handle_t *)&d->sigterm, NULL);
+            uv_close((uv_handle_t *)&d->sigint, NULL);
+            uv_close((uv_handle_t *)&d->deadline, NULL);
+            uv_close((uv_handle_t *)&d->finish, NULL);
+            d->handles_ready = 0;
+        }
+        close_loop(d);
+    }
+    qs_metrics_free(d->metrics);
+    free(d->hooks);
+    free(d);
+}

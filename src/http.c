@@ -1,0 +1,1286 @@
+/* HTTP/1.1 server on libuv + http_parser (see http.h). Loop thread only. */
+#include "qsnap/http.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <http_parser.h>
+#include <zlib.h>
+
+#include "qsnap/log.h"
+
+#define READ_BUF_SIZE 4096
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (256 * 1024)
+
+/* ---- requests --------------------------------------------------------------- */
+
+struct conn;
+
+struct qs_http_req {
+    char method[16];
+    char *path;  /* owned, decoded */
+    char *query; /* owned, raw, "" when none */
+    size_t rest_off;
+    struct qs_buf hdrs; /* "name\0value\0" pairs */
+    size_t hoff[QS_HTTP_MAX_HEADERS][2];
+    size_t nhdrs;
+    struct qs_buf body;
+    int expect_continue;
+    struct conn *conn; /* NULL when detached (client gone, or from a reader) */
+};
+
+static void req_free(struct qs_http_req *req)
+{
+    if (req == NULL)
+        return;
+    free(req->path);
+    free(req->query);
+    qs_buf_free(&req->hdrs);
+    qs_buf_free(&req->body);
+    free(req);
+}
+
+void qs_http_req_free(struct qs_http_req *req)
+{
+    req_free(req);
+}
+
+const char *qs_http_req_method(const struct qs_http_req *req)
+{
+    return req->method;
+}
+
+const char *qs_http_req_path(const struct qs_http_req *req)
+{
+    return req->path;
+}
+
+const char *qs_http_req_path_rest(const struct qs_http_req *req)
+{
+    size_t n = strlen(req->path);
+    return req->path + (req->rest_off <= n ? req->rest_off : n);
+}
+
+const char *qs_http_req_query(const struct qs_http_req *req)
+{
+    return req->query != NULL ? req->query : "";
+}
+
+const char *qs_http_req_header(const struct qs_http_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->nhdrs; i++)
+        if (strcasecmp(req->hdrs.data + req->hoff[i][0], name) == 0)
+            return req->hdrs.data + req->hoff[i][1];
+    return NULL;
+}
+
+const char *qs_http_req_body(const struct qs_http_req *req, size_t *len)
+{
+    if (len != NULL)
+        *len = req->body.len;
+    return req->body.data != NULL ? req->body.data : "";
+}
+
+int qs_http_req_query_param(const struct qs_http_req *req, const char *name, char *out, size_t cap)
+{
+    return qs_http_query_get(qs_http_req_query(req), name, out, cap);
+}
+
+int qs_http_req_closed(const struct qs_http_req *req)
+{
+    return req->conn == NULL;
+}
+
+/* ---- pure helpers ------------------------------------------------------------ */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes n bytes of s into out (cap bytes incl. NUL). Rejects
+ * malformed escapes, NUL, and (when no_slash) an encoded '/'. */
+static int pct_decode(const char *s, size_t n, int plus_space, int no_slash, char *out, size_t cap,
+                      size_t *outlen)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return QS_EINVAL;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return QS_EINVAL;
+            c = (unsigned char)(hi * 16 + lo);
+            if (c == 0 || (no_slash && c == '/'))
+                return QS_EINVAL;
+            i += 2;
+        } else if (c == '+' && plus_space) {
+            c = ' ';
+        } else if (c == 0) {
+            return QS_EINVAL;
+        }
+        if (o + 1 >= cap)
+            return QS_ETOOBIG;
+        out[o++] = (char)c;
+    }
+    if (cap == 0)
+        return QS_ETOOBIG;
+    out[o] = '\0';
+    if (outlen != NULL)
+        *outlen = o;
+    return 0;
+}
+
+int qs_http_path_decode(const char *raw, size_t len, char *out, size_t cap)
+{
+    if (raw == NULL || len == 0 || raw[0] != '/')
+        return QS_EINVAL;
+    size_t n;
+    int rc = pct_decode(raw, len, 0, 1, out, cap, &n);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)out[i];
+        if (c < 0x20 || c == 0x7f)
+            return QS_EINVAL;
+    }
+    /* Segments: no empty ones except a trailing slash, no "." or "..". */
+    const char *p = out;
+    while (*p == '/') {
+        const char *seg = p + 1;
+        const char *end = strchr(seg, '/');
+        size_t sl = end != NULL ? (size_t)(end - seg) : strlen(seg);
+        if (sl == 0 && end != NULL)
+            return QS_EINVAL; /* "//" */
+        if ((sl == 1 && seg[0] == '.') || (sl == 2 && seg[0] == '.' && seg[1] == '.'))
+            return QS_EINVAL;
+        if (end == NULL)
+            break;
+        p = end;
+    }
+    return 0;
+}
+
+int qs_http_query_get(const char *query, const char *name, char *out, size_t cap)
+{
+    if (query == NULL || name == NULL)
+        return 0;
+    const char *p = query;
+    while (*p != '\0') {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        size_t klen = eq != NULL ? (size_t)(eq - p) : plen;
+        char key[256];
+        size_t kn;
+        if (plen > 0 && pct_decode(p, klen, 1, 0, key, sizeof(key), &kn) == 0 &&
+            strcmp(key, name) == 0) {
+            if (eq == NULL) {
+                if (cap == 0)
+                    return QS_ETOOBIG;
+                out[0] = '\0';
+                return 1;
+            }
+            int rc = pct_decode(eq + 1, plen - klen - 1, 1, 0, out, cap, NULL);
+            return rc == 0 ? 1 : rc;
+        }
+        if (amp == NULL)
+            break;
+        p = amp + 1;
+    }
+    return 0;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t'))
+        p++;
+    return p;
+}
+
+/* Parses "q=0.5" style qvalue of one element's parameters; 1.0 when absent,
+ * 0 when malformed. */
+static double parse_q(const char *p, const char *end)
+{
+    double q = 1.0;
+    while (p < end) {
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        if (semi == NULL)
+            break;
+        p = skip_ws(semi + 1, end);
+        if (end - p >= 2 && (p[0] == 'q' || p[0] == 'Q') && p[1] == '=') {
+            char num[16];
+            const char *v = p + 2;
+            size_t n = 0;
+            while (v + n < end && v[n] != ';' && v[n] != ' ' && v[n] != '\t' && n < 15)
+                n++;
+            memcpy(num, v, n);
+            num[n] = '\0';
+            char *e;
+            q = strtod(num, &e);
+            if (n == 0 || *e != '\0' || !(q >= 0 && q <= 1))
+                return 0;
+        }
+    }
+    return q;
+}
+
+int qs_http_accepts_gzip(const char *ae)
+{
+    if (ae == NULL)
+        return 0;
+    double gzip_q = -1, star_q = -1;
+    const char *p = ae;
+    while (*p != '\0') {
+        const char *comma = strchr(p, ',');
+        const char *end = comma != NULL ? comma : p + strlen(p);
+        const char *t = skip_ws(p, end);
+        const char *te = t;
+        while (te < end && *te != ';' && *te != ' ' && *te != '\t')
+            te++;
+        size_t tl = (size_t)(te - t);
+        double q = parse_q(te, end);
+        if ((tl == 4 && strncasecmp(t, "gzip", 4) == 0) ||
+            (tl == 6 && strncasecmp(t, "x-gzip", 6) == 0)) {
+            if (q > gzip_q)
+                gzip_q = q;
+        } else if (tl == 1 && *t == '*') {
+            if (q > star_q)
+                star_q = q;
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    if (gzip_q >= 0)
+        return gzip_q > 0;
+    return star_q > 0;
+}
+
+int qs_http_gzip(const void *in, size_t len, struct qs_buf *out)
+{
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    if (deflateInit2(&zs, Z_DEFAULT_COMPRESSION, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) !=
+        Z_OK)
+        return UV_ENOMEM;
+    size_t bound = deflateBound(&zs, (uLong)len) + 32;
+    size_t start = out->len;
+    /* Grow the buffer once to the bound, then let zlib fill it. */
+    if (out->cap < start + bound + 1) {
+        size_t cap = start + bound + 1;
+        char *p = realloc(out->data, cap);
+        if (p == NULL) {
+            deflateEnd(&zs);
+            return UV_ENOMEM;
+        }
+        out->data = p;
+        out->cap = cap;
+    }
+    zs.next_in = (Bytef *)(uintptr_t)in;
+    zs.avail_in = (uInt)len;
+    zs.next_out = (Bytef *)out->data + start;
+    zs.avail_out = (uInt)bound;
+    int zrc = deflate(&zs, Z_FINISH);
+    size_t produced = bound - zs.avail_out;
+    deflateEnd(&zs);
+    if (zrc != Z_STREAM_END) {
+        out->data[start] = '\0';
+        return QS_EIO;
+    }
+    out->len = start + produced;
+    out->data[out->len] = '\0';
+    return 0;
+}
+
+const char *qs_http_status_text(int status)
+{
+    switch (status) {
+    case 100:
+        return "Continue";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 415:
+        return "Unsupported Media Type";
+    case 422:
+        return "Unprocessable Content";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+int qs_http_bearer_ok(const struct qs_http_req *req, const char *token)
+{
+    if (token == NULL || token[0] == '\0')
+        return 403;
+    const char *h = qs_http_req_header(req, "Authorization");
+    if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+        return 401;
+    h += 7;
+    while (*h == ' ')
+        h++;
+    return qs_consttime_streq(h, token) ? 0 : 401;
+}
+
+/* Appends the JSON-escaped s to out. */
+static int json_escape(struct qs_buf *out, const char *s)
+{
+    int rc = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0' && rc == 0; p++) {
+        if (*p == '"' || *p == '\\')
+            rc = qs_buf_printf(out, "\\%c", *p);
+        else if (*p < 0x20)
+            rc = qs_buf_printf(out, "\\u%04x", *p);
+        else
+            rc = qs_buf_append(out, p, 1);
+    }
+    return rc;
+}
+
+/* Serialises a response. accept_encoding borrowed (NULL = identity). */
+static int format_response(struct qs_buf *out, int status, const char *ctype, const char *extra,
+                           const void *body, size_t len, unsigned flags,
+                           const char *accept_encoding, int head)
+{
+    int may_gzip = len > 0 && ((flags & QS_HTTP_GZIP_ALWAYS) || len >= QS_HTTP_GZIP_MIN);
+    int gzip = may_gzip && qs_http_accepts_gzip(accept_encoding);
+    struct qs_buf z;
+    qs_buf_init(&z);
+    if (gzip && qs_http_gzip(body, len, &z) != 0)
+        gzip = 0;
+    if (gzip) {
+        body = z.data;
+        len = z.len;
+    }
+    int rc = qs_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, qs_http_status_text(status));
+    if (ctype != NULL)
+        rc |= qs_buf_printf(out, "Content-Type: %s\r\n", ctype);
+    rc |= qs_buf_printf(out, "Content-Length: %zu\r\n", len);
+    if (gzip)
+        rc |= qs_buf_printf(out, "Content-Encoding: gzip\r\n");
+    if (may_gzip)
+        rc |= qs_buf_printf(out, "Vary: Accept-Encoding\r\n");
+    rc |= qs_buf_printf(out, "Cache-Control: no-store\r\n"
+                             "X-Content-Type-Options: nosniff\r\n"
+                             "Connection: close\r\n");
+    if (extra != NULL)
+        rc |= qs_buf_append(out, extra, strlen(extra));
+    rc |= qs_buf_append(out, "\r\n", 2);
+    if (!head && len > 0)
+        rc |= qs_buf_append(out, body, len);
+    qs_buf_free(&z);
+    return rc != 0 ? UV_ENOMEM : 0;
+}
+
+static int format_json_error(struct qs_buf *body, const char *message)
+{
+    char msg[512];
+    qs_strlcpy(msg, message != NULL ? message : "", sizeof(msg));
+    qs_log_redact(msg, sizeof(msg));
+    int rc = qs_buf_append(body, "{\"error\":\"", 10);
+    rc |= json_escape(body, msg);
+    rc |= qs_buf_append(body, "\"}", 2);
+    return rc != 0 ? UV_ENOMEM : 0;
+}
+
+/* ---- reader ------------------------------------------------------------------- */
+
+struct qs_http_reader {
+    http_parser parser;
+    http_parser_settings settings;
+    struct qs_http_server_opts opts;
+    struct qs_http_req *req;
+    struct qs_buf url, field, value;
+    int in_value;
+    size_t head_bytes;
+    int head_done;
+    int complete;
+    int err_status;
+};
+
+static void apply_defaults(struct qs_http_server_opts *o, const struct qs_http_server_opts *in)
+{
+    if (in != NULL)
+        *o = *in;
+    else
+        memset(o, 0, sizeof(*o));
+    if (o->timeout_ms == 0)
+        o->timeout_ms = QS_HTTP_DEFAULT_TIMEOUT_MS;
+    if (o->max_conns == 0)
+        o->max_conns = QS_HTTP_DEFAULT_MAX_CONNS;
+    if (o->max_head == 0)
+        o->max_head = QS_HTTP_DEFAULT_MAX_HEAD;
+    if (o->max_body == 0)
+        o->max_body = QS_HTTP_DEFAULT_MAX_BODY;
+}
+
+static int fail(struct qs_http_reader *r, int status)
+{
+    if (r->err_status == 0)
+        r->err_status = status;
+    return -1;
+}
+
+static int commit_header(struct qs_http_reader *r)
+{
+    struct qs_http_req *req = r->req;
+    if (!r->in_value)
+        return 0;
+    if (req->nhdrs >= QS_HTTP_MAX_HEADERS)
+        return fail(r, 431);
+    size_t name_off = req->hdrs.len;
+    int rc = qs_buf_append(&req->hdrs, r->field.data ? r->field.data : "", r->field.len + 0);
+    rc |= qs_buf_append(&req->hdrs, "", 1);
+    size_t value_off = req->hdrs.len;
+    /* Header values lose their trailing whitespace (http_parser keeps it). */
+    size_t vl = r->value.len;
+    while (vl > 0 && (r->value.data[vl - 1] == ' ' || r->value.data[vl - 1] == '\t'))
+        vl--;
+    rc |= qs_buf_append(&req->hdrs, r->value.data ? r->value.data : "", vl);
+    rc |= qs_buf_append(&req->hdrs, "", 1);
+    if (rc != 0)
+        return fail(r, 500);
+    req->hoff[req->nhdrs][0] = name_off;
+    req->hoff[req->nhdrs][1] = value_off;
+    req->nhdrs++;
+    qs_buf_reset(&r->field);
+    qs_buf_reset(&r->value);
+    r->in_value = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct qs_http_reader *r = p->data;
+    return qs_buf_append(&r->url, at, len) == 0 ? 0 : fail(r, 500);
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct qs_http_reader *r = p->data;
+    if (r->in_value && commit_header(r) != 0)
+        return -1;
+    return qs_buf_append(&r->field, at, len) == 0 ? 0 : fail(r, 500);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct qs_http_reader *r = p->data;
+    r->in_value = 1;
+    return qs_buf_append(&r->value, at, len) == 0 ? 0 : fail(r, 500);
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    struct qs_http_reader *r = p->data;
+    struct qs_http_req *req = r->req;
+    if (commit_header(r) != 0)
+        return -1;
+    r->head_done = 1;
+    if (p->http_major != 1)
+        return fail(r, 505);
+    qs_strlcpy(req->method, http_method_str((enum http_method)p->method), sizeof(req->method));
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (r->url.len == 0 ||
+        http_parser_parse_url(r->url.data, r->url.len, p->method == HTTP_CONNECT, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH)))
+        return fail(r, 400);
+    const char *raw = r->url.data + u.field_data[UF_PATH].off;
+    size_t rawlen = u.field_data[UF_PATH].len;
+    req->path = malloc(rawlen + 1);
+    if (req->path == NULL)
+        return fail(r, 500);
+    if (qs_http_path_decode(raw, rawlen, req->path, rawlen + 1) != 0)
+        return fail(r, 400);
+    if (u.field_set & (1 << UF_QUERY))
+        req->query = strndup(r->url.data + u.field_data[UF_QUERY].off, u.field_data[UF_QUERY].len);
+    else
+        req->query = strdup("");
+    if (req->query == NULL)
+        return fail(r, 500);
+    /* content_length is ULLONG_MAX when the header is absent. */
+    if (p->content_length != ULLONG_MAX && p->content_length > r->opts.max_body)
+        return fail(r, 413);
+    const char *expect = qs_http_req_header(req, "Expect");
+    if (expect != NULL && strcasecmp(expect, "100-continue") == 0)
+        req->expect_continue = 1;
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    struct qs_http_reader *r = p->data;
+    if (r->req->body.len + len > r->opts.max_body)
+        return fail(r, 413);
+    return qs_buf_append(&r->req->body, at, len) == 0 ? 0 : fail(r, 500);
+}
+
+static int on_message_complete(http_parser *p)
+{
+    struct qs_http_reader *r = p->data;
+    r->complete = 1;
+    http_parser_pause(p, 1);
+    return 0;
+}
+
+struct qs_http_reader *qs_http_reader_new(const struct qs_http_server_opts *opts)
+{
+    struct qs_http_reader *r = calloc(1, sizeof(*r));
+    if (r == NULL)
+        return NULL;
+    r->req = calloc(1, sizeof(*r->req));
+    if (r->req == NULL) {
+        free(r);
+        return NULL;
+    }
+    apply_defaults(&r->opts, opts);
+    http_parser_init(&r->parser, HTTP_REQUEST);
+    r->parser.data = r;
+    http_parser_settings_init(&r->settings);
+    r->settings.on_url = on_url;
+    r->settings.on_header_field = on_header_field;
+    r->settings.on_header_value = on_header_value;
+    r->settings.on_headers_complete = on_headers_complete;
+    r->settings.on_body = on_body;
+    r->settings.on_message_complete = on_message_complete;
+    return r;
+}
+
+void qs_http_reader_free(struct qs_http_reader *r)
+{
+    if (r == NULL)
+        return;
+    req_free(r->req);
+    qs_buf_free(&r->url);
+    qs_buf_free(&r->field);
+    qs_buf_free(&r->value);
+    free(r);
+}
+
+int qs_http_reader_feed(struct qs_http_reader *r, const char *data, size_t len, int *status)
+{
+    *status = 0;
+    if (r->complete)
+        return 1;
+    while (r->err_status == 0 && len > 0) {
+        size_t slice = len;
+        if (!r->head_done) {
+            /* Never let the head grow past the limit, whatever the chunking. */
+            size_t budget = r->opts.max_head - r->head_bytes + 1;
+            if (slice > budget)
+                slice = budget;
+        }
+        int was_head_done = r->head_done;
+        size_t n = http_parser_execute(&r->parser, &r->settings, data, slice);
+        if (r->complete)
+            return 1;
+        if (r->err_status != 0)
+            break;
+        enum http_errno e = HTTP_PARSER_ERRNO(&r->parser);
+        if (e != HPE_OK) {
+            r->err_status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
+            break;
+        }
+        if (!was_head_done && !r->head_done) {
+            r->head_bytes += n;
+            if (r->head_bytes > r->opts.max_head) {
+                r->err_status = 431;
+                break;
+            }
+        }
+        data += n;
+        len -= n;
+    }
+    if (r->err_status != 0) {
+        *status = r->err_status;
+        return r->err_status == 413 ? QS_ETOOBIG : QS_EINVAL;
+    }
+    return 0;
+}
+
+int qs_http_reader_head_done(const struct qs_http_reader *r)
+{
+    return r->head_done && r->err_status == 0;
+}
+
+struct qs_http_req *qs_http_reader_take(struct qs_http_reader *r)
+{
+    if (!r->complete || r->req == NULL)
+        return NULL;
+    struct qs_http_req *req = r->req;
+    r->req = NULL;
+    return req;
+}
+
+/* ---- routing ----------------------------------------------------------------- */
+
+struct route {
+    char method[16];
+    char *path;
+    size_t len;
+    int prefix;
+    qs_http_handler_fn fn;
+    void *ud;
+};
+
+enum listener_state {
+    LISTENER_IDLE = 0, /* initialised, maybe listening */
+    LISTENER_CLOSING = 1,
+    LISTENER_CLOSED = 2,
+};
+
+struct qs_http_server {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    enum listener_state lstate;
+    int port;
+    struct qs_http_server_opts opts;
+    struct route *routes;
+    size_t nroutes;
+    struct conn *conns; /* doubly linked list */
+    size_t nconns;      /* counted against max_conns */
+    size_t nall;        /* including rejected ones */
+    int closing;
+    void (*done)(void *ud);
+    void *done_ud;
+};
+
+int qs_http_route(struct qs_http_server *s, const char *method, const char *path,
+                  qs_http_handler_fn fn, void *ud)
+{
+    if (s == NULL || method == NULL || path == NULL || fn == NULL || path[0] != '/' ||
+        strlen(method) == 0 || strlen(method) >= sizeof(((struct route *)0)->method))
+        return QS_EINVAL;
+    for (size_t i = 0; i < s->nroutes; i++)
+        if (strcmp(s->routes[i].method, method) == 0 && strcmp(s->routes[i].path, path) == 0)
+            return QS_EINVAL;
+    struct route *p = realloc(s->routes, (s->nroutes + 1) * sizeof(*p));
+    if (p == NULL)
+        return UV_ENOMEM;
+    s->routes = p;
+    struct route *r = &s->routes[s->nroutes];
+    memset(r, 0, sizeof(*r));
+    qs_strlcpy(r->method, method, sizeof(r->method));
+    r->path = strdup(path);
+    if (r->path == NULL)
+        return UV_ENOMEM;
+    r->len = strlen(path);
+    r->prefix = r->len > 1 && path[r->len - 1] == '/';
+    r->fn = fn;
+    r->ud = ud;
+    s->nroutes++;
+    return 0;
+}
+
+static int route_matches_path(const struct route *r, const char *path, size_t plen)
+{
+    if (!r->prefix)
+        return plen == r->len && strcmp(r->path, path) == 0;
+    return plen > r->len && strncmp(r->path, path, r->len) == 0;
+}
+
+int qs_http_match(const struct qs_http_server *s, const char *method, const char *path,
+                  qs_http_handler_fn *fn, void **ud, size_t *prefix_len, char *allow,
+                  size_t allow_cap)
+{
+    size_t plen = strlen(path);
+    /* Which route path wins: exact first, then the longest prefix. */
+    const struct route *best = NULL;
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const struct route *r = &s->routes[i];
+        if (!route_matches_path(r, path, plen))
+            continue;
+        if (best == NULL || (best->prefix && !r->prefix) ||
+            (best->prefix && r->prefix && r->len > best->len))
+            best = r;
+    }
+    if (best == NULL)
+        return 404;
+    int is_head = strcmp(method, "HEAD") == 0;
+    const struct route *hit = NULL, *get = NULL;
+    for (size_t i = 0; i < s->nroutes; i++) {
+        const struct route *r = &s->routes[i];
+        if (r->prefix != best->prefix || strcmp(r->path, best->path) != 0)
+            continue;
+        if (strcmp(r->method, method) == 0)
+            hit = r;
+        if (strcmp(r->method, "GET") == 0)
+            get = r;
+    }
+    if (hit == NULL && is_head)
+        hit = get;
+    if (hit != NULL) {
+        *fn = hit->fn;
+        *ud = hit->ud;
+        if (prefix_len != NULL)
+            *prefix_len = hit->prefix ? hit->len : plen;
+        return 0;
+    }
+    if (allow != NULL && allow_cap > 0) {
+        allow[0] = '\0';
+        size_t used = 0;
+        for (size_t i = 0; i < s->nroutes; i++) {
+            const struct route *r = &s->routes[i];
+            if (r->prefix != best->prefix || strcmp(r->path, best->path) != 0)
+                continue;
+            used += (size_t)snprintf(allow + used, used < allow_cap ? allow_cap - used : 0, "%s%s",
+                                     used ? ", " : "", r->method);
+            if (strcmp(r->method, "GET") == 0)
+                used += (size_t)snprintf(allow + used, used < allow_cap ? allow_cap - used : 0,
+                                         ", HEAD");
+            if (used >= allow_cap)
+                break;
+        }
+    }
+    return 405;
+}
+
+/* ---- connections ----------------------------------------------------------- */
+
+enum conn_state {
+    CONN_READING = 0,
+    CONN_HANDLING = 1,
+    CONN_WRITING = 2,
+    CONN_LINGER = 3,
+};
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t wreq;
+    uv_write_t creq; /* 100 Continue */
+    uv_shutdown_t sreq;
+    struct qs_http_server *server;
+    struct conn *prev, *next;
+    struct qs_http_reader *reader;
+    struct qs_http_req *req; /* while a handler holds it */
+    enum conn_state state;
+    int rejected;
+    int closing;
+    int open_handles;
+    int continue_sent;
+    size_t drained;
+    char *wbuf; /* owned response bytes */
+    char rbuf[READ_BUF_SIZE];
+};
+
+static const char reject_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                 "Content-Type: application/json\r\n"
+                                 "Content-Length: 35\r\n"
+                                 "Connection: close\r\n"
+                                 "\r\n"
+                                 "{\"error\":\"too many connections\"}\r\n";
+static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+static void server_maybe_done(struct qs_http_server *s)
+{
+    if (!s->closing || s->lstate != LISTENER_CLOSED || s->nall > 0)
+        return;
+    void (*done)(void *) = s->done;
+    void *ud = s->done_ud;
+    for (size_t i = 0; i < s->nroutes; i++)
+        free(s->routes[i].path);
+    free(s->routes);
+    free(s);
+    if (done != NULL)
+        done(ud);
+}
+
+static void conn_handle_closed_cb(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    if (--c->open_handles > 0)
+        return;
+    struct qs_http_server *s = c->server;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    if (!c->rejected)
+        s->nconns--;
+    s->nall--;
+    qs_http_reader_free(c->reader);
+    free(c->wbuf);
+    free(c);
+    server_maybe_done(s);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->req != NULL) {
+        /* A handler still holds the request: detach it; its answer is dropped. */
+        c->req->conn = NULL;
+        c->req = NULL;
+    }
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+    struct conn *c = t->data;
+    if (c->state == CONN_READING)
+        QS_DEBUG("http: connection timed out while reading the request");
+    conn_close(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    buf->base = c->rbuf;
+    buf->len = sizeof(c->rbuf);
+}
+
+static void linger_read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+    (void)buf;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    c->drained += (size_t)nread;
+    if (c->drained > LINGER_MAX_BYTES)
+        conn_close(c);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    struct conn *c = req->data;
+    if (status != 0)
+        conn_close(c);
+}
+
+static void write_cb(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    if (c->closing)
+        return;
+    if (status != 0) {
+        conn_close(c);
+        return;
+    }
+    /* Lingering close: send FIN, drain what the client still sends, so it
+     * reads our answer instead of a reset. */
+    c->state = CONN_LINGER;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, linger_read_cb) != 0) {
+        conn_close(c);
+        return;
+    }
+    uint64_t t = c->server->opts.timeout_ms < LINGER_MS ? c->server->opts.timeout_ms : LINGER_MS;
+    uv_timer_start(&c->timer, conn_timer_cb, t, 0);
+}
+
+static void continue_cb(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    if (status != 0 && !c->closing)
+        conn_close(c);
+}
+
+/* Takes ownership of resp->data. */
+static void conn_write(struct conn *c, struct qs_buf *resp)
+{
+    c->state = CONN_WRITING;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->wbuf = resp->data;
+    resp->data = NULL;
+    uv_buf_t b = uv_buf_init(c->wbuf, (unsigned int)resp->len);
+    c->wreq.data = c;
+    uv_timer_start(&c->timer, conn_timer_cb, c->server->opts.timeout_ms, 0);
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+        free(c->wbuf);
+        c->wbuf = NULL;
+        conn_close(c);
+    }
+}
+
+static void conn_send_error(struct conn *c, int status, const char *msg, const char *extra,
+                            int head)
+{
+    struct qs_buf body, resp;
+    qs_buf_init(&body);
+    qs_buf_init(&resp);
+    if (format_json_error(&body, msg) != 0 ||
+        format_response(&resp, status, "application/json", extra, body.data, body.len, 0, NULL,
+                        head) != 0) {
+        qs_buf_free(&body);
+        qs_buf_free(&resp);
+        conn_close(c);
+        return;
+    }
+    qs_buf_free(&body);
+    conn_write(c, &resp);
+    qs_buf_free(&resp);
+}
+
+static const char *error_message(int status)
+{
+    switch (status) {
+    case 400:
+        return "malformed request";
+    case 413:
+        return "request body too large";
+    case 431:
+        return "request head too large";
+    case 505:
+        return "HTTP version not supported";
+    default:
+        return "internal error";
+    }
+}
+
+static void dispatch(struct conn *c)
+{
+    struct qs_http_req *req = qs_http_reader_take(c->reader);
+    if (req == NULL) {
+        conn_close(c);
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_timer_stop(&c->timer);
+    c->state = CONN_HANDLING;
+    qs_http_handler_fn fn = NULL;
+    void *ud = NULL;
+    size_t prefix_len = 0;
+    char allow[128];
+    int rc = qs_http_match(c->server, req->method, req->path, &fn, &ud, &prefix_len, allow,
+                           sizeof(allow));
+    int head = strcmp(req->method, "HEAD") == 0;
+    QS_DEBUG("http: %s %s", req->method, req->path);
+    if (rc == 404) {
+        req_free(req);
+        conn_send_error(c, 404, "not found", NULL, head);
+        return;
+    }
+    if (rc == 405) {
+        char extra[160];
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+        req_free(req);
+        conn_send_error(c, 405, "method not allowed", extra, head);
+        return;
+    }
+    req->rest_off = prefix_len;
+    req->conn = c;
+    c->req = req;
+    fn(req, ud);
+    /* req may be gone here (answered synchronously). */
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    int status = 0;
+    int rc = qs_http_reader_feed(c->reader, buf->base, (size_t)nread, &status);
+    if (rc < 0) {
+        uv_read_stop(st);
+        uv_timer_stop(&c->timer);
+        conn_send_error(c, status, error_message(status), NULL, 0);
+        return;
+    }
+    if (rc == 1) {
+        dispatch(c);
+        return;
+    }
+    if (!c->continue_sent && qs_http_reader_head_done(c->reader) &&
+        c->reader->req->expect_continue) {
+        c->continue_sent = 1;
+        uv_buf_t b = uv_buf_init((char *)continue_100, sizeof(continue_100) - 1);
+        c->creq.data = c;
+        if (uv_write(&c->creq, st, &b, 1, continue_cb) != 0)
+            conn_close(c);
+    }
+}
+
+static void reject_write_cb(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    if (c->closing)
+        return;
+    if (status != 0) {
+        conn_close(c);
+        return;
+    }
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, linger_read_cb) != 0)
+        conn_close(c);
+}
+
+static void connection_cb(uv_stream_t *listener, int status)
+{
+    struct qs_http_server *s = listener->data;
+    if (status != 0) {
+        QS_WARN("http: accept failed: %s", uv_strerror(status));
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return;
+    c->server = s;
+    c->tcp.data = c;
+    c->timer.data = c;
+    if (uv_tcp_init(s->loop, &c->tcp) != 0) {
+        free(c);
+        return;
+    }
+    uv_timer_init(s->loop, &c->timer);
+    c->open_handles = 2;
+    c->next = s->conns;
+    if (s->conns != NULL)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nall++;
+    c->rejected = s->nconns >= s->opts.max_conns;
+    if (!c->rejected)
+        s->nconns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->rejected) {
+        QS_WARN("http: too many connections (%zu), rejecting", s->nconns);
+        uv_buf_t b = uv_buf_init((char *)reject_503, sizeof(reject_503) - 1);
+        c->wreq.data = c;
+        uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, reject_write_cb) != 0)
+            conn_close(c);
+        return;
+    }
+    c->reader = qs_http_reader_new(&s->opts);
+    if (c->reader == NULL) {
+        conn_close(c);
+        return;
+    }
+    c->state = CONN_READING;
+    uv_timer_start(&c->timer, conn_timer_cb, s->opts.timeout_ms, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+        conn_close(c);
+}
+
+/* ---- responses ---------------------------------------------------------------- */
+
+void qs_http_respond_ex(struct qs_http_req *req, int status, const char *content_type,
+                        const char *extra_headers, const void *body, size_t len, unsigned flags)
+{
+    if (req == NULL)
+        return;
+    struct conn *c = req->conn;
+    if (c == NULL || c->closing) {
+        req_free(req);
+        return;
+    }
+    c->req = NULL;
+    struct qs_buf resp;
+    qs_buf_init(&resp);
+    int head = strcmp(req->method, "HEAD") == 0;
+    int rc = format_response(&resp, status, content_type, extra_headers, body, len, flags,
+                             qs_http_req_header(req, "Accept-Encoding"), head);
+    req_free(req);
+    if (rc != 0) {
+        qs_buf_free(&resp);
+        conn_close(c);
+        return;
+    }
+    conn_write(c, &resp);
+    qs_buf_free(&resp);
+}
+
+void qs_http_respond(struct qs_http_req *req, int status, const char *content_type,
+                     const void *body, size_t len)
+{
+    qs_http_respond_ex(req, status, content_type, NULL, body, len, 0);
+}
+
+void qs_http_respond_json_error(struct qs_http_req *req, int status, const char *message)
+{
+    struct qs_buf body;
+    qs_buf_init(&body);
+    if (format_json_error(&body, message) != 0) {
+        qs_buf_free(&body);
+        qs_http_respond(req, 500, NULL, NULL, 0);
+        return;
+    }
+    const char *extra = status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL;
+    qs_http_respond_ex(req, status, "application/json", extra, body.data, body.len, 0);
+    qs_buf_free(&body);
+}
+
+int qs_http_response_format(const struct qs_http_req *req, int status, const char *content_type,
+                            const char *extra_headers, const void *body, size_t len, unsigned flags,
+                            struct qs_buf *out)
+{
+    return format_response(out, status, content_type, extra_headers, body, len, flags,
+                           qs_http_req_header(req, "Accept-Encoding"),
+                           strcmp(req->method, "HEAD") == 0);
+}
+
+/* ---- server ------------------------------------------------------------------- */
+
+int qs_http_server_new(uv_loop_t *loop, const struct qs_http_server_opts *opts,
+                       struct qs_http_server **out)
+{
+    struct qs_http_server *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return UV_ENOMEM;
+    s->loop = loop;
+    s->port = -1;
+    apply_defaults(&s->opts, opts);
+    int rc = uv_tcp_init(loop, &s->listener);
+    if (rc != 0) {
+        free(s);
+        return rc;
+    }
+    s->listener.data = s;
+    *out = s;
+    return 0;
+}
+
+int qs_http_server_listen(struct qs_http_server *s, const char *host, int port,
+                          struct qs_error *err)
+{
+    struct sockaddr_storage ss;
+    char h[64];
+    const char *hp = host != NULL ? host : "";
+    size_t hl = strlen(hp);
+    if (hl >= 2 && hp[0] == '[' && hp[hl - 1] == ']') {
+        if (hl - 2 >= sizeof(h))
+            return qs_error_set(err, UV_EINVAL, "listen address: invalid host");
+        memcpy(h, hp + 1, hl - 2);
+        h[hl - 2] = '\0';
+    } else {
+        qs_strlcpy(h, hp, sizeof(h));
+    }
+    if (h[0] == '\0' || strcmp(h, "*") == 0)
+        qs_strlcpy(h, "0.0.0.0", sizeof(h));
+    else if (strcmp(h, "localhost") == 0)
+        qs_strlcpy(h, "127.0.0.1", sizeof(h));
+    if (port < 0 || port > 65535)
+        return qs_error_set(err, UV_EINVAL, "listen address: invalid port %d", port);
+    if (uv_ip4_addr(h, port, (struct sockaddr_in *)&ss) != 0 &&
+        uv_ip6_addr(h, port, (struct sockaddr_in6 *)&ss) != 0)
+        return qs_error_set(err, UV_EINVAL, "listen address: '%s' is not an IP address", h);
+    int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&s->listener, 511, connection_cb);
+    if (rc != 0)
+        return qs_error_set(err, rc, "listen on %s port %d: %s", h, port, uv_strerror(rc));
+    struct sockaddr_storage bound;
+    int blen = sizeof(bound);
+    if (uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &blen) == 0) {
+        if (bound.ss_family == AF_INET)
+            s->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+        else
+            s->port = ntohs(((struct sockaddr_in6 *)&bound)->sin6_port);
+    }
+    return 0;
+}
+
+int qs_http_server_port(const struct qs_http_server *s)
+{
+    return s != NULL ? s->port : -1;
+}
+
+size_t qs_http_server_connections(const struct qs_http_server *s)
+{
+    return s != NULL ? s->nall : 0;
+}
+
+static void listener_closed_cb(uv_handle_t *h)
+{
+    struct qs_http_server *s = h->data;
+    s->lstate = LISTENER_CLOSED;
+    server_maybe_done(s);
+}
+
+void qs_http_server_stop_accepting(struct qs_http_server *s)
+{
+    if (s == NULL || s->lstate != LISTENER_IDLE)
+        return;
+    s->lstate = LISTENER_CLOSING;
+    uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
+}
+
+void qs_http_server_close(struct qs_http_server *s, void (*done)(void *ud), void *ud)
+{
+    if (s == NULL || s->closing)
+        return;
+    s->closing = 1;
+    s->done = done;
+    s->done_ud = ud;
+    for (struct conn *c = s->conns; c != NULL; c = c->next)
+        conn_close(c);
+    if (s->lstate == LISTENER_IDLE)
+        qs_http_server_stop_accepting(s);
+    else
+        server_maybe_done(s);
+}
