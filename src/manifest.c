@@ -65,7 +65,7 @@ int qs_manifest_is_valid_collection_name(const char *name)
         size_t n = utf8_seq(p, &cp);
         if (n == 0)
             return 0;
-        if (cp < 0x20 || cp == 0x7F || strchr("<>:\"/\\|?*", (int)cp) != NULL)
+        if (cp < 0x20 || cp == 0x7F || (cp < 0x80 && strchr("<>:\"/\\|?*", (int)cp) != NULL))
             return 0;
         p += n;
         if (++chars > 255)

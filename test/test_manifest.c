@@ -1,0 +1,638 @@
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qsnap/error.h"
+#include "qsnap/manifest.h"
+#include "qsnap/util.h"
+
+#define SHA "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define SNAP "agent-memory-7907145935075663-2025-01-28-03-00-02.snapshot"
+
+/* A valid manifest as another qsnap would have written it (compact). */
+static const char *valid_json(void)
+{
+    return "{\"format\":1,\"collection\":\"agent-memory\",\"snapshot\":\"" SNAP "\","
+           "\"mode\":\"collections\",\"created\":\"2025-01-28T03:00:02Z\",\"size\":850000000,"
+           "\"sha256\":\"" SHA "\",\"compression\":\"gzip\",\"compression_level\":6,"
+           "\"stored_size\":600000000,\"object\":\"agent-memory/" SNAP ".gz\","
+           "\"qdrant_version\":\"1.13.2\",\"points_count\":100000,"
+           "\"vectors\":{\"size\":1536,\"distance\":\"Cosine\",\"on_disk\":true},"
+           "\"qsnap_version\":\"0.1.0\"}";
+}
+
+static void fill(struct qs_manifest *m)
+{
+    memset(m, 0, sizeof(*m));
+    m->format = QS_MANIFEST_FORMAT;
+    m->collection = strdup("agent-memory");
+    m->snapshot = strdup(SNAP);
+    m->created = qs_timegm(2025, 1, 28, 3, 0, 2);
+    m->size = 850000000;
+    memcpy(m->sha256, SHA, 65);
+    m->compression_level = 6;
+    m->stored_size = 600000000;
+    m->object = strdup("agent-memory/" SNAP ".gz");
+    m->qdrant_version = strdup("1.13.2");
+    m->points_count = 100000;
+    m->vectors = strdup("{\"size\":1536,\"distance\":\"Cosine\",\"on_disk\":true}");
+    m->qsnap_version = strdup("0.1.0");
+    m->mode = QS_MODE_COLLECTIONS;
+}
+
+static int parse_str(const char *json, struct qs_manifest *m, struct qs_error *err)
+{
+    qs_error_clear(err);
+    return qs_manifest_parse(json, strlen(json), m, err);
+}
+
+/* Parses valid_json() with one field replaced (value = JSON text) or removed
+ * (value = NULL); returns the result and leaves the message in err. */
+static int parse_mutated(const char *field, const char *value, struct qs_error *err)
+{
+    cJSON *root = cJSON_Parse(valid_json());
+    cr_assert_not_null(root);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, field);
+    if (value != NULL) {
+        cJSON *v = cJSON_Parse(value);
+        cr_assert_not_null(v, "bad test value %s", value);
+        cJSON_AddItemToObject(root, field, v);
+    }
+    char *text = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    struct qs_manifest m;
+    int rc = parse_str(text, &m, err);
+    cJSON_free(text);
+    qs_manifest_deinit(&m);
+    return rc;
+}
+
+Test(manifest, parse_valid)
+{
+    struct qs_manifest m;
+    struct qs_error err;
+    cr_assert_eq(parse_str(valid_json(), &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.format, 1);
+    cr_assert_str_eq(m.collection, "agent-memory");
+    cr_assert_str_eq(m.snapshot, SNAP);
+    cr_assert_eq(m.created, qs_timegm(2025, 1, 28, 3, 0, 2));
+    cr_assert_eq(m.size, 850000000u);
+    cr_assert_str_eq(m.sha256, SHA);
+    cr_assert_eq(m.compression_level, 6);
+    cr_assert_eq(m.stored_size, 600000000u);
+    cr_assert_str_eq(m.object, "agent-memory/" SNAP ".gz");
+    cr_assert_str_eq(m.qdrant_version, "1.13.2");
+    cr_assert_eq(m.points_count, 100000);
+    cr_assert_str_eq(m.vectors, "{\"size\":1536,\"distance\":\"Cosine\",\"on_disk\":true}");
+    cr_assert_str_eq(m.qsnap_version, "0.1.0");
+    cr_assert_eq(m.mode, QS_MODE_COLLECTIONS);
+    qs_manifest_deinit(&m);
+    cr_assert_null(m.collection);
+}
+
+Test(manifest, render_exact)
+{
+    struct qs_manifest m;
+    fill(&m);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_manifest_to_json(&m, &b), 0);
+    const char *want = "{\n"
+                       "  \"format\": 1,\n"
+                       "  \"collection\": \"agent-memory\",\n"
+                       "  \"snapshot\": \"" SNAP "\",\n"
+                       "  \"mode\": \"collections\",\n"
+                       "  \"created\": \"2025-01-28T03:00:02Z\",\n"
+                       "  \"size\": 850000000,\n"
+                       "  \"sha256\": \"" SHA "\",\n"
+                       "  \"compression\": \"gzip\",\n"
+                       "  \"compression_level\": 6,\n"
+                       "  \"stored_size\": 600000000,\n"
+                       "  \"object\": \"agent-memory/" SNAP ".gz\",\n"
+                       "  \"qdrant_version\": \"1.13.2\",\n"
+                       "  \"points_count\": 100000,\n"
+                       "  \"vectors\": {\"size\":1536,\"distance\":\"Cosine\",\"on_disk\":true},\n"
+                       "  \"qsnap_version\": \"0.1.0\"\n"
+                       "}\n";
+    cr_assert_str_eq(b.data, want);
+    qs_buf_free(&b);
+    qs_manifest_deinit(&m);
+}
+
+static void assert_same(const struct qs_manifest *a, const struct qs_manifest *b)
+{
+    cr_assert_eq(a->format, b->format);
+    cr_assert_str_eq(a->collection, b->collection);
+    cr_assert_str_eq(a->snapshot, b->snapshot);
+    cr_assert_eq(a->created, b->created);
+    cr_assert_eq(a->size, b->size);
+    cr_assert_str_eq(a->sha256, b->sha256);
+    cr_assert_eq(a->compression_level, b->compression_level);
+    cr_assert_eq(a->stored_size, b->stored_size);
+    cr_assert_str_eq(a->object, b->object);
+    cr_assert_str_eq(a->qdrant_version, b->qdrant_version);
+    cr_assert_eq(a->points_count, b->points_count);
+    if (a->vectors == NULL)
+        cr_assert_null(b->vectors);
+    else
+        cr_assert_str_eq(a->vectors, b->vectors);
+    cr_assert_str_eq(a->qsnap_version, b->qsnap_version);
+    cr_assert_eq(a->mode, b->mode);
+}
+
+static void roundtrip(const struct qs_manifest *m)
+{
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_manifest_to_json(m, &b), 0);
+    struct qs_manifest back;
+    struct qs_error err;
+    cr_assert_eq(qs_manifest_parse(b.data, b.len, &back, &err), 0, "%s\n%s", err.msg, b.data);
+    assert_same(m, &back);
+    /* Rendering the parsed copy gives the same bytes (stable output). */
+    struct qs_buf b2;
+    qs_buf_init(&b2);
+    cr_assert_eq(qs_manifest_to_json(&back, &b2), 0);
+    cr_assert_str_eq(b.data, b2.data);
+    qs_buf_free(&b);
+    qs_buf_free(&b2);
+    qs_manifest_deinit(&back);
+}
+
+Test(manifest, roundtrip_variants)
+{
+    struct qs_manifest m;
+    fill(&m);
+    roundtrip(&m);
+
+    /* Uncompressed. */
+    m.compression_level = 0;
+    m.stored_size = m.size;
+    free(m.object);
+    m.object = strdup("agent-memory/" SNAP);
+    roundtrip(&m);
+
+    /* Odd but valid collection names and large sizes, epoch time. */
+    free(m.collection);
+    m.collection = strdup("Agent \"memory\" \xc3\xa9\xe2\x9c\x93 \\ back");
+    cr_assert_eq(qs_manifest_is_valid_collection_name(m.collection), 0, "has '\"' and '\\'");
+    free(m.collection);
+    m.collection = strdup("agent m\xc3\xa9moire \xe2\x9c\x93 #1");
+    free(m.object);
+    char key[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_object_key(m.collection, m.snapshot, 0, key, sizeof(key)), 0);
+    m.object = strdup(key);
+    m.size = m.stored_size = 9007199254740992ull; /* 2^53 */
+    m.created = 0;
+    m.points_count = 0;
+    free(m.vectors);
+    m.vectors = strdup("{\"text\":{\"size\":3,\"distance\":\"Dot\"},\"img\":{\"size\":2,"
+                       "\"distance\":\"Euclid\",\"hnsw_config\":{\"m\":0.5}}}");
+    free(m.qdrant_version);
+    m.qdrant_version = strdup("v1.13.2\n\"dev\"\t\x01");
+    roundtrip(&m);
+
+    /* Full-storage snapshot without points_count and vectors. */
+    qs_manifest_deinit(&m);
+    fill(&m);
+    m.mode = QS_MODE_FULL;
+    free(m.collection);
+    m.collection = strdup(QS_MANIFEST_FULL_DIR);
+    free(m.snapshot);
+    m.snapshot = strdup("full-snapshot-2025-01-28-03-00-02.snapshot");
+    free(m.object);
+    m.object = strdup(":full/full-snapshot-2025-01-28-03-00-02.snapshot.gz");
+    m.points_count = -1;
+    free(m.vectors);
+    m.vectors = NULL;
+    roundtrip(&m);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_manifest_to_json(&m, &b), 0);
+    cr_assert_null(strstr(b.data, "points_count"));
+    cr_assert_null(strstr(b.data, "vectors"));
+    cr_assert_not_null(strstr(b.data, "\"mode\": \"full\""));
+    qs_buf_free(&b);
+    qs_manifest_deinit(&m);
+}
+
+Test(manifest, to_json_refuses_invalid)
+{
+    struct qs_manifest m;
+    fill(&m);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_buf_printf(&b, "keep"), 0);
+    m.sha256[0] = 'A';
+    cr_assert_eq(qs_manifest_to_json(&m, &b), QS_EINVAL);
+    cr_assert_str_eq(b.data, "keep");
+    m.sha256[0] = '0';
+    free(m.object);
+    m.object = strdup("agent-memory/" SNAP); /* but compressed */
+    cr_assert_eq(qs_manifest_to_json(&m, &b), QS_EINVAL);
+    struct qs_error err;
+    qs_error_clear(&err);
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "\"object\""), "%s", err.msg);
+    free(m.object);
+    m.object = strdup("agent-memory/" SNAP ".gz");
+    free(m.vectors);
+    m.vectors = strdup("[1,2]");
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "\"vectors\""), "%s", err.msg);
+    cr_assert_eq(qs_manifest_to_json(&m, &b), QS_EINVAL);
+    cr_assert_str_eq(b.data, "keep");
+    qs_buf_free(&b);
+    qs_manifest_deinit(&m);
+}
+
+Test(manifest, every_required_field_missing_is_named)
+{
+    static const char *const required[] = {
+        "format",       "collection",  "snapshot",
+        "mode",         "created",     "size",
+        "sha256",       "compression", "compression_level", /* gzip */
+        "stored_size",  "object",      "qdrant_version",
+        "points_count", "vectors",     "qsnap_version",
+    };
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+        struct qs_error err;
+        int rc = parse_mutated(required[i], NULL, &err);
+        cr_assert_eq(rc, QS_EINVAL, "missing %s accepted", required[i]);
+        char quoted[64];
+        snprintf(quoted, sizeof(quoted), "\"%s\"", required[i]);
+        cr_assert_not_null(strstr(err.msg, quoted), "missing %s: %s", required[i], err.msg);
+        cr_assert_not_null(strstr(err.msg, "missing"), "missing %s: %s", required[i], err.msg);
+        /* An explicit null counts as missing too. */
+        rc = parse_mutated(required[i], "null", &err);
+        cr_assert_eq(rc, QS_EINVAL, "null %s accepted", required[i]);
+        cr_assert_not_null(strstr(err.msg, quoted), "null %s: %s", required[i], err.msg);
+    }
+}
+
+struct bad_value {
+    const char *field;
+    const char *value; /* JSON text */
+    int code;
+};
+
+Test(manifest, bad_values_are_named)
+{
+    static const struct bad_value cases[] = {
+        /* wrong types */
+        {"format", "\"1\"", QS_EINVAL},
+        {"collection", "42", QS_EINVAL},
+        {"snapshot", "[]", QS_EINVAL},
+        {"mode", "true", QS_EINVAL},
+        {"created", "1738033202", QS_EINVAL},
+        {"size", "\"850000000\"", QS_EINVAL},
+        {"sha256", "{}", QS_EINVAL},
+        {"compression", "6", QS_EINVAL},
+        {"compression_level", "\"6\"", QS_EINVAL},
+        {"stored_size", "false", QS_EINVAL},
+        {"object", "1", QS_EINVAL},
+        {"qdrant_version", "1.13", QS_EINVAL},
+        {"points_count", "\"100000\"", QS_EINVAL},
+        {"vectors", "\"{}\"", QS_EINVAL},
+        {"vectors", "[1536]", QS_EINVAL},
+        {"qsnap_version", "{}", QS_EINVAL},
+        /* bad values */
+        {"format", "0", QS_EINVAL},
+        {"format", "1.5", QS_EINVAL},
+        {"format", "2", QS_EPROTO},
+        {"mode", "\"Full\"", QS_EINVAL},
+        {"mode", "\"full\"", QS_EINVAL}, /* collection must then be ":full" */
+        {"created", "\"yesterday\"", QS_EINVAL},
+        {"created", "\"2025-02-30T00:00:00Z\"", QS_EINVAL},
+        {"created", "\"1969-12-31T23:59:59Z\"", QS_EINVAL},
+        {"size", "-1", QS_EINVAL},
+        {"size", "1.5", QS_EINVAL},
+        {"size", "1e300", QS_EINVAL},
+        {"stored_size", "-600000000", QS_EINVAL},
+        {"points_count", "-1", QS_EINVAL},
+        {"points_count", "0.5", QS_EINVAL},
+        {"sha256", "\"" SHA "0\"", QS_EINVAL},
+        {"sha256", "\"0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef\"",
+         QS_EINVAL},
+        {"sha256", "\"0123456789abcdeg0123456789abcdef0123456789abcdef0123456789abcdef\"",
+         QS_EINVAL},
+        {"sha256", "\"\"", QS_EINVAL},
+        {"compression", "\"zstd\"", QS_EINVAL},
+        {"compression", "\"gzip:6\"", QS_EINVAL},
+        {"compression_level", "0", QS_EINVAL},
+        {"compression_level", "10", QS_EINVAL},
+        {"object", "\"agent-memory/" SNAP "\"", QS_EINVAL},
+        {"object", "\"other/" SNAP ".gz\"", QS_EINVAL},
+        {"object", "\"/agent-memory/" SNAP ".gz\"", QS_EINVAL},
+        {"collection", "\"\"", QS_EINVAL},
+        {"collection", "\"a:b\"", QS_EINVAL},
+        {"collection", "\"a/b\"", QS_EINVAL},
+        {"collection", "\"..\"", QS_EINVAL},
+        {"collection", "\":full\"", QS_EINVAL}, /* reserved for mode full */
+        {"snapshot", "\"\"", QS_EINVAL},
+        {"snapshot", "\"../x.snapshot\"", QS_EINVAL},
+        {"snapshot", "\"x.json\"", QS_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct qs_error err;
+        int rc = parse_mutated(cases[i].field, cases[i].value, &err);
+        cr_assert_eq(rc, cases[i].code, "%s=%s: got %d (%s)", cases[i].field, cases[i].value, rc,
+                     err.msg);
+        char quoted[64];
+        snprintf(quoted, sizeof(quoted), "\"%s\"", cases[i].field);
+        /* A wrong mode may be reported on the field it conflicts with. */
+        if (strcmp(cases[i].value, "\"full\"") == 0)
+            strcpy(quoted, "\"collection\"");
+        cr_assert_not_null(strstr(err.msg, quoted), "%s=%s: %s", cases[i].field, cases[i].value,
+                           err.msg);
+    }
+}
+
+Test(manifest, consistency_rules)
+{
+    struct qs_error err;
+    struct qs_manifest m;
+    /* none: stored_size must equal size, object has no .gz, no level needed. */
+    const char *none = "{\"format\":1,\"collection\":\"c\",\"snapshot\":\"s.snapshot\","
+                       "\"mode\":\"collections\",\"created\":\"2025-01-28T03:00:02Z\","
+                       "\"size\":10,\"sha256\":\"" SHA "\",\"compression\":\"none\","
+                       "\"stored_size\":11,\"object\":\"c/s.snapshot\",\"qdrant_version\":\"x\","
+                       "\"points_count\":1,\"vectors\":{},\"qsnap_version\":\"y\"}";
+    cr_assert_eq(parse_str(none, &m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "\"stored_size\""), "%s", err.msg);
+    char *fixed = strdup(none);
+    char *p = strstr(fixed, "\"stored_size\":11");
+    p[15] = '0'; /* 11 -> 10 */
+    cr_assert_eq(parse_str(fixed, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.compression_level, 0);
+    cr_assert_str_eq(m.vectors, "{}");
+    qs_manifest_deinit(&m);
+    free(fixed);
+
+    /* Not JSON, not an object, truncated, empty. */
+    cr_assert_eq(parse_str("", &m, &err), QS_EINVAL);
+    cr_assert_eq(parse_str("[1]", &m, &err), QS_EINVAL);
+    cr_assert_eq(parse_str("{\"format\":1,", &m, &err), QS_EINVAL);
+    cr_assert_eq(qs_manifest_parse(valid_json(), strlen(valid_json()) - 1, &m, &err), QS_EINVAL);
+    cr_assert_null(m.collection);
+    cr_assert_eq(qs_manifest_parse(NULL, 0, &m, &err), QS_EINVAL);
+
+    /* Full mode: ":full" collection, points_count and vectors optional. */
+    const char *full =
+        "{\"format\":1,\"collection\":\":full\",\"snapshot\":\"full-snapshot-2025-01-28-03-00-"
+        "02.snapshot\",\"mode\":\"full\",\"created\":\"2025-01-28T03:00:02\",\"size\":10,"
+        "\"sha256\":\"" SHA "\",\"compression\":\"none\",\"compression_level\":0,"
+        "\"stored_size\":10,\"object\":\":full/full-snapshot-2025-01-28-03-00-02.snapshot\","
+        "\"qdrant_version\":\"1.13.2\",\"qsnap_version\":\"0.1.0\"}";
+    cr_assert_eq(parse_str(full, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.mode, QS_MODE_FULL);
+    cr_assert_eq(m.points_count, -1);
+    cr_assert_null(m.vectors);
+    cr_assert_eq(m.created, qs_timegm(2025, 1, 28, 3, 0, 2));
+    qs_manifest_deinit(&m);
+}
+
+Test(manifest, unknown_fields_ignored)
+{
+    cJSON *root = cJSON_Parse(valid_json());
+    cJSON_AddStringToObject(root, "future_field", "x");
+    cJSON_AddItemToObject(root, "labels", cJSON_Parse("{\"a\":[1,2,{\"b\":null}]}"));
+    char *text = cJSON_Print(root);
+    cJSON_Delete(root);
+    struct qs_manifest m;
+    struct qs_error err;
+    cr_assert_eq(parse_str(text, &m, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(m.collection, "agent-memory");
+    qs_manifest_deinit(&m);
+    cJSON_free(text);
+}
+
+Test(manifest, collection_names)
+{
+    static const struct {
+        const char *name;
+        int valid;
+    } cases[] = {
+        {"agent-memory", 1},
+        {"_private", 1},
+        {"with space", 1},
+        {"...", 1},
+        {"a.b", 1},
+        {"m\xc3\xa9moire", 1},
+        {"\xf0\x9f\x98\x80", 1},
+        {"\xc4\xba\xc4\xbc", 1}, /* U+013A, U+013C: low bytes are ':' and '<' */
+        {"", 0},
+        {".", 0},
+        {"..", 0},
+        {"a<b", 0},
+        {"a>b", 0},
+        {"a:b", 0},
+        {"a\"b", 0},
+        {"a/b", 0},
+        {"a\\b", 0},
+        {"a|b", 0},
+        {"a?b", 0},
+        {"a*b", 0},
+        {"a\tb", 0},
+        {"a\x1f", 0},
+        {"a\x7f", 0},
+        {"\xc3", 0},             /* truncated UTF-8 */
+        {"\xc0\xaf", 0},         /* overlong '/' */
+        {"\xed\xa0\x80", 0},     /* surrogate */
+        {"\xf4\x90\x80\x80", 0}, /* > U+10FFFF */
+        {QS_MANIFEST_FULL_DIR, 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        cr_assert_eq(qs_manifest_is_valid_collection_name(cases[i].name), cases[i].valid, "%s",
+                     cases[i].name);
+    cr_assert_eq(qs_manifest_is_valid_collection_name(NULL), 0);
+
+    /* Length is counted in characters: 255 two-byte characters are fine. */
+    char name[2 * 256 + 1];
+    for (int i = 0; i < 255; i++)
+        memcpy(name + 2 * i, "\xc3\xa9", 2);
+    name[510] = '\0';
+    cr_assert_eq(qs_manifest_is_valid_collection_name(name), 1);
+    memcpy(name + 510, "\xc3\xa9", 3);
+    cr_assert_eq(qs_manifest_is_valid_collection_name(name), 0);
+}
+
+Test(manifest, snapshot_names)
+{
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(SNAP), 1);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("full-snapshot-2025-01-28-03-00-02.snapshot"),
+                 1);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("upload"), 1);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(""), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(NULL), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(".hidden.snapshot"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("a/b.snapshot"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("a\\b.snapshot"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("a\nb.snapshot"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("a.snapshot.json"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("a.snapshot.gz"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("a.snapshot.tmp"), 0);
+    char longname[257];
+    memset(longname, 'a', 256);
+    longname[256] = '\0';
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(longname), 0);
+    longname[255] = '\0';
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(longname), 1);
+}
+
+Test(manifest, key_helpers)
+{
+    char key[QS_MANIFEST_KEY_MAX];
+    static const struct {
+        const char *collection;
+        const char *snapshot;
+        int compressed;
+        const char *object;
+        const char *manifest;
+    } cases[] = {
+        {"agent-memory", SNAP, 0, "agent-memory/" SNAP, "agent-memory/" SNAP ".json"},
+        {"agent-memory", SNAP, 1, "agent-memory/" SNAP ".gz", "agent-memory/" SNAP ".json"},
+        {"my collection", "my collection-1-2025-01-28-03-00-02.snapshot", 1,
+         "my collection/my collection-1-2025-01-28-03-00-02.snapshot.gz",
+         "my collection/my collection-1-2025-01-28-03-00-02.snapshot.json"},
+        {"m\xc3\xa9moire-\xe2\x9c\x93", "s.snapshot", 0, "m\xc3\xa9moire-\xe2\x9c\x93/s.snapshot",
+         "m\xc3\xa9moire-\xe2\x9c\x93/s.snapshot.json"},
+        {QS_MANIFEST_FULL_DIR, "full-snapshot-2025-01-28-03-00-02.snapshot", 1,
+         ":full/full-snapshot-2025-01-28-03-00-02.snapshot.gz",
+         ":full/full-snapshot-2025-01-28-03-00-02.snapshot.json"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cr_assert_eq(qs_manifest_object_key(cases[i].collection, cases[i].snapshot,
+                                            cases[i].compressed, key, sizeof(key)),
+                     0);
+        cr_assert_str_eq(key, cases[i].object);
+        cr_assert_eq(qs_manifest_key(cases[i].collection, cases[i].snapshot, key, sizeof(key)), 0);
+        cr_assert_str_eq(key, cases[i].manifest);
+    }
+    /* Invalid names. */
+    cr_assert_eq(qs_manifest_object_key("a/b", "s.snapshot", 0, key, sizeof(key)), QS_EINVAL);
+    cr_assert_str_eq(key, "");
+    cr_assert_eq(qs_manifest_object_key("a", "../s.snapshot", 0, key, sizeof(key)), QS_EINVAL);
+    cr_assert_eq(qs_manifest_key("", "s.snapshot", key, sizeof(key)), QS_EINVAL);
+    cr_assert_eq(qs_manifest_key("a", NULL, key, sizeof(key)), QS_EINVAL);
+    cr_assert_eq(qs_manifest_key(NULL, "s", key, sizeof(key)), QS_EINVAL);
+    /* Capacity: exact fit and one byte short. */
+    char small[sizeof("c/s.snapshot.gz")];
+    cr_assert_eq(qs_manifest_object_key("c", "s.snapshot", 1, small, sizeof(small)), 0);
+    cr_assert_str_eq(small, "c/s.snapshot.gz");
+    cr_assert_eq(qs_manifest_object_key("c", "s.snapshot", 1, small, sizeof(small) - 1),
+                 QS_ETOOBIG);
+    cr_assert_str_eq(small, "");
+    cr_assert_eq(qs_manifest_key("c", "s.snapshot", small, sizeof(small)), QS_ETOOBIG);
+
+    /* The largest names fit QS_MANIFEST_KEY_MAX. */
+    char coll[4 * 255 + 1], snap[256];
+    for (int i = 0; i < 255; i++)
+        memcpy(coll + 4 * i, "\xf0\x9f\x98\x80", 4);
+    coll[1020] = '\0';
+    memset(snap, 's', 255);
+    snap[255] = '\0';
+    cr_assert_eq(qs_manifest_key(coll, snap, key, sizeof(key)), 0);
+    cr_assert_eq(strlen(key), 1020 + 1 + 255 + 5);
+}
+
+/* ---- listing classifier ---------------------------------------------------- */
+
+static const struct qs_listed_backup *find_backup(const struct qs_listed_backup *a, size_t n,
+                                                  const char *manifest_key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(a[i].manifest_key, manifest_key) == 0)
+            return &a[i];
+    return NULL;
+}
+
+Test(manifest, classify_listing)
+{
+    const struct qs_listed_key keys[] = {
+        /* complete, compressed */
+        {"c1/c1-1-2025-01-01-03-00-00.snapshot.gz", 100, 1000},
+        {"c1/c1-1-2025-01-01-03-00-00.snapshot.json", 1, 1001},
+        /* complete, plain; listed manifest-first */
+        {"c1/c1-1-2025-01-02-03-00-00.snapshot.json", 1, 2001},
+        {"c1/c1-1-2025-01-02-03-00-00.snapshot", 200, 2000},
+        /* incomplete: object without manifest */
+        {"c1/c1-1-2025-01-03-03-00-00.snapshot.gz", 50, 3000},
+        {"c2 with space/x-1-2025-01-03-03-00-00.snapshot", 60, 3100},
+        /* orphan manifest */
+        {"c2 with space/x-1-2025-01-01-03-00-00.snapshot.json", 1, 900},
+        /* full-storage snapshot */
+        {":full/full-snapshot-2025-01-01-03-00-00.snapshot", 70, 800},
+        {":full/full-snapshot-2025-01-01-03-00-00.snapshot.json", 1, 801},
+        /* both plain and .gz next to one manifest */
+        {"c3/s.snapshot", 10, 10},
+        {"c3/s.snapshot.gz", 5, 11},
+        {"c3/s.snapshot.json", 1, 12},
+        /* ignored: temporary, hidden, nested, top level, foreign, bad dir, dup */
+        {"c1/c1-1-2025-01-04-03-00-00.snapshot.tmp", 1, 1},
+        {"c1/.c1-1-2025-01-04-03-00-00.snapshot.XXXXXX", 1, 1},
+        {"c1/sub/a.snapshot", 1, 1},
+        {"toplevel.snapshot", 1, 1},
+        {"c1/README", 1, 1},
+        {"c1/notes.txt.gz", 1, 1},
+        {"a:b/x.snapshot", 1, 1},
+        {"/x.snapshot", 1, 1},
+        {"c1/", 1, 1},
+        {"c1/c1-1-2025-01-02-03-00-00.snapshot", 200, 2000},
+        {NULL, 0, 0},
+    };
+    const size_t n = sizeof(keys) / sizeof(keys[0]);
+    struct qs_manifest_listing l;
+    cr_assert_eq(qs_manifest_classify(keys, n, &l), 0);
+
+    cr_assert_eq(l.ncomplete, 4);
+    const struct qs_listed_backup *b =
+        find_backup(l.complete, l.ncomplete, "c1/c1-1-2025-01-01-03-00-00.snapshot.json");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->collection, "c1");
+    cr_assert_str_eq(b->snapshot, "c1-1-2025-01-01-03-00-00.snapshot");
+    cr_assert_str_eq(b->object_key, "c1/c1-1-2025-01-01-03-00-00.snapshot.gz");
+    cr_assert_eq(b->compressed, 1);
+    cr_assert_eq(b->object_size, 100);
+    cr_assert_eq(b->last_modified, 1001);
+    b = find_backup(l.complete, l.ncomplete, "c1/c1-1-2025-01-02-03-00-00.snapshot.json");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->object_key, "c1/c1-1-2025-01-02-03-00-00.snapshot");
+    cr_assert_eq(b->compressed, 0);
+    cr_assert_eq(b->object_size, 200);
+    b = find_backup(l.complete, l.ncomplete,
+                    ":full/full-snapshot-2025-01-01-03-00-00.snapshot.json");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->collection, QS_MANIFEST_FULL_DIR);
+    b = find_backup(l.complete, l.ncomplete, "c3/s.snapshot.json");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->object_key, "c3/s.snapshot");
+
+    /* Sorted by manifest key. */
+    for (size_t i = 1; i < l.ncomplete; i++)
+        cr_assert_lt(strcmp(l.complete[i - 1].manifest_key, l.complete[i].manifest_key), 0);
+
+    cr_assert_eq(l.nincomplete, 2);
+    cr_assert_str_eq(l.incomplete[0].key, "c1/c1-1-2025-01-03-03-00-00.snapshot.gz");
+    cr_assert_str_eq(l.incomplete[0].collection, "c1");
+    cr_assert_eq(l.incomplete[0].size, 50);
+    cr_assert_eq(l.incomplete[0].last_modified, 3000);
+    cr_assert_str_eq(l.incomplete[1].key, "c2 with space/x-1-2025-01-03-03-00-00.snapshot");
+    cr_assert_str_eq(l.incomplete[1].collection, "c2 with space");
+
+    cr_assert_eq(l.norphans, 1);
+    cr_assert_str_eq(l.orphans[0].manifest_key,
+                     "c2 with space/x-1-2025-01-01-03-00-00.snapshot.json");
+    cr_assert_str_eq(l.orphans[0].snapshot, "x-1-2025-01-01-03-00-00.snapshot");
+    cr_assert_null(l.orphans[0].object_key);
+
+    /* 9 ignored listed keys + the duplicate + the NULL + the .gz twin in c3. */
+    cr_assert_eq(l.nignored, 12, "%zu", l.nignored);
+    qs_manifest_listing_deinit(&l);
+    cr_assert_eq(l.ncomplete, 0);
+
+    cr_assert_eq(qs_manifest_classify(NULL, 0, &l), 0);
+    cr_assert_eq(l.ncomplete + l.nincomplete + l.norphans + l.nignored, 0);
+    qs_manifest_listing_deinit(&l);
+}
