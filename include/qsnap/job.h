@@ -45,6 +45,8 @@ struct qs_job_item {
     uint64_t size;     /* snapshot bytes */
     uint64_t stored;   /* bytes stored at the destination */
     double duration_s; /* wall time for this collection */
+    int local_kept;    /* backups: Qdrant-side snapshots kept after local pruning, -1 unknown */
+    int local_deleted; /* backups: Qdrant-side snapshots deleted by local pruning */
     char *error;       /* NULL on success */
 };
 

@@ -1,0 +1,33 @@
+/* One-shot commands: `qsnap backup`, `restore`, `list`, `prune` (SPEC
+ * section 2). They run the same worker code as the daemon, on the calling
+ * thread, and return the process exit code: 0 success, 1 failure, 2 bad
+ * usage, 3 partial success. cfg borrowed; argv borrowed (the arguments
+ * after the command name). */
+#ifndef QSNAP_CLI_H
+#define QSNAP_CLI_H
+
+#include "qsnap/config.h"
+
+int qs_cli_backup(const struct qs_config *cfg, int argc, char **argv);
+int qs_cli_restore(const struct qs_config *cfg, int argc, char **argv);
+int qs_cli_list(const struct qs_config *cfg, int argc, char **argv);
+int qs_cli_prune(const struct qs_config *cfg, int argc, char **argv);
+
+/* Probes Qdrant and the destination for `check-config`; prints one line per
+ * peer to stdout. Returns 0 when both answer, 1 otherwise. */
+int qs_cli_check_reachability(const struct qs_config *cfg);
+
+/* Creates the storage and Qdrant client described by cfg (both owned by the
+ * caller; free with qs_storage_free / qs_qdrant_free). Returns 0 or a code
+ * with err filled. */
+struct qs_storage;
+struct qs_qdrant;
+int qs_cli_open_peers(const struct qs_config *cfg, struct qs_storage **storage,
+                      struct qs_qdrant **qdrant, struct qs_error *err);
+
+/* Test-only: when QSNAP_TEST_NOW (UTC seconds) is set, the injectable clock
+ * starts at that time and advances with real time. Not part of the
+ * configuration contract. */
+void qs_cli_apply_test_clock(void);
+
+#endif
