@@ -779,3 +779,636 @@ Test(qdrant_wire, bad_options)
     qs_qdrant_free(q);
     qs_qdrant_free(NULL);
 }
+
+/* ---- against the Qdrant stand-in ----------------------------------------- */
+
+static struct qs_test_standin S;
+static struct qs_qdrant *Q;
+
+static void standin_up(const char *const *args)
+{
+    cr_assert_eq(qs_test_standin_start(&S, args), 0, "stand-in did not start");
+}
+
+static void setup_plain(void)
+{
+    standin_up(NULL);
+    Q = client_for(S.url, NULL, 10000, 120000, 10);
+}
+
+static void setup_auth(void)
+{
+    static const char *const args[] = {"--api-key", "rw-key-0123456789", "--read-only-api-key",
+                                       "ro-key-0123456789", NULL};
+    standin_up(args);
+    Q = client_for(S.url, "rw-key-0123456789", 10000, 120000, 10);
+}
+
+static void teardown(void)
+{
+    qs_qdrant_free(Q);
+    Q = NULL;
+    qs_test_standin_stop(&S);
+}
+
+static long ctl(const char *method, const char *path, const char *json, char **body)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", S.url, path);
+    static const char *const hdrs[] = {"Content-Type: application/json", NULL};
+    struct qs_test_resp r;
+    int rc = qs_test_http(method, url, hdrs, json, json ? strlen(json) : 0, &r);
+    cr_assert_eq(rc, 0, "control request %s %s failed", method, path);
+    long st = r.status;
+    if (body != NULL)
+        *body = strdup(r.body);
+    qs_test_resp_free(&r);
+    return st;
+}
+
+static void add_collection(const char *name, long points, int dim)
+{
+    char j[256];
+    snprintf(j, sizeof(j), "{\"name\":\"%s\",\"points\":%ld,\"dim\":%d}", name, points, dim);
+    cr_assert_eq(ctl("POST", "/__standin/collections", j, NULL), 200);
+}
+
+static void set_faults(const char *json)
+{
+    cr_assert_eq(ctl("POST", "/__standin/faults", json, NULL), 200, "faults %s", json);
+}
+
+static cJSON *standin_state(void)
+{
+    char *b = NULL;
+    cr_assert_eq(ctl("GET", "/__standin/state", NULL, &b), 200);
+    cJSON *j = cJSON_Parse(b);
+    free(b);
+    cr_assert_not_null(j);
+    return j;
+}
+
+static uint64_t standin_peer_id(void)
+{
+    cJSON *st = standin_state();
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(st, "peer_id");
+    cr_assert(cJSON_IsNumber(p));
+    uint64_t v = (uint64_t)p->valuedouble;
+    cJSON_Delete(st);
+    return v;
+}
+
+static int buf_sink(const void *data, size_t len, void *ud)
+{
+    return qs_buf_append(ud, data, len);
+}
+
+/* Creates a snapshot of c, asserting success. */
+static struct qs_snapshot_info must_create(const char *c)
+{
+    struct qs_snapshot_info si;
+    struct qs_error err;
+    int rc = qs_qdrant_create_snapshot(Q, c, &si, &err);
+    cr_assert_eq(rc, 0, "create: %s", err.msg);
+    return si;
+}
+
+TestSuite(qdrant_standin, .init = setup_plain, .fini = teardown, .timeout = 300);
+TestSuite(qdrant_auth, .init = setup_auth, .fini = teardown, .timeout = 120);
+
+Test(qdrant_standin, list_collections_and_info)
+{
+    add_collection("a-b-c", 50, 4);
+    add_collection("solo", 3, 8);
+    char **names = NULL;
+    size_t n = 0;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_list_collections(Q, &names, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    int seen = 0;
+    for (size_t i = 0; i < n; i++)
+        seen |= (strcmp(names[i], "a-b-c") == 0) | (strcmp(names[i], "solo") == 0) << 1;
+    cr_assert_eq(seen, 3);
+    qs_qdrant_strv_free(names, n);
+
+    struct qs_collection_info ci;
+    cr_assert_eq(qs_qdrant_collection_info(Q, "a-b-c", &ci, &err), 0, "%s", err.msg);
+    cr_assert_eq(ci.points_count, 50);
+    cr_assert_str_eq(ci.status, "green");
+    cr_assert_eq(ci.shard_number, 1);
+    cr_assert_str_eq(ci.vectors_json, "{\"size\":4,\"distance\":\"Cosine\"}");
+    qs_collection_info_deinit(&ci);
+
+    /* 404 with a JSON body. */
+    int rc = qs_qdrant_collection_info(Q, "nope", &ci, &err);
+    cr_assert_eq(rc, QS_ENOTFOUND);
+    cr_assert_eq(err.code, QS_ENOTFOUND);
+    cr_assert_eq(err.http_status, 404);
+    cr_assert_eq(err.retryable, 0);
+    cr_assert_str_eq(
+        err.msg, "get collection 'nope': HTTP 404: Not found: Collection `nope` doesn't exist!");
+    cr_assert_null(ci.vectors_json);
+}
+
+Test(qdrant_standin, snapshot_lifecycle)
+{
+    add_collection("a-b-c", 200, 16);
+    int64_t before = qs_clock_now();
+    struct qs_snapshot_info si = must_create("a-b-c");
+    char coll[256];
+    uint64_t peer = 0;
+    int64_t ts = 0;
+    cr_assert_eq(qs_snapshot_name_parse(si.name, coll, sizeof(coll), &peer, &ts), 0, "%s", si.name);
+    cr_assert_str_eq(coll, "a-b-c");
+    cr_assert_eq(peer, standin_peer_id());
+    cr_assert(ts >= before - 2 && ts <= qs_clock_now() + 2, "ts %lld", (long long)ts);
+    cr_assert(si.creation_time >= before - 2, "creation_time %lld", (long long)si.creation_time);
+    cr_assert_gt(si.size, 0);
+    cr_assert(qs_is_sha256_hex(si.checksum));
+
+    struct qs_snapshot_info *v = NULL;
+    size_t n = 0;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_list_snapshots(Q, "a-b-c", &v, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(v[0].name, si.name);
+    cr_assert_eq(v[0].size, si.size);
+    cr_assert_str_eq(v[0].checksum, si.checksum);
+    free(v);
+
+    struct qs_buf data;
+    qs_buf_init(&data);
+    uint64_t size = 0;
+    char sha[65] = "";
+    cr_assert_eq(
+        qs_qdrant_download_snapshot(Q, "a-b-c", si.name, buf_sink, &data, NULL, &size, sha, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(size, si.size);
+    cr_assert_eq(data.len, si.size);
+    cr_assert_str_eq(sha, si.checksum);
+    char again[65];
+    qs_sha256_hex(data.data, data.len, again);
+    cr_assert_str_eq(again, si.checksum);
+    /* It is an uncompressed tar: "ustar" magic at offset 257. */
+    cr_assert_eq(memcmp(data.data + 257, "ustar", 5), 0);
+    qs_buf_free(&data);
+
+    cr_assert_eq(qs_qdrant_delete_snapshot(Q, "a-b-c", si.name, &err), 0, "%s", err.msg);
+    cr_assert_eq(qs_qdrant_list_snapshots(Q, "a-b-c", &v, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 0);
+    free(v);
+
+    /* Deleting again: 404 with a JSON body. */
+    char want[600];
+    int rc = qs_qdrant_delete_snapshot(Q, "a-b-c", si.name, &err);
+    cr_assert_eq(rc, QS_ENOTFOUND, "%s", err.msg);
+    cr_assert_eq(err.http_status, 404);
+    snprintf(want, sizeof(want),
+             "delete snapshot '%s' of collection 'a-b-c': HTTP 404: Not found: Snapshot %s not "
+             "found",
+             si.name, si.name);
+    cr_assert_str_eq(err.msg, want);
+
+    /* Downloading it: 404 with a text/plain body. */
+    struct count_sink cs = {0};
+    rc = qs_qdrant_download_snapshot(Q, "a-b-c", si.name, count_sink_fn, &cs, NULL, NULL, NULL,
+                                     &err);
+    cr_assert_eq(rc, QS_ENOTFOUND, "%s", err.msg);
+    cr_assert_eq(err.http_status, 404);
+    cr_assert_eq(err.retryable, 0);
+    cr_assert_eq(cs.n, 0, "the error body must not reach the sink");
+    snprintf(want, sizeof(want),
+             "download snapshot '%s' of collection 'a-b-c': HTTP 404: Not found: Snapshot %s not "
+             "found",
+             si.name, si.name);
+    cr_assert_str_eq(err.msg, want);
+    qs_buf_free(&cs.keep);
+}
+
+Test(qdrant_standin, missing_collection_errors)
+{
+    struct qs_snapshot_info si;
+    struct qs_error err;
+    int rc = qs_qdrant_create_snapshot(Q, "c", &si, &err);
+    cr_assert_eq(rc, QS_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "create snapshot of collection 'c': HTTP 404: Not found: "
+                              "Collection `c` doesn't exist!");
+    struct qs_snapshot_info *v = NULL;
+    size_t n = 0;
+    rc = qs_qdrant_list_snapshots(Q, "c", &v, &n, &err);
+    cr_assert_eq(rc, QS_ENOTFOUND);
+    cr_assert_null(v);
+    struct count_sink cs = {0};
+    rc = qs_qdrant_download_snapshot(Q, "c", "c-1-2025-01-28-10-15-02.snapshot", count_sink_fn, &cs,
+                                     NULL, NULL, NULL, &err);
+    cr_assert_eq(rc, QS_ENOTFOUND);
+    cr_assert_str_eq(err.msg, "download snapshot 'c-1-2025-01-28-10-15-02.snapshot' of "
+                              "collection 'c': HTTP 404: Not found: Collection `c` doesn't exist!");
+    qs_buf_free(&cs.keep);
+}
+
+Test(qdrant_standin, names_needing_percent_encoding)
+{
+    add_collection("agent memory+x", 10, 4);
+    struct qs_snapshot_info si = must_create("agent memory+x");
+    char coll[256];
+    cr_assert_eq(qs_snapshot_name_parse(si.name, coll, sizeof(coll), NULL, NULL), 0);
+    cr_assert_str_eq(coll, "agent memory+x");
+    struct count_sink cs = {0};
+    char sha[65];
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_download_snapshot(Q, "agent memory+x", si.name, count_sink_fn, &cs, NULL,
+                                             NULL, sha, &err),
+                 0, "%s", err.msg);
+    cr_assert_str_eq(sha, si.checksum);
+    cr_assert_eq(qs_qdrant_delete_snapshot(Q, "agent memory+x", si.name, &err), 0, "%s", err.msg);
+    qs_buf_free(&cs.keep);
+}
+
+Test(qdrant_standin, full_snapshots)
+{
+    add_collection("one", 20, 4);
+    add_collection("two-2", 20, 4);
+    struct qs_snapshot_info si;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_create_snapshot(Q, NULL, &si, &err), 0, "%s", err.msg);
+    char coll[64] = "x";
+    uint64_t peer = 5;
+    cr_assert_eq(qs_snapshot_name_parse(si.name, coll, sizeof(coll), &peer, NULL), 0, "%s",
+                 si.name);
+    cr_assert_str_eq(coll, "");
+    cr_assert_eq(peer, 0);
+    cr_assert_eq(strncmp(si.name, "full-snapshot-", 14), 0);
+    struct qs_snapshot_info *v = NULL;
+    size_t n = 0;
+    cr_assert_eq(qs_qdrant_list_snapshots(Q, NULL, &v, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(v[0].name, si.name);
+    free(v);
+    struct count_sink cs = {0};
+    uint64_t size = 0;
+    char sha[65];
+    cr_assert_eq(
+        qs_qdrant_download_snapshot(Q, NULL, si.name, count_sink_fn, &cs, NULL, &size, sha, &err),
+        0, "%s", err.msg);
+    cr_assert_eq(size, si.size);
+    cr_assert_str_eq(sha, si.checksum);
+    cr_assert_eq(qs_qdrant_delete_snapshot(Q, NULL, si.name, &err), 0, "%s", err.msg);
+    cr_assert_eq(qs_qdrant_list_snapshots(Q, NULL, &v, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 0);
+    free(v);
+    cr_assert_eq(qs_qdrant_delete_snapshot(Q, NULL, si.name, &err), QS_ENOTFOUND);
+    qs_buf_free(&cs.keep);
+}
+
+/* Downloads a fresh snapshot of c into *data. */
+static struct qs_snapshot_info snapshot_bytes(const char *c, struct qs_buf *data)
+{
+    struct qs_snapshot_info si = must_create(c);
+    struct qs_error err;
+    qs_buf_init(data);
+    cr_assert_eq(qs_qdrant_download_snapshot(Q, c, si.name, buf_sink, data, NULL, NULL, NULL, &err),
+                 0, "%s", err.msg);
+    return si;
+}
+
+static const cJSON *last_upload(cJSON *st)
+{
+    const cJSON *ups = cJSON_GetObjectItemCaseSensitive(st, "uploads");
+    int n = cJSON_GetArraySize(ups);
+    cr_assert_gt(n, 0);
+    return cJSON_GetArrayItem(ups, n - 1);
+}
+
+static uint64_t standin_points(cJSON *st, const char *c)
+{
+    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(st, "collections");
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(cs, c);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(o, "points_count");
+    cr_assert(cJSON_IsNumber(p), "no collection %s in the stand-in", c);
+    return (uint64_t)p->valuedouble;
+}
+
+Test(qdrant_standin, upload_restores_known_length_chunked_and_expect)
+{
+    add_collection("src", 300, 8);
+    struct qs_buf data;
+    struct qs_snapshot_info si = snapshot_bytes("src", &data);
+    static const char *const targets[] = {"restored", "restored-chunked", "restored-expect"};
+    for (int i = 0; i < 3; i++) {
+        struct qs_qdrant *q = Q;
+        if (i == 2) {
+            struct qs_qdrant_opts o = {.url = S.url, .expect_100 = 1};
+            struct qs_error e2;
+            cr_assert_eq(qs_qdrant_new(&o, &q, &e2), 0);
+        }
+        struct mem_source src = {.data = data.data, .len = data.len};
+        struct qs_error err;
+        double t0 = qs_monotonic();
+        int rc = qs_qdrant_upload_snapshot(q, targets[i], si.name, mem_source_fn, &src,
+                                           i == 1 ? -1 : (int64_t)data.len, si.checksum, "snapshot",
+                                           NULL, &err);
+        double dt = qs_monotonic() - t0;
+        if (q != Q)
+            qs_qdrant_free(q);
+        cr_assert_eq(rc, 0, "%s: %s", targets[i], err.msg);
+        fprintf(stderr, "upload %s (%zu bytes): %.3f s\n", targets[i], data.len, dt);
+        cr_assert_lt(dt, 0.9, "%s took %.2f s (Expect delay?)", targets[i], dt);
+
+        cJSON *st = standin_state();
+        const cJSON *up = last_upload(st);
+        cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(up, "collection")->valuestring,
+                         targets[i]);
+        cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(up, "filename")->valuestring, si.name);
+        cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(up, "sha256")->valuestring, si.checksum);
+        cr_assert_eq((size_t)cJSON_GetObjectItemCaseSensitive(up, "size")->valuedouble, data.len);
+        cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(up, "priority")->valuestring, "snapshot");
+        cr_assert_eq(standin_points(st, targets[i]), 300);
+        cJSON_Delete(st);
+
+        struct qs_collection_info ci;
+        cr_assert_eq(qs_qdrant_collection_info(Q, targets[i], &ci, &err), 0, "%s", err.msg);
+        cr_assert_eq(ci.points_count, 300);
+        qs_collection_info_deinit(&ci);
+    }
+    /* Restore drills clean up their scratch collection. */
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_delete_collection(Q, "restored-expect", &err), 0, "%s", err.msg);
+    struct qs_collection_info ci;
+    cr_assert_eq(qs_qdrant_collection_info(Q, "restored-expect", &ci, &err), QS_ENOTFOUND);
+    qs_buf_free(&data);
+}
+
+Test(qdrant_standin, upload_checksum_mismatch_carries_qdrant_message)
+{
+    add_collection("src", 50, 4);
+    struct qs_buf data;
+    struct qs_snapshot_info si = snapshot_bytes("src", &data);
+    char wrong[65];
+    qs_sha256_hex("something else", 14, wrong);
+    struct mem_source src = {.data = data.data, .len = data.len};
+    struct qs_error err;
+    int rc = qs_qdrant_upload_snapshot(Q, "dst", si.name, mem_source_fn, &src, (int64_t)data.len,
+                                       wrong, "snapshot", NULL, &err);
+    cr_assert_eq(rc, QS_EHTTP, "%s", err.msg);
+    cr_assert_eq(err.http_status, 400);
+    cr_assert_eq(err.retryable, 0);
+    char want[600];
+    snprintf(want, sizeof(want),
+             "upload snapshot '%s' to collection 'dst': HTTP 400: Checksum mismatch: expected %s, "
+             "actual %s",
+             si.name, si.checksum, wrong);
+    cr_assert_str_eq(err.msg, want);
+    qs_buf_free(&data);
+}
+
+Test(qdrant_standin, upload_fault_statuses)
+{
+    add_collection("src", 50, 4);
+    struct qs_buf data;
+    struct qs_snapshot_info si = snapshot_bytes("src", &data);
+    static const struct {
+        const char *fault;
+        long status;
+        int retryable;
+        const char *msg;
+    } cases[] = {
+        {"{\"fail_uploads\":1,\"upload_status\":500}", 500, 1,
+         "Service internal error: Failed to restore snapshot (injected fault)"},
+        {"{\"fail_uploads\":1,\"upload_status\":400}", 400, 0,
+         "Wrong input: Snapshot is not compatible with existing collection"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        set_faults(cases[i].fault);
+        struct mem_source src = {.data = data.data, .len = data.len};
+        struct qs_error err;
+        int rc = qs_qdrant_upload_snapshot(Q, "dst", si.name, mem_source_fn, &src,
+                                           (int64_t)data.len, si.checksum, "snapshot", NULL, &err);
+        cr_assert_eq(rc, QS_EHTTP, "%s", err.msg);
+        cr_assert_eq(err.http_status, cases[i].status);
+        cr_assert_eq(err.retryable, cases[i].retryable);
+        cr_assert_not_null(strstr(err.msg, cases[i].msg), "%s", err.msg);
+    }
+    qs_buf_free(&data);
+}
+
+Test(qdrant_standin, create_failure_is_retryable_500)
+{
+    add_collection("c", 10, 4);
+    set_faults("{\"fail_creates\":1}");
+    struct qs_snapshot_info si;
+    struct qs_error err;
+    int rc = qs_qdrant_create_snapshot(Q, "c", &si, &err);
+    cr_assert_eq(rc, QS_EHTTP, "%s", err.msg);
+    cr_assert_eq(err.http_status, 500);
+    cr_assert_eq(err.retryable, 1);
+    cr_assert_not_null(strstr(err.msg, "create snapshot of collection 'c': HTTP 500: Service "
+                                       "internal error: failed to store snapshot archive"),
+                       "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "No space left on device"), "%s", err.msg);
+    /* The fault was one-shot. */
+    sleep(1); /* never two creates of one collection in the same second */
+    must_create("c");
+}
+
+Test(qdrant_standin, slow_create_times_out_within_configured_time)
+{
+    add_collection("c", 10, 4);
+    set_faults("{\"create_delay_s\":4}");
+    struct qs_qdrant *q = client_for(S.url, NULL, 10000, 1000, 10);
+    struct qs_snapshot_info si;
+    struct qs_error err;
+    double t0 = qs_monotonic();
+    int rc = qs_qdrant_create_snapshot(q, "c", &si, &err);
+    double dt = qs_monotonic() - t0;
+    qs_qdrant_free(q);
+    cr_assert_eq(rc, QS_ETRANSPORT, "%s", err.msg);
+    cr_assert_eq(err.retryable, 1);
+    cr_assert_not_null(strstr(err.msg, "create snapshot of collection 'c': timed out"), "%s",
+                       err.msg);
+    cr_assert(dt >= 0.9 && dt < 2.0, "took %.2f s", dt);
+}
+
+Test(qdrant_standin, stalled_server_times_out_within_configured_time)
+{
+    set_faults("{\"stall_s\":5}");
+    struct qs_qdrant *q = client_for(S.url, NULL, 800, 800, 10);
+    char **names = NULL;
+    size_t n = 0;
+    struct qs_error err;
+    double t0 = qs_monotonic();
+    int rc = qs_qdrant_list_collections(q, &names, &n, &err);
+    double dt = qs_monotonic() - t0;
+    qs_qdrant_free(q);
+    cr_assert_eq(rc, QS_ETRANSPORT, "%s", err.msg);
+    cr_assert_eq(err.retryable, 1);
+    cr_assert(dt >= 0.7 && dt < 2.0, "took %.2f s", dt);
+    cr_assert_eq(ctl("DELETE", "/__standin/faults", NULL, NULL), 200);
+}
+
+Test(qdrant_standin, cut_download_is_an_error)
+{
+    add_collection("c", 500, 16);
+    struct qs_snapshot_info si = must_create("c");
+    set_faults("{\"cut_download_after\":10000}");
+    struct count_sink cs = {0};
+    uint64_t size = 7;
+    char sha[65] = "";
+    struct qs_error err;
+    int rc =
+        qs_qdrant_download_snapshot(Q, "c", si.name, count_sink_fn, &cs, NULL, &size, sha, &err);
+    cr_assert(rc == QS_ETRANSPORT || rc == QS_EPROTO, "rc %d (%s): %s", rc, qs_strerror(rc),
+              err.msg);
+    cr_assert_eq(err.retryable, rc == QS_ETRANSPORT);
+    cr_assert_eq(size, 7);
+    cr_assert_str_eq(sha, "");
+    cr_assert_leq(cs.n, 10000);
+    /* The next download (fault consumed) is complete. */
+    cs.n = 0;
+    cr_assert_eq(
+        qs_qdrant_download_snapshot(Q, "c", si.name, count_sink_fn, &cs, NULL, &size, sha, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq(size, si.size);
+    cr_assert_str_eq(sha, si.checksum);
+    qs_buf_free(&cs.keep);
+}
+
+Test(qdrant_standin, flipped_byte_changes_the_hash)
+{
+    add_collection("c", 100, 8);
+    struct qs_snapshot_info si = must_create("c");
+    set_faults("{\"flip_byte\":true}");
+    struct count_sink cs = {0};
+    uint64_t size = 0;
+    char sha[65] = "";
+    struct qs_error err;
+    cr_assert_eq(
+        qs_qdrant_download_snapshot(Q, "c", si.name, count_sink_fn, &cs, NULL, &size, sha, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq(size, si.size);
+    cr_assert(strcmp(sha, si.checksum) != 0, "the corruption must show in the SHA-256");
+    qs_buf_free(&cs.keep);
+}
+
+Test(qdrant_standin, readyz_and_version)
+{
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_probe(Q, &err), 0, "%s", err.msg);
+    char ver[32];
+    cr_assert_eq(qs_qdrant_version(Q, ver, sizeof(ver), &err), 0, "%s", err.msg);
+    cr_assert_str_eq(ver, "1.13.2");
+    char tiny[3];
+    cr_assert_eq(qs_qdrant_version(Q, tiny, sizeof(tiny), &err), QS_ETOOBIG);
+    set_faults("{\"readyz_503\":true}");
+    int rc = qs_qdrant_probe(Q, &err);
+    cr_assert_eq(rc, QS_EHTTP, "%s", err.msg);
+    cr_assert_eq(err.http_status, 503);
+    cr_assert_eq(err.retryable, 1);
+    cr_assert_not_null(strstr(err.msg, "HTTP 503: some shards are not ready"), "%s", err.msg);
+    cr_assert_eq(ctl("DELETE", "/__standin/faults", NULL, NULL), 200);
+    cr_assert_eq(qs_qdrant_probe(Q, &err), 0, "%s", err.msg);
+}
+
+Test(qdrant_standin, download_300_mib_hashes_to_checksum)
+{
+    cr_assert_eq(ctl("POST", "/__standin/collections",
+                     "{\"name\":\"big\",\"size_mib\":300,\"dim\":1536}", NULL),
+                 200);
+    struct qs_snapshot_info si = must_create("big");
+    cr_assert_geq(si.size, 295ull << 20, "snapshot is only %llu bytes",
+                  (unsigned long long)si.size);
+    struct count_sink cs = {0};
+    uint64_t size = 0;
+    char sha[65] = "";
+    struct qs_error err;
+    double t0 = qs_monotonic();
+    int rc =
+        qs_qdrant_download_snapshot(Q, "big", si.name, count_sink_fn, &cs, NULL, &size, sha, &err);
+    double dt = qs_monotonic() - t0;
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    cr_assert_eq(size, si.size);
+    cr_assert_eq(cs.n, si.size);
+    cr_assert_str_eq(sha, si.checksum);
+    fprintf(stderr, "downloaded %llu bytes in %.2f s: %.0f MiB/s (SHA-256 while streaming)\n",
+            (unsigned long long)size, dt, (double)size / 1048576.0 / dt);
+    qs_buf_free(&cs.keep);
+}
+
+/* ---- authentication ------------------------------------------------------- */
+
+Test(qdrant_auth, key_is_sent_and_required)
+{
+    add_collection("c", 10, 4);
+    char **names = NULL;
+    size_t n = 0;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_list_collections(Q, &names, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    qs_qdrant_strv_free(names, n);
+
+    struct qs_qdrant *anon = client_for(S.url, NULL, 5000, 5000, 5);
+    int rc = qs_qdrant_list_collections(anon, &names, &n, &err);
+    cr_assert_eq(rc, QS_EHTTP);
+    cr_assert_eq(err.http_status, 401);
+    cr_assert_eq(err.retryable, 0);
+    cr_assert_str_eq(err.msg, "list collections: HTTP 401: Must provide an API key or an "
+                              "Authorization bearer token");
+    /* The probes are whitelisted. */
+    cr_assert_eq(qs_qdrant_probe(anon, &err), 0, "%s", err.msg);
+    char ver[32];
+    cr_assert_eq(qs_qdrant_version(anon, ver, sizeof(ver), &err), 0, "%s", err.msg);
+    qs_qdrant_free(anon);
+
+    struct qs_qdrant *wrong = client_for(S.url, "wrong-key-987654", 5000, 5000, 5);
+    struct qs_snapshot_info si;
+    rc = qs_qdrant_create_snapshot(wrong, "c", &si, &err);
+    cr_assert_eq(rc, QS_EHTTP);
+    cr_assert_eq(err.http_status, 401);
+    cr_assert_str_eq(err.msg, "create snapshot of collection 'c': HTTP 401: Invalid API key or "
+                              "JWT");
+    cr_assert_null(strstr(err.msg, "wrong-key-987654"));
+    qs_qdrant_free(wrong);
+}
+
+Test(qdrant_auth, read_only_key_reads_but_cannot_write)
+{
+    add_collection("c", 40, 4);
+    struct qs_snapshot_info si = must_create("c");
+    struct qs_qdrant *ro = client_for(S.url, "ro-key-0123456789", 5000, 5000, 5);
+    struct qs_error err;
+    struct qs_snapshot_info *v = NULL;
+    size_t n = 0;
+    cr_assert_eq(qs_qdrant_list_snapshots(ro, "c", &v, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    free(v);
+    struct qs_buf data;
+    qs_buf_init(&data);
+    char sha[65];
+    cr_assert_eq(
+        qs_qdrant_download_snapshot(ro, "c", si.name, buf_sink, &data, NULL, NULL, sha, &err), 0,
+        "%s", err.msg);
+    cr_assert_str_eq(sha, si.checksum);
+
+    static const char forbidden[] = "HTTP 403: Forbidden: Global manage access is required";
+    struct qs_snapshot_info si2;
+    int rc = qs_qdrant_create_snapshot(ro, "c", &si2, &err);
+    cr_assert_eq(rc, QS_EHTTP);
+    cr_assert_eq(err.http_status, 403);
+    cr_assert_eq(err.retryable, 0);
+    cr_assert_not_null(strstr(err.msg, forbidden), "%s", err.msg);
+    cr_assert_null(strstr(err.msg, "ro-key-0123456789"));
+
+    rc = qs_qdrant_delete_snapshot(ro, "c", si.name, &err);
+    cr_assert_eq(rc, QS_EHTTP);
+    cr_assert_eq(err.http_status, 403);
+    cr_assert_not_null(strstr(err.msg, forbidden), "%s", err.msg);
+
+    struct mem_source src = {.data = data.data, .len = data.len};
+    rc = qs_qdrant_upload_snapshot(ro, "c2", si.name, mem_source_fn, &src, (int64_t)data.len,
+                                   si.checksum, "snapshot", NULL, &err);
+    cr_assert_eq(rc, QS_EHTTP);
+    cr_assert_eq(err.http_status, 403);
+    cr_assert_not_null(strstr(err.msg, forbidden), "%s", err.msg);
+    qs_qdrant_free(ro);
+    qs_buf_free(&data);
+}
