@@ -2,9 +2,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
+#include "qsnap/cli.h"
 #include "qsnap/config.h"
 #include "qsnap/daemon.h"
 #include "qsnap/log.h"
+#include "qsnap/qdrant.h"
+#include "qsnap/service.h"
+#include "qsnap/storage.h"
 
 static void usage(FILE *out)
 {
@@ -36,12 +42,13 @@ static int load_config(struct qs_config *cfg)
     }
     qs_config_apply_log(cfg);
     qs_config_warn_unknown(NULL);
+    qs_cli_apply_test_clock();
     return 0;
 }
 
 /* Probes Qdrant and the destination for check-config, after the effective
  * configuration was printed; returns an exit code. NULL: no probe linked. */
-static int (*check_config_probe)(const struct qs_config *cfg) = NULL;
+static int (*check_config_probe)(const struct qs_config *cfg) = qs_cli_check_reachability;
 
 static int cmd_check_config(int argc, char **argv)
 {
@@ -62,6 +69,32 @@ static int cmd_check_config(int argc, char **argv)
     return rc;
 }
 
+static void service_stopped(void *ud)
+{
+    qs_daemon_release(ud);
+}
+
+/* Shutdown hook: hold the daemon open until the running job has been
+ * cancelled and its worker has ended. */
+static void on_shutdown(struct qs_daemon *d, void *ud)
+{
+    qs_daemon_hold(d);
+    qs_service_shutdown(ud, service_stopped, d);
+}
+
+/* Runs a one-shot command with the loaded configuration. */
+static int cmd_oneshot(int (*fn)(const struct qs_config *, int, char **), int argc, char **argv)
+{
+    struct qs_config cfg;
+    int rc = load_config(&cfg);
+    if (rc != 0)
+        return rc;
+    rc = fn(&cfg, argc, argv);
+    qs_config_free(&cfg);
+    qs_log_clear_secrets();
+    return rc;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     if (argc > 0) {
@@ -73,21 +106,49 @@ static int cmd_serve(int argc, char **argv)
     if (rc != 0)
         return rc;
     struct qs_error err;
+    qs_error_clear(&err);
     struct qs_daemon *d = NULL;
-    if (qs_daemon_new(&cfg, &d, &err) != 0) {
+    struct qs_storage *storage = NULL;
+    struct qs_qdrant *qdrant = NULL;
+    struct qs_service *svc = NULL;
+    rc = 1;
+    if (qs_daemon_new(&cfg, &d, &err) != 0 ||
+        qs_cli_open_peers(&cfg, &storage, &qdrant, &err) != 0) {
         qs_log(QS_LOG_ERROR, NULL, "cannot start: %s", err.msg);
-        qs_config_free(&cfg);
-        qs_log_clear_secrets();
-        return 1;
+        goto out;
+    }
+    if (qs_service_new(qs_daemon_loop(d), qs_daemon_http(d), qs_daemon_metrics(d), &cfg, storage,
+                       qdrant, &svc) != 0 ||
+        qs_service_start(svc) != 0 || qs_daemon_on_shutdown(d, on_shutdown, svc) != 0) {
+        qs_log(QS_LOG_ERROR, NULL, "cannot start the backup service");
+        goto out;
     }
     rc = qs_daemon_run(d) == 0 ? 0 : 1;
+out:
+    qs_service_free(svc);
     qs_daemon_free(d);
+    qs_qdrant_free(qdrant);
+    qs_storage_free(storage);
     qs_config_free(&cfg);
     qs_log_clear_secrets();
     return rc;
 }
 
+static int run(int argc, char **argv);
+
 int main(int argc, char **argv)
+{
+    /* Once, before any thread exists (libcurl's rule). */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fprintf(stderr, "qsnap: cannot initialise libcurl\n");
+        return 1;
+    }
+    int rc = run(argc, argv);
+    curl_global_cleanup();
+    return rc;
+}
+
+static int run(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
@@ -105,6 +166,18 @@ int main(int argc, char **argv)
         return cmd_check_config(argc - 2, argv + 2);
     if (strcmp(argv[1], "serve") == 0)
         return cmd_serve(argc - 2, argv + 2);
+    static const struct {
+        const char *name;
+        int (*fn)(const struct qs_config *, int, char **);
+    } oneshots[] = {
+        {"backup", qs_cli_backup},
+        {"restore", qs_cli_restore},
+        {"list", qs_cli_list},
+        {"prune", qs_cli_prune},
+    };
+    for (size_t i = 0; i < sizeof(oneshots) / sizeof(oneshots[0]); i++)
+        if (strcmp(argv[1], oneshots[i].name) == 0)
+            return cmd_oneshot(oneshots[i].fn, argc - 2, argv + 2);
     fprintf(stderr, "qsnap: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
