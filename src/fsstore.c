@@ -1,0 +1,582 @@
+#include "qsnap/fsstore.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cJSON.h>
+#include <uv.h>
+
+#include "qsnap/error.h"
+
+#define TMP_TAG ".qsnap-tmp-"
+#define MTMP_TAG ".qsnap-mtmp-"
+#define META_SUFFIX ".meta"
+
+struct qs_fsstore {
+    char *root; /* no trailing '/' */
+};
+
+struct qs_fsstore_put {
+    struct qs_fsstore *fs;
+    char *key;
+    char *path;     /* final path */
+    char *tmp;      /* temporary path */
+    char *metapath; /* .NAME.meta */
+    char *metajson; /* NULL = no metadata */
+    int fd;
+    struct qs_cancel *cancel;
+};
+
+static char *path_join(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    char *p = malloc(la + lb + 2);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, a, la);
+    p[la] = '/';
+    memcpy(p + la + 1, b, lb + 1);
+    return p;
+}
+
+/* dir/.NAME<suffix> for path dir/NAME. */
+static char *hidden_sibling(const char *path, const char *suffix)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dl = (size_t)(slash - path) + 1, nl = strlen(slash + 1), sl = strlen(suffix);
+    char *p = malloc(dl + 1 + nl + sl + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, path, dl);
+    p[dl] = '.';
+    memcpy(p + dl + 1, slash + 1, nl);
+    memcpy(p + dl + 1 + nl, suffix, sl + 1);
+    return p;
+}
+
+static int sys_err(struct qs_error *err, int e, const char *what, const char *key)
+{
+    return qs_error_set(err, -e, "file %s %s: %s", what, key, strerror(e));
+}
+
+static int fsync_dir_of(const char *path)
+{
+    char *d = strdup(path);
+    if (d == NULL)
+        return UV_ENOMEM;
+    char *slash = strrchr(d, '/');
+    if (slash != NULL)
+        *slash = '\0';
+    int fd = open(slash == d ? "/" : d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    free(d);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) != 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+/* mkdir -p for the parent directories of root/key. */
+static int make_parents(const char *root, const char *key)
+{
+    char *p = path_join(root, key);
+    if (p == NULL)
+        return UV_ENOMEM;
+    size_t rl = strlen(root);
+    int rc = 0;
+    for (char *s = p + rl + 1; (s = strchr(s, '/')) != NULL; s++) {
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST)
+            rc = -errno;
+        *s = '/';
+        if (rc != 0)
+            break;
+    }
+    free(p);
+    return rc;
+}
+
+int qs_fsstore_new(const char *root, struct qs_fsstore **out, struct qs_error *err)
+{
+    if (root == NULL || root[0] != '/')
+        return qs_error_set(err, QS_ECONFIG, "file destination must be an absolute path");
+    struct qs_fsstore *fs = calloc(1, sizeof(*fs));
+    if (fs == NULL || (fs->root = strdup(root)) == NULL) {
+        free(fs);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    size_t l = strlen(fs->root);
+    while (l > 1 && fs->root[l - 1] == '/')
+        fs->root[--l] = '\0';
+    *out = fs;
+    return 0;
+}
+
+void qs_fsstore_free(struct qs_fsstore *fs)
+{
+    if (fs == NULL)
+        return;
+    free(fs->root);
+    free(fs);
+}
+
+int qs_fsstore_probe(struct qs_fsstore *fs, struct qs_error *err)
+{
+    struct stat st;
+    if (stat(fs->root, &st) != 0)
+        return qs_error_set(err, -errno, "file destination %s: %s", fs->root, strerror(errno));
+    if (!S_ISDIR(st.st_mode))
+        return qs_error_set(err, UV_ENOTDIR, "file destination %s: not a directory", fs->root);
+    if (access(fs->root, W_OK | X_OK) != 0)
+        return qs_error_set(err, -errno, "file destination %s: not writable: %s", fs->root,
+                            strerror(errno));
+    return 0;
+}
+
+/* ---- metadata ---------------------------------------------------------------- */
+
+static char *meta_to_json(const struct qs_storage_meta *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL)
+        return NULL;
+    for (size_t i = 0; i < m->n; i++)
+        if (cJSON_AddStringToObject(o, m->names[i], m->values[i]) == NULL) {
+            cJSON_Delete(o);
+            return NULL;
+        }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static int read_meta(const char *metapath, struct qs_storage_meta *m)
+{
+    FILE *f = fopen(metapath, "rb");
+    if (f == NULL)
+        return errno == ENOENT ? 0 : -errno;
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    cJSON *o = cJSON_Parse(buf);
+    if (o == NULL)
+        return QS_EPROTO;
+    int rc = 0;
+    for (cJSON *c = o->child; rc == 0 && c != NULL; c = c->next)
+        if (cJSON_IsString(c) && c->string != NULL)
+            rc = qs_storage_meta_set(m, c->string, c->valuestring);
+    cJSON_Delete(o);
+    return rc;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+/* ---- put --------------------------------------------------------------------------- */
+
+static void put_free(struct qs_fsstore_put *put)
+{
+    if (put->fd >= 0)
+        close(put->fd);
+    free(put->key);
+    free(put->path);
+    free(put->tmp);
+    free(put->metapath);
+    cJSON_free(put->metajson);
+    free(put);
+}
+
+int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
+                         const struct qs_storage_meta *meta, struct qs_cancel *cancel,
+                         struct qs_fsstore_put **out, struct qs_error *err)
+{
+    struct qs_fsstore_put *put = calloc(1, sizeof(*put));
+    if (put == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    put->fd = -1;
+    put->fs = fs;
+    put->cancel = cancel;
+    put->key = strdup(key);
+    put->path = path_join(fs->root, key);
+    put->tmp = put->path ? hidden_sibling(put->path, TMP_TAG "XXXXXX") : NULL;
+    put->metapath = put->path ? hidden_sibling(put->path, META_SUFFIX) : NULL;
+    if (meta != NULL && meta->n > 0)
+        put->metajson = meta_to_json(meta);
+    if (put->key == NULL || put->tmp == NULL || put->metapath == NULL ||
+        (meta != NULL && meta->n > 0 && put->metajson == NULL)) {
+        put_free(put);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    int rc = make_parents(fs->root, key);
+    if (rc != 0) {
+        put_free(put);
+        return qs_error_set(err, rc, "file mkdir for %s: %s", key, strerror(-rc));
+    }
+    put->fd = mkostemp(put->tmp, O_CLOEXEC);
+    if (put->fd < 0) {
+        int e = errno;
+        put_free(put);
+        return sys_err(err, e, "create temporary for", key);
+    }
+    fchmod(put->fd, 0644);
+    *out = put;
+    return 0;
+}
+
+int qs_fsstore_put_write(struct qs_fsstore_put *put, const void *data, size_t len,
+                         struct qs_error *err)
+{
+    if (qs_cancel_requested(put->cancel))
+        return qs_error_set(err, QS_ECANCELED, "file put %s: cancelled", put->key);
+    int rc = write_all(put->fd, data, len);
+    if (rc != 0)
+        return sys_err(err, -rc, "write", put->key);
+    return 0;
+}
+
+void qs_fsstore_put_abort(struct qs_fsstore_put *put)
+{
+    if (put == NULL)
+        return;
+    if (put->fd >= 0) {
+        close(put->fd);
+        put->fd = -1;
+    }
+    unlink(put->tmp);
+    put_free(put);
+}
+
+static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
+{
+    if (put->metajson == NULL) {
+        if (unlink(put->metapath) != 0 && errno != ENOENT)
+            return sys_err(err, errno, "remove old metadata of", put->key);
+        return 0;
+    }
+    char *mtmp = hidden_sibling(put->path, MTMP_TAG "XXXXXX");
+    if (mtmp == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    int fd = mkostemp(mtmp, O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        free(mtmp);
+        return sys_err(err, e, "create metadata of", put->key);
+    }
+    fchmod(fd, 0644);
+    int rc = write_all(fd, put->metajson, strlen(put->metajson));
+    if (rc == 0 && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && rename(mtmp, put->metapath) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        unlink(mtmp);
+        free(mtmp);
+        return sys_err(err, -rc, "write metadata of", put->key);
+    }
+    free(mtmp);
+    return 0;
+}
+
+int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
+{
+    int rc = 0;
+    if (qs_cancel_requested(put->cancel))
+        rc = qs_error_set(err, QS_ECANCELED, "file put %s: cancelled", put->key);
+    if (rc == 0 && fsync(put->fd) != 0)
+        rc = sys_err(err, errno, "fsync", put->key);
+    if (rc == 0) {
+        int fd = put->fd;
+        put->fd = -1;
+        if (close(fd) != 0)
+            rc = sys_err(err, errno, "close", put->key);
+    }
+    if (rc == 0)
+        rc = write_meta_file(put, err);
+    if (rc == 0 && rename(put->tmp, put->path) != 0)
+        rc = sys_err(err, errno, "rename", put->key);
+    if (rc == 0) {
+        int e = fsync_dir_of(put->path);
+        if (e != 0)
+            rc = sys_err(err, -e, "fsync directory of", put->key);
+        /* The object is in place; an fsync failure of the directory is
+         * still reported, the data may not be durable. */
+    } else {
+        if (put->fd >= 0) {
+            close(put->fd);
+            put->fd = -1;
+        }
+        unlink(put->tmp);
+    }
+    put_free(put);
+    return rc;
+}
+
+/* ---- read side ----------------------------------------------------------------- */
+
+int qs_fsstore_get(struct qs_fsstore *fs, const char *key, qs_sink_fn sink, void *ud,
+                   struct qs_cancel *cancel, struct qs_error *err)
+{
+    char *path = path_join(fs->root, key);
+    if (path == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return qs_error_set(err, QS_ENOTFOUND, "file get %s: no such object", key);
+        return sys_err(err, errno, "open", key);
+    }
+    size_t cap = 256 * 1024;
+    char *buf = malloc(cap);
+    int rc = buf ? 0 : qs_error_set(err, UV_ENOMEM, "out of memory");
+    while (rc == 0) {
+        if (qs_cancel_requested(cancel)) {
+            rc = qs_error_set(err, QS_ECANCELED, "file get %s: cancelled", key);
+            break;
+        }
+        ssize_t n = read(fd, buf, cap);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = sys_err(err, errno, "read", key);
+            break;
+        }
+        if (n == 0)
+            break;
+        int s = sink(buf, (size_t)n, ud);
+        if (s != 0)
+            rc = qs_error_set(err, s, "file get %s: sink failed", key);
+    }
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int qs_fsstore_head(struct qs_fsstore *fs, const char *key, struct qs_storage_stat *out,
+                    struct qs_error *err)
+{
+    char *path = path_join(fs->root, key);
+    char *mp = path ? hidden_sibling(path, META_SUFFIX) : NULL;
+    if (mp == NULL) {
+        free(path);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    struct stat st;
+    int rc = 0;
+    int srv = stat(path, &st);
+    if (srv != 0 && errno != ENOENT && errno != ENOTDIR) {
+        rc = sys_err(err, errno, "stat", key);
+    } else if (srv != 0 || !S_ISREG(st.st_mode)) {
+        rc = qs_error_set(err, QS_ENOTFOUND, "file head %s: no such object", key);
+    } else {
+        memset(out, 0, sizeof(*out));
+        out->size = (uint64_t)st.st_size;
+        out->mtime = (int64_t)st.st_mtime;
+        qs_storage_meta_init(&out->meta);
+        int m = read_meta(mp, &out->meta);
+        if (m != 0) {
+            qs_storage_meta_deinit(&out->meta);
+            rc = qs_error_set(err, m, "file head %s: unreadable metadata", key);
+        }
+    }
+    free(path);
+    free(mp);
+    return rc;
+}
+
+static int is_tmp_name(const char *name)
+{
+    return name[0] == '.' && (strstr(name, TMP_TAG) != NULL || strstr(name, MTMP_TAG) != NULL);
+}
+
+/* Walks dir (absolute) whose relative name is rel ("" or "a/b/"). */
+static int walk(const char *dir, const char *rel, const char *prefix, int uploads,
+                struct qs_storage_list *list, struct qs_storage_uploads *ups)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+    int rc = 0;
+    struct dirent *de;
+    size_t pl = strlen(prefix), rl = strlen(rel);
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        const char *n = de->d_name;
+        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+            continue;
+        size_t nl = strlen(n);
+        char *relpath = malloc(rl + nl + 2);
+        char *abs = path_join(dir, n);
+        if (relpath == NULL || abs == NULL) {
+            free(relpath);
+            free(abs);
+            rc = UV_ENOMEM;
+            break;
+        }
+        memcpy(relpath, rel, rl);
+        memcpy(relpath + rl, n, nl + 1);
+        struct stat st;
+        if (lstat(abs, &st) != 0) {
+            /* Vanished meanwhile. */
+        } else if (S_ISDIR(st.st_mode)) {
+            if (n[0] != '.') {
+                size_t cl = rl + nl + 1;
+                relpath[cl - 1] = '/';
+                relpath[cl] = '\0';
+                /* Descend only where keys may match the prefix. */
+                size_t m = cl < pl ? cl : pl;
+                if (strncmp(relpath, prefix, m) == 0)
+                    rc = walk(abs, relpath, prefix, uploads, list, ups);
+            }
+        } else if (S_ISREG(st.st_mode)) {
+            if (!uploads && n[0] != '.' && strncmp(relpath, prefix, pl) == 0) {
+                char *k = strdup(relpath);
+                if (k == NULL)
+                    rc = UV_ENOMEM;
+                else if (list->n == list->cap) {
+                    size_t nc = list->cap ? list->cap * 2 : 64;
+                    struct qs_storage_entry *ni = realloc(list->items, nc * sizeof(*ni));
+                    if (ni == NULL) {
+                        free(k);
+                        rc = UV_ENOMEM;
+                    } else {
+                        list->items = ni;
+                        list->cap = nc;
+                    }
+                }
+                if (rc == 0)
+                    list->items[list->n++] =
+                        (struct qs_storage_entry){k, (uint64_t)st.st_size, (int64_t)st.st_mtime};
+            } else if (uploads && is_tmp_name(n)) {
+                /* .NAME.qsnap-tmp-XXXXXX -> key rel + NAME */
+                const char *tag = strstr(n, TMP_TAG);
+                if (tag == NULL)
+                    tag = strstr(n, MTMP_TAG);
+                size_t kl = (size_t)(tag - n) - 1;
+                char *k = malloc(rl + kl + 1);
+                char *id = strdup(relpath);
+                if (k == NULL || id == NULL) {
+                    free(k);
+                    free(id);
+                    rc = UV_ENOMEM;
+                } else {
+                    memcpy(k, rel, rl);
+                    memcpy(k + rl, n + 1, kl);
+                    k[rl + kl] = '\0';
+                    if (strncmp(k, prefix, pl) != 0) {
+                        free(k);
+                        free(id);
+                    } else if (ups->n == ups->cap) {
+                        size_t nc = ups->cap ? ups->cap * 2 : 16;
+                        struct qs_storage_upload *ni = realloc(ups->items, nc * sizeof(*ni));
+                        if (ni == NULL) {
+                            free(k);
+                            free(id);
+                            rc = UV_ENOMEM;
+                        } else {
+                            ups->items = ni;
+                            ups->cap = nc;
+                            ups->items[ups->n++] =
+                                (struct qs_storage_upload){k, id, (int64_t)st.st_mtime};
+                        }
+                    } else {
+                        ups->items[ups->n++] =
+                            (struct qs_storage_upload){k, id, (int64_t)st.st_mtime};
+                    }
+                }
+            }
+        }
+        free(relpath);
+        free(abs);
+    }
+    closedir(d);
+    return rc;
+}
+
+int qs_fsstore_list(struct qs_fsstore *fs, const char *prefix, struct qs_storage_list *out,
+                    struct qs_error *err)
+{
+    int rc = walk(fs->root, "", prefix ? prefix : "", 0, out, NULL);
+    if (rc != 0)
+        return qs_error_set(err, rc, "file list %s: %s", fs->root, strerror(-rc));
+    return 0;
+}
+
+int qs_fsstore_list_uploads(struct qs_fsstore *fs, const char *prefix,
+                            struct qs_storage_uploads *out, struct qs_error *err)
+{
+    int rc = walk(fs->root, "", prefix ? prefix : "", 1, NULL, out);
+    if (rc != 0)
+        return qs_error_set(err, rc, "file list temporaries %s: %s", fs->root, strerror(-rc));
+    return 0;
+}
+
+static void prune_empty_dirs(const char *root, char *path)
+{
+    size_t rl = strlen(root);
+    for (;;) {
+        char *slash = strrchr(path, '/');
+        if (slash == NULL || (size_t)(slash - path) <= rl)
+            return;
+        *slash = '\0';
+        if (rmdir(path) != 0)
+            return;
+    }
+}
+
+int qs_fsstore_delete(struct qs_fsstore *fs, const char *key, struct qs_error *err)
+{
+    char *path = path_join(fs->root, key);
+    char *mp = path ? hidden_sibling(path, META_SUFFIX) : NULL;
+    int rc = 0;
+    if (mp == NULL)
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+    if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
+        rc = sys_err(err, errno, "delete", key);
+    if (rc == 0 && unlink(mp) != 0 && errno != ENOENT)
+        rc = sys_err(err, errno, "delete metadata of", key);
+    if (rc == 0)
+        prune_empty_dirs(fs->root, path);
+    free(path);
+    free(mp);
+    return rc;
+}
+
+int qs_fsstore_abort_upload(struct qs_fsstore *fs, const char *key, const char *upload_id,
+                            struct qs_error *err)
+{
+    const char *base = strrchr(upload_id, '/');
+    base = base ? base + 1 : upload_id;
+    if (upload_id[0] == '/' || strstr(upload_id, "..") != NULL || !is_tmp_name(base))
+        return qs_error_set(err, QS_EINVAL, "file abort upload: \"%s\" is not a temporary",
+                            upload_id);
+    char *path = path_join(fs->root, upload_id);
+    if (path == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    int rc = 0;
+    if (unlink(path) != 0 && errno != ENOENT)
+        rc = sys_err(err, errno, "remove temporary", upload_id);
+    free(path);
+    return rc;
+}

@@ -1,0 +1,1583 @@
+#include "qsnap/s3.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <openssl/evp.h>
+#include <uv.h>
+
+#include "qsnap/error.h"
+#include "qsnap/log.h"
+#include "qsnap/sigv4.h"
+
+#define S3_POOL_MAX 8
+#define S3_ERRBODY_MAX (64 * 1024)
+#define S3_RESP_MAX (16 * 1024 * 1024)
+
+struct qs_s3 {
+    char *bucket;
+    char *prefix;    /* "" or "p/q/" (ends with '/') */
+    char *base_url;  /* scheme://host[:port] */
+    char *path_base; /* "/bucket" (path style) or "" (virtual) */
+    char *region;
+    char *access_key;
+    char *secret_key;
+    char *ca_file;
+    char *ca_path; /* libcurl's default CA directory, kept when ca_file is set */
+    char sigv4_param[128];
+    uint64_t part_size;
+    int page_size;
+    int max_retries;
+    int retry_base_ms;
+    int retry_max_ms;
+    long connect_timeout_ms;
+    long low_speed_time_s;
+    long low_speed_limit;
+    int no_jitter;
+
+    pthread_mutex_t pool_mu;
+    CURL *pool[S3_POOL_MAX];
+    int npool;
+    atomic_uint_fast64_t retries;
+};
+
+/* ---- global init ------------------------------------------------------------ */
+
+static pthread_once_t s3_once = PTHREAD_ONCE_INIT;
+
+static void s3_global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    xmlInitParser();
+}
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static char *xstrdup(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
+
+static int set_err(struct qs_error *err, int code, long http, int retryable)
+{
+    if (err != NULL) {
+        err->code = code;
+        err->http_status = http;
+        err->retryable = retryable;
+    }
+    return code;
+}
+
+static void md5_base64(const void *data, size_t len, char out[32])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
+}
+
+static void sleep_ms_cancellable(int ms, struct qs_cancel *cancel, const atomic_int *flag)
+{
+    while (ms > 0) {
+        if (qs_cancel_requested(cancel) || (flag != NULL && atomic_load(flag)))
+            return;
+        int step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static unsigned jitter_state(void)
+{
+    static _Thread_local unsigned seed;
+    if (seed == 0)
+        seed = (unsigned)time(NULL) ^ (unsigned)(uintptr_t)&seed;
+    seed = seed * 1103515245u + 12345u;
+    return seed >> 8;
+}
+
+static int backoff_ms(const struct qs_s3 *s3, int attempt)
+{
+    long d = s3->retry_base_ms;
+    for (int i = 0; i < attempt && d < s3->retry_max_ms; i++)
+        d *= 2;
+    if (d > s3->retry_max_ms)
+        d = s3->retry_max_ms;
+    if (s3->no_jitter)
+        return (int)d;
+    /* "Equal jitter": half fixed, half random. */
+    return (int)(d / 2 + (long)(jitter_state() % (unsigned)(d / 2 + 1)));
+}
+
+/* ---- part sizes --------------------------------------------------------------- */
+
+uint64_t qs_s3_part_size_for(uint32_t index, uint64_t base)
+{
+    if (index >= QS_S3_MAX_PARTS)
+        return 0;
+    if (base < QS_S3_MIN_PART)
+        base = QS_S3_MIN_PART;
+    if (base > QS_S3_MAX_PART)
+        base = QS_S3_MAX_PART;
+    unsigned k = index / 1000;
+    uint64_t s = base << k;
+    if (k > 0 && s < ((uint64_t)8 << 20) << k)
+        s = ((uint64_t)8 << 20) << k;
+    return s > QS_S3_MAX_PART ? QS_S3_MAX_PART : s;
+}
+
+/* ---- XML ------------------------------------------------------------------------- */
+
+static xmlDocPtr xml_parse(const char *xml, size_t len)
+{
+    if (xml == NULL || len == 0 || len > INT32_MAX)
+        return NULL;
+    return xmlReadMemory(xml, (int)len, "s3.xml", NULL,
+                         XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+}
+
+static int name_is(const xmlNode *n, const char *name)
+{
+    return n != NULL && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
+}
+
+static const xmlNode *child(const xmlNode *n, const char *name)
+{
+    for (const xmlNode *c = n ? n->children : NULL; c != NULL; c = c->next)
+        if (name_is(c, name))
+            return c;
+    return NULL;
+}
+
+/* Text of the named child, owned by caller (free with xmlFree), or NULL. */
+static char *child_text(const xmlNode *n, const char *name)
+{
+    const xmlNode *c = child(n, name);
+    return c != NULL ? (char *)xmlNodeGetContent(c) : NULL;
+}
+
+static void copy_text(const xmlNode *n, const char *name, char *out, size_t cap)
+{
+    if (out == NULL || cap == 0)
+        return;
+    out[0] = '\0';
+    char *t = child_text(n, name);
+    if (t != NULL) {
+        qs_strlcpy(out, t, cap);
+        xmlFree(t);
+    }
+}
+
+int qs_s3_parse_error(const char *xml, size_t len, char *code, size_t code_cap, char *message,
+                      size_t message_cap)
+{
+    xmlDocPtr doc = xml_parse(xml, len);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    if (!name_is(root, "Error")) {
+        xmlFreeDoc(doc);
+        return QS_EPROTO;
+    }
+    copy_text(root, "Code", code, code_cap);
+    copy_text(root, "Message", message, message_cap);
+    xmlFreeDoc(doc);
+    return 0;
+}
+
+int qs_s3_parse_initiate(const char *xml, size_t len, struct qs_buf *upload_id)
+{
+    xmlDocPtr doc = xml_parse(xml, len);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    int rc = QS_EPROTO;
+    if (name_is(root, "InitiateMultipartUploadResult")) {
+        char *t = child_text(root, "UploadId");
+        if (t != NULL && t[0] != '\0')
+            rc = qs_buf_append(upload_id, t, strlen(t)) == 0 ? 0 : UV_ENOMEM;
+        xmlFree(t);
+    }
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+static int parse_bool_child(const xmlNode *n, const char *name)
+{
+    char *t = child_text(n, name);
+    int v = t != NULL && strcmp(t, "true") == 0;
+    xmlFree(t);
+    return v;
+}
+
+static int set_text_buf(const xmlNode *n, const char *name, struct qs_buf *out)
+{
+    if (out == NULL)
+        return 0;
+    qs_buf_reset(out);
+    char *t = child_text(n, name);
+    int rc = 0;
+    if (t != NULL)
+        rc = qs_buf_append(out, t, strlen(t)) == 0 ? 0 : UV_ENOMEM;
+    xmlFree(t);
+    return rc;
+}
+
+static int list_push(struct qs_storage_list *l, char *key, uint64_t size, int64_t mtime)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        struct qs_storage_entry *ni = realloc(l->items, nc * sizeof(*ni));
+        if (ni == NULL)
+            return UV_ENOMEM;
+        l->items = ni;
+        l->cap = nc;
+    }
+    l->items[l->n++] = (struct qs_storage_entry){key, size, mtime};
+    return 0;
+}
+
+static int uploads_push(struct qs_storage_uploads *u, char *key, char *id, int64_t t)
+{
+    if (u->n == u->cap) {
+        size_t nc = u->cap ? u->cap * 2 : 16;
+        struct qs_storage_upload *ni = realloc(u->items, nc * sizeof(*ni));
+        if (ni == NULL)
+            return UV_ENOMEM;
+        u->items = ni;
+        u->cap = nc;
+    }
+    u->items[u->n++] = (struct qs_storage_upload){key, id, t};
+    return 0;
+}
+
+int qs_s3_parse_list(const char *xml, size_t len, const char *strip_prefix,
+                     struct qs_storage_list *out, int *truncated, struct qs_buf *next_token)
+{
+    xmlDocPtr doc = xml_parse(xml, len);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    if (!name_is(root, "ListBucketResult")) {
+        xmlFreeDoc(doc);
+        return QS_EPROTO;
+    }
+    size_t pl = strip_prefix ? strlen(strip_prefix) : 0;
+    int rc = 0;
+    for (const xmlNode *c = root->children; rc == 0 && c != NULL; c = c->next) {
+        if (!name_is(c, "Contents"))
+            continue;
+        char *key = child_text(c, "Key");
+        char *size = child_text(c, "Size");
+        char *lm = child_text(c, "LastModified");
+        int64_t t = 0;
+        if (key == NULL || size == NULL ||
+            strncmp(key, strip_prefix ? strip_prefix : "", pl) != 0 || key[pl] == '\0') {
+            if (key == NULL || size == NULL)
+                rc = QS_EPROTO;
+        } else {
+            char *end = NULL;
+            unsigned long long sz = strtoull(size, &end, 10);
+            if (end == size || *end != '\0' || (lm != NULL && qs_time_parse(lm, &t) != 0)) {
+                rc = QS_EPROTO;
+            } else {
+                char *k = strdup(key + pl);
+                if (k == NULL || list_push(out, k, (uint64_t)sz, t) != 0) {
+                    free(k);
+                    rc = UV_ENOMEM;
+                }
+            }
+        }
+        xmlFree(key);
+        xmlFree(size);
+        xmlFree(lm);
+    }
+    if (truncated != NULL)
+        *truncated = parse_bool_child(root, "IsTruncated");
+    if (rc == 0)
+        rc = set_text_buf(root, "NextContinuationToken", next_token);
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+int qs_s3_parse_uploads(const char *xml, size_t len, const char *strip_prefix,
+                        struct qs_storage_uploads *out, int *truncated, struct qs_buf *next_key,
+                        struct qs_buf *next_upload)
+{
+    xmlDocPtr doc = xml_parse(xml, len);
+    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+    if (!name_is(root, "ListMultipartUploadsResult")) {
+        xmlFreeDoc(doc);
+        return QS_EPROTO;
+    }
+    size_t pl = strip_prefix ? strlen(strip_prefix) : 0;
+    int rc = 0;
+    for (const xmlNode *c = root->children; rc == 0 && c != NULL; c = c->next) {
+        if (!name_is(c, "Upload"))
+            continue;
+        char *key = child_text(c, "Key");
+        char *id = child_text(c, "UploadId");
+        char *ini = child_text(c, "Initiated");
+        int64_t t = 0;
+        if (key == NULL || id == NULL || ini == NULL || qs_time_parse(ini, &t) != 0) {
+            rc = QS_EPROTO;
+        } else if (strncmp(key, strip_prefix ? strip_prefix : "", pl) == 0 && key[pl] != '\0') {
+            char *k = strdup(key + pl), *u = strdup(id);
+            if (k == NULL || u == NULL || uploads_push(out, k, u, t) != 0) {
+                free(k);
+                free(u);
+                rc = UV_ENOMEM;
+            }
+        }
+        xmlFree(key);
+        xmlFree(id);
+        xmlFree(ini);
+    }
+    if (truncated != NULL)
+        *truncated = parse_bool_child(root, "IsTruncated");
+    if (rc == 0)
+        rc = set_text_buf(root, "NextKeyMarker", next_key);
+    if (rc == 0)
+        rc = set_text_buf(root, "NextUploadIdMarker", next_upload);
+    xmlFreeDoc(doc);
+    return rc;
+}
+
+/* ---- construction ------------------------------------------------------------ */
+
+static int build_base(struct qs_s3 *s3, const struct qs_storage_opts *o, struct qs_error *err)
+{
+    const char *ep = o->endpoint;
+    struct qs_buf b;
+    qs_buf_init(&b);
+    int virt = o->uri_style == QS_URI_VIRTUAL;
+    if (ep == NULL || ep[0] == '\0') {
+        if (!virt) {
+            qs_buf_printf(&b, "https://s3.%s.amazonaws.com", s3->region);
+        } else {
+            qs_buf_printf(&b, "https://%s.s3.%s.amazonaws.com", s3->bucket, s3->region);
+        }
+    } else {
+        const char *scheme_end = strstr(ep, "://");
+        if (scheme_end == NULL ||
+            (strncmp(ep, "http://", 7) != 0 && strncmp(ep, "https://", 8) != 0))
+            return qs_error_set(err, QS_ECONFIG,
+                                "S3 endpoint must start with http:// or https:// (got \"%s\")", ep);
+        const char *host = scheme_end + 3;
+        size_t hl = strcspn(host, "/?#");
+        if (hl == 0 || (host[hl] != '\0' && strcmp(host + hl, "/") != 0))
+            return qs_error_set(err, QS_ECONFIG,
+                                "S3 endpoint must be scheme://host[:port] without a path");
+        if (virt)
+            qs_buf_printf(&b, "%.*s%s.%.*s", (int)(host - ep), ep, s3->bucket, (int)hl, host);
+        else
+            qs_buf_printf(&b, "%.*s%.*s", (int)(host - ep), ep, (int)hl, host);
+    }
+    if (b.data == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    s3->base_url = b.data;
+    if (virt) {
+        s3->path_base = strdup("");
+    } else {
+        struct qs_buf p;
+        qs_buf_init(&p);
+        qs_buf_append(&p, "/", 1);
+        qs_sigv4_uri_encode(&p, s3->bucket, strlen(s3->bucket), 0);
+        s3->path_base = p.data;
+    }
+    return s3->path_base != NULL ? 0 : qs_error_set(err, UV_ENOMEM, "out of memory");
+}
+
+int qs_s3_new(const struct qs_storage_opts *o, struct qs_s3 **out, struct qs_error *err)
+{
+    pthread_once(&s3_once, s3_global_init);
+    if (o->bucket == NULL || o->bucket[0] == '\0')
+        return qs_error_set(err, QS_ECONFIG, "S3 destination needs a bucket");
+    if (o->access_key_id == NULL || o->access_key_id[0] == '\0' || o->secret_access_key == NULL ||
+        o->secret_access_key[0] == '\0')
+        return qs_error_set(err, QS_ECONFIG, "S3 destination needs an access key id and secret");
+    uint64_t ps = o->part_size ? o->part_size : QS_S3_DEFAULT_PART;
+    if (ps < QS_S3_MIN_PART || ps > QS_S3_MAX_PART)
+        return qs_error_set(err, QS_ECONFIG, "S3 part size must be between 5MiB and 5GiB");
+    struct qs_s3 *s3 = calloc(1, sizeof(*s3));
+    if (s3 == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    pthread_mutex_init(&s3->pool_mu, NULL);
+    s3->bucket = xstrdup(o->bucket);
+    s3->region = xstrdup(o->region && o->region[0] ? o->region : "us-east-1");
+    s3->access_key = xstrdup(o->access_key_id);
+    s3->secret_key = xstrdup(o->secret_access_key);
+    s3->ca_file = o->ca_file && o->ca_file[0] ? xstrdup(o->ca_file) : NULL;
+    const char *pfx = o->prefix ? o->prefix : "";
+    while (*pfx == '/')
+        pfx++;
+    size_t pl = strlen(pfx);
+    while (pl > 0 && pfx[pl - 1] == '/')
+        pl--;
+    s3->prefix = malloc(pl + 2);
+    if (s3->prefix != NULL) {
+        memcpy(s3->prefix, pfx, pl);
+        if (pl > 0)
+            s3->prefix[pl++] = '/';
+        s3->prefix[pl] = '\0';
+    }
+    s3->part_size = ps;
+    s3->page_size = o->list_page_size > 0 ? o->list_page_size : 1000;
+    s3->max_retries = o->max_retries > 0 ? o->max_retries : (o->max_retries < 0 ? 0 : 5);
+    s3->retry_base_ms = o->retry_base_ms > 0 ? o->retry_base_ms : 200;
+    s3->retry_max_ms = o->retry_max_ms > 0 ? o->retry_max_ms : 10000;
+    s3->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 10000;
+    s3->low_speed_time_s = o->low_speed_time_s > 0 ? o->low_speed_time_s : 60;
+    s3->low_speed_limit = o->low_speed_limit > 0 ? o->low_speed_limit : 1024;
+    s3->no_jitter = o->no_retry_jitter;
+    if (s3->bucket == NULL || s3->region == NULL || s3->access_key == NULL ||
+        s3->secret_key == NULL || s3->prefix == NULL ||
+        (o->ca_file && o->ca_file[0] && !s3->ca_file)) {
+        qs_s3_free(s3);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    if (strchr(s3->region, ':') != NULL || strlen(s3->region) > 64) {
+        qs_s3_free(s3);
+        return qs_error_set(err, QS_ECONFIG, "invalid S3 region");
+    }
+    snprintf(s3->sigv4_param, sizeof(s3->sigv4_param), "aws:amz:%s:s3", s3->region);
+    int rc = build_base(s3, o, err);
+    if (rc != 0) {
+        qs_s3_free(s3);
+        return rc;
+    }
+    if (s3->ca_file != NULL) {
+        CURL *h = curl_easy_init();
+        char *capath = NULL;
+        if (h != NULL && curl_easy_getinfo(h, CURLINFO_CAPATH, &capath) == CURLE_OK &&
+            capath != NULL)
+            s3->ca_path = strdup(capath);
+        curl_easy_cleanup(h);
+    }
+    *out = s3;
+    return 0;
+}
+
+void qs_s3_free(struct qs_s3 *s3)
+{
+    if (s3 == NULL)
+        return;
+    for (int i = 0; i < s3->npool; i++)
+        curl_easy_cleanup(s3->pool[i]);
+    pthread_mutex_destroy(&s3->pool_mu);
+    free(s3->bucket);
+    free(s3->prefix);
+    free(s3->base_url);
+    free(s3->path_base);
+    free(s3->region);
+    free(s3->access_key);
+    if (s3->secret_key != NULL) {
+        memset(s3->secret_key, 0, strlen(s3->secret_key));
+        free(s3->secret_key);
+    }
+    free(s3->ca_file);
+    free(s3->ca_path);
+    free(s3);
+}
+
+uint64_t qs_s3_retries(const struct qs_s3 *s3)
+{
+    return s3 ? atomic_load(&((struct qs_s3 *)s3)->retries) : 0;
+}
+
+static CURL *handle_get(struct qs_s3 *s3)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&s3->pool_mu);
+    if (s3->npool > 0)
+        h = s3->pool[--s3->npool];
+    pthread_mutex_unlock(&s3->pool_mu);
+    return h != NULL ? h : curl_easy_init();
+}
+
+static void handle_put(struct qs_s3 *s3, CURL *h)
+{
+    if (h == NULL)
+        return;
+    pthread_mutex_lock(&s3->pool_mu);
+    if (s3->npool < S3_POOL_MAX) {
+        s3->pool[s3->npool++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&s3->pool_mu);
+    curl_easy_cleanup(h);
+}
+
+int qs_s3_url(const struct qs_s3 *s3, const char *key, const char *query, struct qs_buf *out)
+{
+    int rc = qs_buf_printf(out, "%s%s", s3->base_url, s3->path_base);
+    if (rc == 0 && key != NULL) {
+        rc = qs_buf_append(out, "/", 1);
+        if (rc == 0)
+            rc = qs_sigv4_uri_encode(out, s3->prefix, strlen(s3->prefix), 1);
+        if (rc == 0)
+            rc = qs_sigv4_uri_encode(out, key, strlen(key), 1);
+    } else if (rc == 0 && s3->path_base[0] == '\0') {
+        rc = qs_buf_append(out, "/", 1);
+    }
+    if (rc == 0 && query != NULL && query[0] != '\0')
+        rc = qs_buf_printf(out, "?%s", query);
+    return rc != 0 ? UV_ENOMEM : 0;
+}
+
+/* ---- one request, with retries --------------------------------------------------- */
+
+struct s3_req {
+    const char *method;      /* GET HEAD PUT POST DELETE */
+    const char *key;         /* relative key, NULL = bucket */
+    const char *query;       /* sorted and encoded, or NULL */
+    const char *what;        /* for messages: "PUT part 3 of c1/x" */
+    const char *headers[40]; /* extra "Name: value" lines, NULL-terminated */
+    const char *body;        /* PUT/POST body (borrowed) */
+    size_t body_len;
+    int streaming_get; /* body goes to sink, resumable */
+    qs_sink_fn sink;
+    void *sink_ud;
+    struct qs_cancel *cancel;
+    const atomic_int *abort_flag; /* second cancel source (put abort) */
+    int no_retry;
+
+    /* results */
+    long status;
+    struct qs_buf resp; /* error bodies and small XML answers */
+    uint64_t content_length;
+    int have_length;
+    int64_t last_modified;
+    char etag[128];
+    struct qs_storage_meta *meta_out;
+
+    /* transfer state */
+    size_t body_off;
+    uint64_t delivered; /* bytes given to sink (resume offset) */
+    uint64_t skip;      /* bytes to drop when a resumed GET answered 200 */
+    int sink_rc;
+    int too_big;
+    CURL *h;
+};
+
+static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    struct s3_req *r = ud;
+    size_t left = r->body_len - r->body_off, n = size * nmemb;
+    if (n > left)
+        n = left;
+    if (n > 0)
+        memcpy(buf, r->body + r->body_off, n);
+    r->body_off += n;
+    return n;
+}
+
+static int seek_cb(void *ud, curl_off_t off, int origin)
+{
+    struct s3_req *r = ud;
+    if (origin != SEEK_SET || off < 0 || (size_t)off > r->body_len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    r->body_off = (size_t)off;
+    return CURL_SEEKFUNC_OK;
+}
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct s3_req *r = ud;
+    size_t n = size * nmemb;
+    long code = 0;
+    curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &code);
+    if (r->streaming_get && (code == 200 || code == 206)) {
+        const char *p = data;
+        size_t m = n;
+        if (r->skip > 0) {
+            size_t s = r->skip < m ? (size_t)r->skip : m;
+            r->skip -= s;
+            p += s;
+            m -= s;
+        }
+        if (m > 0) {
+            int rc = r->sink(p, m, r->sink_ud);
+            if (rc != 0) {
+                r->sink_rc = rc;
+                return 0;
+            }
+            r->delivered += m;
+        }
+        return n;
+    }
+    size_t cap = (code >= 200 && code < 300) ? S3_RESP_MAX : S3_ERRBODY_MAX;
+    if (r->resp.len + n > cap) {
+        r->too_big = 1;
+        return n; /* keep the connection; the answer is judged by status */
+    }
+    if (qs_buf_append(&r->resp, data, n) != 0)
+        return 0;
+    return n;
+}
+
+static size_t header_cb(char *data, size_t size, size_t nmemb, void *ud)
+{
+    struct s3_req *r = ud;
+    size_t n = size * nmemb;
+    if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+        /* A new response (after 100-continue or a redirect): reset. */
+        r->etag[0] = '\0';
+        r->have_length = 0;
+        if (r->meta_out != NULL)
+            qs_storage_meta_deinit(r->meta_out);
+        return n;
+    }
+    const char *colon = memchr(data, ':', n);
+    if (colon == NULL)
+        return n;
+    size_t nl = (size_t)(colon - data);
+    const char *v = colon + 1;
+    size_t vl = n - nl - 1;
+    while (vl > 0 && (*v == ' ' || *v == '\t'))
+        v++, vl--;
+    while (vl > 0 && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' '))
+        vl--;
+    char val[1100];
+    if (vl >= sizeof(val))
+        return n;
+    memcpy(val, v, vl);
+    val[vl] = '\0';
+    if (nl == 4 && strncasecmp(data, "ETag", 4) == 0) {
+        qs_strlcpy(r->etag, val, sizeof(r->etag));
+    } else if (nl == 14 && strncasecmp(data, "Content-Length", 14) == 0) {
+        r->content_length = strtoull(val, NULL, 10);
+        r->have_length = 1;
+    } else if (nl == 13 && strncasecmp(data, "Last-Modified", 13) == 0) {
+        time_t t = curl_getdate(val, NULL);
+        if (t >= 0)
+            r->last_modified = (int64_t)t;
+    } else if (r->meta_out != NULL && nl > 11 && nl < 11 + 65 &&
+               strncasecmp(data, "x-amz-meta-", 11) == 0) {
+        char name[80];
+        for (size_t i = 0; i < nl - 11; i++)
+            name[i] = (char)((data[11 + i] >= 'A' && data[11 + i] <= 'Z') ? data[11 + i] + 32
+                                                                          : data[11 + i]);
+        name[nl - 11] = '\0';
+        qs_storage_meta_set(r->meta_out, name, val);
+    }
+    return n;
+}
+
+static int xferinfo_cb(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    struct s3_req *r = ud;
+    if (qs_cancel_requested(r->cancel) || (r->abort_flag != NULL && atomic_load(r->abort_flag)))
+        return 1;
+    return 0;
+}
+
+static int retryable_code(const char *code)
+{
+    static const char *const list[] = {"RequestTimeout", "SlowDown", "InternalError",
+                                       "ServiceUnavailable", "RequestTimeTooSkewed"};
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)
+        if (strcmp(code, list[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static int curl_retryable(CURLcode c)
+{
+    switch (c) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_OUT_OF_MEMORY:
+    case CURLE_ABORTED_BY_CALLBACK:
+    case CURLE_WRITE_ERROR:
+    case CURLE_READ_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
+static int perform_once(struct qs_s3 *s3, struct s3_req *r, struct qs_error *err)
+{
+    CURL *h = r->h;
+    struct qs_buf url;
+    qs_buf_init(&url);
+    if (qs_s3_url(s3, r->key, r->query, &url) != 0)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+
+    struct curl_slist *hl = NULL, *tmp;
+    char range[64];
+    int ok = 1;
+    /* Rule 1: always send x-amz-content-sha256. Rule 4: only headers that
+     * are really sent go into this list (no "Expect:" removal entries). */
+    tmp = curl_slist_append(hl, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+    ok = ok && tmp != NULL;
+    hl = tmp ? tmp : hl;
+    for (int i = 0; ok && r->headers[i] != NULL; i++) {
+        tmp = curl_slist_append(hl, r->headers[i]);
+        ok = tmp != NULL;
+        hl = tmp ? tmp : hl;
+    }
+    if (ok && r->streaming_get && r->delivered > 0) {
+        snprintf(range, sizeof(range), "Range: bytes=%llu-", (unsigned long long)r->delivered);
+        tmp = curl_slist_append(hl, range);
+        ok = tmp != NULL;
+        hl = tmp ? tmp : hl;
+    }
+    if (!ok) {
+        curl_slist_free_all(hl);
+        qs_buf_free(&url);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, url.data);
+    curl_easy_setopt(h, CURLOPT_AWS_SIGV4, s3->sigv4_param);
+    curl_easy_setopt(h, CURLOPT_USERNAME, s3->access_key);
+    curl_easy_setopt(h, CURLOPT_PASSWORD, s3->secret_key);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, s3->connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, s3->low_speed_limit);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, s3->low_speed_time_s);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (s3->ca_file != NULL) {
+        curl_easy_setopt(h, CURLOPT_CAINFO, s3->ca_file);
+        if (s3->ca_path != NULL)
+            curl_easy_setopt(h, CURLOPT_CAPATH, s3->ca_path);
+    }
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
+    if (strcmp(r->method, "PUT") == 0) {
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
+        curl_easy_setopt(h, CURLOPT_READDATA, r);
+        curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
+        curl_easy_setopt(h, CURLOPT_SEEKDATA, r);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (strcmp(r->method, "POST") == 0) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (strcmp(r->method, "HEAD") == 0) {
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(r->method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
+    }
+
+    r->body_off = 0;
+    r->status = 0;
+    r->sink_rc = 0;
+    r->too_big = 0;
+    r->skip = 0;
+    r->etag[0] = '\0';
+    qs_buf_reset(&r->resp);
+    uint64_t resume_from = r->delivered;
+
+    CURLcode cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hl);
+    qs_buf_free(&url);
+    (void)resume_from;
+
+    if (cc != CURLE_OK) {
+        if (qs_cancel_requested(r->cancel) || (r->abort_flag && atomic_load(r->abort_flag)))
+            return set_err(err, qs_error_set(err, QS_ECANCELED, "%s: cancelled", r->what), 0, 0);
+        if (r->sink_rc != 0)
+            return set_err(err, qs_error_set(err, r->sink_rc, "%s: sink failed", r->what), 0, 0);
+        qs_error_set(err, QS_ETRANSPORT, "%s: %s", r->what, curl_easy_strerror(cc));
+        return set_err(err, QS_ETRANSPORT, 0, curl_retryable(cc));
+    }
+    long st = r->status;
+    if (st >= 200 && st < 300) {
+        if (r->too_big)
+            return set_err(err, qs_error_set(err, QS_ETOOBIG, "%s: answer too large", r->what), st,
+                           0);
+        return 0;
+    }
+    char code[64] = "", msg[256] = "";
+    if (r->resp.len > 0)
+        qs_s3_parse_error(r->resp.data, r->resp.len, code, sizeof(code), msg, sizeof(msg));
+    int qc = QS_EHTTP;
+    if (st == 404 && strcmp(code, "NoSuchBucket") == 0)
+        qc = QS_ECONFIG;
+    else if (st == 404)
+        qc = QS_ENOTFOUND;
+    int retry = st >= 500 || st == 408 || st == 429 || (code[0] && retryable_code(code));
+    if (code[0] == '\0' && st == 404)
+        qs_strlcpy(code, "NotFound", sizeof(code));
+    if (strcmp(code, "NoSuchBucket") == 0)
+        qs_error_set(err, qc, "%s: HTTP %ld NoSuchBucket: bucket \"%s\" does not exist", r->what,
+                     st, s3->bucket);
+    else
+        qs_error_set(err, qc, "%s: HTTP %ld%s%s%s%s", r->what, st, code[0] ? " " : "", code,
+                     msg[0] ? ": " : "", msg);
+    return set_err(err, qc, st, retry);
+}
+
+static int s3_perform(struct qs_s3 *s3, CURL *h, struct s3_req *r, struct qs_error *err)
+{
+    int own = h == NULL;
+    if (own)
+        h = handle_get(s3);
+    if (h == NULL)
+        return qs_error_set(err, UV_ENOMEM, "curl_easy_init failed");
+    r->h = h;
+    int rc;
+    for (int attempt = 0;; attempt++) {
+        rc = perform_once(s3, r, err);
+        if (rc == 0 || !err->retryable || r->no_retry || attempt >= s3->max_retries ||
+            qs_cancel_requested(r->cancel) || (r->abort_flag && atomic_load(r->abort_flag)))
+            break;
+        int d = backoff_ms(s3, attempt);
+        atomic_fetch_add(&s3->retries, 1);
+        struct qs_log_ctx ctx = QS_LOG_CTX_NONE;
+        ctx.error = err->msg;
+        ctx.phase = "storage";
+        qs_log(QS_LOG_WARN, &ctx, "s3 request failed, retry %d/%d in %d ms", attempt + 1,
+               s3->max_retries, d);
+        sleep_ms_cancellable(d, r->cancel, r->abort_flag);
+    }
+    if (own)
+        handle_put(s3, h);
+    r->h = NULL;
+    return rc;
+}
+
+static void req_init(struct s3_req *r, const char *method, const char *key, const char *query,
+                     const char *what)
+{
+    memset(r, 0, sizeof(*r));
+    r->method = method;
+    r->key = key;
+    r->query = query;
+    r->what = what;
+    qs_buf_init(&r->resp);
+}
+
+static void req_deinit(struct s3_req *r)
+{
+    qs_buf_free(&r->resp);
+}
+
+#define LOCAL_ERR(err)                                                                             \
+    struct qs_error err##_local;                                                                   \
+    if (err == NULL)                                                                               \
+        err = &err##_local;                                                                        \
+    qs_error_clear(err)
+
+/* "what" strings carry the key but never credentials. */
+static void what_fmt(char *out, size_t cap, const char *verb, const char *key)
+{
+    snprintf(out, cap, "s3 %s %s", verb, key != NULL ? key : "(bucket)");
+}
+
+/* ---- simple operations ------------------------------------------------------------ */
+
+static int append_query_param(struct qs_buf *q, const char *name, const char *value)
+{
+    int rc = qs_buf_printf(q, "%s%s=", q->len > 0 ? "&" : "", name);
+    if (rc == 0 && value != NULL)
+        rc = qs_sigv4_uri_encode(q, value, strlen(value), 0);
+    return rc != 0 ? UV_ENOMEM : 0;
+}
+
+int qs_s3_probe(struct qs_s3 *s3, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    struct qs_buf q;
+    qs_buf_init(&q);
+    /* Sorted: list-type < max-keys < prefix. */
+    int rc = append_query_param(&q, "list-type", "2");
+    if (rc == 0)
+        rc = append_query_param(&q, "max-keys", "1");
+    if (rc == 0)
+        rc = append_query_param(&q, "prefix", s3->prefix);
+    if (rc != 0) {
+        qs_buf_free(&q);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    struct s3_req r;
+    req_init(&r, "GET", NULL, q.data, "s3 probe (list bucket)");
+    r.no_retry = 1;
+    rc = s3_perform(s3, NULL, &r, err);
+    req_deinit(&r);
+    qs_buf_free(&q);
+    return rc;
+}
+
+int qs_s3_head(struct qs_s3 *s3, const char *key, struct qs_storage_stat *out, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    char what[1200];
+    what_fmt(what, sizeof(what), "HEAD", key);
+    struct s3_req r;
+    req_init(&r, "HEAD", key, NULL, what);
+    struct qs_storage_meta meta;
+    qs_storage_meta_init(&meta);
+    r.meta_out = &meta;
+    int rc = s3_perform(s3, NULL, &r, err);
+    if (rc == 0) {
+        memset(out, 0, sizeof(*out));
+        out->size = r.content_length;
+        out->mtime = r.last_modified;
+        out->meta = meta;
+    } else {
+        qs_storage_meta_deinit(&meta);
+    }
+    req_deinit(&r);
+    return rc;
+}
+
+int qs_s3_get(struct qs_s3 *s3, const char *key, qs_sink_fn sink, void *ud,
+              struct qs_cancel *cancel, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    char what[1200];
+    what_fmt(what, sizeof(what), "GET", key);
+    struct s3_req r;
+    req_init(&r, "GET", key, NULL, what);
+    r.streaming_get = 1;
+    r.sink = sink;
+    r.sink_ud = ud;
+    r.cancel = cancel;
+    int rc = s3_perform(s3, NULL, &r, err);
+    req_deinit(&r);
+    return rc;
+}
+
+int qs_s3_delete(struct qs_s3 *s3, const char *key, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    char what[1200];
+    what_fmt(what, sizeof(what), "DELETE", key);
+    struct s3_req r;
+    req_init(&r, "DELETE", key, NULL, what);
+    int rc = s3_perform(s3, NULL, &r, err);
+    req_deinit(&r);
+    if (rc == QS_ENOTFOUND) {
+        qs_error_clear(err);
+        rc = 0;
+    }
+    return rc;
+}
+
+int qs_s3_list(struct qs_s3 *s3, const char *prefix, struct qs_storage_list *out,
+               struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    struct qs_buf full, token, q;
+    qs_buf_init(&full);
+    qs_buf_init(&token);
+    qs_buf_init(&q);
+    char maxkeys[16];
+    snprintf(maxkeys, sizeof(maxkeys), "%d", s3->page_size);
+    int rc = qs_buf_printf(&full, "%s%s", s3->prefix, prefix ? prefix : "");
+    for (int page = 0; rc == 0; page++) {
+        qs_buf_reset(&q);
+        /* Sorted: continuation-token < list-type < max-keys < prefix. */
+        if (token.len > 0)
+            rc = append_query_param(&q, "continuation-token", token.data);
+        if (rc == 0)
+            rc = append_query_param(&q, "list-type", "2");
+        if (rc == 0)
+            rc = append_query_param(&q, "max-keys", maxkeys);
+        if (rc == 0)
+            rc = append_query_param(&q, "prefix", full.data ? full.data : "");
+        if (rc != 0) {
+            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+            break;
+        }
+        char what[1200];
+        snprintf(what, sizeof(what), "s3 list %s (page %d)", full.data ? full.data : "", page + 1);
+        struct s3_req r;
+        req_init(&r, "GET", NULL, q.data, what);
+        rc = s3_perform(s3, NULL, &r, err);
+        int truncated = 0;
+        if (rc == 0) {
+            rc = qs_s3_parse_list(r.resp.data, r.resp.len, s3->prefix, out, &truncated, &token);
+            if (rc != 0)
+                qs_error_set(err, rc, "%s: unparsable answer", what);
+        }
+        req_deinit(&r);
+        if (rc != 0 || !truncated)
+            break;
+        if (token.len == 0) {
+            rc = qs_error_set(err, QS_EPROTO, "%s: truncated without a continuation token", what);
+            break;
+        }
+    }
+    qs_buf_free(&full);
+    qs_buf_free(&token);
+    qs_buf_free(&q);
+    return rc;
+}
+
+int qs_s3_list_uploads(struct qs_s3 *s3, const char *prefix, struct qs_storage_uploads *out,
+                       struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    struct qs_buf full, nk, nu, q;
+    qs_buf_init(&full);
+    qs_buf_init(&nk);
+    qs_buf_init(&nu);
+    qs_buf_init(&q);
+    char maxu[16];
+    snprintf(maxu, sizeof(maxu), "%d", s3->page_size);
+    int rc = qs_buf_printf(&full, "%s%s", s3->prefix, prefix ? prefix : "");
+    for (int page = 0; rc == 0; page++) {
+        qs_buf_reset(&q);
+        /* Sorted: key-marker < max-uploads < prefix < upload-id-marker < uploads. */
+        if (nk.len > 0)
+            rc = append_query_param(&q, "key-marker", nk.data);
+        if (rc == 0)
+            rc = append_query_param(&q, "max-uploads", maxu);
+        if (rc == 0)
+            rc = append_query_param(&q, "prefix", full.data ? full.data : "");
+        if (rc == 0 && nu.len > 0)
+            rc = append_query_param(&q, "upload-id-marker", nu.data);
+        if (rc == 0)
+            rc = append_query_param(&q, "uploads", NULL);
+        if (rc != 0) {
+            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+            break;
+        }
+        char what[1200];
+        snprintf(what, sizeof(what), "s3 list uploads %s (page %d)", full.data ? full.data : "",
+                 page + 1);
+        struct s3_req r;
+        req_init(&r, "GET", NULL, q.data, what);
+        rc = s3_perform(s3, NULL, &r, err);
+        int truncated = 0;
+        if (rc == 0) {
+            rc =
+                qs_s3_parse_uploads(r.resp.data, r.resp.len, s3->prefix, out, &truncated, &nk, &nu);
+            if (rc != 0)
+                qs_error_set(err, rc, "%s: unparsable answer", what);
+        }
+        req_deinit(&r);
+        if (rc != 0 || !truncated)
+            break;
+        if (nk.len == 0) {
+            rc = qs_error_set(err, QS_EPROTO, "%s: truncated without a key marker", what);
+            break;
+        }
+    }
+    qs_buf_free(&full);
+    qs_buf_free(&nk);
+    qs_buf_free(&nu);
+    qs_buf_free(&q);
+    return rc;
+}
+
+static int abort_mpu(struct qs_s3 *s3, CURL *h, const char *key, const char *upload_id,
+                     struct qs_error *err)
+{
+    struct qs_buf q;
+    qs_buf_init(&q);
+    if (append_query_param(&q, "uploadId", upload_id) != 0)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    char what[1200];
+    what_fmt(what, sizeof(what), "abort multipart upload", key);
+    int rc = 0;
+    /* The request itself is retried; an abort that still fails is tried
+     * again after a pause, since an orphaned upload keeps its parts. */
+    for (int round = 0; round < 3; round++) {
+        struct s3_req r;
+        req_init(&r, "DELETE", key, q.data, what);
+        rc = s3_perform(s3, h, &r, err);
+        req_deinit(&r);
+        if (rc == QS_ENOTFOUND) {
+            qs_error_clear(err);
+            rc = 0;
+        }
+        if (rc == 0 || !err->retryable)
+            break;
+        sleep_ms_cancellable(s3->retry_max_ms, NULL, NULL);
+    }
+    qs_buf_free(&q);
+    return rc;
+}
+
+int qs_s3_abort_upload(struct qs_s3 *s3, const char *key, const char *upload_id,
+                       struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    return abort_mpu(s3, NULL, key, upload_id, err);
+}
+
+/* ---- streaming put ------------------------------------------------------------------ */
+
+#define S3_MAX_META 32
+
+struct qs_s3_put {
+    struct qs_s3 *s3;
+    char *key;
+    int64_t size;
+    char *meta_hdrs[S3_MAX_META]; /* "x-amz-meta-name: value" */
+    size_t nmeta;
+    struct qs_cancel *cancel;
+    atomic_int abort_flag;
+    CURL *h;  /* producer side: initiate, single PUT, complete, abort */
+    CURL *uh; /* uploader thread */
+
+    char *buf[2];
+    size_t cap[2];
+    size_t len[2];
+    int cur;
+    uint32_t part;   /* 0-based index of the part being filled */
+    uint64_t queued; /* bytes handed to the uploader */
+    char *upload_id;
+    char **etags; /* QS_S3_MAX_PARTS entries once multipart */
+
+    pthread_t th;
+    int th_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int job_pending;
+    int job_buf;
+    uint32_t job_part;
+    int busy;
+    int stop;
+    int failed;
+    struct qs_error uerr;
+    uint32_t parts_done;
+};
+
+static int put_error(struct qs_s3_put *put, struct qs_error *err)
+{
+    *err = put->uerr;
+    return put->uerr.code != 0 ? put->uerr.code : QS_EIO;
+}
+
+static int upload_part(struct qs_s3_put *put, int b, uint32_t pn, struct qs_error *err)
+{
+    struct qs_s3 *s3 = put->s3;
+    char md5[32], md5h[64], q[1200], what[1300];
+    md5_base64(put->buf[b], put->len[b], md5);
+    snprintf(md5h, sizeof(md5h), "Content-MD5: %s", md5);
+    struct qs_buf qb;
+    qs_buf_init(&qb);
+    char num[16];
+    snprintf(num, sizeof(num), "%u", pn + 1);
+    /* Sorted: partNumber < uploadId. */
+    if (append_query_param(&qb, "partNumber", num) != 0 ||
+        append_query_param(&qb, "uploadId", put->upload_id) != 0) {
+        qs_buf_free(&qb);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    qs_strlcpy(q, qb.data, sizeof(q));
+    qs_buf_free(&qb);
+    snprintf(what, sizeof(what), "s3 PUT part %u of %s", pn + 1, put->key);
+    struct s3_req r;
+    req_init(&r, "PUT", put->key, q, what);
+    r.headers[0] = md5h;
+    r.body = put->buf[b];
+    r.body_len = put->len[b];
+    r.cancel = put->cancel;
+    r.abort_flag = &put->abort_flag;
+    int rc = s3_perform(s3, put->uh, &r, err);
+    if (rc == 0) {
+        if (r.etag[0] == '\0') {
+            rc = qs_error_set(err, QS_EPROTO, "%s: answer without ETag", what);
+        } else {
+            put->etags[pn] = strdup(r.etag);
+            if (put->etags[pn] == NULL)
+                rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+        }
+    }
+    req_deinit(&r);
+    return rc;
+}
+
+static void *uploader_main(void *arg)
+{
+    struct qs_s3_put *put = arg;
+    pthread_mutex_lock(&put->mu);
+    for (;;) {
+        while (!put->job_pending && !put->stop)
+            pthread_cond_wait(&put->cv, &put->mu);
+        if (!put->job_pending)
+            break;
+        int b = put->job_buf;
+        uint32_t pn = put->job_part;
+        put->job_pending = 0;
+        put->busy = 1;
+        pthread_mutex_unlock(&put->mu);
+        struct qs_error e;
+        qs_error_clear(&e);
+        int rc = upload_part(put, b, pn, &e);
+        pthread_mutex_lock(&put->mu);
+        put->busy = 0;
+        if (rc != 0 && !put->failed) {
+            put->failed = 1;
+            put->uerr = e;
+            put->uerr.code = rc;
+        } else if (rc == 0) {
+            put->parts_done++;
+        }
+        pthread_cond_broadcast(&put->cv);
+    }
+    pthread_mutex_unlock(&put->mu);
+    return NULL;
+}
+
+static void meta_headers(struct qs_s3_put *put, struct s3_req *r, int first)
+{
+    for (size_t i = 0; i < put->nmeta && first + (int)i < 39; i++)
+        r->headers[first + i] = put->meta_hdrs[i];
+}
+
+static int initiate(struct qs_s3_put *put, struct qs_error *err)
+{
+    char what[1200];
+    what_fmt(what, sizeof(what), "initiate multipart upload", put->key);
+    struct s3_req r;
+    req_init(&r, "POST", put->key, "uploads=", what);
+    meta_headers(put, &r, 0);
+    r.cancel = put->cancel;
+    r.abort_flag = &put->abort_flag;
+    int rc = s3_perform(put->s3, put->h, &r, err);
+    if (rc == 0) {
+        struct qs_buf id;
+        qs_buf_init(&id);
+        rc = qs_s3_parse_initiate(r.resp.data, r.resp.len, &id);
+        if (rc != 0) {
+            qs_buf_free(&id);
+            rc = qs_error_set(err, QS_EPROTO, "%s: answer without UploadId", what);
+        } else {
+            put->upload_id = id.data;
+            put->etags = calloc(QS_S3_MAX_PARTS, sizeof(char *));
+            if (put->etags == NULL)
+                rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+        }
+    }
+    req_deinit(&r);
+    return rc;
+}
+
+static int start_uploader(struct qs_s3_put *put, struct qs_error *err)
+{
+    put->uh = curl_easy_init();
+    if (put->uh == NULL)
+        return qs_error_set(err, UV_ENOMEM, "curl_easy_init failed");
+    int e = pthread_create(&put->th, NULL, uploader_main, put);
+    if (e != 0)
+        return qs_error_set(err, -e, "cannot start the upload thread: %s", strerror(e));
+    put->th_started = 1;
+    return 0;
+}
+
+/* Hands the current (non-empty) buffer to the uploader, waiting until the
+ * uploader has finished with the other one. */
+static int submit_current(struct qs_s3_put *put, struct qs_error *err)
+{
+    int rc = 0;
+    if (put->upload_id == NULL && (rc = initiate(put, err)) != 0)
+        return rc;
+    if (!put->th_started && (rc = start_uploader(put, err)) != 0)
+        return rc;
+    pthread_mutex_lock(&put->mu);
+    while ((put->job_pending || put->busy) && !put->failed)
+        pthread_cond_wait(&put->cv, &put->mu);
+    if (put->failed) {
+        pthread_mutex_unlock(&put->mu);
+        return put_error(put, err);
+    }
+    put->job_pending = 1;
+    put->job_buf = put->cur;
+    put->job_part = put->part;
+    pthread_cond_broadcast(&put->cv);
+    pthread_mutex_unlock(&put->mu);
+    put->queued += put->len[put->cur];
+    put->cur ^= 1;
+    put->part++;
+    put->len[put->cur] = 0;
+    return 0;
+}
+
+static int wait_idle(struct qs_s3_put *put, struct qs_error *err)
+{
+    if (!put->th_started)
+        return 0;
+    pthread_mutex_lock(&put->mu);
+    while ((put->job_pending || put->busy) && !put->failed)
+        pthread_cond_wait(&put->cv, &put->mu);
+    int failed = put->failed;
+    pthread_mutex_unlock(&put->mu);
+    return failed ? put_error(put, err) : 0;
+}
+
+static void stop_uploader(struct qs_s3_put *put)
+{
+    if (!put->th_started)
+        return;
+    pthread_mutex_lock(&put->mu);
+    put->stop = 1;
+    pthread_cond_broadcast(&put->cv);
+    pthread_mutex_unlock(&put->mu);
+    pthread_join(put->th, NULL);
+    put->th_started = 0;
+}
+
+static void put_free(struct qs_s3_put *put)
+{
+    if (put == NULL)
+        return;
+    stop_uploader(put);
+    pthread_mutex_destroy(&put->mu);
+    pthread_cond_destroy(&put->cv);
+    for (size_t i = 0; i < put->nmeta; i++)
+        free(put->meta_hdrs[i]);
+    if (put->etags != NULL) {
+        for (uint32_t i = 0; i < QS_S3_MAX_PARTS; i++)
+            free(put->etags[i]);
+        free(put->etags);
+    }
+    free(put->buf[0]);
+    free(put->buf[1]);
+    free(put->upload_id);
+    free(put->key);
+    if (put->h != NULL)
+        handle_put(put->s3, put->h);
+    curl_easy_cleanup(put->uh);
+    free(put);
+}
+
+int qs_s3_put_begin(struct qs_s3 *s3, const char *key, int64_t size,
+                    const struct qs_storage_meta *meta, struct qs_cancel *cancel,
+                    struct qs_s3_put **out, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    if (meta != NULL && meta->n > S3_MAX_META)
+        return qs_error_set(err, QS_EINVAL, "too many metadata entries (max %d)", S3_MAX_META);
+    struct qs_s3_put *put = calloc(1, sizeof(*put));
+    if (put == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    pthread_mutex_init(&put->mu, NULL);
+    pthread_cond_init(&put->cv, NULL);
+    put->s3 = s3;
+    put->size = size;
+    put->cancel = cancel;
+    put->key = strdup(key);
+    put->h = handle_get(s3);
+    int rc = put->key && put->h ? 0 : UV_ENOMEM;
+    for (size_t i = 0; rc == 0 && meta != NULL && i < meta->n; i++) {
+        size_t n = strlen(meta->names[i]) + strlen(meta->values[i]) + 16;
+        put->meta_hdrs[i] = malloc(n);
+        if (put->meta_hdrs[i] == NULL) {
+            rc = UV_ENOMEM;
+            break;
+        }
+        snprintf(put->meta_hdrs[i], n, "x-amz-meta-%s: %s", meta->names[i], meta->values[i]);
+        put->nmeta = i + 1;
+    }
+    if (rc != 0) {
+        put_free(put);
+        return qs_error_set(err, rc, "out of memory");
+    }
+    *out = put;
+    return 0;
+}
+
+/* Capacity the buffer for the current part should have. */
+static size_t want_cap(const struct qs_s3_put *put)
+{
+    uint64_t ps = qs_s3_part_size_for(put->part, put->s3->part_size);
+    if (put->size >= 0) {
+        uint64_t left = (uint64_t)put->size - put->queued;
+        if (left < ps)
+            ps = left > 0 ? left : 1;
+    }
+    return (size_t)ps;
+}
+
+int qs_s3_put_write(struct qs_s3_put *put, const void *data, size_t len, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    const char *p = data;
+    while (len > 0) {
+        if (qs_cancel_requested(put->cancel))
+            return qs_error_set(err, QS_ECANCELED, "s3 PUT %s: cancelled", put->key);
+        int c = put->cur;
+        if (put->len[c] == 0 || put->buf[c] == NULL) {
+            size_t w = want_cap(put);
+            if (qs_s3_part_size_for(put->part, put->s3->part_size) == 0)
+                return qs_error_set(err, QS_ETOOBIG, "s3 PUT %s: more than %u parts", put->key,
+                                    QS_S3_MAX_PARTS);
+            if (put->cap[c] != w) {
+                free(put->buf[c]);
+                put->buf[c] = malloc(w);
+                put->cap[c] = put->buf[c] ? w : 0;
+                if (put->buf[c] == NULL)
+                    return qs_error_set(err, UV_ENOMEM, "out of memory for a %zu byte part", w);
+            }
+        }
+        if (put->len[c] == put->cap[c]) {
+            int rc = submit_current(put, err);
+            if (rc != 0)
+                return rc;
+            continue;
+        }
+        size_t n = put->cap[c] - put->len[c];
+        if (n > len)
+            n = len;
+        memcpy(put->buf[c] + put->len[c], p, n);
+        put->len[c] += n;
+        p += n;
+        len -= n;
+    }
+    return 0;
+}
+
+uint32_t qs_s3_put_parts(const struct qs_s3_put *put)
+{
+    return put ? put->parts_done : 0;
+}
+
+static int single_put(struct qs_s3_put *put, struct qs_error *err)
+{
+    char md5[32], md5h[64], what[1200];
+    int c = put->cur;
+    md5_base64(put->buf[c] ? put->buf[c] : "", put->len[c], md5);
+    snprintf(md5h, sizeof(md5h), "Content-MD5: %s", md5);
+    what_fmt(what, sizeof(what), "PUT", put->key);
+    struct s3_req r;
+    req_init(&r, "PUT", put->key, NULL, what);
+    r.headers[0] = md5h;
+    meta_headers(put, &r, 1);
+    r.body = put->buf[c] ? put->buf[c] : "";
+    r.body_len = put->len[c];
+    r.cancel = put->cancel;
+    r.abort_flag = &put->abort_flag;
+    int rc = s3_perform(put->s3, put->h, &r, err);
+    req_deinit(&r);
+    return rc;
+}
+
+static int complete(struct qs_s3_put *put, struct qs_error *err)
+{
+    struct qs_buf body, q;
+    qs_buf_init(&body);
+    qs_buf_init(&q);
+    int rc = qs_buf_printf(&body, "<CompleteMultipartUpload>");
+    for (uint32_t i = 0; rc == 0 && i < put->part; i++)
+        rc = qs_buf_printf(&body, "<Part><PartNumber>%u</PartNumber><ETag>%s</ETag></Part>", i + 1,
+                           put->etags[i] ? put->etags[i] : "");
+    if (rc == 0)
+        rc = qs_buf_printf(&body, "</CompleteMultipartUpload>");
+    if (rc == 0)
+        rc = append_query_param(&q, "uploadId", put->upload_id);
+    if (rc != 0) {
+        qs_buf_free(&body);
+        qs_buf_free(&q);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    char what[1200];
+    what_fmt(what, sizeof(what), "complete multipart upload", put->key);
+    for (int attempt = 0;; attempt++) {
+        struct s3_req r;
+        req_init(&r, "POST", put->key, q.data, what);
+        r.headers[0] = "Content-Type: application/xml";
+        r.body = body.data;
+        r.body_len = body.len;
+        r.cancel = put->cancel;
+        r.abort_flag = &put->abort_flag;
+        rc = s3_perform(put->s3, put->h, &r, err);
+        char code[64] = "", msg[256] = "";
+        if (rc == 0 &&
+            qs_s3_parse_error(r.resp.data, r.resp.len, code, sizeof(code), msg, sizeof(msg)) == 0) {
+            /* S3 may answer 200 and still fail the completion. */
+            rc = qs_error_set(err, QS_EHTTP, "%s: %s%s%s", what, code, msg[0] ? ": " : "", msg);
+            err->retryable = retryable_code(code);
+        }
+        req_deinit(&r);
+        if (rc == QS_ENOTFOUND && attempt > 0) {
+            /* An earlier attempt may have completed the upload. */
+            struct qs_storage_stat st;
+            struct qs_error e2;
+            if (qs_s3_head(put->s3, put->key, &st, &e2) == 0) {
+                int same = st.size == put->queued;
+                qs_storage_stat_deinit(&st);
+                if (same) {
+                    qs_error_clear(err);
+                    rc = 0;
+                }
+            }
+        }
+        if (rc == 0 || !err->retryable || attempt >= 2 || qs_cancel_requested(put->cancel))
+            break;
+        sleep_ms_cancellable(backoff_ms(put->s3, attempt), put->cancel, NULL);
+    }
+    qs_buf_free(&body);
+    qs_buf_free(&q);
+    return rc;
+}
+
+static void abort_upload_of(struct qs_s3_put *put)
+{
+    atomic_store(&put->abort_flag, 1);
+    stop_uploader(put);
+    if (put->upload_id != NULL) {
+        struct qs_error e;
+        qs_error_clear(&e);
+        if (abort_mpu(put->s3, put->h, put->key, put->upload_id, &e) != 0) {
+            struct qs_log_ctx ctx = QS_LOG_CTX_NONE;
+            ctx.error = e.msg;
+            ctx.phase = "storage";
+            qs_log(QS_LOG_ERROR, &ctx, "could not abort the multipart upload of %s", put->key);
+        }
+        free(put->upload_id);
+        put->upload_id = NULL;
+    }
+}
+
+int qs_s3_put_finish(struct qs_s3_put *put, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    int rc = 0;
+    if (qs_cancel_requested(put->cancel))
+        rc = qs_error_set(err, QS_ECANCELED, "s3 PUT %s: cancelled", put->key);
+    else if (put->upload_id == NULL)
+        rc = single_put(put, err);
+    else {
+        if (put->len[put->cur] > 0)
+            rc = submit_current(put, err);
+        if (rc == 0)
+            rc = wait_idle(put, err);
+        stop_uploader(put);
+        if (rc == 0 && put->failed)
+            rc = put_error(put, err);
+        if (rc == 0)
+            rc = complete(put, err);
+    }
+    if (rc != 0)
+        abort_upload_of(put);
+    put_free(put);
+    return rc;
+}
+
+void qs_s3_put_abort(struct qs_s3_put *put)
+{
+    if (put == NULL)
+        return;
+    abort_upload_of(put);
+    put_free(put);
+}
