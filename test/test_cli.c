@@ -1,0 +1,145 @@
+/* The built binary's command line: help, version, usage errors and
+ * check-config (valid, invalid, secrets redacted). */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "support.h"
+
+#define API_KEY "cli-test-qdrant-api-key-5150"
+#define ADMIN_TOKEN "cli-test-admin-token-0123456789"
+#define SECRET_KEY "cli-test-s3-secret-key-abcdef"
+#define ACCESS_KEY "CLITESTACCESSKEY0042"
+
+/* Every variable qsnap reads, unset first so that a developer's shell does
+ * not leak into the tests ("K=" unsets K in qs_test_run). */
+#define CLEAN_ENV                                                                                  \
+    "QSNAP_QDRANT_URL=", "QSNAP_QDRANT_API_KEY=", "QSNAP_QDRANT_API_KEY_FILE=",                    \
+        "QSNAP_DESTINATION=", "QSNAP_S3_ENDPOINT=", "QSNAP_S3_REGION=", "QSNAP_S3_ACCESS_KEY_ID=", \
+        "QSNAP_S3_ACCESS_KEY_ID_FILE=", "QSNAP_S3_SECRET_ACCESS_KEY=",                             \
+        "QSNAP_S3_SECRET_ACCESS_KEY_FILE=", "QSNAP_S3_URI_STYLE=", "QSNAP_S3_CA_FILE=",            \
+        "QSNAP_S3_PART_SIZE=", "QSNAP_SCHEDULE=", "QSNAP_JITTER=", "QSNAP_COLLECTIONS=",           \
+        "QSNAP_MODE=", "QSNAP_RETENTION=", "QSNAP_KEEP_MIN=", "QSNAP_LOCAL_KEEP=",                 \
+        "QSNAP_COMPRESSION=", "QSNAP_MAX_BANDWIDTH=", "QSNAP_LISTEN=", "QSNAP_ADMIN_TOKEN=",       \
+        "QSNAP_ADMIN_TOKEN_FILE=", "QSNAP_STALE_AFTER=", "QSNAP_DRILL_SCHEDULE=",                  \
+        "QSNAP_HEARTBEAT_URL=", "QSNAP_LOG_LEVEL=", "QSNAP_LOG_FORMAT="
+
+static int run_qsnap(const char *arg, char *const env[], char **out)
+{
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), (char *)arg, NULL};
+    return qs_test_run(argv, env, out);
+}
+
+Test(cli, help_exits_zero)
+{
+    char *out = NULL;
+    cr_assert_eq(run_qsnap("--help", NULL, &out), 0);
+    cr_assert_not_null(strstr(out, "usage: qsnap"), "%s", out);
+    cr_assert_not_null(strstr(out, "check-config"), "%s", out);
+    free(out);
+}
+
+Test(cli, version_exits_zero)
+{
+    char *out = NULL;
+    cr_assert_eq(run_qsnap("--version", NULL, &out), 0);
+    char want[64];
+    snprintf(want, sizeof(want), "qsnap %s\n", QSNAP_VERSION);
+    cr_assert_str_eq(out, want);
+    free(out);
+}
+
+Test(cli, usage_errors_exit_two)
+{
+    char *out = NULL;
+    cr_assert_eq(run_qsnap("frobnicate", NULL, &out), 2);
+    cr_assert_not_null(strstr(out, "unknown command 'frobnicate'"), "%s", out);
+    cr_assert_not_null(strstr(out, "usage: qsnap"), "%s", out);
+    free(out);
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), NULL};
+    cr_assert_eq(qs_test_run(argv, NULL, &out), 2);
+    free(out);
+    char *argv2[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "check-config", "extra", NULL};
+    cr_assert_eq(qs_test_run(argv2, NULL, &out), 2);
+    free(out);
+}
+
+Test(cli, check_config_invalid_variable_exits_two)
+{
+    char *env[] = {CLEAN_ENV, "QSNAP_DESTINATION=file:///tmp", "QSNAP_KEEP_MIN=0", NULL};
+    char *out = NULL;
+    cr_assert_eq(run_qsnap("check-config", env, &out), 2);
+    cr_assert_not_null(strstr(out, "qsnap: invalid configuration: QSNAP_KEEP_MIN"), "%s", out);
+    /* nothing was printed as if the configuration were fine */
+    cr_assert_null(strstr(out, "QSNAP_QDRANT_URL="), "%s", out);
+    free(out);
+}
+
+Test(cli, check_config_missing_destination_exits_two)
+{
+    char *env[] = {CLEAN_ENV, NULL};
+    char *out = NULL;
+    cr_assert_eq(run_qsnap("check-config", env, &out), 2);
+    cr_assert_not_null(strstr(out, "QSNAP_DESTINATION: required"), "%s", out);
+    free(out);
+}
+
+Test(cli, check_config_bad_secret_is_not_echoed)
+{
+    char *env[] = {CLEAN_ENV, "QSNAP_DESTINATION=file:///tmp", "QSNAP_ADMIN_TOKEN=tooshort-secret",
+                   NULL};
+    char *out = NULL;
+    cr_assert_eq(run_qsnap("check-config", env, &out), 2);
+    cr_assert_not_null(strstr(out, "QSNAP_ADMIN_TOKEN"), "%s", out);
+    cr_assert_null(strstr(out, "tooshort-secret"), "%s", out);
+    free(out);
+}
+
+Test(cli, check_config_valid_prints_redacted_config)
+{
+    struct qs_test_standin s;
+    const char *args[] = {"--api-key", API_KEY, NULL};
+    if (qs_test_standin_start(&s, args) != 0) {
+        qs_test_standin_stop(&s);
+        cr_assert_fail("stand-in did not start");
+    }
+    char *dir = qs_test_mkdtemp("cli-dest");
+    char dest[600], qurl[128];
+    snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+    snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=%s/", s.url);
+    char *env[] = {CLEAN_ENV,
+                   dest,
+                   qurl,
+                   "QSNAP_QDRANT_API_KEY=" API_KEY,
+                   "QSNAP_ADMIN_TOKEN=" ADMIN_TOKEN,
+                   "QSNAP_S3_ACCESS_KEY_ID=" ACCESS_KEY,
+                   "QSNAP_S3_SECRET_ACCESS_KEY=" SECRET_KEY,
+                   "QSNAP_SCHEDULE=@hourly",
+                   "QSNAP_SCHEDUEL=0 3 * * *",
+                   NULL};
+    char *out = NULL;
+    int rc = run_qsnap("check-config", env, &out);
+    qs_test_standin_stop(&s);
+    qs_test_rmrf(dir);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    cr_assert_null(strstr(out, API_KEY), "%s", out);
+    cr_assert_null(strstr(out, ADMIN_TOKEN), "%s", out);
+    cr_assert_null(strstr(out, SECRET_KEY), "%s", out);
+    cr_assert_null(strstr(out, ACCESS_KEY), "%s", out);
+    cr_assert_not_null(strstr(out, "QSNAP_QDRANT_API_KEY=[REDACTED]\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "QSNAP_ADMIN_TOKEN=[REDACTED]\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "QSNAP_S3_SECRET_ACCESS_KEY=[REDACTED]\n"), "%s", out);
+    char want[700];
+    snprintf(want, sizeof(want), "QSNAP_DESTINATION=file://%s\n", dir);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    snprintf(want, sizeof(want), "QSNAP_QDRANT_URL=%s\n", s.url);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    cr_assert_not_null(strstr(out, "QSNAP_SCHEDULE=@hourly\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "QSNAP_STALE_AFTER=3h\n"), "%s", out);
+    cr_assert_not_null(strstr(out, "QSNAP_LISTEN=0.0.0.0:9633\n"), "%s", out);
+    /* typo protection: a warning names the unknown variable */
+    cr_assert_not_null(strstr(out, "unknown variable QSNAP_SCHEDUEL"), "%s", out);
+    free(dir);
+    free(out);
+}
