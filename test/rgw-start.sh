@@ -3,24 +3,27 @@
 #
 #   test/rgw-start.sh [DIR]          DIR defaults to $QSNAP_RGW_DIR, else /tmp/qsnap-rgw
 #
-# One monitor, one OSD (memstore by default: data lives in RAM), one radosgw,
-# all bound to 127.0.0.1 on free ports, so several instances can run side by
-# side. Writes DIR/env with the QSNAP_TEST_S3_* variables the integration tests
+# One monitor, one OSD, one radosgw, all bound to 127.0.0.1 on free ports, so
+# several instances can run side by side. The OSD stores objects in bluestore on
+# a sparse file in DIR (disk use = data stored, constant ~150 MiB RSS); memstore
+# keeps everything in RAM and its OSD grew by twice the object size per upload
+# (a 3 GiB object: +6 GiB RSS), so it is only for small, short runs. Writes DIR/env with the QSNAP_TEST_S3_* variables the integration tests
 # read (source it). Idempotent: if DIR already holds a healthy instance, it only
 # prints where it is. Stop it with test/rgw-stop.sh DIR.
 #
 # Knobs (environment):
 #   QSNAP_RGW_BUCKET   bucket to create            (default qsnap-test)
-#   QSNAP_RGW_STORE    memstore | bluestore        (default memstore)
-#   QSNAP_RGW_BYTES    OSD capacity in bytes       (default 8 GiB)
+#   QSNAP_RGW_STORE    bluestore | memstore        (default bluestore)
+#   QSNAP_RGW_BYTES    OSD capacity in bytes       (default 16 GiB, sparse)
+#   QSNAP_RGW_PORT, QSNAP_RGW_MON_PORT  fixed ports (default: free ones)
 #   QSNAP_RGW_TIMEOUT  readiness bound in seconds  (default 90)
 # Needs: radosgw ceph-mon ceph-osd curl python3.
 set -euo pipefail
 
 D=${1:-${QSNAP_RGW_DIR:-/tmp/qsnap-rgw}}
 BUCKET=${QSNAP_RGW_BUCKET:-qsnap-test}
-STORE=${QSNAP_RGW_STORE:-memstore}
-BYTES=${QSNAP_RGW_BYTES:-8589934592}
+STORE=${QSNAP_RGW_STORE:-bluestore}
+BYTES=${QSNAP_RGW_BYTES:-17179869184}
 TIMEOUT=${QSNAP_RGW_TIMEOUT:-90}
 AK=QSNAPTESTKEY
 SK=qsnap-test-secret
@@ -110,8 +113,8 @@ fi
 
 T0=$(date +%s.%N)
 mkdir -p "$D"/{mon,osd0,rgw,run,log}
-MON_PORT=$(free_port)
-RGW_PORT=$(free_port)
+MON_PORT=${QSNAP_RGW_MON_PORT:-$(free_port)}
+RGW_PORT=${QSNAP_RGW_PORT:-$(free_port)}
 while [ "$RGW_PORT" = "$MON_PORT" ]; do RGW_PORT=$(free_port); done
 ENDPOINT=http://127.0.0.1:$RGW_PORT
 FSID=$(cat /proc/sys/kernel/random/uuid)
