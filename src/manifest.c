@@ -8,8 +8,9 @@
 #include <string.h>
 #include <uv.h>
 
-/* Largest integer a JSON number (a double) holds exactly. */
+/* Largest integer a JSON number (a double) holds exactly: 2^53. */
 #define MAX_JSON_INT 9007199254740992.0
+#define MAX_JSON_UINT 9007199254740992ULL
 /* 9999-12-31T23:59:59Z: the last instant RFC 3339 with 4-digit years can name. */
 #define MAX_CREATED 253402300799LL
 
@@ -191,13 +192,13 @@ int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
         return field_error(err, "snapshot", "not a valid snapshot name");
     if (m->created < 0 || m->created > MAX_CREATED)
         return field_error(err, "created", "out of range");
-    if ((double)m->size > MAX_JSON_INT)
+    if (m->size > MAX_JSON_UINT)
         return field_error(err, "size", "out of range");
     if (!is_lower_sha256(m->sha256))
         return field_error(err, "sha256", "must be 64 lowercase hex characters");
     if (m->compression_level < 0 || m->compression_level > 9)
         return field_error(err, "compression_level", "must be 1..9 for gzip");
-    if ((double)m->stored_size > MAX_JSON_INT)
+    if (m->stored_size > MAX_JSON_UINT)
         return field_error(err, "stored_size", "out of range");
     if (m->compression_level == 0 && m->stored_size != m->size)
         return field_error(err, "stored_size", "must equal size when compression is none");
@@ -210,7 +211,7 @@ int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
         return field_error(err, "object", "does not match collection, snapshot and compression");
     if (m->qdrant_version == NULL)
         return field_error(err, "qdrant_version", "missing");
-    if (m->points_count < -1 || (double)m->points_count > MAX_JSON_INT ||
+    if (m->points_count < -1 || m->points_count > (int64_t)MAX_JSON_UINT ||
         (m->points_count < 0 && m->mode == QS_MODE_COLLECTIONS))
         return field_error(err, "points_count", "must be a non-negative integer");
     if (m->vectors == NULL) {

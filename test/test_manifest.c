@@ -243,6 +243,17 @@ Test(manifest, to_json_refuses_invalid)
     cr_assert_not_null(strstr(err.msg, "\"vectors\""), "%s", err.msg);
     cr_assert_eq(qs_manifest_to_json(&m, &b), QS_EINVAL);
     cr_assert_str_eq(b.data, "keep");
+    free(m.vectors);
+    m.vectors = strdup("{}");
+    cr_assert_eq(qs_manifest_validate(&m, &err), 0, "%s", err.msg);
+    /* Sizes beyond 2^53 cannot survive a JSON round trip. */
+    m.stored_size = 9007199254740993ull;
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "\"stored_size\""), "%s", err.msg);
+    m.stored_size = 1;
+    m.points_count = -1; /* only full mode may omit it */
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "\"points_count\""), "%s", err.msg);
     qs_buf_free(&b);
     qs_manifest_deinit(&m);
 }

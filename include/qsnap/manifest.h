@@ -53,7 +53,8 @@ struct qs_manifest {
     int format;            /* QS_MANIFEST_FORMAT */
     char *collection;      /* collection name, or QS_MANIFEST_FULL_DIR in full mode */
     char *snapshot;        /* snapshot name as Qdrant produced it */
-    int64_t created;       /* snapshot creation time, UTC seconds; JSON: RFC 3339 "...Z" */
+    int64_t created;       /* snapshot creation time, UTC seconds; JSON: RFC 3339 "...Z"
+                              (parse also accepts "+00:00" or no zone, read as UTC) */
     uint64_t size;         /* snapshot bytes as produced by Qdrant */
     char sha256[65];       /* SHA-256 of the snapshot as produced by Qdrant, lowercase hex */
     int compression_level; /* 0 = "none", 1..9 = "gzip" at that zlib level */
@@ -61,8 +62,8 @@ struct qs_manifest {
     char *object;          /* object key relative to the destination prefix */
     char *qdrant_version;  /* Qdrant version string, e.g. "1.13.2" */
     int64_t points_count;  /* points at backup time; -1 = absent (full mode only) */
-    char *vectors;         /* vector config as compact JSON object text; NULL = absent
-                              (full mode only) */
+    char *vectors;         /* vector config: JSON object text (re-rendered compactly by
+                              parse and to_json); NULL = absent (full mode only) */
     char *qsnap_version;   /* version of qsnap that wrote the manifest */
     enum qs_mode mode;     /* QS_MODE_COLLECTIONS or QS_MODE_FULL */
 };
