@@ -212,12 +212,12 @@ static void round_trips(enum backend kind)
     fixture_close(&f);
 }
 
-Test(storage_s3, round_trips, .timeout = 300)
+Test(storage_s3, round_trips)
 {
     round_trips(BK_S3);
 }
 
-Test(storage_file, round_trips, .timeout = 300)
+Test(storage_file, round_trips)
 {
     round_trips(BK_FILE);
 }
@@ -278,12 +278,12 @@ static void special_keys(enum backend kind)
     fixture_close(&f);
 }
 
-Test(storage_s3, special_keys, .timeout = 120)
+Test(storage_s3, special_keys)
 {
     special_keys(BK_S3);
 }
 
-Test(storage_file, special_keys, .timeout = 120)
+Test(storage_file, special_keys)
 {
     special_keys(BK_FILE);
 }
@@ -322,12 +322,12 @@ static void list_pages(enum backend kind)
     fixture_close(&f);
 }
 
-Test(storage_s3, list_pages, .timeout = 120)
+Test(storage_s3, list_pages)
 {
     list_pages(BK_S3);
 }
 
-Test(storage_file, list_pages, .timeout = 120)
+Test(storage_file, list_pages)
 {
     list_pages(BK_FILE);
 }
@@ -388,12 +388,12 @@ static void delete_and_head(enum backend kind)
     fixture_close(&f);
 }
 
-Test(storage_s3, delete_and_head, .timeout = 120)
+Test(storage_s3, delete_and_head)
 {
     delete_and_head(BK_S3);
 }
 
-Test(storage_file, delete_and_head, .timeout = 120)
+Test(storage_file, delete_and_head)
 {
     delete_and_head(BK_FILE);
 }
@@ -443,12 +443,12 @@ static void failed_puts_leave_nothing(enum backend kind)
     fixture_close(&f);
 }
 
-Test(storage_s3, failed_puts_leave_nothing, .timeout = 180)
+Test(storage_s3, failed_puts_leave_nothing)
 {
     failed_puts_leave_nothing(BK_S3);
 }
 
-Test(storage_file, failed_puts_leave_nothing, .timeout = 180)
+Test(storage_file, failed_puts_leave_nothing)
 {
     failed_puts_leave_nothing(BK_FILE);
 }
@@ -495,12 +495,12 @@ static void open_uploads_listed_and_aborted(enum backend kind)
     fixture_close(&f);
 }
 
-Test(storage_s3, open_uploads_listed_and_aborted, .timeout = 120)
+Test(storage_s3, open_uploads_listed_and_aborted)
 {
     open_uploads_listed_and_aborted(BK_S3);
 }
 
-Test(storage_file, open_uploads_listed_and_aborted, .timeout = 120)
+Test(storage_file, open_uploads_listed_and_aborted)
 {
     open_uploads_listed_and_aborted(BK_FILE);
 }
@@ -542,7 +542,7 @@ Test(storage_file, probe_and_layout)
 
 /* ---- S3 failures ------------------------------------------------------------------ */
 
-Test(storage_s3, wrong_secret_stores_nothing, .timeout = 120)
+Test(storage_s3, wrong_secret_stores_nothing)
 {
     char prefix[128];
     snprintf(prefix, sizeof(prefix), "test-storage/%ld-wrong-secret", (long)getpid());
@@ -577,7 +577,7 @@ Test(storage_s3, wrong_secret_stores_nothing, .timeout = 120)
     qs_storage_free(good);
 }
 
-Test(storage_s3, missing_bucket_is_a_clear_error, .timeout = 120)
+Test(storage_s3, missing_bucket_is_a_clear_error)
 {
     char bucket[64];
     snprintf(bucket, sizeof(bucket), "qsnap-missing-%ld", (long)getpid());
@@ -779,12 +779,12 @@ static void cut_upload(int cuts, int expect_success)
     proxy_stop(&px);
 }
 
-Test(storage_s3, connection_cut_once_is_retried, .timeout = 180)
+Test(storage_s3, connection_cut_once_is_retried)
 {
     cut_upload(1, 1);
 }
 
-Test(storage_s3, connection_cut_always_aborts_upload, .timeout = 180)
+Test(storage_s3, connection_cut_always_aborts_upload)
 {
     cut_upload(-1, 0);
 }
