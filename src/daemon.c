@@ -21,8 +21,9 @@ struct qs_daemon {
     struct qs_http_server *http;
     struct qs_metrics *metrics;
     uv_signal_t sigterm, sigint;
-    uv_timer_t deadline; /* forced exit after QS_DAEMON_DEADLINE_S */
-    uv_timer_t finish;   /* completes shutdown from a fresh loop iteration */
+    uv_timer_t deadline;   /* forced exit after QS_DAEMON_DEADLINE_S */
+    uv_timer_t finish;     /* completes shutdown from a fresh loop iteration */
+    uv_timer_t test_delay; /* test-only: holds shutdown, see daemon.h */
     int handles_ready;
     struct hook *hooks;
     size_t nhooks;
@@ -36,6 +37,17 @@ static void exit_now_handler(int sig)
 {
     (void)sig;
     _exit(0);
+}
+
+/* Test-only knobs, see daemon.h. */
+static uint64_t test_knob_ms(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return 0;
+    char *end;
+    unsigned long long ms = strtoull(v, &end, 10);
+    return *end == '\0' && ms > 0 && ms <= 600000 ? (uint64_t)ms : 0;
 }
 
 /* ---- routes -------------------------------------------------------------- */
@@ -78,19 +90,25 @@ static void http_closed_cb(void *ud)
     d->http = NULL;
 }
 
+static void close_own_handles(struct qs_daemon *d)
+{
+    if (!d->handles_ready)
+        return;
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->deadline, NULL);
+    uv_close((uv_handle_t *)&d->finish, NULL);
+    uv_close((uv_handle_t *)&d->test_delay, NULL);
+    d->handles_ready = 0;
+}
+
 static void finish_shutdown(struct qs_daemon *d)
 {
     if (d->finishing)
         return;
     d->finishing = 1;
     qs_http_server_close(d->http, http_closed_cb, d);
-    if (d->handles_ready) {
-        uv_close((uv_handle_t *)&d->sigterm, NULL);
-        uv_close((uv_handle_t *)&d->sigint, NULL);
-        uv_close((uv_handle_t *)&d->deadline, NULL);
-        uv_close((uv_handle_t *)&d->finish, NULL);
-        d->handles_ready = 0;
-    }
+    close_own_handles(d);
     /* libuv restored the default dispositions when the signal handles
      * closed; a signal from now on still means "exit 0 now". */
     struct sigaction sa;
@@ -116,6 +134,11 @@ static void deadline_cb(uv_timer_t *t)
     _exit(0);
 }
 
+static void test_delay_cb(uv_timer_t *t)
+{
+    qs_daemon_release(t->data);
+}
+
 void qs_daemon_shutdown(struct qs_daemon *d, const char *reason)
 {
     if (d == NULL || d->shutting_down)
@@ -125,6 +148,11 @@ void qs_daemon_shutdown(struct qs_daemon *d, const char *reason)
     qs_http_server_stop_accepting(d->http);
     if (d->handles_ready)
         uv_timer_start(&d->deadline, deadline_cb, (uint64_t)QS_DAEMON_DEADLINE_S * 1000, 0);
+    uint64_t delay = test_knob_ms("QSNAP_TEST_SHUTDOWN_DELAY_MS");
+    if (delay > 0 && d->handles_ready) {
+        qs_daemon_hold(d);
+        uv_timer_start(&d->test_delay, test_delay_cb, delay, 0);
+    }
     /* Hooks may register holds; run them with one hold of our own so that a
      * hook releasing synchronously cannot finish shutdown mid-iteration. */
     d->holds++;
@@ -182,17 +210,6 @@ int qs_daemon_on_shutdown(struct qs_daemon *d, qs_daemon_shutdown_fn cb, void *u
     return 0;
 }
 
-static uint64_t test_timeout_ms(void)
-{
-    /* Test-only knob, see daemon.h. */
-    const char *v = getenv("QSNAP_TEST_HTTP_TIMEOUT_MS");
-    if (v == NULL || *v == '\0')
-        return 0;
-    char *end;
-    unsigned long long ms = strtoull(v, &end, 10);
-    return *end == '\0' && ms > 0 && ms <= 600000 ? (uint64_t)ms : 0;
-}
-
 int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs_error *err)
 {
     *out = NULL;
@@ -208,7 +225,7 @@ int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs
     }
     d->loop_ready = 1;
     d->metrics = qs_metrics_new(QS_METRICS_DEFAULT);
-    struct qs_http_server_opts opts = {.timeout_ms = test_timeout_ms()};
+    struct qs_http_server_opts opts = {.timeout_ms = test_knob_ms("QSNAP_TEST_HTTP_TIMEOUT_MS")};
     if (d->metrics == NULL || (rc = qs_http_server_new(&d->loop, &opts, &d->http)) != 0) {
         qs_daemon_free(d);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
@@ -227,8 +244,9 @@ int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs
     uv_signal_init(&d->loop, &d->sigint);
     uv_timer_init(&d->loop, &d->deadline);
     uv_timer_init(&d->loop, &d->finish);
+    uv_timer_init(&d->loop, &d->test_delay);
     d->sigterm.data = d->sigint.data = d;
-    d->deadline.data = d->finish.data = d;
+    d->deadline.data = d->finish.data = d->test_delay.data = d;
     d->handles_ready = 1;
     if ((rc = uv_signal_start(&d->sigterm, signal_cb, SIGTERM)) != 0 ||
         (rc = uv_signal_start(&d->sigint, signal_cb, SIGINT)) != 0) {
@@ -308,13 +326,7 @@ void qs_daemon_free(struct qs_daemon *d)
         /* Never ran (or failed during setup): close what is open. */
         if (d->http != NULL)
             qs_http_server_close(d->http, http_closed_cb, d);
-        if (d->handles_ready) {
-            uv_close((uv_handle_t *)&d->sigterm, NULL);
-            uv_close((uv_handle_t *)&d->sigint, NULL);
-            uv_close((uv_handle_t *)&d->deadline, NULL);
-            uv_close((uv_handle_t *)&d->finish, NULL);
-            d->handles_ready = 0;
-        }
+        close_own_handles(d);
         close_loop(d);
     }
     qs_metrics_free(d->metrics);

@@ -818,10 +818,10 @@ struct conn {
 
 static const char reject_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                  "Content-Type: application/json\r\n"
-                                 "Content-Length: 35\r\n"
+                                 "Content-Length: 32\r\n"
                                  "Connection: close\r\n"
                                  "\r\n"
-                                 "{\"error\":\"too many connections\"}\r\n";
+                                 "{\"error\":\"too many connections\"}";
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static void server_maybe_done(struct qs_http_server *s)
@@ -876,7 +876,7 @@ static void conn_close(struct conn *c)
 static void conn_timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
-    if (c->state == CONN_READING)
+    if (c->state == CONN_READING && !c->rejected)
         QS_DEBUG("http: connection timed out while reading the request");
     conn_close(c);
 }

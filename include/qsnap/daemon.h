@@ -23,9 +23,11 @@
  *      0 within 25 s).
  * A second signal exits with status 0 immediately. SIGPIPE is ignored.
  *
- * Test-only knob (not part of the configuration contract): the environment
- * variable QSNAP_TEST_HTTP_TIMEOUT_MS overrides the HTTP per-connection
- * deadline (default 10 s) so tests of slow clients run quickly.
+ * Test-only knobs (not part of the configuration contract, milliseconds):
+ * QSNAP_TEST_HTTP_TIMEOUT_MS overrides the HTTP per-connection deadline
+ * (default 10 s) so tests of slow clients run quickly;
+ * QSNAP_TEST_SHUTDOWN_DELAY_MS holds shutdown that long, standing in for a job
+ * that takes time to cancel (tests of the second signal and the deadline).
  */
 #ifndef QSNAP_DAEMON_H
 #define QSNAP_DAEMON_H
