@@ -112,15 +112,17 @@ int qs_retention_plan(const struct qs_retention_backup *backups, size_t n,
 void qs_retention_plan_deinit(struct qs_retention_plan *plan);
 
 /* Number of complete backups of collection (borrowed; NULL = all collections)
- * that the plan keeps. backups must be the array the plan was computed from.
+ * that the plan keeps. plan and backups borrowed; backups must be the array the
+ * plan was computed from (plan may be NULL: then all complete backups count).
  * This is qsnap_backups_stored{location="remote"} after pruning. */
 size_t qs_retention_count_kept(const struct qs_retention_plan *plan,
                                const struct qs_retention_backup *backups, size_t n,
                                const char *collection);
 
 /* Creation time of the newest complete, not future-dated backup of collection
- * (borrowed) that the plan keeps (plan may be NULL: then among all complete
- * backups). Returns 0 and sets *created, or QS_ENOTFOUND.
+ * (borrowed; NULL = any) that the plan keeps (plan borrowed, may be NULL: then
+ * among all complete backups; backups borrowed). Returns 0 and sets *created
+ * (borrowed out-parameter), or QS_ENOTFOUND.
  * Feeds qsnap_backup_last_success_timestamp_seconds. */
 int qs_retention_newest(const struct qs_retention_plan *plan,
                         const struct qs_retention_backup *backups, size_t n, const char *collection,
