@@ -848,13 +848,18 @@ static cJSON *standin_state(void)
     return j;
 }
 
+/* Read from the raw text: peer ids exceed 2^53, cJSON numbers are doubles. */
 static uint64_t standin_peer_id(void)
 {
-    cJSON *st = standin_state();
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(st, "peer_id");
-    cr_assert(cJSON_IsNumber(p));
-    uint64_t v = (uint64_t)p->valuedouble;
-    cJSON_Delete(st);
+    char *b = NULL;
+    cr_assert_eq(ctl("GET", "/__standin/state", NULL, &b), 200);
+    const char *p = strstr(b, "\"peer_id\":");
+    cr_assert_not_null(p);
+    p += strlen("\"peer_id\":");
+    while (*p == ' ')
+        p++;
+    uint64_t v = strtoull(p, NULL, 10);
+    free(b);
     return v;
 }
 
@@ -1226,7 +1231,7 @@ Test(qdrant_standin, slow_create_times_out_within_configured_time)
     cr_assert_eq(err.retryable, 1);
     cr_assert_not_null(strstr(err.msg, "create snapshot of collection 'c': timed out"), "%s",
                        err.msg);
-    cr_assert(dt >= 0.9 && dt < 2.0, "took %.2f s", dt);
+    cr_assert(dt >= 0.9 && dt < 3.0, "took %.2f s", dt);
 }
 
 Test(qdrant_standin, stalled_server_times_out_within_configured_time)
@@ -1242,7 +1247,7 @@ Test(qdrant_standin, stalled_server_times_out_within_configured_time)
     qs_qdrant_free(q);
     cr_assert_eq(rc, QS_ETRANSPORT, "%s", err.msg);
     cr_assert_eq(err.retryable, 1);
-    cr_assert(dt >= 0.7 && dt < 2.0, "took %.2f s", dt);
+    cr_assert(dt >= 0.7 && dt < 3.0, "took %.2f s", dt);
     cr_assert_eq(ctl("DELETE", "/__standin/faults", NULL, NULL), 200);
 }
 
