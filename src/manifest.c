@@ -576,6 +576,7 @@ static void free_backup(struct qs_listed_backup *b)
     free(b->snapshot);
     free(b->manifest_key);
     free(b->object_key);
+    free(b->alt_object_key);
 }
 
 void qs_manifest_listing_deinit(struct qs_manifest_listing *l)
@@ -653,9 +654,11 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
         memcpy(cand, key, objlen);
         cand[objlen] = '\0';
         struct entry *obj = find_object(entries, m, cand);
+        memcpy(cand + objlen, QS_MANIFEST_GZ_SUFFIX, sizeof(QS_MANIFEST_GZ_SUFFIX));
+        struct entry *alt = find_object(entries, m, cand);
         if (obj == NULL) {
-            memcpy(cand + objlen, QS_MANIFEST_GZ_SUFFIX, sizeof(QS_MANIFEST_GZ_SUFFIX));
-            obj = find_object(entries, m, cand);
+            obj = alt;
+            alt = NULL;
         }
         struct qs_listed_backup *b =
             obj != NULL ? &out->complete[out->ncomplete] : &out->orphans[out->norphans];
@@ -668,12 +671,14 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             b->object_key = strdup(obj->src->key);
             b->object_size = obj->src->size;
             b->compressed = ends_with(obj->src->key, strlen(obj->src->key), QS_MANIFEST_GZ_SUFFIX);
+            if (alt != NULL)
+                b->alt_object_key = strdup(alt->src->key);
             out->ncomplete++;
         } else {
             out->norphans++;
         }
         if (b->collection == NULL || b->snapshot == NULL || b->manifest_key == NULL ||
-            (obj != NULL && b->object_key == NULL))
+            (obj != NULL && b->object_key == NULL) || (alt != NULL && b->alt_object_key == NULL))
             goto nomem;
     }
     for (size_t i = 0; i < m; i++) {

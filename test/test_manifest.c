@@ -619,6 +619,10 @@ Test(manifest, classify_listing)
     b = find_backup(l.complete, l.ncomplete, "c3/s.snapshot.json");
     cr_assert_not_null(b);
     cr_assert_str_eq(b->object_key, "c3/s.snapshot");
+    cr_assert_str_eq(b->alt_object_key, "c3/s.snapshot.gz");
+    for (size_t i = 0; i < l.ncomplete; i++)
+        if (strcmp(l.complete[i].manifest_key, "c3/s.snapshot.json") != 0)
+            cr_assert_null(l.complete[i].alt_object_key);
 
     /* Sorted by manifest key. */
     for (size_t i = 1; i < l.ncomplete; i++)

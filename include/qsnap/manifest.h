@@ -138,6 +138,9 @@ struct qs_listed_backup {
     uint64_t object_size;  /* 0 for orphans */
     int64_t last_modified; /* of the manifest */
     int compressed;        /* object key ends in ".gz" */
+    char *alt_object_key;  /* the other of "{c}/{snapshot}" and "{c}/{snapshot}.gz" when both
+                              exist (the manifest's `object` tells which belongs to the
+                              backup), else NULL */
 };
 
 /* An object that may be a backup object but has no manifest. Strings owned. */
@@ -167,8 +170,8 @@ struct qs_manifest_listing {
  * manifest or snapshot object are ignored and only counted. Only names ending
  * in ".snapshot" or ".snapshot.gz" are reported as incomplete, so nothing
  * foreign under the prefix is ever offered for deletion. When both "S" and
- * "S.gz" exist next to "S.json", the plain one is the backup's object and the
- * other is counted as ignored. Duplicate keys are ignored.
+ * "S.gz" exist next to "S.json", the plain one is object_key, the other
+ * alt_object_key, and it is also counted as ignored. Duplicate keys are ignored.
  * out borrowed (filled; caller deinits). Returns 0 or UV_ENOMEM (out then
  * empty). */
 int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
