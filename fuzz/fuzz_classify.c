@@ -1,0 +1,64 @@
+/* libFuzzer target for qs_manifest_classify(): the input is a listing, one
+ * key per line. Every key must land in exactly one bucket, and every
+ * complete backup must name keys that the key helpers would build. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qsnap/manifest.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check(int cond)
+{
+    if (!cond)
+        abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (text == NULL)
+        return 0;
+    memcpy(text, data, size);
+    text[size] = '\0';
+    size_t n = 1;
+    for (size_t i = 0; i < size; i++)
+        n += text[i] == '\n';
+    struct qs_listed_key *keys = calloc(n, sizeof(*keys));
+    if (keys == NULL) {
+        free(text);
+        return 0;
+    }
+    size_t k = 0;
+    for (char *line = text, *nl; line != NULL; line = nl) {
+        nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl++ = '\0';
+        keys[k] = (struct qs_listed_key){line, k, (int64_t)k};
+        k++;
+    }
+
+    struct qs_manifest_listing l;
+    check(qs_manifest_classify(keys, k, &l) == 0);
+    /* Complete backups use two keys (three with a twin, counted as ignored). */
+    check(2 * l.ncomplete + l.nincomplete + l.norphans + l.nignored == k);
+    char key[QS_MANIFEST_KEY_MAX];
+    for (size_t i = 0; i < l.ncomplete; i++) {
+        const struct qs_listed_backup *b = &l.complete[i];
+        check(qs_manifest_key(b->collection, b->snapshot, key, sizeof(key)) == 0);
+        check(strcmp(key, b->manifest_key) == 0);
+        check(qs_manifest_object_key(b->collection, b->snapshot, b->compressed, key, sizeof(key)) ==
+              0);
+        check(strcmp(key, b->object_key) == 0);
+    }
+    for (size_t i = 0; i < l.norphans; i++)
+        check(l.orphans[i].object_key == NULL);
+    for (size_t i = 0; i < l.nincomplete; i++)
+        check(strncmp(l.incomplete[i].key, l.incomplete[i].collection,
+                      strlen(l.incomplete[i].collection)) == 0);
+    qs_manifest_listing_deinit(&l);
+    free(keys);
+    free(text);
+    return 0;
+}
