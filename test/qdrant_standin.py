@@ -42,6 +42,7 @@ the range real Qdrant segments show.
 """
 
 import argparse
+import array
 import datetime
 import email.utils
 import gzip
@@ -255,7 +256,7 @@ def _payload_pool():
         if _PAYLOAD_POOL is None:
             rnd = random.Random(0xC0FFEE)
             lines = []
-            for i in range(2048):
+            for i in range(4096):
                 text = " ".join(rnd.choice(_WORDS) for _ in range(rnd.randint(8, 40)))
                 doc = {
                     "agent": "agent-%02d" % rnd.randint(0, 19),
@@ -275,29 +276,94 @@ def _payload_pool():
 
 
 def vector_chunks(points, dim, seed):
+    """points*dim float32 values as 1 MiB blocks of 8 KiB slices of the pool.
+
+    The slices start at random offsets of a 4 MiB pool, so gzip's 32 KiB
+    window almost never sees a repeat, while the cost per MiB stays tiny.
+    """
     pool = _vec_pool()
     rnd = random.Random(seed)
-    vbytes = dim * 4
-    maxoff = len(pool) // 4 - dim
-    per_block = max(1, CHUNK // vbytes)
+    total = points * dim * 4
+    piece = 8192
+    maxoff = (len(pool) - piece) // 4
+    while total > 0:
+        k = min(CHUNK, total)
+        parts = []
+        got = 0
+        while got < k:
+            n = min(piece, k - got)
+            o = rnd.randrange(maxoff) * 4
+            parts.append(pool[o:o + n])
+            got += n
+        yield b"".join(parts)
+        total -= k
+
+
+def id_chunks(first, points):
+    step = CHUNK // 8
+    for a in range(first, first + points, step):
+        yield array.array("Q", range(a, min(a + step, first + points))).tobytes()
+
+
+PAYLOAD_RUN = 16  # lines copied together from the pool
+
+
+def _payload_runs(points, seed):
+    """(start line, line count) runs that make up a segment's payload file."""
+    pool, _ = _payload_pool()
+    rnd = random.Random(seed)
+    n = len(pool)
     left = points
     while left > 0:
-        k = min(per_block, left)
-        offs = [rnd.randrange(maxoff) * 4 for _ in range(k)]
-        yield b"".join([pool[o:o + vbytes] for o in offs])
+        k = min(PAYLOAD_RUN, left)
+        yield rnd.randrange(n - k + 1), k
         left -= k
 
 
-def write_payload_file(path, points, seed):
-    pool, _ = _payload_pool()
-    rnd = random.Random(seed)
-    with open(path, "wb") as f:
-        left = points
-        while left > 0:
-            k = min(8192, left)
-            f.write(b"".join(rnd.choices(pool, k=k)))
-            left -= k
-    return os.path.getsize(path)
+def payload_plan(points, seed):
+    """Size of the payload file for (points, seed) without generating it."""
+    cum = _payload_cum()
+    return sum(cum[i + k] - cum[i] for i, k in _payload_runs(points, seed))
+
+
+def payload_chunks(points, seed):
+    """JSON lines drawn from the payload pool (same sequence as payload_plan)."""
+    blob = _payload_blob()
+    cum = _payload_cum()
+    parts = []
+    size = 0
+    for i, k in _payload_runs(points, seed):
+        parts.append(blob[cum[i]:cum[i + k]])
+        size += cum[i + k] - cum[i]
+        if size >= CHUNK:
+            yield b"".join(parts)
+            parts = []
+            size = 0
+    if parts:
+        yield b"".join(parts)
+
+
+_PAYLOAD_BLOB = None
+_PAYLOAD_CUM = None
+
+
+def _payload_blob():
+    global _PAYLOAD_BLOB
+    if _PAYLOAD_BLOB is None:
+        pool, _ = _payload_pool()
+        _PAYLOAD_BLOB = b"".join(pool)
+    return _PAYLOAD_BLOB
+
+
+def _payload_cum():
+    global _PAYLOAD_CUM
+    if _PAYLOAD_CUM is None:
+        pool, _ = _payload_pool()
+        cum = [0]
+        for line in pool:
+            cum.append(cum[-1] + len(line))
+        _PAYLOAD_CUM = cum
+    return _PAYLOAD_CUM
 
 
 VECTORS_MEMBER = "snapshot/files/vector_storage/vectors/chunk_0.mmap"
@@ -319,30 +385,24 @@ def segment_json(dim, distance):
     }, indent=2).encode()
 
 
-def write_segment_tar(path, points, dim, distance, seed, first_id, scratch):
+def write_segment_tar(path, points, dim, distance, seed):
     """Writes one segment (nested tar) with `points` points; returns its size."""
-    payload_tmp = os.path.join(scratch, "payload-%d.tmp" % seed)
-    psize = write_payload_file(payload_tmp, points, seed)
-    try:
-        with open(path, "wb") as f:
-            tw = TarWriter(f)
-            tw.add_dir("snapshot")
-            tw.add_dir("snapshot/files")
-            tw.add_bytes("snapshot/files/segment.json", segment_json(dim, distance))
-            tw.add_bytes("snapshot/files/version.info", QDRANT_VERSION.encode())
-            tw.add_stream(VECTORS_MEMBER, points * dim * 4, vector_chunks(points, dim, seed))
-            tw.add_bytes("snapshot/files/vector_storage/deleted/flags_a.dat",
-                         b"\0" * ((points + 7) // 8))
-            ids = struct.pack("<%dQ" % points, *range(first_id, first_id + points)) if points else b""
-            tw.add_bytes(IDS_MEMBER, ids)
-            tw.add_file(PAYLOAD_MEMBER, payload_tmp)
-            tw.add_bytes("snapshot/files/payload_index/config.json", b'{"indexed_fields":{}}')
-            tw.add_bytes("snapshot/db_backup/meta/1", struct.pack("<QQ", 1, points))
-            tw.add_bytes("snapshot/db_backup/private/1/CURRENT", b"MANIFEST-000005\n")
-            tw.add_bytes("snapshot/payload_index_db_backup/meta/1", struct.pack("<QQ", 1, 0))
-            tw.close()
-    finally:
-        os.unlink(payload_tmp)
+    with open(path, "wb") as f:
+        tw = TarWriter(f)
+        tw.add_dir("snapshot")
+        tw.add_dir("snapshot/files")
+        tw.add_bytes("snapshot/files/segment.json", segment_json(dim, distance))
+        tw.add_bytes("snapshot/files/version.info", QDRANT_VERSION.encode())
+        tw.add_stream(VECTORS_MEMBER, points * dim * 4, vector_chunks(points, dim, seed))
+        tw.add_bytes("snapshot/files/vector_storage/deleted/flags_a.dat",
+                     b"\0" * ((points + 7) // 8))
+        tw.add_stream(IDS_MEMBER, points * 8, id_chunks(0, points))
+        tw.add_stream(PAYLOAD_MEMBER, payload_plan(points, seed), payload_chunks(points, seed))
+        tw.add_bytes("snapshot/files/payload_index/config.json", b'{"indexed_fields":{}}')
+        tw.add_bytes("snapshot/db_backup/meta/1", struct.pack("<QQ", 1, points))
+        tw.add_bytes("snapshot/db_backup/private/1/CURRENT", b"MANIFEST-000005\n")
+        tw.add_bytes("snapshot/payload_index_db_backup/meta/1", struct.pack("<QQ", 1, 0))
+        tw.close()
     return os.path.getsize(path)
 
 
@@ -474,7 +534,7 @@ class State:
                 os.makedirs(os.path.join(sdir, "segments"))
                 self._write_wal(sdir, seed_base + s)
                 seg = os.path.join(sdir, "segments", str(uuid.uuid4()) + ".tar")
-                write_segment_tar(seg, n, dim, distance, seed_base * 131 + s, first, build)
+                write_segment_tar(seg, n, dim, distance, seed_base * 131 + s)
                 first += n
                 segs += 1
             meta["points_count"] = points

@@ -350,10 +350,13 @@ class T04Create(Base):
         stop = threading.Event()
 
         def watch():
-            while not stop.is_set():
+            while True:
+                last = stop.is_set()
                 try:
                     names = set(os.listdir(d))
                 except FileNotFoundError:
+                    if last:
+                        break
                     continue
                 for n in names:
                     if n.endswith(".snapshot"):
@@ -364,6 +367,8 @@ class T04Create(Base):
                         seen.append((n, n + ".checksum" in names, size))
                     if n.endswith(".tmp"):
                         seen.append((n, None, None))
+                if last:
+                    break
 
         th = threading.Thread(target=watch)
         th.start()
