@@ -43,8 +43,9 @@ struct qs_config {
     char *destination; /* QSNAP_DESTINATION as given */
     enum qs_dest_kind dest_kind;
     char *dest_bucket; /* s3: bucket; NULL for file:// */
-    char *dest_prefix; /* s3: prefix without leading/trailing '/', "" when none */
-    char *dest_path;   /* file: absolute directory path; NULL for s3:// */
+    char *dest_prefix; /* s3: prefix without leading/trailing '/', "" when none (and for file://);
+                        * trailing slashes are dropped, empty segments, "." and ".." rejected */
+    char *dest_path;   /* file: absolute directory path, no trailing '/'; NULL for s3:// */
 
     char *s3_endpoint;          /* QSNAP_S3_ENDPOINT, NULL = AWS default for the region */
     char *s3_region;            /* QSNAP_S3_REGION, default "us-east-1" */
@@ -105,8 +106,9 @@ size_t qs_config_warn_unknown(char *const *envp);
 
 /* Prints the effective configuration (defaults applied), one `NAME=value`
  * per line in a fixed order; optional settings that are unset print an empty
- * value. Secrets print as "[REDACTED]" when set, "" when unset; the access
- * key id shows its first 4 characters and "..." style ellipsis. out borrowed. */
+ * value. Secrets print as "[REDACTED]" when set, "" when unset; an access
+ * key id of 12 or more characters shows its first 4 and an ellipsis.
+ * out borrowed. */
 void qs_config_print(const struct qs_config *cfg, FILE *out);
 
 #endif
