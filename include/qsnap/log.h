@@ -64,7 +64,8 @@ void qs_log_set_fd(int fd);
 /* Emits one line. ctx is borrowed and may be NULL. */
 void qs_log(enum qs_log_level level, const struct qs_log_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void qs_logv(enum qs_log_level level, const struct qs_log_ctx *ctx, const char *fmt, va_list ap);
+void qs_logv(enum qs_log_level level, const struct qs_log_ctx *ctx, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #define QS_DEBUG(...) qs_log(QS_LOG_DEBUG, NULL, __VA_ARGS__)
 #define QS_INFO(...) qs_log(QS_LOG_INFO, NULL, __VA_ARGS__)
