@@ -77,14 +77,6 @@ static int set_err(struct qs_error *err, int code, long http, int retryable)
     return code;
 }
 
-static void md5_base64(const void *data, size_t len, char out[32])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_md5(), NULL);
-    EVP_EncodeBlock((unsigned char *)out, md, (int)mdlen);
-}
-
 static void sleep_ms_cancellable(int ms, struct qs_cancel *cancel, const atomic_int *flag)
 {
     while (ms > 0) {
@@ -772,6 +764,7 @@ static int perform_once(struct qs_s3 *s3, struct s3_req *r, struct qs_error *err
         curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, seek_cb);
         curl_easy_setopt(h, CURLOPT_SEEKDATA, r);
         curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->body_len);
+        curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 1024L * 1024L);
     } else if (strcmp(r->method, "POST") == 0) {
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body != NULL ? r->body : "");
@@ -1141,6 +1134,8 @@ struct qs_s3_put {
     char *buf[2];
     size_t cap[2];
     size_t len[2];
+    EVP_MD_CTX *md5ctx[2]; /* Content-MD5, computed while the buffer fills */
+    char md5[2][32];
     int cur;
     uint32_t part;   /* 0-based index of the part being filled */
     uint64_t queued; /* bytes handed to the uploader */
@@ -1170,9 +1165,8 @@ static int put_error(struct qs_s3_put *put, struct qs_error *err)
 static int upload_part(struct qs_s3_put *put, int b, uint32_t pn, struct qs_error *err)
 {
     struct qs_s3 *s3 = put->s3;
-    char md5[32], md5h[64], q[1200], what[1300];
-    md5_base64(put->buf[b], put->len[b], md5);
-    snprintf(md5h, sizeof(md5h), "Content-MD5: %s", md5);
+    char md5h[64], q[1200], what[1300];
+    snprintf(md5h, sizeof(md5h), "Content-MD5: %s", put->md5[b]);
     struct qs_buf qb;
     qs_buf_init(&qb);
     char num[16];
@@ -1287,9 +1281,18 @@ static int start_uploader(struct qs_s3_put *put, struct qs_error *err)
 
 /* Hands the current (non-empty) buffer to the uploader, waiting until the
  * uploader has finished with the other one. */
+static void md5_finish(struct qs_s3_put *put, int b)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(put->md5ctx[b], md, &mdlen);
+    EVP_EncodeBlock((unsigned char *)put->md5[b], md, (int)mdlen);
+}
+
 static int submit_current(struct qs_s3_put *put, struct qs_error *err)
 {
     int rc = 0;
+    md5_finish(put, put->cur);
     if (put->upload_id == NULL && (rc = initiate(put, err)) != 0)
         return rc;
     if (!put->th_started && (rc = start_uploader(put, err)) != 0)
@@ -1353,6 +1356,8 @@ static void put_free(struct qs_s3_put *put)
     }
     free(put->buf[0]);
     free(put->buf[1]);
+    EVP_MD_CTX_free(put->md5ctx[0]);
+    EVP_MD_CTX_free(put->md5ctx[1]);
     free(put->upload_id);
     free(put->key);
     if (put->h != NULL)
@@ -1378,7 +1383,9 @@ int qs_s3_put_begin(struct qs_s3 *s3, const char *key, int64_t size,
     put->cancel = cancel;
     put->key = strdup(key);
     put->h = handle_get(s3);
-    int rc = put->key && put->h ? 0 : UV_ENOMEM;
+    put->md5ctx[0] = EVP_MD_CTX_new();
+    put->md5ctx[1] = EVP_MD_CTX_new();
+    int rc = put->key && put->h && put->md5ctx[0] && put->md5ctx[1] ? 0 : UV_ENOMEM;
     for (size_t i = 0; rc == 0 && meta != NULL && i < meta->n; i++) {
         size_t n = strlen(meta->names[i]) + strlen(meta->values[i]) + 16;
         put->meta_hdrs[i] = malloc(n);
@@ -1439,6 +1446,9 @@ int qs_s3_put_write(struct qs_s3_put *put, const void *data, size_t len, struct 
         size_t n = put->cap[c] - put->len[c];
         if (n > len)
             n = len;
+        if (put->len[c] == 0)
+            EVP_DigestInit_ex(put->md5ctx[c], EVP_md5(), NULL);
+        EVP_DigestUpdate(put->md5ctx[c], p, n);
         memcpy(put->buf[c] + put->len[c], p, n);
         put->len[c] += n;
         p += n;
@@ -1454,10 +1464,12 @@ uint32_t qs_s3_put_parts(const struct qs_s3_put *put)
 
 static int single_put(struct qs_s3_put *put, struct qs_error *err)
 {
-    char md5[32], md5h[64], what[1200];
+    char md5h[64], what[1200];
     int c = put->cur;
-    md5_base64(put->buf[c] ? put->buf[c] : "", put->len[c], md5);
-    snprintf(md5h, sizeof(md5h), "Content-MD5: %s", md5);
+    if (put->len[c] == 0)
+        EVP_DigestInit_ex(put->md5ctx[c], EVP_md5(), NULL);
+    md5_finish(put, c);
+    snprintf(md5h, sizeof(md5h), "Content-MD5: %s", put->md5[c]);
     what_fmt(what, sizeof(what), "PUT", put->key);
     struct s3_req r;
     req_init(&r, "PUT", put->key, NULL, what);
