@@ -1212,6 +1212,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.h_readyz, ()
         if m == "GET" and n == 1 and s[0] == "metrics":
             return self.h_metrics, ()
+        if n == 2 and s[0] == "collections" and s[1] == "aliases" and m == "POST":
+            return self.h_update_aliases, ()
+        if n == 1 and s[0] == "aliases" and m == "GET":
+            return self.h_list_aliases, (None,)
+        if n == 3 and s[0] == "collections" and s[2] == "aliases" and m == "GET":
+            return self.h_list_aliases, (s[1],)
         if n >= 1 and s[0] == "collections":
             if n == 1 and m == "GET":
                 return self.h_list_collections, ()
@@ -1284,7 +1290,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         data = self.body.read_all()
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
-            raise ApiError(400, "Content type error", "text")
+            raise ApiError(400, "Format error in JSON body: Content type error", zero_time=True)
         try:
             return json.loads(data or b"null")
         except ValueError as e:
@@ -1381,6 +1387,52 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
         self.run_op(t0, wait, op)
 
+    def h_update_aliases(self, t0):
+        body = self.json_body()
+        wait = self.wait_param()
+        if not isinstance(body, dict) or not isinstance(body.get("actions"), list):
+            raise ApiError(400, "Format error in JSON body: missing field `actions`",
+                           zero_time=True)
+        st = self.state
+
+        def op():
+            self.need_manage()
+            with st.lock:
+                aliases = dict(st.aliases)
+                for a in body["actions"]:
+                    if "create_alias" in a:
+                        c = a["create_alias"]["collection_name"]
+                        al = a["create_alias"]["alias_name"]
+                        if c not in st.collections:
+                            raise not_found_collection(c)
+                        if al in st.collections:
+                            raise ApiError(409, "Wrong input: Collection `%s` already exists!"
+                                           % al)
+                        aliases[al] = c
+                    elif "delete_alias" in a:
+                        al = a["delete_alias"]["alias_name"]
+                        if al not in aliases:
+                            raise ApiError(404, "Not found: Alias %s not found" % al)
+                        del aliases[al]
+                    elif "rename_alias" in a:
+                        old = a["rename_alias"]["old_alias_name"]
+                        if old not in aliases:
+                            raise ApiError(404, "Not found: Alias %s not found" % old)
+                        aliases[a["rename_alias"]["new_alias_name"]] = aliases.pop(old)
+                st.aliases = aliases
+            return True
+
+        self.run_op(t0, wait, op)
+
+    def h_list_aliases(self, t0, name):
+        st = self.state
+        if name is not None and st.get(name) is None:
+            raise not_found_collection(name)
+        with st.lock:
+            out = [{"alias_name": a, "collection_name": c} for a, c in st.aliases.items()
+                   if name is None or c == name]
+        self.send_ok({"aliases": out}, t0)
+
     # ------------------------------------------------------------ snapshots
     def h_create_snapshot(self, t0, name):
         wait = self.wait_param()
@@ -1471,6 +1523,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             headers = [("Content-Disposition", 'attachment; filename="%s"' % name),
                        ("Last-Modified", email.utils.formatdate(fst.st_mtime, usegmt=True)),
                        ("ETag", etag), ("Accept-Ranges", "bytes")]
+            pre = self.precondition(etag, int(fst.st_mtime))
+            if pre is not None:
+                self._start(pre, headers + [("Content-Length", "0")])
+                return
             start, end = 0, size - 1
             status = 200
             rng = self.headers.get("Range")
@@ -1535,6 +1591,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if comp is not None:
                 self._chunk(comp.flush())
                 self.wfile.write(b"0\r\n\r\n")
+
+    def precondition(self, etag, mtime):
+        """actix-files conditional requests: 412 or 304, else None."""
+        im = self.headers.get("If-Match")
+        if im is not None:
+            tags = [t.strip() for t in im.split(",")]
+            if "*" not in tags and etag not in tags:
+                return 412
+        elif self.headers.get("If-Unmodified-Since") is not None:
+            since = parse_http_date(self.headers.get("If-Unmodified-Since"))
+            if since is not None and mtime > since:
+                return 412
+        inm = self.headers.get("If-None-Match")
+        if inm is not None:
+            tags = [t.strip().removeprefix("W/") for t in inm.split(",")]
+            if "*" in tags or etag in tags:
+                return 304
+        elif self.headers.get("If-Modified-Since") is not None:
+            since = parse_http_date(self.headers.get("If-Modified-Since"))
+            if since is not None and mtime <= since:
+                return 304
+        return None
 
     def h_delete_snapshot(self, t0, name, snap):
         wait = self.wait_param()
@@ -1949,6 +2027,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.time_offset = off
         self.c_reply(200, {"offset_s": off})
+
+
+def parse_http_date(value):
+    try:
+        return int(email.utils.parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def parse_range(value, size):

@@ -522,6 +522,21 @@ class T08Download(Base):
             self.assertEqual(r.h("Content-Range"), "bytes */%d" % size)
             self.assertEqual(r.body, b"")
 
+    def test_conditional_requests(self):
+        n = self.d["name"]
+        etag = self.download("c", n).h("ETag")
+        lm = self.download("c", n).h("Last-Modified")
+        r = self.download("c", n, {"If-None-Match": etag})
+        self.assertEqual((r.status, r.body), (304, b""))
+        r = self.download("c", n, {"If-Modified-Since": lm})
+        self.assertEqual(r.status, 304)
+        r = self.download("c", n, {"If-Match": '"nope"'})
+        self.assertEqual(r.status, 412)
+        r = self.download("c", n, {"If-Unmodified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"})
+        self.assertEqual(r.status, 412)
+        r = self.download("c", n, {"If-Match": etag})
+        self.assertEqual((r.status, len(r.body)), (200, self.d["size"]))
+
     def test_errors_are_plain_text(self):
         self.assertText(self.download("c", "nope.snapshot"), 404,
                         "Not found: Snapshot nope.snapshot not found")
@@ -863,6 +878,9 @@ class T16FullSnapshots(Base):
     def test_full_snapshot_cycle(self):
         self.s.make("a", points=30, dim=8)
         self.s.make("b", points=40, dim=8)
+        r = self.s.api("POST", "/collections/aliases",
+                       {"actions": [{"create_alias": {"collection_name": "a", "alias_name": "al"}}]})
+        self.assertIs(self.assertEnvelopeOk(r), True)
         r = self.s.req("POST", "/snapshots")
         d = self.assertEnvelopeOk(r)
         self.assertRegex(d["name"], r"^full-snapshot-\d{4}-\d\d-\d\d-\d\d-\d\d-\d\d\.snapshot$")
@@ -882,7 +900,7 @@ class T16FullSnapshots(Base):
             # moved out of the collection's listing; the .checksum stays behind
             self.assertEqual(self.assertEnvelopeOk(self.s.req("GET", "/collections/%s/snapshots" % c)), [])
             self.assertTrue(os.path.exists(os.path.join(self.s.snapdir(c), f + ".checksum")))
-        self.assertIn("collections_aliases", cfg)
+        self.assertEqual(cfg["collections_aliases"], {"al": "a"})
         self.assertIs(self.assertEnvelopeOk(self.s.req("DELETE", "/snapshots/" + d["name"])), True)
         self.assertApiError(self.s.req("DELETE", "/snapshots/" + d["name"]), 404,
                             "Not found: Snapshot %s not found" % d["name"])
@@ -933,6 +951,29 @@ class T17Service(Base):
         self.assertIs(self.assertEnvelopeOk(self.s.req("DELETE", "/collections/n")), False)
         self.assertEqual(len(os.listdir(self.s.snapdir("n"))), 2)  # snapshots survive
         self.assertApiError(self.s.req("GET", "/collections/n/snapshots"), 404)
+
+
+    def test_aliases(self):
+        self.s.make("real", points=11, dim=4)
+        r = self.s.api("POST", "/collections/aliases",
+                       {"actions": [{"create_alias": {"collection_name": "real", "alias_name": "nick"}}]})
+        self.assertIs(self.assertEnvelopeOk(r), True)
+        self.assertEqual(self.assertEnvelopeOk(self.s.req("GET", "/aliases")),
+                         {"aliases": [{"alias_name": "nick", "collection_name": "real"}]})
+        self.assertEqual(self.assertEnvelopeOk(self.s.req("GET", "/collections/nick"))["points_count"], 11)
+        d = self.s.snapshot("nick")
+        self.assertTrue(d["name"].startswith("real-%d-" % PEER))
+        self.assertTrue(os.path.isfile(os.path.join(self.s.snapdir("real"), d["name"])))
+        self.assertEqual(os.listdir(self.s.snapdir("nick")), [])  # empty dir for the alias
+        r = self.s.api("POST", "/collections/aliases",
+                       {"actions": [{"create_alias": {"collection_name": "zz", "alias_name": "x"}}]})
+        self.assertApiError(r, 404, "Not found: Collection `zz` doesn't exist!")
+
+    def test_json_body_needs_content_type(self):
+        r = self.s.req("PUT", "/collections/n", b'{"vectors":{"size":4,"distance":"Dot"}}',
+                       {"Content-Type": "text/plain"})
+        j = self.assertApiError(r, 400, "Format error in JSON body: Content type error")
+        self.assertEqual(j["time"], 0.0)
 
 
 # ---------------------------------------------------------------- 18 filesystem
