@@ -45,7 +45,7 @@ static void teardown(void)
     curl_global_cleanup();
 }
 
-TestSuite(serve, .init = setup, .fini = teardown, .timeout = 120);
+TestSuite(serve, .init = setup, .fini = teardown);
 
 /* Starts the daemon with a file destination, no schedule, an unreachable
  * Qdrant and up to 4 extra variables (NULL-terminated list, may be NULL). */
@@ -706,7 +706,7 @@ Test(serve, second_sigint_exits_at_once)
     free(log);
 }
 
-Test(serve, shutdown_deadline_exits_0_within_25s, .timeout = 60)
+Test(serve, shutdown_deadline_exits_0_within_25s)
 {
     struct qs_test_daemon d;
     const char *extra[] = {"QSNAP_TEST_SHUTDOWN_DELAY_MS=120000", NULL};
