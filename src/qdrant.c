@@ -184,8 +184,8 @@ static void scrub(char *msg, size_t cap, const char *secret)
         return;
     static const char red[] = "[REDACTED]";
     size_t sl = strlen(secret), rl = sizeof(red) - 1;
-    char *p;
-    while ((p = strstr(msg, secret)) != NULL) {
+    char *p, *from = msg;
+    while ((p = strstr(from, secret)) != NULL) {
         size_t tail = strlen(p + sl);
         size_t pos = (size_t)(p - msg);
         if (pos + rl + tail + 1 > cap)
@@ -197,6 +197,7 @@ static void scrub(char *msg, size_t cap, const char *secret)
         memmove(p + rl, p + sl, tail);
         memcpy(p, red, rl);
         p[rl + tail] = '\0';
+        from = p + rl; /* the replacement itself may contain the secret */
     }
 }
 
@@ -575,6 +576,8 @@ static int perform(struct xfer *x, const struct req *r, struct qs_error *err)
                           r->op, x->status, m);
         if (err != NULL)
             err->retryable = status_retryable(x->status);
+    } else if (!http_bad && x->body_truncated) {
+        rc = qs_error_set(err, QS_EPROTO, "%s: answer larger than %zu bytes", r->op, x->body_cap);
     } else if (cc == CURLE_OPERATION_TIMEDOUT) {
         rc = qs_error_set(err, QS_ETRANSPORT, "%s: timed out after %.1f s (%s)", r->op, dt, why);
         if (err != NULL)

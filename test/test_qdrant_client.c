@@ -668,6 +668,44 @@ Test(qdrant_wire, server_echoing_the_key_is_redacted)
     qs_qdrant_free(q);
 }
 
+Test(qdrant_wire, key_inside_the_redaction_marker_terminates)
+{
+    struct mini m = {0};
+    mini_start_answer(&m, "401 Unauthorized", "", "bad key REDACTED here");
+    struct qs_qdrant *q = mini_client(&m, "REDACTED");
+    struct qs_error err;
+    int rc = qs_qdrant_delete_collection(q, "c", &err);
+    cr_assert_not_null(strstr(m.req, "DELETE /collections/c HTTP/1.1"));
+    mini_stop(&m);
+    cr_assert_eq(rc, QS_EHTTP);
+    cr_assert_str_eq(err.msg, "delete collection 'c': HTTP 401: bad key [REDACTED] here");
+    qs_qdrant_free(q);
+}
+
+Test(qdrant_wire, oversized_json_answer_is_a_protocol_error)
+{
+    size_t n = (16u << 20) + 100;
+    char *big = malloc(n + 1);
+    memset(big, ' ', n);
+    big[n] = '\0';
+    static const char head[] = "{\"result\":{\"collections\":[]},";
+    memcpy(big, head, sizeof(head) - 1);
+    big[n - 1] = '}';
+    struct mini m = {0};
+    mini_start_answer(&m, "200 OK", JSON_CT, big);
+    struct qs_qdrant *q = mini_client(&m, NULL);
+    char **names = NULL;
+    size_t cnt = 0;
+    struct qs_error err;
+    int rc = qs_qdrant_list_collections(q, &names, &cnt, &err);
+    mini_stop(&m);
+    free(big);
+    cr_assert_eq(rc, QS_EPROTO, "rc %d: %s", rc, err.msg);
+    cr_assert_not_null(strstr(err.msg, "answer larger than"), "%s", err.msg);
+    cr_assert_null(names);
+    qs_qdrant_free(q);
+}
+
 Test(qdrant_wire, malformed_success_bodies)
 {
     static const char *bodies[] = {
@@ -1373,6 +1411,24 @@ Test(qdrant_auth, key_is_sent_and_required)
                               "JWT");
     cr_assert_null(strstr(err.msg, "wrong-key-987654"));
     qs_qdrant_free(wrong);
+}
+
+Test(qdrant_auth, upload_with_wrong_key_reports_401)
+{
+    add_collection("c", 40, 4);
+    struct qs_buf data;
+    struct qs_snapshot_info si = snapshot_bytes("c", &data);
+    struct qs_qdrant *wrong = client_for(S.url, "wrong-key-987654", 5000, 5000, 5);
+    struct mem_source src = {.data = data.data, .len = data.len};
+    struct qs_error err;
+    int rc = qs_qdrant_upload_snapshot(wrong, "c2", si.name, mem_source_fn, &src, (int64_t)data.len,
+                                       si.checksum, "snapshot", NULL, &err);
+    qs_qdrant_free(wrong);
+    cr_assert_eq(rc, QS_EHTTP, "rc %d: %s", rc, err.msg);
+    cr_assert_eq(err.http_status, 401);
+    cr_assert_eq(err.retryable, 0);
+    cr_assert_not_null(strstr(err.msg, "HTTP 401: Invalid API key or JWT"), "%s", err.msg);
+    qs_buf_free(&data);
 }
 
 Test(qdrant_auth, read_only_key_reads_but_cannot_write)
