@@ -17,13 +17,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
 import time
 import unittest
-import urllib.parse
 import zlib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
