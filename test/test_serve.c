@@ -16,8 +16,10 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <uv.h>
 #include <zlib.h>
 
+#include "qsnap/http.h"
 #include "qsnap/util.h"
 #include "support.h"
 
@@ -400,6 +402,29 @@ Test(serve, body_over_64k_is_413)
     cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
 }
 
+Test(serve, expect_100_continue)
+{
+    struct qs_test_daemon d;
+    start(&d, NULL);
+    int fd = connect_raw(d.port);
+    const char *head = "POST /healthz HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                       "Content-Length: 3\r\n\r\n";
+    cr_assert_eq(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, 2000), 1, "no interim answer");
+    char buf[64] = {0};
+    ssize_t n = recv(fd, buf, strlen("HTTP/1.1 100 Continue\r\n\r\n"), 0);
+    cr_assert_gt(n, 0);
+    cr_assert_str_eq(buf, "HTTP/1.1 100 Continue\r\n\r\n");
+    cr_assert_eq(send(fd, "abc", 3, MSG_NOSIGNAL), 3);
+    int eof;
+    char *resp = read_until_eof(fd, 5, &eof);
+    close(fd);
+    cr_assert_eq(strncmp(resp, "HTTP/1.1 405 ", 13), 0, "%s", resp);
+    free(resp);
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
 Test(serve, head_over_8k_is_431)
 {
     struct qs_test_daemon d;
@@ -719,4 +744,119 @@ Test(serve, shutdown_deadline_exits_0_within_25s)
     cr_assert(el >= 15 && el < 25, "took %.2f s", el);
     cr_assert_not_null(strstr(log, "shutdown deadline"), "%s", log);
     free(log);
+}
+
+/* ---- deferred answers, in process (the server on a private loop) ------------- */
+
+struct async_ctx {
+    uv_loop_t loop;
+    struct qs_http_server *srv;
+    struct qs_http_req *held;
+    uv_timer_t timer;
+    int port;
+    int closed_before_answer;
+    int done;
+    char reply[512];
+    int gone_mode; /* 1: the client leaves before the answer */
+    int answered;
+};
+
+static void slow_handler(struct qs_http_req *req, void *ud)
+{
+    struct async_ctx *c = ud;
+    c->held = req; /* answered later from a timer */
+}
+
+static void server_closed(void *ud)
+{
+    struct async_ctx *c = ud;
+    c->done = 1;
+}
+
+static void answer_cb(uv_timer_t *t)
+{
+    struct async_ctx *c = t->data;
+    if (c->held == NULL) {
+        uv_timer_start(&c->timer, answer_cb, 20, 0);
+        return;
+    }
+    if (c->gone_mode) {
+        /* Close the server first: the pending request is detached... */
+        qs_http_server_close(c->srv, server_closed, c);
+        c->closed_before_answer = qs_http_req_closed(c->held);
+        /* ...and answering it is still safe (the answer is dropped). */
+        qs_http_respond(c->held, 200, "text/plain", "late", 4);
+    } else {
+        cr_assert_eq(qs_http_req_closed(c->held), 0);
+        qs_http_respond(c->held, 200, "text/plain", "deferred", 8);
+    }
+    c->held = NULL;
+    c->answered = 1;
+    uv_close((uv_handle_t *)&c->timer, NULL);
+}
+
+static void *async_client(void *p)
+{
+    struct async_ctx *c = p;
+    int fd = connect_raw(c->port);
+    const char *req = "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n";
+    send(fd, req, strlen(req), MSG_NOSIGNAL);
+    if (c->gone_mode) {
+        close(fd);
+        return NULL;
+    }
+    int eof;
+    char *resp = read_until_eof(fd, 5, &eof);
+    qs_strlcpy(c->reply, resp, sizeof(c->reply));
+    free(resp);
+    close(fd);
+    return NULL;
+}
+
+static void run_async(struct async_ctx *c)
+{
+    cr_assert_eq(uv_loop_init(&c->loop), 0);
+    cr_assert_eq(qs_http_server_new(&c->loop, NULL, &c->srv), 0);
+    cr_assert_eq(qs_http_route(c->srv, "GET", "/slow", slow_handler, c), 0);
+    cr_assert_eq(qs_http_server_listen(c->srv, "127.0.0.1", 0, NULL), 0);
+    c->port = qs_http_server_port(c->srv);
+    cr_assert_gt(c->port, 0);
+    uv_timer_init(&c->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, answer_cb, c->gone_mode ? 300 : 100, 0);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, async_client, c), 0);
+    if (!c->gone_mode) {
+        /* Stop once the client has its answer and the server is closed. */
+        while (uv_run(&c->loop, UV_RUN_ONCE) != 0 &&
+               (!c->answered || qs_http_server_connections(c->srv) > 0))
+            ;
+        pthread_join(th, NULL);
+        qs_http_server_close(c->srv, server_closed, c);
+    } else {
+        pthread_join(th, NULL);
+    }
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    cr_assert_eq(c->done, 1);
+    cr_assert_eq(uv_loop_close(&c->loop), 0);
+}
+
+Test(serve_async, deferred_answer_reaches_the_client)
+{
+    struct async_ctx c;
+    memset(&c, 0, sizeof(c));
+    run_async(&c);
+    cr_assert_eq(strncmp(c.reply, "HTTP/1.1 200 ", 13), 0, "%s", c.reply);
+    const char *body = strstr(c.reply, "\r\n\r\n");
+    cr_assert_not_null(body);
+    cr_assert_str_eq(body + 4, "deferred");
+}
+
+Test(serve_async, answer_after_the_connection_is_gone_is_safe)
+{
+    struct async_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.gone_mode = 1;
+    run_async(&c);
+    cr_assert_eq(c.closed_before_answer, 1);
 }
