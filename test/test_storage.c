@@ -606,6 +606,7 @@ struct proxy {
     int port;
     int up_port;
     long cut_after;
+    int cut_download; /* count bytes from the server instead */
     atomic_int cuts;
     atomic_int stop;
     atomic_int active;
@@ -645,7 +646,7 @@ static void *proxy_conn_main(void *arg)
                 closed = 1;
                 break;
             }
-            if (i == 0) {
+            if (i == (p->cut_download ? 1 : 0)) {
                 from_client += n;
                 int cuts = atomic_load(&p->cuts);
                 if (cuts != 0 && from_client > p->cut_after) {
@@ -787,4 +788,162 @@ Test(storage_s3, connection_cut_once_is_retried)
 Test(storage_s3, connection_cut_always_aborts_upload)
 {
     cut_upload(-1, 0);
+}
+
+Test(storage_s3, interrupted_get_resumes_with_range)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof(prefix), "test-storage/%ld-resume", (long)getpid());
+    struct qs_storage_opts o;
+    set_s3_opts(&o, prefix);
+    struct qs_storage *direct, *viaproxy;
+    struct qs_error err;
+    cr_assert_eq(qs_storage_new(&o, &direct, &err), 0);
+    char sha[65], got[65];
+    cr_assert_eq(put_generated(direct, "c1/r.snapshot", 9 * MiB, 1, NULL, sha, &err), 0, "%s",
+                 err.msg);
+
+    struct proxy px;
+    proxy_start(&px, endpoint_port(), 4 * (long)MiB, 1);
+    px.cut_download = 1;
+    char ep[64];
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", px.port);
+    o.endpoint = ep;
+    cr_assert_eq(qs_storage_new(&o, &viaproxy, &err), 0);
+    uint64_t n;
+    get_sha(viaproxy, "c1/r.snapshot", got, &n);
+    cr_assert_eq(atomic_load(&px.cut_count), 1, "the download was cut once");
+    cr_assert_eq(n, 9 * MiB, "every byte delivered exactly once");
+    cr_assert_str_eq(got, sha);
+    cr_assert_eq(qs_storage_retries(viaproxy), 1);
+    qs_storage_delete(direct, "c1/r.snapshot", &err);
+    qs_storage_free(viaproxy);
+    qs_storage_free(direct);
+    proxy_stop(&px);
+}
+
+Test(storage_file, bandwidth_cap)
+{
+    char *dir = qs_test_mkdtemp("storage-bw");
+    struct qs_storage_opts o;
+    qs_storage_opts_init(&o);
+    o.kind = QS_DEST_FILE;
+    o.path = dir;
+    o.max_bytes_per_sec = 4 * MiB;
+    struct qs_storage *st;
+    struct qs_error err;
+    cr_assert_eq(qs_storage_new(&o, &st, &err), 0);
+    char *buf = calloc(1, 2 * MiB);
+    double t0 = qs_monotonic();
+    cr_assert_eq(qs_storage_put_buffer(st, "bw", buf, 2 * MiB, NULL, NULL, &err), 0, "%s", err.msg);
+    double dt = qs_monotonic() - t0;
+    cr_assert_geq(dt, 0.45, "2 MiB at 4 MiB/s took only %.3f s", dt);
+    cr_assert_leq(dt, 5.0);
+    /* Cancel interrupts the throttle. */
+    struct qs_cancel cancel = {0};
+    struct qs_storage_put *put;
+    cr_assert_eq(qs_storage_put_begin(st, "bw2", -1, NULL, &cancel, &put, &err), 0);
+    qs_cancel_request(&cancel);
+    t0 = qs_monotonic();
+    int rc = qs_storage_put_write(put, buf, 2 * MiB, &err);
+    cr_assert_lt(qs_monotonic() - t0, 0.4);
+    if (rc == 0)
+        rc = qs_storage_put_finish(put, NULL, &err);
+    else
+        qs_storage_put_abort(put);
+    cr_assert_eq(rc, QS_ECANCELED);
+    free(buf);
+    qs_storage_free(st);
+    qs_test_rmrf(dir);
+    free(dir);
+}
+
+/* ---- TLS: certificates are always verified ------------------------------------ */
+
+static const char tls_server_py[] =
+    "import http.server, ssl, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        b = b'<?xml version=\"1.0\"?><ListBucketResult><IsTruncated>false</IsTruncated>"
+    "</ListBucketResult>'\n"
+    "        self.send_response(200)\n"
+    "        self.send_header('Content-Length', str(len(b)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(b)\n"
+    "    def log_message(self, *a):\n"
+    "        pass\n"
+    "srv = http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H)\n"
+    "ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "ctx.load_cert_chain(sys.argv[2], sys.argv[3])\n"
+    "srv.socket = ctx.wrap_socket(srv.socket, server_side=True)\n"
+    "srv.serve_forever()\n";
+
+static int wait_port(int port, double timeout_s)
+{
+    double end = qs_monotonic() + timeout_s;
+    while (qs_monotonic() < end) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+        close(fd);
+        if (ok)
+            return 0;
+        usleep(100000);
+    }
+    return -1;
+}
+
+Test(storage_s3, tls_is_verified_and_ca_file_is_honoured)
+{
+    char *dir = qs_test_mkdtemp("storage-tls");
+    char cert[512], key[512], script[512], log[512], subj_alt[] = "subjectAltName=IP:127.0.0.1";
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    snprintf(script, sizeof(script), "%s/tls.py", dir);
+    snprintf(log, sizeof(log), "%s/tls.log", dir);
+    char *gen[] = {"openssl", "req",    "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                   key,       "-out",   cert,    "-days",   "1",        "-subj",  "/CN=127.0.0.1",
+                   "-addext", subj_alt, NULL};
+    char *out = NULL;
+    cr_assert_eq(qs_test_run(gen, NULL, &out), 0, "openssl: %s", out ? out : "");
+    free(out);
+    FILE *f = fopen(script, "w");
+    cr_assert_not_null(f);
+    fputs(tls_server_py, f);
+    fclose(f);
+    int port = qs_test_free_port();
+    char ports[16];
+    snprintf(ports, sizeof(ports), "%d", port);
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_PYTHON"), script, ports, cert, key, NULL};
+    pid_t pid = qs_test_spawn(argv, NULL, log);
+    cr_assert_gt(pid, 0);
+    int up = wait_port(port, 10);
+
+    char ep[64];
+    snprintf(ep, sizeof(ep), "https://127.0.0.1:%d", port);
+    struct qs_storage_opts o;
+    set_s3_opts(&o, "p");
+    o.endpoint = ep;
+    struct qs_storage *st = NULL, *st_ca = NULL;
+    struct qs_error err, err_ca;
+    int rc = -1, rc_ca = -1;
+    uint64_t retries = 99;
+    if (up == 0 && qs_storage_new(&o, &st, &err) == 0) {
+        rc = qs_storage_probe(st, &err);
+        retries = qs_storage_retries(st);
+        o.ca_file = cert;
+        if (qs_storage_new(&o, &st_ca, &err_ca) == 0)
+            rc_ca = qs_storage_probe(st_ca, &err_ca);
+    }
+    qs_test_kill(pid);
+    qs_storage_free(st);
+    qs_storage_free(st_ca);
+    qs_test_rmrf(dir);
+    free(dir);
+    cr_assert_eq(up, 0, "TLS stand-in did not start");
+    cr_assert_eq(rc, QS_ETRANSPORT, "an unknown CA must fail: %s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "certificate"), "%s", err.msg);
+    cr_assert_eq(retries, 0, "certificate errors are not retried");
+    cr_assert_eq(rc_ca, 0, "with QSNAP_S3_CA_FILE: %s", err_ca.msg);
 }
