@@ -1473,3 +1473,52 @@ Test(qdrant_auth, read_only_key_reads_but_cannot_write)
     qs_qdrant_free(ro);
     qs_buf_free(&data);
 }
+
+static int file_sink(const void *data, size_t len, void *ud)
+{
+    return fwrite(data, 1, len, ud) == len ? 0 : QS_EIO;
+}
+
+static ssize_t file_source(void *buf, size_t cap, void *ud)
+{
+    size_t n = fread(buf, 1, cap, ud);
+    return n > 0 ? (ssize_t)n : (ferror((FILE *)ud) ? QS_EIO : 0);
+}
+
+Test(qdrant_standin, large_upload_streams_from_a_file, .timeout = 300)
+{
+    cr_assert_eq(ctl("POST", "/__standin/collections",
+                     "{\"name\":\"mid\",\"size_mib\":64,\"dim\":256}", NULL),
+                 200);
+    struct qs_snapshot_info si = must_create("mid");
+    FILE *f = tmpfile();
+    cr_assert_not_null(f);
+    struct qs_error err;
+    cr_assert_eq(
+        qs_qdrant_download_snapshot(Q, "mid", si.name, file_sink, f, NULL, NULL, NULL, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq((uint64_t)ftell(f), si.size);
+    for (int expect = 0; expect <= 1; expect++) {
+        struct qs_qdrant_opts o = {.url = S.url, .expect_100 = expect};
+        struct qs_qdrant *q = NULL;
+        cr_assert_eq(qs_qdrant_new(&o, &q, &err), 0);
+        rewind(f);
+        const char *target = expect ? "mid-restored-expect" : "mid-restored";
+        double t0 = qs_monotonic();
+        int rc = qs_qdrant_upload_snapshot(q, target, si.name, file_source, f, (int64_t)si.size,
+                                           si.checksum, "snapshot", NULL, &err);
+        double dt = qs_monotonic() - t0;
+        qs_qdrant_free(q);
+        cr_assert_eq(rc, 0, "%s", err.msg);
+        fprintf(stderr, "upload+restore of %llu bytes (Expect %s): %.2f s, %.0f MiB/s\n",
+                (unsigned long long)si.size, expect ? "on" : "off", dt,
+                (double)si.size / 1048576.0 / dt);
+        cJSON *st = standin_state();
+        const cJSON *up = last_upload(st);
+        cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(up, "sha256")->valuestring, si.checksum);
+        cr_assert_eq((uint64_t)cJSON_GetObjectItemCaseSensitive(up, "size")->valuedouble, si.size);
+        cr_assert_eq(standin_points(st, target), standin_points(st, "mid"));
+        cJSON_Delete(st);
+    }
+    fclose(f);
+}
