@@ -31,7 +31,9 @@ Control API (not part of Qdrant, no auth, JSON):
   GET    /__standin/faults
   DELETE /__standin/faults
   GET    /__standin/state
-  POST   /__standin/time         {"offset_s": N}
+  POST   /__standin/time         {"offset_s": N, "freeze": bool?} shifts the
+                                 clock used for snapshot names; freeze=true
+                                 stops it (same-second collisions on demand)
 
 Fault semantics: fail_creates=N makes the next N snapshot creates answer 500;
 create_delay_s delays every create; cut_download_after=K and flip_byte apply
@@ -485,6 +487,7 @@ class State:
         self.faults = {}
         self.stall_until = 0.0
         self.time_offset = 0.0
+        self.frozen_at = None
         self.uploads = []
         self.counters = {"creates": 0, "downloads": 0, "uploads": 0, "deletes": 0,
                          "recovers": 0, "full_creates": 0}
@@ -513,6 +516,8 @@ class State:
 
     # clock --------------------------------------------------------------
     def now(self):
+        if self.frozen_at is not None:
+            return self.frozen_at
         return time.time() + self.time_offset
 
     # collections --------------------------------------------------------
@@ -985,7 +990,10 @@ def parse_multipart_to_file(body, boundary, want_field, out_dir, hasher):
                     state = "after_delim"
                 else:
                     keep = len(delim) - 1
-                    part, buf = buf[:-keep] if len(buf) > keep else b"", buf[-keep:]
+                    if len(buf) > keep:
+                        part, buf = memoryview(buf)[:len(buf) - keep], buf[-keep:]
+                    else:
+                        part = b""
                 if active and part:
                     sink.write(part)
                     hasher.update(part)
@@ -2038,15 +2046,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             v = self.c_json()
             off = float(v.get("offset_s", 0))
+            freeze = v.get("freeze")
+            if freeze is not None and not isinstance(freeze, bool):
+                raise ValueError("freeze must be a boolean")
         except (ValueError, TypeError) as e:
             self.c_reply(400, {"error": str(e)})
             return
-        except ApiError as e:
-            self.c_reply(e.status, {"error": e.msg})
-            return
-        with self.state.lock:
-            self.state.time_offset = off
-        self.c_reply(200, {"offset_s": off})
+        st = self.state
+        with st.lock:
+            st.time_offset = off
+            if freeze is True:
+                st.frozen_at = None
+                st.frozen_at = st.now()
+            elif freeze is False:
+                st.frozen_at = None
+            frozen = st.frozen_at
+        self.c_reply(200, {"offset_s": off, "frozen_at": frozen})
 
 
 def parse_http_date(value):

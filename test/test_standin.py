@@ -394,18 +394,13 @@ class T05SameSecond(Base):
         self.s.make("c_big", points=900, dim=16)
         big = self.s.snapshot("c_big")
         big_path = os.path.join(self.s.snapdir("c_big"), big["name"])
-        for _ in range(5):
-            while time.time() % 1.0 > 0.3:
-                time.sleep(0.01)
-            a = self.s.snapshot("c")
-            r = self.s.api("PUT", "/collections/c/snapshots/recover",
-                           {"location": "file://" + big_path})
-            self.assertEnvelopeOk(r)
-            b = self.s.snapshot("c")
-            if a["name"] == b["name"]:
-                break
-            for f in os.listdir(self.s.snapdir("c")):
-                os.unlink(os.path.join(self.s.snapdir("c"), f))
+        # freeze the stand-in's clock: both creates fall into the same second
+        r = self.s.api("POST", "/__standin/time", {"offset_s": 0, "freeze": True})
+        self.assertEqual(r.status, 200)
+        a = self.s.snapshot("c")
+        r = self.s.api("PUT", "/collections/c/snapshots/recover", {"location": "file://" + big_path})
+        self.assertEnvelopeOk(r)
+        b = self.s.snapshot("c")
         self.assertEqual(a["name"], b["name"])
         self.assertNotEqual(a["size"], b["size"])
         lst = self.assertEnvelopeOk(self.s.req("GET", "/collections/c/snapshots"))
@@ -413,6 +408,20 @@ class T05SameSecond(Base):
         self.assertEqual(lst[0]["size"], b["size"])
         self.assertEqual(lst[0]["checksum"], b["checksum"])
         self.assertEqual(sha(self.download("c", b["name"]).body), b["checksum"])
+        self.assertEqual(sorted(os.listdir(self.s.snapdir("c"))),
+                         [b["name"], b["name"] + ".checksum"])
+
+    def test_real_clock_same_second(self):
+        self.s.make("c", points=50, dim=8)
+        for _ in range(10):
+            while time.time() % 1.0 > 0.2:
+                time.sleep(0.01)
+            a = self.s.snapshot("c")
+            b = self.s.snapshot("c")
+            if a["name"] == b["name"]:
+                break
+        self.assertEqual(a["name"], b["name"])
+        self.assertEqual(len(self.assertEnvelopeOk(self.s.req("GET", "/collections/c/snapshots"))), 2 - 1)
 
 
 # ---------------------------------------------------------------- 6 wait=false
@@ -663,6 +672,32 @@ class T11Upload(Base):
         finally:
             conn.close()
         self.assertEqual(self.s.state()["uploads"][-1]["sha256"], self.d["checksum"])
+
+    def test_multipart_with_other_fields_and_tiny_chunks(self):
+        b = "xYz123"
+        body = (("preamble\r\n--%s\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n"
+                 "hello\r\n--%s\r\nContent-Disposition: form-data; name=\"snapshot\"; "
+                 "filename=\"t.snapshot\"\r\n\r\n" % (b, b)).encode()
+                + self.data + ("\r\n--%s--\r\n" % b).encode())
+        conn = http.client.HTTPConnection("127.0.0.1", self.s.port, timeout=60)
+        try:
+            conn.putrequest("POST", "/collections/dst/snapshots/upload")
+            conn.putheader("Content-Type", 'multipart/form-data; boundary="%s"' % b)
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            tail = len(body) - 300
+            conn.send(b"%x\r\n" % tail + body[:tail] + b"\r\n")
+            for i in range(tail, len(body), 5):  # the closing delimiter straddles chunks
+                part = body[i:i + 5]
+                conn.send(b"%x\r\n" % len(part) + part + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+            r = conn.getresponse()
+            self.assertEqual(r.status, 200, r.read())
+            r.read()
+        finally:
+            conn.close()
+        up = self.s.state()["uploads"][-1]
+        self.assertEqual((up["filename"], up["sha256"], up["size"]), ("t.snapshot", self.d["checksum"], len(self.data)))
 
     def test_multipart_errors(self):
         self.assertText(self.upload("dst", self.data, field="file"), 400,
@@ -1000,16 +1035,17 @@ class TFaults(Base):
         self.s.snapshot("c")
 
     def test_create_delay_does_not_block_others(self):
-        self.s.faults(create_delay_s=1.5)
+        self.s.faults(create_delay_s=2.0)
         res = {}
         th = threading.Thread(target=lambda: res.update(r=self.s.req("POST", "/collections/c/snapshots")))
         t0 = time.time()
         th.start()
-        time.sleep(0.2)
+        time.sleep(0.3)
         self.assertEqual(self.s.req("GET", "/readyz").status, 200)
-        self.assertLess(time.time() - t0, 1.0)
+        self.assertEqual(self.s.req("GET", "/collections/c/snapshots").status, 200)
+        self.assertTrue(th.is_alive(), "other requests waited for the delayed create")
         th.join()
-        self.assertGreaterEqual(time.time() - t0, 1.5)
+        self.assertGreaterEqual(time.time() - t0, 2.0)
         self.assertEqual(res["r"].status, 200)
 
     def test_cut_download(self):
@@ -1076,7 +1112,7 @@ class TProcess(Base):
         t0 = time.time()
         self.s.proc.send_signal(signal.SIGTERM)
         self.s.proc.wait(5)
-        self.assertLess(time.time() - t0, 2.0)
+        self.assertLess(time.time() - t0, 3.0)
         self.assertTrue(os.path.isdir(self.s.snapdir()))  # storage left for inspection
 
     def test_keep_alive_across_errors_and_unread_bodies(self):
@@ -1115,7 +1151,7 @@ class TProcess(Base):
             t0 = time.time()
             self.assertEqual(self.s.req("GET", "/readyz", timeout=3).status, 200)
             self.assertEqual(self.s.req("GET", "/collections/big", timeout=3).status, 200)
-            self.assertLess(time.time() - t0, 2.0)
+            self.assertLess(time.time() - t0, 5.0)
         finally:
             sk.close()
 
