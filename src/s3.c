@@ -549,8 +549,11 @@ struct s3_req {
 
     /* transfer state */
     size_t body_off;
-    uint64_t delivered; /* bytes given to sink (resume offset) */
-    uint64_t skip;      /* bytes to drop when a resumed GET answered 200 */
+    uint64_t delivered;   /* bytes given to sink (resume offset) */
+    uint64_t skip;        /* bytes to drop when a resumed GET answered 200 */
+    uint64_t resume_from; /* Range start of this attempt (0 = whole object) */
+    int body_started;     /* first body byte of this attempt seen */
+    char first_etag[128]; /* ETag of the object being read, for If-Match */
     int sink_rc;
     int too_big;
     CURL *h;
@@ -586,6 +589,14 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
     if (r->streaming_get && (code == 200 || code == 206)) {
         const char *p = data;
         size_t m = n;
+        if (!r->body_started) {
+            r->body_started = 1;
+            /* A server that ignored the Range header sends everything again. */
+            if (code == 200)
+                r->skip = r->resume_from;
+            if (r->first_etag[0] == '\0')
+                qs_strlcpy(r->first_etag, r->etag, sizeof(r->first_etag));
+        }
         if (r->skip > 0) {
             size_t s = r->skip < m ? (size_t)r->skip : m;
             r->skip -= s;
@@ -708,7 +719,7 @@ static int perform_once(struct qs_s3 *s3, struct s3_req *r, struct qs_error *err
         return qs_error_set(err, UV_ENOMEM, "out of memory");
 
     struct curl_slist *hl = NULL, *tmp;
-    char range[64];
+    char range[64], ifmatch[160];
     int ok = 1;
     /* Rule 1: always send x-amz-content-sha256. Rule 4: only headers that
      * are really sent go into this list (no "Expect:" removal entries). */
@@ -725,6 +736,13 @@ static int perform_once(struct qs_s3 *s3, struct s3_req *r, struct qs_error *err
         tmp = curl_slist_append(hl, range);
         ok = tmp != NULL;
         hl = tmp ? tmp : hl;
+        /* Resume only the same object: a replaced one answers 412. */
+        if (ok && r->first_etag[0] != '\0') {
+            snprintf(ifmatch, sizeof(ifmatch), "If-Match: %s", r->first_etag);
+            tmp = curl_slist_append(hl, ifmatch);
+            ok = tmp != NULL;
+            hl = tmp ? tmp : hl;
+        }
     }
     if (!ok) {
         curl_slist_free_all(hl);
@@ -780,15 +798,15 @@ static int perform_once(struct qs_s3 *s3, struct s3_req *r, struct qs_error *err
     r->sink_rc = 0;
     r->too_big = 0;
     r->skip = 0;
+    r->body_started = 0;
     r->etag[0] = '\0';
     qs_buf_reset(&r->resp);
-    uint64_t resume_from = r->delivered;
+    r->resume_from = r->delivered;
 
     CURLcode cc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
     curl_slist_free_all(hl);
     qs_buf_free(&url);
-    (void)resume_from;
 
     if (cc != CURLE_OK) {
         if (qs_cancel_requested(r->cancel) || (r->abort_flag && atomic_load(r->abort_flag)))
