@@ -457,7 +457,8 @@ class T07List(Base):
         self.s.make("c")
         d1 = self.s.snapshot("c")
         d = self.s.snapdir("c")
-        names = ["zz.snapshot", "aa.snapshot", "mm.snapshot", "k1.snapshot", "b7.snapshot"]
+        names = ["n%02d-%s.snapshot" % (i, c) for i, c in zip(range(20), "qwertyuiopasdfghjklz")]
+        names.reverse()
         for n in names:
             with open(os.path.join(d, n), "wb") as f:
                 f.write(b"x" * 10)
@@ -470,6 +471,7 @@ class T07List(Base):
         got = [x["name"] for x in lst]
         expect = [n for n in os.listdir(d) if n.endswith(".snapshot") and n != ".snapshot"
                   and os.path.isfile(os.path.join(d, n))]
+        self.assertNotEqual(expect, sorted(expect), "fixture: directory order happens to be sorted")
         self.assertEqual(got, expect)  # read_dir order, not sorted
         self.assertEqual(sorted(got), sorted(names + [d1["name"]]))
         for x in lst:
