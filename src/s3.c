@@ -713,6 +713,8 @@ static int curl_retryable(CURLcode c)
 static int perform_once(struct qs_s3 *s3, struct s3_req *r, struct qs_error *err)
 {
     CURL *h = r->h;
+    err->retryable = 0;
+    err->http_status = 0;
     struct qs_buf url;
     qs_buf_init(&url);
     if (qs_s3_url(s3, r->key, r->query, &url) != 0)
