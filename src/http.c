@@ -1,7 +1,6 @@
 /* HTTP/1.1 server on libuv + http_parser (see http.h). Loop thread only. */
 #include "qsnap/http.h"
 
-#include <ctype.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -693,6 +692,7 @@ struct qs_http_server {
     size_t nconns;      /* counted against max_conns */
     size_t nall;        /* including rejected ones */
     int closing;
+    uint64_t last_reject_log; /* uv_now() of the last "too many connections" line */
     void (*done)(void *ud);
     void *done_ud;
 };
@@ -769,20 +769,17 @@ int qs_http_match(const struct qs_http_server *s, const char *method, const char
         return 0;
     }
     if (allow != NULL && allow_cap > 0) {
-        allow[0] = '\0';
-        size_t used = 0;
+        struct qs_buf b;
+        qs_buf_init(&b);
         for (size_t i = 0; i < s->nroutes; i++) {
             const struct route *r = &s->routes[i];
             if (r->prefix != best->prefix || strcmp(r->path, best->path) != 0)
                 continue;
-            used += (size_t)snprintf(allow + used, used < allow_cap ? allow_cap - used : 0, "%s%s",
-                                     used ? ", " : "", r->method);
-            if (strcmp(r->method, "GET") == 0)
-                used += (size_t)snprintf(allow + used, used < allow_cap ? allow_cap - used : 0,
-                                         ", HEAD");
-            if (used >= allow_cap)
-                break;
+            qs_buf_printf(&b, "%s%s%s", b.len ? ", " : "", r->method,
+                          strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
         }
+        qs_strlcpy(allow, b.data != NULL ? b.data : "", allow_cap);
+        qs_buf_free(&b);
     }
     return 405;
 }
@@ -1108,7 +1105,11 @@ static void connection_cb(uv_stream_t *listener, int status)
         return;
     }
     if (c->rejected) {
-        QS_WARN("http: too many connections (%zu), rejecting", s->nconns);
+        /* At most one line per 10 s, whatever the flood. */
+        if (s->last_reject_log == 0 || uv_now(s->loop) - s->last_reject_log >= 10000) {
+            s->last_reject_log = uv_now(s->loop);
+            QS_WARN("http: too many connections (%zu), rejecting new ones", s->nconns);
+        }
         uv_buf_t b = uv_buf_init((char *)reject_503, sizeof(reject_503) - 1);
         c->wreq.data = c;
         uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
