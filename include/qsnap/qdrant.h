@@ -23,6 +23,12 @@
  * err->retryable is set for 5xx, 408, 429 and transport failures (never for
  * cancellation or other 4xx). The client never retries by itself. Messages
  * never contain the API key.
+ *
+ * Ownership: unless a comment says otherwise, every pointer parameter
+ * (q, collection and snapshot names, output structs, err, cancel, callback
+ * user data) is borrowed for the duration of the call only; nothing is
+ * retained after a function returns. Collection and snapshot names are
+ * percent-encoded in URLs, so any byte string is safe to pass.
  */
 #ifndef QSNAP_QDRANT_H
 #define QSNAP_QDRANT_H
