@@ -203,7 +203,6 @@ static void scrub(char *msg, size_t cap, const char *secret)
 
 /* ---- one HTTP exchange ---------------------------------------------------- */
 
-enum body_kind { BODY_NONE, BODY_SOURCE };
 
 struct xfer {
     struct qs_qdrant *q;
