@@ -203,7 +203,6 @@ static void scrub(char *msg, size_t cap, const char *secret)
 
 /* ---- one HTTP exchange ---------------------------------------------------- */
 
-
 struct xfer {
     struct qs_qdrant *q;
     CURL *h;
