@@ -15,6 +15,7 @@
 #define READ_BUF_SIZE 4096
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (256 * 1024)
+#define LINGER_FACTOR 4 /* lingering + refused connections: at most 4 x max_conns */
 
 /* ---- requests --------------------------------------------------------------- */
 
@@ -689,8 +690,8 @@ struct qs_http_server {
     struct route *routes;
     size_t nroutes;
     struct conn *conns; /* doubly linked list */
-    size_t nconns;      /* counted against max_conns */
-    size_t nall;        /* including rejected ones */
+    size_t nconns;      /* reading, handling or writing: counted against max_conns */
+    size_t nall;        /* all, including rejected and lingering ones */
     int closing;
     uint64_t last_reject_log; /* uv_now() of the last "too many connections" line */
     void (*done)(void *ud);
@@ -805,6 +806,7 @@ struct conn {
     struct qs_http_req *req; /* while a handler holds it */
     enum conn_state state;
     int rejected;
+    int counted; /* included in server->nconns */
     int closing;
     int open_handles;
     int continue_sent;
@@ -847,7 +849,7 @@ static void conn_handle_closed_cb(uv_handle_t *h)
         s->conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    if (!c->rejected)
+    if (c->counted)
         s->nconns--;
     s->nall--;
     qs_http_reader_free(c->reader);
@@ -920,6 +922,11 @@ static void write_cb(uv_write_t *w, int status)
     /* Lingering close: send FIN, drain what the client still sends, so it
      * reads our answer instead of a reset. */
     c->state = CONN_LINGER;
+    if (c->counted) {
+        /* Answered: a draining connection no longer takes a slot. */
+        c->counted = 0;
+        c->server->nconns--;
+    }
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->sreq.data = c;
     if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0 ||
@@ -1098,9 +1105,14 @@ static void connection_cb(uv_stream_t *listener, int status)
     s->conns = c;
     s->nall++;
     c->rejected = s->nconns >= s->opts.max_conns;
-    if (!c->rejected)
+    c->counted = !c->rejected;
+    if (c->counted)
         s->nconns++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    /* Accept even when closing at once: libuv stops polling the listener
+     * while a pending connection is left unaccepted. Lingering and refused
+     * connections are bounded too. */
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
+        s->nall > LINGER_FACTOR * s->opts.max_conns) {
         conn_close(c);
         return;
     }
