@@ -1,0 +1,620 @@
+/* `qsnap prune` against radosgw (QSNAP_TEST_S3_*) and a file:// directory:
+ * a destination pre-seeded with complete backups, incomplete objects and
+ * unfinished uploads, pruned by the built binary with its clock set through
+ * QSNAP_TEST_NOW. Checks the survivors SPEC section 5 implies, that
+ * --dry-run lists the same actions and deletes nothing, and that a prune
+ * killed part-way never leaves a manifest without its object. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qsnap/error.h"
+#include "qsnap/manifest.h"
+#include "qsnap/storage.h"
+#include "qsnap/util.h"
+#include "support.h"
+
+#define DAY ((int64_t)86400)
+#define MiB ((size_t)1 << 20)
+
+/* Every variable qsnap reads, unset first ("K=" unsets K). */
+#define CLEAN_ENV                                                                                  \
+    "QSNAP_QDRANT_URL=", "QSNAP_QDRANT_API_KEY=", "QSNAP_QDRANT_API_KEY_FILE=",                    \
+        "QSNAP_DESTINATION=", "QSNAP_S3_ENDPOINT=", "QSNAP_S3_REGION=", "QSNAP_S3_ACCESS_KEY_ID=", \
+        "QSNAP_S3_ACCESS_KEY_ID_FILE=", "QSNAP_S3_SECRET_ACCESS_KEY=",                             \
+        "QSNAP_S3_SECRET_ACCESS_KEY_FILE=", "QSNAP_S3_URI_STYLE=", "QSNAP_S3_CA_FILE=",            \
+        "QSNAP_S3_PART_SIZE=", "QSNAP_SCHEDULE=", "QSNAP_JITTER=", "QSNAP_COLLECTIONS=",           \
+        "QSNAP_MODE=", "QSNAP_LOCAL_KEEP=", "QSNAP_COMPRESSION=", "QSNAP_MAX_BANDWIDTH=",          \
+        "QSNAP_LISTEN=", "QSNAP_ADMIN_TOKEN=", "QSNAP_ADMIN_TOKEN_FILE=", "QSNAP_STALE_AFTER=",    \
+        "QSNAP_DRILL_SCHEDULE=", "QSNAP_HEARTBEAT_URL=", "QSNAP_LOG_FORMAT=",                      \
+        "QSNAP_TEST_QDRANT_TIMEOUT_MS=", "QSNAP_RETENTION=7d", "QSNAP_KEEP_MIN=3",                 \
+        "QSNAP_LOG_LEVEL=info"
+
+enum backend { BK_S3, BK_FILE };
+
+/* One destination and the environment that points qsnap at it. */
+struct dest {
+    enum backend kind;
+    struct qs_storage *st;
+    char prefix[256];
+    char *dir;
+    char destination[700];
+    char endpoint[300], region[100], access[200], secret[200];
+    char now[64];
+    char *env[64];
+};
+
+static void dest_open(struct dest *d, enum backend kind, const char *tag)
+{
+    static atomic_int seq;
+    memset(d, 0, sizeof(*d));
+    d->kind = kind;
+    struct qs_storage_opts o;
+    qs_storage_opts_init(&o);
+    size_t n = 0;
+    static char *const clean[] = {CLEAN_ENV, NULL};
+    for (size_t i = 0; clean[i] != NULL; i++)
+        d->env[n++] = clean[i];
+    if (kind == BK_S3) {
+        snprintf(d->prefix, sizeof(d->prefix), "test-prune/%ld-%d-%s", (long)getpid(),
+                 atomic_fetch_add(&seq, 1), tag);
+        o.kind = QS_DEST_S3;
+        o.endpoint = qs_test_env("QSNAP_TEST_S3_ENDPOINT");
+        o.access_key_id = qs_test_env("QSNAP_TEST_S3_ACCESS_KEY");
+        o.secret_access_key = qs_test_env("QSNAP_TEST_S3_SECRET_KEY");
+        o.bucket = qs_test_env("QSNAP_TEST_S3_BUCKET");
+        o.region = qs_test_env("QSNAP_TEST_S3_REGION");
+        o.uri_style = QS_URI_PATH;
+        o.prefix = d->prefix;
+        o.part_size = 5 * MiB;
+        snprintf(d->destination, sizeof(d->destination), "QSNAP_DESTINATION=s3://%s/%s", o.bucket,
+                 d->prefix);
+        snprintf(d->endpoint, sizeof(d->endpoint), "QSNAP_S3_ENDPOINT=%s", o.endpoint);
+        snprintf(d->region, sizeof(d->region), "QSNAP_S3_REGION=%s", o.region);
+        snprintf(d->access, sizeof(d->access), "QSNAP_S3_ACCESS_KEY_ID=%s", o.access_key_id);
+        snprintf(d->secret, sizeof(d->secret), "QSNAP_S3_SECRET_ACCESS_KEY=%s",
+                 o.secret_access_key);
+        d->env[n++] = d->destination;
+        d->env[n++] = d->endpoint;
+        d->env[n++] = d->region;
+        d->env[n++] = d->access;
+        d->env[n++] = d->secret;
+        d->env[n++] = "QSNAP_S3_URI_STYLE=path";
+    } else {
+        d->dir = qs_test_mkdtemp("prune");
+        o.kind = QS_DEST_FILE;
+        o.path = d->dir;
+        snprintf(d->destination, sizeof(d->destination), "QSNAP_DESTINATION=file://%s", d->dir);
+        d->env[n++] = d->destination;
+    }
+    d->env[n++] = d->now;
+    d->env[n] = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_storage_new(&o, &d->st, &err), 0, "%s", err.msg);
+}
+
+static void dest_set_now(struct dest *d, int64_t now)
+{
+    snprintf(d->now, sizeof(d->now), "QSNAP_TEST_NOW=%lld", (long long)now);
+}
+
+static void dest_close(struct dest *d)
+{
+    if (d->kind == BK_S3 && d->st != NULL) {
+        struct qs_storage_list l;
+        qs_storage_list_init(&l);
+        struct qs_error err;
+        if (qs_storage_list(d->st, "", &l, &err) == 0)
+            for (size_t i = 0; i < l.n; i++)
+                qs_storage_delete(d->st, l.items[i].key, &err);
+        qs_storage_list_deinit(&l);
+        struct qs_storage_uploads u;
+        qs_storage_uploads_init(&u);
+        if (qs_storage_list_uploads(d->st, "", &u, &err) == 0)
+            for (size_t i = 0; i < u.n; i++)
+                qs_storage_abort_upload(d->st, u.items[i].key, u.items[i].upload_id, &err);
+        qs_storage_uploads_deinit(&u);
+    }
+    qs_storage_free(d->st);
+    if (d->dir != NULL) {
+        qs_test_rmrf(d->dir);
+        free(d->dir);
+    }
+}
+
+/* Sets the mtime of a file:// key (no-op for S3, whose LastModified cannot
+ * be backdated). */
+static void set_mtime(struct dest *d, const char *key, int64_t t)
+{
+    if (d->kind != BK_FILE)
+        return;
+    char path[1200];
+    snprintf(path, sizeof(path), "%s/%s", d->dir, key);
+    struct timespec ts[2] = {{.tv_sec = (time_t)t}, {.tv_sec = (time_t)t}};
+    cr_assert_eq(utimensat(AT_FDCWD, path, ts, 0), 0, "utimensat %s: %s", path, strerror(errno));
+}
+
+/* Qdrant-style snapshot name for a creation time. */
+static void snap_name(const char *coll, int64_t t, const char *suffix, char *out, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    char stamp[32];
+    strftime(stamp, sizeof(stamp), "%Y-%m-%d-%H-%M-%S", &tm);
+    snprintf(out, cap, "%s-4242%s-%s.snapshot", coll, suffix, stamp);
+}
+
+/* Writes a complete backup (object, then manifest) created at `created`.
+ * Object and manifest keys go to obj/man when not NULL. file:// keys get
+ * `created` as their mtime. */
+static void seed_backup(struct dest *d, const char *coll, int64_t created, char *obj, char *man)
+{
+    char snap[300], okey[QS_MANIFEST_KEY_MAX], mkey[QS_MANIFEST_KEY_MAX];
+    snap_name(coll, created, "", snap, sizeof(snap));
+    cr_assert_eq(qs_manifest_object_key(coll, snap, 0, okey, sizeof(okey)), 0);
+    cr_assert_eq(qs_manifest_key(coll, snap, mkey, sizeof(mkey)), 0);
+    char body[400];
+    int blen = snprintf(body, sizeof(body), "snapshot bytes of %s", snap);
+    struct qs_manifest m = {
+        .format = QS_MANIFEST_FORMAT,
+        .collection = (char *)coll,
+        .snapshot = snap,
+        .created = created,
+        .size = (uint64_t)blen,
+        .stored_size = (uint64_t)blen,
+        .object = okey,
+        .qdrant_version = "1.13.2",
+        .points_count = 10,
+        .vectors = "{\"size\":4,\"distance\":\"Cosine\"}",
+        .qsnap_version = "test",
+        .mode = QS_MODE_COLLECTIONS,
+    };
+    qs_sha256_hex(body, (size_t)blen, m.sha256);
+    struct qs_buf js;
+    qs_buf_init(&js);
+    cr_assert_eq(qs_manifest_to_json(&m, &js), 0);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_put_buffer(d->st, okey, body, (size_t)blen, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+    cr_assert_eq(qs_storage_put_buffer(d->st, mkey, js.data, js.len, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+    qs_buf_free(&js);
+    set_mtime(d, okey, created);
+    set_mtime(d, mkey, created);
+    if (obj != NULL)
+        strcpy(obj, okey);
+    if (man != NULL)
+        strcpy(man, mkey);
+}
+
+/* An object without manifest, last modified at t (file:// only). */
+static void seed_incomplete(struct dest *d, const char *coll, int64_t t, const char *tag, char *key)
+{
+    char snap[300];
+    snap_name(coll, t, tag, snap, sizeof(snap));
+    snprintf(key, QS_MANIFEST_KEY_MAX, "%s/%s", coll, snap);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_put_buffer(d->st, key, "partial", 7, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+    set_mtime(d, key, t);
+}
+
+/* A leftover temporary of a file:// destination for key, modified at t. */
+static void seed_file_temporary(struct dest *d, const char *key, int64_t t)
+{
+    const char *slash = strrchr(key, '/');
+    char rel[1200];
+    snprintf(rel, sizeof(rel), "%.*s/.%s.qsnap-tmp-Ab12Cd", (int)(slash - key), key, slash + 1);
+    char path[1400];
+    snprintf(path, sizeof(path), "%s/%s", d->dir, rel);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs("half an upload", f);
+    fclose(f);
+    set_mtime(d, rel, t);
+}
+
+/* Sorted list of what the destination holds: keys, plus "upload KEY" for
+ * unfinished uploads. Newline-separated, owned. */
+static char *snapshot_state(struct dest *d)
+{
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_list(d->st, "", &l, &err), 0, "%s", err.msg);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    for (size_t i = 0; i < l.n; i++)
+        qs_buf_printf(&b, "%s\n", l.items[i].key);
+    qs_storage_list_deinit(&l);
+    struct qs_storage_uploads u;
+    qs_storage_uploads_init(&u);
+    cr_assert_eq(qs_storage_list_uploads(d->st, "", &u, &err), 0, "%s", err.msg);
+    for (size_t i = 0; i < u.n; i++)
+        qs_buf_printf(&b, "upload %s\n", u.items[i].key);
+    qs_storage_uploads_deinit(&u);
+    char *s = strdup(b.data != NULL ? b.data : "");
+    qs_buf_free(&b);
+    return s;
+}
+
+static int has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)) != NULL; p++)
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* The "ACTION KEY" part of the report lines of `qsnap prune` output (JSON log
+ * lines on stderr are skipped), newline-separated, owned. */
+static char *report_actions(const char *out)
+{
+    struct qs_buf b;
+    qs_buf_init(&b);
+    static const char *const acts[] = {"delete-manifest ", "delete-object ", "delete-incomplete ",
+                                       "abort-upload "};
+    for (const char *p = out; *p != '\0';) {
+        const char *e = strchr(p, '\n');
+        size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+        for (size_t i = 0; i < 4; i++)
+            if (strncmp(p, acts[i], strlen(acts[i])) == 0) {
+                const char *paren = memmem(p, n, " (", 2);
+                size_t k = paren != NULL ? (size_t)(paren - p) : n;
+                qs_buf_printf(&b, "%.*s\n", (int)k, p);
+            }
+        p += n + (e != NULL ? 1 : 0);
+    }
+    char *s = strdup(b.data != NULL ? b.data : "");
+    qs_buf_free(&b);
+    return s;
+}
+
+static int run_prune(struct dest *d, int dry, char **out)
+{
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "prune", dry ? "--dry-run" : NULL,
+                    NULL};
+    return qs_test_run(argv, d->env, out);
+}
+
+/* Expected survivors and actions, built alongside the seeding. */
+struct model {
+    struct qs_buf keep;    /* keys that must remain */
+    struct qs_buf actions; /* "ACTION KEY" lines in plan order */
+};
+
+static void model_init(struct model *m)
+{
+    qs_buf_init(&m->keep);
+    qs_buf_init(&m->actions);
+}
+
+static void model_free(struct model *m)
+{
+    qs_buf_free(&m->keep);
+    qs_buf_free(&m->actions);
+}
+
+/* Checks that every line of `want` is in `have` and that `have` has exactly
+ * as many lines. */
+static void assert_same_lines(const char *have, const char *want, const char *what)
+{
+    size_t nh = 0, nw = 0;
+    for (const char *p = have; *p; p++)
+        nh += *p == '\n';
+    for (const char *p = want; *p; p++)
+        nw += *p == '\n';
+    char line[1400];
+    for (const char *p = want; *p != '\0';) {
+        const char *e = strchr(p, '\n');
+        size_t n = (size_t)(e - p);
+        snprintf(line, sizeof(line), "%.*s", (int)n, p);
+        cr_assert(has_line(have, line), "%s: missing \"%s\"\nhave:\n%s\nwant:\n%s", what, line,
+                  have, want);
+        p = e + 1;
+    }
+    cr_assert_eq(nh, nw, "%s: %zu lines, want %zu\nhave:\n%s\nwant:\n%s", what, nh, nw, have, want);
+}
+
+/* Seeds alpha and beta with backups 1..12 days old and gamma with backups
+ * 10, 11, 11.5 and 12 days old (relative to `now`), recording what
+ * retention 7d / keep-min 3 keeps and deletes. Dates are 10 minutes younger
+ * than whole days so that the real time passing during the test does not
+ * move a backup across the 7-day line. */
+static void seed_backups(struct dest *d, int64_t now, struct model *m)
+{
+    static const char *const colls[] = {"alpha", "beta"};
+    char obj[QS_MANIFEST_KEY_MAX], man[QS_MANIFEST_KEY_MAX];
+    for (size_t c = 0; c < 2; c++) {
+        for (int k = 12; k >= 1; k--) { /* oldest first: the plan's order */
+            seed_backup(d, colls[c], now - k * DAY + 600, obj, man);
+            if (k > 7) {
+                qs_buf_printf(&m->actions, "delete-manifest %s\ndelete-object %s\n", man, obj);
+            } else {
+                qs_buf_printf(&m->keep, "%s\n%s\n", obj, man);
+            }
+        }
+    }
+    /* gamma: only old backups; the three newest stay, whatever their age. */
+    const int64_t ages[] = {12 * DAY, 11 * DAY + DAY / 2, 11 * DAY, 10 * DAY};
+    for (size_t i = 0; i < 4; i++) {
+        seed_backup(d, "gamma", now - ages[i] + 600, obj, man);
+        if (i == 0)
+            qs_buf_printf(&m->actions, "delete-manifest %s\ndelete-object %s\n", man, obj);
+        else
+            qs_buf_printf(&m->keep, "%s\n%s\n", obj, man);
+    }
+}
+
+/* Dry run, then the real prune; checks the report, the survivors and that
+ * the dry run changed nothing. */
+static void prune_and_check(struct dest *d, struct model *m, const char *summary)
+{
+    char *before = snapshot_state(d);
+    char *out = NULL;
+    cr_assert_eq(run_prune(d, 1, &out), 0, "dry run failed:\n%s", out);
+    cr_assert_not_null(strstr(out, "dry run: nothing deleted"), "%s", out);
+    char *dry_actions = report_actions(out);
+    cr_assert_str_eq(dry_actions, m->actions.data != NULL ? m->actions.data : "",
+                     "dry-run plan differs:\n%s", out);
+    free(out);
+    char *after_dry = snapshot_state(d);
+    cr_assert_str_eq(after_dry, before, "the dry run changed the destination");
+    free(after_dry);
+
+    cr_assert_eq(run_prune(d, 0, &out), 0, "prune failed:\n%s", out);
+    char *real_actions = report_actions(out);
+    cr_assert_str_eq(real_actions, dry_actions, "the prune and its dry run differ:\n%s", out);
+    cr_assert_not_null(strstr(out, summary), "want \"%s\" in:\n%s", summary, out);
+    /* one log line per deletion */
+    size_t logged = 0;
+    for (const char *p = out; (p = strstr(p, "\"phase\":\"prune-remote\"")) != NULL; p++)
+        logged++;
+    size_t nact = 0;
+    for (const char *p = real_actions; *p; p++)
+        nact += *p == '\n';
+    cr_assert_geq(logged, nact, "%zu log lines for %zu actions:\n%s", logged, nact, out);
+    free(out);
+    free(real_actions);
+    free(dry_actions);
+    char *after = snapshot_state(d);
+    assert_same_lines(after, m->keep.data != NULL ? m->keep.data : "", "survivors");
+    free(after);
+    free(before);
+}
+
+/* file://: the whole scenario in one run, ages set through mtimes. */
+Test(prune_file, survivors_and_dry_run)
+{
+    struct dest d;
+    dest_open(&d, BK_FILE, "scenario");
+    int64_t now = qs_clock_now();
+    dest_set_now(&d, now);
+    struct model m;
+    model_init(&m);
+    seed_backups(&d, now, &m);
+    char old[QS_MANIFEST_KEY_MAX], fresh[QS_MANIFEST_KEY_MAX];
+    seed_incomplete(&d, "alpha", now - 2 * DAY, "-old", old);
+    seed_incomplete(&d, "beta", now - 3600, "-fresh", fresh);
+    qs_buf_printf(&m.actions, "delete-incomplete %s\n", old);
+    qs_buf_printf(&m.keep, "%s\n", fresh);
+    /* Temporaries are the file:// backend's unfinished uploads. */
+    char tmp_old[QS_MANIFEST_KEY_MAX], tmp_fresh[QS_MANIFEST_KEY_MAX];
+    snprintf(tmp_old, sizeof(tmp_old), "gamma/gamma-4242-upload-2d.snapshot");
+    snprintf(tmp_fresh, sizeof(tmp_fresh), "beta/beta-4242-upload-1h.snapshot");
+    seed_file_temporary(&d, tmp_old, now - 2 * DAY);
+    seed_file_temporary(&d, tmp_fresh, now - 3600);
+    qs_buf_printf(&m.actions, "abort-upload %s\n", tmp_old);
+    qs_buf_printf(&m.keep, "upload %s\n", tmp_fresh);
+
+    prune_and_check(&d, &m,
+                    "deleted: 11 backups, 1 incomplete objects, 1 uploads; 17 backups kept");
+
+    /* A second prune has nothing left to do. */
+    char *out = NULL;
+    cr_assert_eq(run_prune(&d, 0, &out), 0, "%s", out);
+    char *acts = report_actions(out);
+    cr_assert_str_eq(acts, "", "second prune acted:\n%s", out);
+    free(acts);
+    free(out);
+    model_free(&m);
+    dest_close(&d);
+}
+
+/* radosgw: LastModified cannot be backdated, so the clock moves instead.
+ * Run 1 at real+2d: the incomplete object and the multipart upload written
+ * now look two days old. Run 2 at real+1h: a fresh incomplete object (one
+ * hour old from there) must stay. */
+Test(prune_s3, survivors_and_dry_run)
+{
+    struct dest d;
+    dest_open(&d, BK_S3, "scenario");
+    int64_t real = qs_clock_now();
+    int64_t t1 = real + 2 * DAY;
+    dest_set_now(&d, t1);
+    struct model m;
+    model_init(&m);
+    seed_backups(&d, t1, &m);
+    char old[QS_MANIFEST_KEY_MAX];
+    seed_incomplete(&d, "alpha", real, "-old", old);
+    qs_buf_printf(&m.actions, "delete-incomplete %s\n", old);
+
+    /* An open multipart upload (more than one part written). */
+    struct qs_error err;
+    struct qs_storage_put *put = NULL;
+    const char *mp_key = "gamma/gamma-4242-upload-2d.snapshot";
+    cr_assert_eq(qs_storage_put_begin(d.st, mp_key, -1, NULL, NULL, &put, &err), 0, "%s", err.msg);
+    unsigned char *buf = calloc(1, 6 * MiB);
+    cr_assert_eq(qs_storage_put_write(put, buf, 6 * MiB, &err), 0, "%s", err.msg);
+    free(buf);
+    char *state = snapshot_state(&d);
+    char want_up[200];
+    snprintf(want_up, sizeof(want_up), "upload %s", mp_key);
+    cr_assert(has_line(state, want_up), "multipart upload not open:\n%s", state);
+    free(state);
+    qs_buf_printf(&m.actions, "abort-upload %s\n", mp_key);
+
+    prune_and_check(&d, &m,
+                    "deleted: 11 backups, 1 incomplete objects, 1 uploads; 17 backups kept");
+    qs_storage_put_abort(put); /* already aborted by the prune: must not matter */
+
+    /* Run 2: an upload in progress (object written just now) stays. */
+    char fresh[QS_MANIFEST_KEY_MAX];
+    seed_incomplete(&d, "beta", real, "-fresh", fresh);
+    qs_buf_printf(&m.keep, "%s\n", fresh);
+    qs_buf_reset(&m.actions);
+    dest_set_now(&d, qs_clock_now() + 3600);
+    prune_and_check(&d, &m, "deleted: 0 backups, 0 incomplete objects, 0 uploads");
+    model_free(&m);
+    dest_close(&d);
+}
+
+/* ---- interrupted prune ---------------------------------------------------- */
+
+/* Starts `qsnap prune` with stderr on a pipe of one page: once the pipe is
+ * full, qsnap blocks in its next log line. Returns the pid; *fd is the read
+ * end. */
+static pid_t spawn_prune_piped(struct dest *d, int *fd)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    fcntl(p[1], F_SETPIPE_SZ, 4096);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        for (size_t i = 0; d->env[i] != NULL; i++) {
+            const char *eq = strchr(d->env[i], '=');
+            char name[256];
+            snprintf(name, sizeof(name), "%.*s", (int)(eq - d->env[i]), d->env[i]);
+            if (eq[1] == '\0')
+                unsetenv(name);
+            else
+                setenv(name, eq + 1, 1);
+        }
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(p[1], 2);
+        char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "prune", NULL};
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *fd = p[0];
+    return pid;
+}
+
+/* Reads the pipe until a line with `needle` arrived (then stops reading).
+ * Returns 0, or -1 on EOF or after 60 s. */
+static int read_until(int fd, const char *needle)
+{
+    struct qs_buf b;
+    qs_buf_init(&b);
+    int found = -1;
+    double end = qs_monotonic() + 60;
+    while (found != 0 && qs_monotonic() < end) {
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (poll(&pf, 1, 200) <= 0)
+            continue;
+        char chunk[512];
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n <= 0)
+            break;
+        qs_buf_append(&b, chunk, (size_t)n);
+        qs_buf_append(&b, "", 1);
+        b.len--;
+        if (strstr(b.data, needle) != NULL)
+            found = 0;
+    }
+    qs_buf_free(&b);
+    return found;
+}
+
+/* Every manifest has its object; returns the number of manifests. */
+static size_t check_invariant(struct dest *d, size_t *objects)
+{
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_list(d->st, "", &l, &err), 0, "%s", err.msg);
+    size_t manifests = 0;
+    *objects = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        const char *k = l.items[i].key;
+        size_t n = strlen(k);
+        if (n > 5 && strcmp(k + n - 5, ".json") == 0) {
+            manifests++;
+            int found = 0;
+            for (size_t j = 0; j < l.n && !found; j++)
+                found = strlen(l.items[j].key) == n - 5 && strncmp(l.items[j].key, k, n - 5) == 0;
+            cr_assert(found, "manifest %s has no object", k);
+        } else {
+            (*objects)++;
+        }
+    }
+    qs_storage_list_deinit(&l);
+    return manifests;
+}
+
+static void interrupted(enum backend kind)
+{
+    struct dest d;
+    dest_open(&d, kind, "interrupted");
+    int64_t real = qs_clock_now();
+    /* S3: at real+2d the objects written now look 2 days old, so an object
+     * whose manifest went before the kill is cleaned up by the next prune. */
+    int64_t now = kind == BK_S3 ? real + 2 * DAY : real;
+    dest_set_now(&d, now);
+    const size_t N = 40;
+    for (size_t i = 0; i < N; i++)
+        seed_backup(&d, "delta", now - 8 * DAY - (int64_t)i * 3600, NULL, NULL);
+    size_t objects = 0;
+    cr_assert_eq(check_invariant(&d, &objects), N);
+
+    int fd = -1;
+    pid_t pid = spawn_prune_piped(&d, &fd);
+    int seen = read_until(fd, "delete-manifest");
+    usleep(500 * 1000); /* let it fill the pipe and block in a log write */
+    qs_test_kill(pid);
+    close(fd);
+    cr_assert_eq(seen, 0, "no deletion was logged");
+
+    size_t manifests = check_invariant(&d, &objects);
+    cr_assert_lt(manifests, N, "nothing was deleted before the kill");
+    cr_assert_gt(manifests, 3, "the prune finished before the kill (%zu left)", manifests);
+    cr_assert_geq(objects, manifests);
+
+    char *out = NULL;
+    cr_assert_eq(run_prune(&d, 0, &out), 0, "second prune failed:\n%s", out);
+    free(out);
+    cr_assert_eq(check_invariant(&d, &objects), 3);
+    cr_assert_eq(objects, 3, "objects left behind by the interrupted prune were not cleaned up");
+    dest_close(&d);
+}
+
+Test(prune_file, interrupted_prune_leaves_no_orphan_manifest)
+{
+    interrupted(BK_FILE);
+}
+
+Test(prune_s3, interrupted_prune_leaves_no_orphan_manifest)
+{
+    interrupted(BK_S3);
+}
