@@ -688,7 +688,7 @@ static const int COLL_MIB[] = {2, 40, 300};
 
 /* Three collections through POST /v1/backup, then through `qsnap backup`,
  * then a restart: objects, manifests, local pruning, metrics. */
-Test(backup, three_collections_api_cli_restart, .timeout = 850)
+Test(backup, three_collections_api_cli_restart)
 {
     struct qs_test_standin s;
     standin_start(&s);
@@ -820,7 +820,7 @@ Test(backup, three_collections_api_cli_restart, .timeout = 850)
 
 /* A byte flipped in one collection's download: that collection fails with
  * nothing left at the destination, the others succeed, metrics count it. */
-Test(backup, corrupt_download_fails_one_collection, .timeout = 300)
+Test(backup, corrupt_download_fails_one_collection)
 {
     struct qs_test_standin s;
     standin_start(&s);
@@ -893,7 +893,7 @@ Test(backup, corrupt_download_fails_one_collection, .timeout = 300)
 }
 
 /* The same fault through `qsnap backup` to a file:// destination: exit 3. */
-Test(backup, corrupt_download_cli_exits_3, .timeout = 300)
+Test(backup, corrupt_download_cli_exits_3)
 {
     struct qs_test_standin s;
     standin_start(&s);
@@ -949,7 +949,7 @@ Test(backup, corrupt_download_cli_exits_3, .timeout = 300)
 
 /* gzip while streaming, to a file:// destination: the stored object
  * decompresses to exactly the snapshot Qdrant produced. */
-Test(backup, gzip_to_file_destination, .timeout = 300)
+Test(backup, gzip_to_file_destination)
 {
     struct qs_test_standin s;
     standin_start(&s);
@@ -981,7 +981,7 @@ Test(backup, gzip_to_file_destination, .timeout = 300)
 }
 
 /* Only one job at a time: a trigger while a backup runs gets 409. */
-Test(backup, trigger_while_running_is_409, .timeout = 300)
+Test(backup, trigger_while_running_is_409)
 {
     struct qs_test_standin s;
     standin_start(&s);
@@ -1063,7 +1063,7 @@ static char *job_from_log(const char *log_path, const char *trigger)
 
 /* The schedule fires at its cron time, driven through the injectable clock:
  * "5 3 * * *" with the clock starting at 03:04:57 UTC. */
-Test(backup, scheduled_run_fires_at_cron_time, .timeout = 300)
+Test(backup, scheduled_run_fires_at_cron_time)
 {
     struct qs_test_standin s;
     standin_start(&s);
