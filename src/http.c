@@ -45,11 +45,6 @@ static void req_free(struct qs_http_req *req)
     free(req);
 }
 
-void qs_http_req_free(struct qs_http_req *req)
-{
-    req_free(req);
-}
-
 const char *qs_http_req_method(const struct qs_http_req *req)
 {
     return req->method;
@@ -1138,6 +1133,18 @@ static void connection_cb(uv_stream_t *listener, int status)
     uv_timer_start(&c->timer, conn_timer_cb, s->opts.timeout_ms, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
         conn_close(c);
+}
+
+void qs_http_req_free(struct qs_http_req *req)
+{
+    if (req != NULL && req->conn != NULL) {
+        /* Dropped without an answer while the client waits: hang up. */
+        struct conn *c = req->conn;
+        c->req = NULL;
+        req->conn = NULL;
+        conn_close(c);
+    }
+    req_free(req);
 }
 
 /* ---- responses ---------------------------------------------------------------- */

@@ -771,7 +771,8 @@ struct async_ctx {
     int closed_before_answer;
     int done;
     char reply[512];
-    int gone_mode; /* 1: the client leaves before the answer */
+    int gone_mode; /* 1: the client leaves before the answer; 2: the request is dropped */
+    int client_eof;
     int answered;
 };
 
@@ -794,7 +795,10 @@ static void answer_cb(uv_timer_t *t)
         uv_timer_start(&c->timer, answer_cb, 20, 0);
         return;
     }
-    if (c->gone_mode) {
+    if (c->gone_mode == 2) {
+        cr_assert_eq(qs_http_req_closed(c->held), 0);
+        qs_http_req_free(c->held);
+    } else if (c->gone_mode) {
         /* Close the server first: the pending request is detached... */
         qs_http_server_close(c->srv, server_closed, c);
         c->closed_before_answer = qs_http_req_closed(c->held);
@@ -815,12 +819,13 @@ static void *async_client(void *p)
     int fd = connect_raw(c->port);
     const char *req = "GET /slow HTTP/1.1\r\nHost: a\r\n\r\n";
     send(fd, req, strlen(req), MSG_NOSIGNAL);
-    if (c->gone_mode) {
+    if (c->gone_mode == 1) {
         close(fd);
         return NULL;
     }
     int eof;
     char *resp = read_until_eof(fd, 5, &eof);
+    c->client_eof = eof;
     qs_strlcpy(c->reply, resp, sizeof(c->reply));
     free(resp);
     close(fd);
@@ -837,10 +842,10 @@ static void run_async(struct async_ctx *c)
     cr_assert_gt(c->port, 0);
     uv_timer_init(&c->loop, &c->timer);
     c->timer.data = c;
-    uv_timer_start(&c->timer, answer_cb, c->gone_mode ? 300 : 100, 0);
+    uv_timer_start(&c->timer, answer_cb, c->gone_mode == 1 ? 300 : 100, 0);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, async_client, c), 0);
-    if (!c->gone_mode) {
+    if (c->gone_mode != 1) {
         /* Stop once the client has its answer and the server is closed. */
         while (uv_run(&c->loop, UV_RUN_ONCE) != 0 &&
                (!c->answered || qs_http_server_connections(c->srv) > 0))
@@ -873,4 +878,14 @@ Test(serve_async, answer_after_the_connection_is_gone_is_safe)
     c.gone_mode = 1;
     run_async(&c);
     cr_assert_eq(c.closed_before_answer, 1);
+}
+
+Test(serve_async, dropped_request_hangs_up)
+{
+    struct async_ctx c;
+    memset(&c, 0, sizeof(c));
+    c.gone_mode = 2;
+    run_async(&c);
+    cr_assert_eq(c.client_eof, 1);
+    cr_assert_str_eq(c.reply, "");
 }

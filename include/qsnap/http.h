@@ -207,8 +207,9 @@ int qs_http_reader_head_done(const struct qs_http_reader *r);
  * it or free it with qs_http_req_free()). NULL unless feed returned 1. */
 struct qs_http_req *qs_http_reader_take(struct qs_http_reader *r);
 
-/* Frees a request that is not attached to a connection (from
- * qs_http_reader_take()). NULL accepted. */
+/* Frees a request without answering it: one from qs_http_reader_take(), or
+ * a pending one a module drops at shutdown (its connection, if still open,
+ * is closed without an answer). NULL accepted. */
 void qs_http_req_free(struct qs_http_req *req);
 
 #endif
