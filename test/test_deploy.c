@@ -1,0 +1,332 @@
+/* The alert rules in deploy/base/prometheusrule.yaml only work if every
+ * metric they use is exported by a running qsnap under exactly that name.
+ * These tests extract the metric names from the rules, check them against
+ * the contract (SPEC section 8) and scrape a running `qsnap serve`. */
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "support.h"
+
+#define MAX_NAMES 64
+
+struct names {
+    char *v[MAX_NAMES];
+    size_t n;
+};
+
+static void names_free(struct names *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->v[i]);
+    s->n = 0;
+}
+
+static int names_has(const struct names *s, const char *name)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static int is_name_char(char c)
+{
+    return islower((unsigned char)c) || c == '_';
+}
+
+static void strip_suffix(char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    if (n > k && strcmp(name + n - k, suffix) == 0)
+        name[n - k] = '\0';
+}
+
+/* Collects every distinct token PREFIX[a-z_]+ of text into out (names are
+ * owned by out), with histogram/summary suffixes removed. A token must not
+ * continue an identifier (so "xqsnap_a" is not "qsnap_a"). */
+static void extract_names(const char *text, const char *prefix, struct names *out)
+{
+    size_t plen = strlen(prefix);
+    for (const char *p = text; (p = strstr(p, prefix)) != NULL; p += plen) {
+        if (p > text && (isalnum((unsigned char)p[-1]) || p[-1] == '_'))
+            continue;
+        size_t len = plen;
+        while (is_name_char(p[len]))
+            len++;
+        if (len == plen)
+            continue;
+        char *name = strndup(p, len);
+        cr_assert_not_null(name);
+        strip_suffix(name, "_bucket");
+        strip_suffix(name, "_count");
+        strip_suffix(name, "_sum");
+        if (names_has(out, name) || out->n == MAX_NAMES) {
+            free(name);
+            continue;
+        }
+        out->v[out->n++] = name;
+    }
+}
+
+/* SPEC section 8: the metric names that are part of the contract. */
+static const char *const spec_names[] = {
+    "qsnap_backup_last_success_timestamp_seconds",
+    "qsnap_backup_age_seconds",
+    "qsnap_backup_stale",
+    "qsnap_backup_last_attempt_timestamp_seconds",
+    "qsnap_backup_last_duration_seconds",
+    "qsnap_backup_last_size_bytes",
+    "qsnap_backups_total",
+    "qsnap_backup_bytes_total",
+    "qsnap_backups_stored",
+    "qsnap_prune_deleted_total",
+    "qsnap_restore_total",
+    "qsnap_restore_last_success_timestamp_seconds",
+    "qsnap_restore_drill_last_success_timestamp_seconds",
+    "qsnap_backup_in_progress",
+    "qsnap_next_backup_timestamp_seconds",
+    "qsnap_schedule_interval_seconds",
+    "qsnap_qdrant_up",
+    "qsnap_destination_up",
+    "qsnap_build_info",
+    "process_resident_memory_bytes",
+    "process_cpu_seconds_total",
+    "process_start_time_seconds",
+    "process_open_fds",
+};
+
+static int in_spec(const char *name)
+{
+    for (size_t i = 0; i < sizeof(spec_names) / sizeof(spec_names[0]); i++)
+        if (strcmp(spec_names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Metric names the rules use: qsnap_* and the process_* families. */
+static void rule_names(struct names *out)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/deploy/base/prometheusrule.yaml",
+             qs_test_env("QSNAP_TEST_SOURCE_ROOT"));
+    char *text = qs_test_read_file(path, NULL);
+    cr_assert_not_null(text, "cannot read %s", path);
+    extract_names(text, "qsnap_", out);
+    extract_names(text, "process_", out);
+    free(text);
+}
+
+/* 1 when text has a line "# TYPE name ..." */
+static int has_type_line(const char *text, const char *name)
+{
+    char want[256];
+    snprintf(want, sizeof(want), "# TYPE %s ", name);
+    size_t wl = strlen(want);
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        if (strncmp(p, want, wl) == 0)
+            return 1;
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return 0;
+}
+
+Test(deploy_names, extractor_finds_tokens_and_strips_suffixes)
+{
+    struct names s = {0};
+    extract_names("rate(qsnap_req_seconds_bucket[5m]) > 1 and qsnap_backup_stale == 1\n"
+                  "or qsnap_backup_stale{collection=\"a\"} # QsnapBackupStale xqsnap_no "
+                  "qsnap_x_sum qsnap_ qsnap_y_count",
+                  "qsnap_", &s);
+    cr_assert_eq(s.n, 4, "got %zu names", s.n);
+    cr_assert_str_eq(s.v[0], "qsnap_req_seconds");
+    cr_assert_str_eq(s.v[1], "qsnap_backup_stale");
+    cr_assert_str_eq(s.v[2], "qsnap_x");
+    cr_assert_str_eq(s.v[3], "qsnap_y");
+    names_free(&s);
+}
+
+Test(deploy_names, type_line_match_is_exact)
+{
+    const char *text = "# HELP qsnap_backup_stale x\n# TYPE qsnap_backup_stale gauge\n"
+                       "# TYPE qsnap_backups_total counter\n";
+    cr_assert_eq(has_type_line(text, "qsnap_backup_stale"), 1);
+    cr_assert_eq(has_type_line(text, "qsnap_backups_total"), 1);
+    cr_assert_eq(has_type_line(text, "qsnap_backup"), 0);
+    cr_assert_eq(has_type_line(text, "qsnap_backups_stored"), 0);
+}
+
+Test(deploy_names, rules_use_only_spec_metric_names)
+{
+    struct names s = {0};
+    rule_names(&s);
+    /* The rules cover staleness, failures, size, restores, drills. */
+    cr_assert_geq(s.n, 9, "only %zu metric names found in the rules", s.n);
+    cr_assert(names_has(&s, "qsnap_backup_stale"));
+    cr_assert(names_has(&s, "qsnap_backups_total"));
+    cr_assert(names_has(&s, "qsnap_backup_last_size_bytes"));
+    for (size_t i = 0; i < s.n; i++)
+        cr_expect(in_spec(s.v[i]), "rule metric %s is not a SPEC section 8 name", s.v[i]);
+    names_free(&s);
+}
+
+/* ---- against a running daemon ------------------------------------------- */
+
+static struct qs_test_daemon daemon_;
+static char *dest_dir;
+static char dest_env[600];
+
+static void start_daemon(void)
+{
+    dest_dir = qs_test_mkdtemp("deploy");
+    cr_assert_not_null(dest_dir);
+    snprintf(dest_env, sizeof(dest_env), "QSNAP_DESTINATION=file://%s", dest_dir);
+    char *env[] = {dest_env,
+                   "QSNAP_SCHEDULE=0 3 * * *",
+                   "QSNAP_COLLECTIONS=agent_a,agent_b",
+                   "QSNAP_QDRANT_URL=http://127.0.0.1:9",
+                   "QSNAP_LOG_FORMAT=json",
+                   NULL};
+    int rc = qs_test_daemon_start(&daemon_, env);
+    if (rc != 0) {
+        char *log = daemon_.log != NULL ? qs_test_read_file(daemon_.log, NULL) : NULL;
+        cr_log_error("qsnap serve did not come up; log:\n%s", log != NULL ? log : "(none)");
+        free(log);
+    }
+    cr_assert_eq(rc, 0, "qsnap serve did not answer /healthz");
+}
+
+static void stop_daemon(void)
+{
+    qs_test_daemon_stop(&daemon_, 10);
+    if (dest_dir != NULL)
+        qs_test_rmrf(dest_dir);
+    free(dest_dir);
+    dest_dir = NULL;
+}
+
+TestSuite(deploy_idle, .init = start_daemon, .fini = stop_daemon);
+
+static char *scrape(const struct qs_test_daemon *d)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/metrics", d->url);
+    struct qs_test_resp r = {0};
+    cr_assert_eq(qs_test_http("GET", url, NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 200, "GET /metrics answered %ld", r.status);
+    char *body = r.body;
+    r.body = NULL;
+    qs_test_resp_free(&r);
+    return body;
+}
+
+/* The rate()/increase() based alerts (QsnapBackupFailing, QsnapRestoreFailed)
+ * only see the first failure if the counters exist at 0 before it. */
+Test(deploy_idle, alert_counters_exist_at_zero)
+{
+    char *body = scrape(&daemon_);
+    const char *want[] = {
+        "qsnap_backups_total{collection=\"agent_a\",result=\"failure\"} 0",
+        "qsnap_backups_total{collection=\"agent_a\",result=\"success\"} 0",
+        "qsnap_backups_total{collection=\"agent_b\",result=\"failure\"} 0",
+        "qsnap_restore_total{result=\"failure\"} 0",
+        /* no backup yet: stale, and QsnapNoBackupEver sees 0 */
+        "qsnap_backup_stale{collection=\"agent_a\"} 1",
+        "qsnap_backup_last_success_timestamp_seconds{collection=\"agent_a\"} 0",
+        /* QsnapBackupStale / QsnapNoBackupEver compare with this */
+        "qsnap_schedule_interval_seconds 86400",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_expect_not_null(strstr(body, want[i]), "/metrics lacks '%s'", want[i]);
+    cr_expect_not_null(strstr(body, "\nprocess_start_time_seconds "),
+                       "/metrics lacks process_start_time_seconds");
+    free(body);
+}
+
+/* ---- after a real backup and a restore drill -------------------------------
+ * Families without samples are not rendered, so the rule metrics are checked
+ * once qsnap has done what the rules watch: a backup (age, size) against the
+ * Qdrant stand-in and a scheduled restore drill (every minute here). */
+
+#define TOKEN "deploy-test-admin-token-0123456789abcdef"
+
+static int wait_for_text(const struct qs_test_daemon *d, const char *needle, double timeout_s)
+{
+    for (int i = 0; i < (int)(timeout_s * 5); i++) {
+        char *body = scrape(d);
+        int found = strstr(body, needle) != NULL;
+        free(body);
+        if (found)
+            return 0;
+        usleep(200000);
+    }
+    return -1;
+}
+
+Test(deploy_live, every_rule_metric_is_exported, .timeout = 300)
+{
+    struct qs_test_standin s;
+    cr_assert_eq(qs_test_standin_start(&s, NULL), 0, "Qdrant stand-in did not start");
+    char url[512];
+    snprintf(url, sizeof(url), "%s/__standin/collections", s.url);
+    const char *coll = "{\"name\":\"agent_live\",\"size_mib\":1,\"dim\":8,\"points\":100}";
+    const char *json_h[] = {"Content-Type: application/json", NULL};
+    struct qs_test_resp r = {0};
+    cr_assert_eq(qs_test_http("POST", url, json_h, coll, strlen(coll), &r), 0);
+    cr_assert_eq(r.status, 200, "stand-in: %ld %s", r.status, r.body);
+    qs_test_resp_free(&r);
+
+    char *dir = qs_test_mkdtemp("deploy-live");
+    char dest[600], qurl[128];
+    snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+    snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=%s", s.url);
+    char *env[] = {dest,
+                   qurl,
+                   "QSNAP_ADMIN_TOKEN=" TOKEN,
+                   "QSNAP_SCHEDULE=0 3 * * *",
+                   "QSNAP_DRILL_SCHEDULE=* * * * *",
+                   "QSNAP_LOG_FORMAT=json",
+                   NULL};
+    struct qs_test_daemon d;
+    int rc = qs_test_daemon_start(&d, env);
+    cr_assert_eq(rc, 0, "qsnap serve did not answer /healthz");
+
+    snprintf(url, sizeof(url), "%s/v1/backup", d.url);
+    const char *auth_h[] = {"Authorization: Bearer " TOKEN, NULL};
+    cr_assert_eq(qs_test_http("POST", url, auth_h, "", 0, &r), 0);
+    cr_assert_eq(r.status, 202, "POST /v1/backup: %ld %s", r.status, r.body);
+    qs_test_resp_free(&r);
+
+    int backed_up = wait_for_text(
+        &d, "qsnap_backups_total{collection=\"agent_live\",result=\"success\"} 1", 60);
+    int drilled =
+        backed_up == 0
+            ? wait_for_text(&d, "qsnap_restore_drill_last_success_timestamp_seconds{", 150)
+            : -1;
+
+    struct names names = {0};
+    rule_names(&names);
+    char *body = scrape(&d);
+    size_t missing = 0;
+    for (size_t i = 0; i < names.n; i++) {
+        if (!has_type_line(body, names.v[i])) {
+            cr_log_error("metric %s used in prometheusrule.yaml is not in /metrics", names.v[i]);
+            missing++;
+        }
+    }
+    free(body);
+    names_free(&names);
+    qs_test_daemon_stop(&d, 10);
+    qs_test_standin_stop(&s);
+    qs_test_rmrf(dir);
+    free(dir);
+
+    cr_expect_eq(backed_up, 0, "the backup did not succeed within 60 s");
+    cr_expect_eq(drilled, 0, "no successful restore drill within 150 s");
+    cr_expect_eq(missing, 0, "%zu rule metric(s) missing from /metrics", missing);
+}
