@@ -422,6 +422,10 @@ static void server_message(const struct xfer *x, char *out, size_t cap)
         s++;
     while (end > s && isspace((unsigned char)end[-1]))
         end--;
+    if (s == end) {
+        qs_strlcpy(out, "(empty body)", cap);
+        return;
+    }
     for (; s < end && o + 1 < lim; s++) {
         unsigned char c = (unsigned char)*s;
         out[o++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
@@ -755,6 +759,102 @@ static int build_path(struct qs_buf *p, const char *collection, const char *mid,
     return rc != 0 ? UV_ENOMEM : 0;
 }
 
+static int parse_collections(const cJSON *res, const char *op, char ***names, size_t *n,
+                             struct qs_error *err)
+{
+    int rc = 0;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "collections");
+    if (!cJSON_IsArray(arr)) {
+        return proto_err(err, op, "no collections array");
+    }
+    size_t cnt = (size_t)cJSON_GetArraySize(arr), k = 0;
+    char **v = calloc(cnt + 1, sizeof(*v));
+    if (v == NULL) {
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
+        if (!cJSON_IsString(nm) || nm->valuestring[0] == '\0') {
+            rc = proto_err(err, op, "collection without a name");
+            break;
+        }
+        if ((v[k] = strdup(nm->valuestring)) == NULL) {
+            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+            break;
+        }
+        k++;
+    }
+    if (rc != 0) {
+        qs_qdrant_strv_free(v, k);
+        return rc;
+    }
+    *names = v;
+    *n = k;
+    return 0;
+}
+
+static int parse_snapshot_list(const cJSON *res, const char *op, struct qs_snapshot_info **out,
+                               size_t *n, struct qs_error *err)
+{
+    int rc = 0;
+    if (!cJSON_IsArray(res)) {
+        return proto_err(err, op, "result is not an array");
+    }
+    size_t cnt = (size_t)cJSON_GetArraySize(res), k = 0;
+    struct qs_snapshot_info *v = calloc(cnt + 1, sizeof(*v));
+    if (v == NULL) {
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    const cJSON *it;
+    cJSON_ArrayForEach(it, res)
+    {
+        if (parse_snapshot_desc(it, &v[k]) != 0) {
+            rc = proto_err(err, op, "bad snapshot description");
+            break;
+        }
+        k++;
+    }
+    if (rc != 0) {
+        free(v);
+        return rc;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}
+
+static int parse_collection_info(const cJSON *res, const char *op, struct qs_collection_info *out,
+                                 struct qs_error *err)
+{
+    int rc = 0;
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(res, "points_count");
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(res, "config");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(cfg, "params");
+    const cJSON *vec = cJSON_GetObjectItemCaseSensitive(params, "vectors");
+    const cJSON *sn = cJSON_GetObjectItemCaseSensitive(params, "shard_number");
+    uint64_t shards = 1;
+    if (cJSON_IsNull(pc) || pc == NULL)
+        out->points_count = 0;
+    else if (json_u64(pc, &out->points_count) != 0)
+        rc = proto_err(err, op, "bad points_count");
+    if (rc == 0 && sn != NULL && (json_u64(sn, &shards) != 0 || shards > UINT32_MAX))
+        rc = proto_err(err, op, "bad shard_number");
+    if (rc == 0 && cJSON_IsString(st))
+        qs_strlcpy(out->status, st->valuestring, sizeof(out->status));
+    if (rc == 0 && vec != NULL) {
+        out->vectors_json = cJSON_PrintUnformatted(vec);
+        if (out->vectors_json == NULL)
+            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    out->shard_number = (uint32_t)shards;
+    if (rc != 0)
+        qs_collection_info_deinit(out);
+    return rc;
+}
+
 /* ---- operations ----------------------------------------------------------- */
 
 /* A JSON request; the envelope is returned in root (owned), its result in res. */
@@ -798,39 +898,9 @@ int qs_qdrant_list_collections(struct qs_qdrant *q, char ***names, size_t *n, st
     qs_buf_free(&p);
     if (rc != 0)
         return rc;
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "collections");
-    if (!cJSON_IsArray(arr)) {
-        cJSON_Delete(root);
-        return proto_err(err, op, "no collections array");
-    }
-    size_t cnt = (size_t)cJSON_GetArraySize(arr), k = 0;
-    char **v = calloc(cnt + 1, sizeof(*v));
-    if (v == NULL) {
-        cJSON_Delete(root);
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
-        if (!cJSON_IsString(nm) || nm->valuestring[0] == '\0') {
-            rc = proto_err(err, op, "collection without a name");
-            break;
-        }
-        if ((v[k] = strdup(nm->valuestring)) == NULL) {
-            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-            break;
-        }
-        k++;
-    }
+    rc = parse_collections(res, op, names, n, err);
     cJSON_Delete(root);
-    if (rc != 0) {
-        qs_qdrant_strv_free(v, k);
-        return rc;
-    }
-    *names = v;
-    *n = k;
-    return 0;
+    return rc;
 }
 
 int qs_qdrant_collection_info(struct qs_qdrant *q, const char *collection,
@@ -856,30 +926,8 @@ int qs_qdrant_collection_info(struct qs_qdrant *q, const char *collection,
     qs_buf_free(&p);
     if (rc != 0)
         return rc;
-    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(res, "points_count");
-    const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
-    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(res, "config");
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(cfg, "params");
-    const cJSON *vec = cJSON_GetObjectItemCaseSensitive(params, "vectors");
-    const cJSON *sn = cJSON_GetObjectItemCaseSensitive(params, "shard_number");
-    uint64_t shards = 1;
-    if (cJSON_IsNull(pc) || pc == NULL)
-        out->points_count = 0;
-    else if (json_u64(pc, &out->points_count) != 0)
-        rc = proto_err(err, op, "bad points_count");
-    if (rc == 0 && sn != NULL && (json_u64(sn, &shards) != 0 || shards > UINT32_MAX))
-        rc = proto_err(err, op, "bad shard_number");
-    if (rc == 0 && cJSON_IsString(st))
-        qs_strlcpy(out->status, st->valuestring, sizeof(out->status));
-    if (rc == 0 && vec != NULL) {
-        out->vectors_json = cJSON_PrintUnformatted(vec);
-        if (out->vectors_json == NULL)
-            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
-    out->shard_number = (uint32_t)shards;
+    rc = parse_collection_info(res, op, out, err);
     cJSON_Delete(root);
-    if (rc != 0)
-        qs_collection_info_deinit(out);
     return rc;
 }
 
@@ -940,33 +988,9 @@ int qs_qdrant_list_snapshots(struct qs_qdrant *q, const char *collection,
     qs_buf_free(&p);
     if (rc != 0)
         return rc;
-    if (!cJSON_IsArray(res)) {
-        cJSON_Delete(root);
-        return proto_err(err, op, "result is not an array");
-    }
-    size_t cnt = (size_t)cJSON_GetArraySize(res), k = 0;
-    struct qs_snapshot_info *v = calloc(cnt + 1, sizeof(*v));
-    if (v == NULL) {
-        cJSON_Delete(root);
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
-    const cJSON *it;
-    cJSON_ArrayForEach(it, res)
-    {
-        if (parse_snapshot_desc(it, &v[k]) != 0) {
-            rc = proto_err(err, op, "bad snapshot description");
-            break;
-        }
-        k++;
-    }
+    rc = parse_snapshot_list(res, op, out, n, err);
     cJSON_Delete(root);
-    if (rc != 0) {
-        free(v);
-        return rc;
-    }
-    *out = v;
-    *n = k;
-    return 0;
+    return rc;
 }
 
 int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, const char *name,
@@ -1338,4 +1362,67 @@ void qs_snapshot_infos_sort_newest_first(struct qs_snapshot_info *v, size_t n)
 {
     if (v != NULL && n > 1)
         qsort(v, n, sizeof(*v), cmp_newest_first);
+}
+
+int qs_qdrant_parse_answer(enum qs_qdrant_answer kind, const char *body, size_t len,
+                           struct qs_error *err)
+{
+    static const char op[] = "parse answer";
+    qs_error_clear(err);
+    struct xfer x;
+    memset(&x, 0, sizeof(x));
+    qs_buf_init(&x.body);
+    if (len > 0 && qs_buf_append(&x.body, body, len) != 0)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    x.status = 200;
+    int rc = 0;
+    if (kind == QS_QDRANT_ANSWER_ERROR) {
+        char msg[QD_MSG_MAX + 1];
+        server_message(&x, msg, sizeof(msg));
+        rc = qs_error_set(err, QS_EHTTP, "%s", msg);
+        qs_buf_free(&x.body);
+        return rc;
+    }
+    cJSON *root = NULL;
+    const cJSON *res = parse_result(&x, op, &root, err);
+    qs_buf_free(&x.body);
+    if (res == NULL)
+        return err != NULL ? err->code : QS_EPROTO;
+    switch (kind) {
+    case QS_QDRANT_ANSWER_SNAPSHOT: {
+        struct qs_snapshot_info si;
+        if (parse_snapshot_desc(res, &si) != 0)
+            rc = proto_err(err, op, "bad snapshot description");
+        break;
+    }
+    case QS_QDRANT_ANSWER_SNAPSHOTS: {
+        struct qs_snapshot_info *v = NULL;
+        size_t n = 0;
+        rc = parse_snapshot_list(res, op, &v, &n, err);
+        if (rc == 0)
+            qs_snapshot_infos_sort_newest_first(v, n);
+        free(v);
+        break;
+    }
+    case QS_QDRANT_ANSWER_COLLECTIONS: {
+        char **v = NULL;
+        size_t n = 0;
+        rc = parse_collections(res, op, &v, &n, err);
+        qs_qdrant_strv_free(v, n);
+        break;
+    }
+    case QS_QDRANT_ANSWER_COLLECTION: {
+        struct qs_collection_info ci;
+        memset(&ci, 0, sizeof(ci));
+        rc = parse_collection_info(res, op, &ci, err);
+        if (rc == 0)
+            qs_collection_info_deinit(&ci);
+        break;
+    }
+    default:
+        rc = qs_error_set(err, QS_EINVAL, "%s: unknown kind", op);
+        break;
+    }
+    cJSON_Delete(root);
+    return rc;
 }

@@ -152,4 +152,20 @@ int qs_snapshot_name_parse(const char *name, char *collection, size_t cap, uint6
  * falling back to creation_time for names that do not parse; ties by name. */
 void qs_snapshot_infos_sort_newest_first(struct qs_snapshot_info *v, size_t n);
 
+/* What qs_qdrant_parse_answer() expects in the envelope's "result". */
+enum qs_qdrant_answer {
+    QS_QDRANT_ANSWER_SNAPSHOT = 0,    /* one SnapshotDescription (create) */
+    QS_QDRANT_ANSWER_SNAPSHOTS = 1,   /* an array of them (list) */
+    QS_QDRANT_ANSWER_COLLECTIONS = 2, /* {"collections": [{"name": ...}]} */
+    QS_QDRANT_ANSWER_COLLECTION = 3,  /* collection info */
+    QS_QDRANT_ANSWER_ERROR = 4,       /* an error body: message extraction only */
+};
+
+/* Parses a 200 answer body (borrowed, len bytes) exactly as the client does
+ * and discards the result (exposed for tests and fuzzing). Returns 0,
+ * QS_EPROTO or UV_ENOMEM with the reason in err (borrowed, may be NULL); for
+ * QS_QDRANT_ANSWER_ERROR returns QS_EHTTP with the extracted message. */
+int qs_qdrant_parse_answer(enum qs_qdrant_answer kind, const char *body, size_t len,
+                           struct qs_error *err);
+
 #endif
