@@ -32,6 +32,15 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+struct dest;
+static void dest_cleanup(struct dest *d);
+
+/* What the running test started, so that teardown cleans up after a failed
+ * assertion too (criterion runs .fini after one). */
+static struct dest *g_dest;
+static struct qs_test_standin *g_standin;
+static struct qs_test_daemon *g_daemon;
+
 static void setup(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -39,6 +48,15 @@ static void setup(void)
 
 static void teardown(void)
 {
+    if (g_daemon != NULL && g_daemon->pid > 0)
+        qs_test_daemon_stop(g_daemon, 10);
+    if (g_standin != NULL && g_standin->pid > 0)
+        qs_test_standin_stop(g_standin);
+    if (g_dest != NULL)
+        dest_cleanup(g_dest);
+    g_dest = NULL;
+    g_standin = NULL;
+    g_daemon = NULL;
     curl_global_cleanup();
 }
 
@@ -58,6 +76,7 @@ static void dest_s3(struct dest *d, const char *tag)
 {
     static int counter;
     memset(d, 0, sizeof(*d));
+    g_dest = d;
     d->s3 = 1;
     snprintf(d->prefix, sizeof(d->prefix), "t-backup-%ld-%d-%s-%d", (long)getpid(),
              (int)(time(NULL) % 100000), tag, ++counter);
@@ -77,6 +96,7 @@ static void dest_s3(struct dest *d, const char *tag)
 static void dest_file(struct dest *d)
 {
     memset(d, 0, sizeof(*d));
+    g_dest = d;
     d->dir = qs_test_mkdtemp("backup-dest");
     snprintf(d->env[d->nenv++], sizeof(d->env[0]), "QSNAP_DESTINATION=file://%s", d->dir);
 }
@@ -319,6 +339,7 @@ static void dest_cleanup(struct dest *d)
 
 static void standin_start(struct qs_test_standin *s)
 {
+    g_standin = s;
     cr_assert_eq(qs_test_standin_start(s, NULL), 0, "Qdrant stand-in did not start");
 }
 
@@ -429,6 +450,7 @@ static char **qsnap_env(const struct dest *d, const struct qs_test_standin *s,
 static void daemon_start(struct qs_test_daemon *dm, const struct dest *d,
                          const struct qs_test_standin *s, const char *const *extra)
 {
+    g_daemon = dm;
     int rc = qs_test_daemon_start(dm, qsnap_env(d, s, extra));
     if (rc != 0) {
         char *log = qs_test_read_file(dm->log, NULL);
@@ -690,9 +712,9 @@ static const int COLL_MIB[] = {2, 40, 300};
  * then a restart: objects, manifests, local pruning, metrics. */
 Test(backup, three_collections_api_cli_restart)
 {
-    struct qs_test_standin s;
+    static struct qs_test_standin s;
     standin_start(&s);
-    struct dest d;
+    static struct dest d;
     dest_s3(&d, "three");
     for (size_t i = 0; i < 3; i++)
         make_collection(&s, COLLS[i], COLL_MIB[i]);
@@ -700,7 +722,7 @@ Test(backup, three_collections_api_cli_restart)
     char *foreign = standin_snapshot_now(&s, "docs");
     usleep(1100000); /* Qdrant names snapshots to the second */
 
-    struct qs_test_daemon dm;
+    static struct qs_test_daemon dm;
     daemon_start(&dm, &d, &s, NULL);
     long st = 0;
     char *id = post_backup(&dm, NULL, &st, NULL);
@@ -822,16 +844,16 @@ Test(backup, three_collections_api_cli_restart)
  * nothing left at the destination, the others succeed, metrics count it. */
 Test(backup, corrupt_download_fails_one_collection)
 {
-    struct qs_test_standin s;
+    static struct qs_test_standin s;
     standin_start(&s);
-    struct dest d;
+    static struct dest d;
     dest_s3(&d, "flip");
     const char *colls[] = {"flip-one", "flip-two", "flip-three"};
     for (size_t i = 0; i < 3; i++)
         make_collection(&s, colls[i], 2);
     /* The order makes flip-two the first download, which gets the flip. */
     const char *extra[] = {"QSNAP_COLLECTIONS=flip-two,flip-one,flip-three", NULL};
-    struct qs_test_daemon dm;
+    static struct qs_test_daemon dm;
     daemon_start(&dm, &d, &s, extra);
     char *mt = metrics_text(&dm);
     cr_assert_eq(backups_total(mt, "flip-two", "failure"), 0.0, "%s", mt);
@@ -895,9 +917,9 @@ Test(backup, corrupt_download_fails_one_collection)
 /* The same fault through `qsnap backup` to a file:// destination: exit 3. */
 Test(backup, corrupt_download_cli_exits_3)
 {
-    struct qs_test_standin s;
+    static struct qs_test_standin s;
     standin_start(&s);
-    struct dest d;
+    static struct dest d;
     dest_file(&d);
     make_collection(&s, "cli-a", 2);
     make_collection(&s, "cli-b", 2);
@@ -951,9 +973,9 @@ Test(backup, corrupt_download_cli_exits_3)
  * decompresses to exactly the snapshot Qdrant produced. */
 Test(backup, gzip_to_file_destination)
 {
-    struct qs_test_standin s;
+    static struct qs_test_standin s;
     standin_start(&s);
-    struct dest d;
+    static struct dest d;
     dest_file(&d);
     make_collection(&s, "zipped", 8);
     const char *extra[] = {"QSNAP_COMPRESSION=gzip:1", NULL};
@@ -983,12 +1005,12 @@ Test(backup, gzip_to_file_destination)
 /* Only one job at a time: a trigger while a backup runs gets 409. */
 Test(backup, trigger_while_running_is_409)
 {
-    struct qs_test_standin s;
+    static struct qs_test_standin s;
     standin_start(&s);
-    struct dest d;
+    static struct dest d;
     dest_s3(&d, "busy");
     make_collection(&s, "slow-coll", 2);
-    struct qs_test_daemon dm;
+    static struct qs_test_daemon dm;
     daemon_start(&dm, &d, &s, NULL);
     standin_post(&s, "/__standin/faults", "{\"create_delay_s\":3}");
     long st = 0;
@@ -1065,9 +1087,9 @@ static char *job_from_log(const char *log_path, const char *trigger)
  * "5 3 * * *" with the clock starting at 03:04:57 UTC. */
 Test(backup, scheduled_run_fires_at_cron_time)
 {
-    struct qs_test_standin s;
+    static struct qs_test_standin s;
     standin_start(&s);
-    struct dest d;
+    static struct dest d;
     dest_s3(&d, "sched");
     make_collection(&s, "sched-coll", 2);
     int64_t start = qs_timegm(2031, 3, 14, 3, 4, 57);
@@ -1075,7 +1097,7 @@ Test(backup, scheduled_run_fires_at_cron_time)
     char now_env[64];
     snprintf(now_env, sizeof(now_env), "QSNAP_TEST_NOW=%lld", (long long)start);
     const char *extra[] = {"QSNAP_SCHEDULE=5 3 * * *", now_env, NULL};
-    struct qs_test_daemon dm;
+    static struct qs_test_daemon dm;
     double t0 = now_s();
     daemon_start(&dm, &d, &s, extra);
     char *mt = metrics_text(&dm);
