@@ -28,7 +28,9 @@
  * qs_http_respond*() exactly once later, on the loop thread -- also when the
  * client has gone in the meantime (then the answer is dropped and the request
  * freed; qs_http_req_closed() tells). The request object stays valid until
- * that answer.
+ * that answer. While a handler holds a request the server does not read from
+ * the connection, so a client that leaves is noticed when the answer is
+ * written or the server closes (qs_http_req_closed() turns 1 then).
  */
 #ifndef QSNAP_HTTP_H
 #define QSNAP_HTTP_H

@@ -20,6 +20,9 @@
  * The pairs must name exactly the labels declared at registration (in any
  * order). A family without labels takes NULL as its label list.
  *
+ * The process_* metrics are read from /proc/self and getrlimit() at render
+ * time (memory-backed, no disk I/O on the loop thread).
+ *
  * Rendering is deterministic: families sorted by name, series sorted by their
  * label values (compared label by label in declaration order).
  */
