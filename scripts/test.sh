@@ -8,11 +8,14 @@
 # Environment knobs:
 #   QSNAP_BUILD_DIR       normal build directory          (default build)
 #   QSNAP_ASAN_BUILD_DIR  sanitizer build directory       (default build-asan)
-#   QSNAP_ASAN_CC         compiler for the sanitizer build (default gcc)
+#   QSNAP_ASAN_CC         compiler for the sanitizer build (default clang, so CI
+#                         compiles with both gcc and clang; gcc works too)
 #   QSNAP_SKIP_DEPS=1     do not run scripts/install-deps.sh
 #   QSNAP_SKIP_ASAN=1     skip the sanitizer build and its tests
 #   QSNAP_FUZZ_SECONDS    time per fuzz run when scripts/fuzz.sh exists (default 20)
 #   QSNAP_TEST_ARGS       extra arguments for every `meson test` (e.g. a test name)
+#   QSNAP_VALGRIND=1      also run the unit suite of the normal build under valgrind
+#                         (slow: about 30 s per suite)
 set -uo pipefail
 # shellcheck disable=SC2317 # functions run through step/trap
 
@@ -21,9 +24,16 @@ cd "$ROOT" || exit 1
 
 BUILD=${QSNAP_BUILD_DIR:-build}
 ASAN_BUILD=${QSNAP_ASAN_BUILD_DIR:-build-asan}
-ASAN_CC=${QSNAP_ASAN_CC:-gcc}
+ASAN_CC=${QSNAP_ASAN_CC:-clang}
 FUZZ_SECONDS=${QSNAP_FUZZ_SECONDS:-20}
 read -r -a EXTRA_TEST_ARGS <<<"${QSNAP_TEST_ARGS:-}"
+SKIP_DEPS=${QSNAP_SKIP_DEPS:-0}
+SKIP_ASAN=${QSNAP_SKIP_ASAN:-0}
+VALGRIND=${QSNAP_VALGRIND:-0}
+# qsnap warns about QSNAP_* variables it does not know, and the tests run it
+# with this environment: keep the script's own knobs out of it.
+unset QSNAP_BUILD_DIR QSNAP_ASAN_BUILD_DIR QSNAP_ASAN_CC QSNAP_FUZZ_SECONDS QSNAP_TEST_ARGS \
+    QSNAP_SKIP_DEPS QSNAP_SKIP_ASAN QSNAP_VALGRIND
 export CI=${CI:-true}
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
@@ -36,11 +46,42 @@ FAILED=0
 SKIPPED=0
 RESULTS_DIR=$(mktemp -d /tmp/qsnap-test-results.XXXXXX)
 RGW_DIR=""
+CHILD=""   # the running step (a background job, so signals are handled at once)
 
 say() { printf '\n==== %s\n' "$*"; }
 
+descendants() {
+    local p
+    for p in $(ps -o pid= --ppid "$1" 2>/dev/null); do
+        echo "$p"
+        descendants "$p"
+    done
+}
+
+# Stops a step we started and everything below it: TERM, then KILL after 10 s.
+kill_tree() {
+    local pids p _
+    read -r -a pids <<<"$1 $(descendants "$1" | tr '\n' ' ')"
+    kill -TERM "${pids[@]}" 2>/dev/null
+    for _ in $(seq 1 100); do
+        for p in "${pids[@]}"; do
+            kill -0 "$p" 2>/dev/null && break
+            p=""
+        done
+        [ -z "$p" ] && break
+        sleep 0.1
+    done
+    kill -KILL "${pids[@]}" 2>/dev/null
+    wait "$1" 2>/dev/null
+}
+
 cleanup() {
     local rc=$?
+    if [ -n "$CHILD" ]; then
+        echo "test.sh: stopping the running step (pid $CHILD)" >&2
+        kill_tree "$CHILD"
+        CHILD=""
+    fi
     if [ -n "$RGW_DIR" ]; then
         echo "test.sh: stopping radosgw ($RGW_DIR)"
         "$ROOT/test/rgw-stop.sh" "$RGW_DIR" || echo "test.sh: radosgw stop reported a problem" >&2
@@ -52,14 +93,18 @@ cleanup() {
 trap cleanup EXIT
 trap 'echo "test.sh: interrupted" >&2; exit 130' INT TERM
 
-# step NAME CMD...: run, time and record one step.
+# step NAME CMD...: run (in a background job that inherits variables but
+# cannot change them), time and record one step.
 step() {
     local name=$1 t0 rc
     shift
     say "$name"
     t0=$(date +%s)
-    "$@" </dev/null
+    "$@" </dev/null &
+    CHILD=$!
+    wait "$CHILD"
     rc=$?
+    CHILD=""
     local dt=$(($(date +%s) - t0))
     if [ $rc -eq 0 ]; then
         STEPS+=("ok|$dt|$name")
@@ -70,11 +115,16 @@ step() {
     return "$rc"
 }
 
-# Counts meson's per-test results of the last `meson test` in build dir $1.
+# Counts the per-test results in the JSON test logs saved under tag $1.
 count_results() {
-    local log="$1/meson-logs/testlog.json" tag=$2
-    [ -f "$log" ] || return 0
-    cp "$log" "$RESULTS_DIR/$tag.json"
+    local log tag=$1
+    for log in "$RESULTS_DIR/$tag".*.json; do
+        [ -f "$log" ] && count_log "$log" "$tag"
+    done
+}
+
+count_log() {
+    local log=$1 tag=$2
     local counts
     counts=$(/usr/bin/python3 - "$log" <<'PY'
 import json, sys
@@ -135,15 +185,19 @@ build_asan() {
 run_meson_tests() { # dir tag [meson test args...]
     local dir=$1 tag=$2 rc
     shift 2
-    rm -f "$dir/meson-logs/testlog.json"
+    rm -f "$dir"/meson-logs/testlog*.json
     meson test -C "$dir" --print-errorlogs -v "$@" "${EXTRA_TEST_ARGS[@]}"
     rc=$?
-    count_results "$dir" "$tag"
+    # testlog.json, or testlog-WRAPPER.json with --wrap; counted by the caller
+    local log
+    for log in "$dir"/meson-logs/testlog*.json; do
+        [ -f "$log" ] && cp "$log" "$RESULTS_DIR/$tag.$(basename "$log")"
+    done
     return "$rc"
 }
 
 # 1. dependencies
-if [ "${QSNAP_SKIP_DEPS:-0}" != 1 ]; then
+if [ "$SKIP_DEPS" != 1 ]; then
     step "install dependencies" "$ROOT/scripts/install-deps.sh"
 fi
 
@@ -151,16 +205,13 @@ fi
 build_ok=0
 step "build ($BUILD)" build_normal && build_ok=1
 asan_ok=0
-if [ "${QSNAP_SKIP_ASAN:-0}" != 1 ]; then
+if [ "$SKIP_ASAN" != 1 ]; then
     step "build ASan+UBSan ($ASAN_BUILD, $ASAN_CC)" build_asan && asan_ok=1
 fi
 
 # 3. the S3 peer
-start_rgw() {
-    RGW_DIR=$(mktemp -d /tmp/qsnap-ci-rgw.XXXXXX) || return 1
-    "$ROOT/test/rgw-start.sh" "$RGW_DIR" >/dev/null
-}
-step "start radosgw" start_rgw
+RGW_DIR=$(mktemp -d /tmp/qsnap-ci-rgw.XXXXXX)
+step "start radosgw" "$ROOT/test/rgw-start.sh" "$RGW_DIR"
 if [ -n "$RGW_DIR" ] && [ -f "$RGW_DIR/env" ]; then
     # shellcheck disable=SC1091
     . "$RGW_DIR/env"
@@ -172,6 +223,7 @@ fi
 # 4. tests, normal build: all suites
 if [ $build_ok = 1 ]; then
     step "meson test ($BUILD, all suites)" run_meson_tests "$BUILD" "$BUILD"
+    count_results "$BUILD"
 fi
 
 # 5. tests, sanitizer build
@@ -179,9 +231,22 @@ if [ $asan_ok = 1 ]; then
     export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:print_stacktrace=1:detect_stack_use_after_return=1:strict_string_checks=1"
     export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
     export LSAN_OPTIONS="suppressions=$ROOT/scripts/lsan.supp:print_suppressions=0"
+    # Every C test; the Python stand-in conformance test does not depend on
+    # the build and already ran above.
+    mapfile -t ASAN_TESTS < <(meson test -C "$ASAN_BUILD" --list --suite unit --suite integration 2>/dev/null |
+        sed -n 's#^.* / ##p' | grep -vx standin_conformance)
     step "meson test ($ASAN_BUILD, unit + integration)" run_meson_tests "$ASAN_BUILD" "$ASAN_BUILD" \
-        --suite unit --suite integration --timeout-multiplier 2
+        --timeout-multiplier 2 "${ASAN_TESTS[@]}"
+    count_results "$ASAN_BUILD"
     unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+fi
+
+# 5b. valgrind (opt-in)
+if [ "$VALGRIND" = 1 ] && [ $build_ok = 1 ]; then
+    step "meson test ($BUILD, unit, valgrind)" run_meson_tests "$BUILD" "$BUILD-valgrind" --suite unit \
+        --timeout-multiplier 10 \
+        --wrap='valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite -q --trace-children=yes'
+    count_results "$BUILD-valgrind"
 fi
 
 # 6. extra checks, when they exist
