@@ -1002,6 +1002,44 @@ Test(backup, gzip_to_file_destination)
     qs_test_standin_stop(&s);
 }
 
+/* gzip to S3 through the daemon: the compressed length is unknown up front,
+ * so the object goes up in several multipart parts (5 MiB parts here). */
+Test(backup, gzip_to_s3_multipart)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_s3(&d, "gzip");
+    make_collection(&s, "zipped-s3", 24);
+    const char *extra[] = {"QSNAP_COMPRESSION=gzip:6", "QSNAP_S3_PART_SIZE=5MiB", NULL};
+    static struct qs_test_daemon dm;
+    daemon_start(&dm, &d, &s, extra);
+    long st = 0;
+    char *id = post_backup(&dm, "collection=zipped-s3", &st, NULL);
+    cr_assert_eq(st, 202);
+    cJSON *job = wait_job(&dm, id, 300);
+    char *jtext = cJSON_PrintUnformatted(job);
+    cr_assert_str_eq(jstr(job, "state"), "succeeded", "%s", jtext);
+    const cJSON *it = job_item(job, "zipped-s3");
+    const char *obj = jstr(it, "object");
+    cr_assert_not_null(obj);
+    cr_assert_eq(strcmp(obj + strlen(obj) - 3, ".gz"), 0, "object %s", obj);
+    double size = jnum(it, "size"), stored = jnum(it, "stored_size");
+    cr_assert(stored < size && stored > 5.0 * 1048576 * 2, "stored %.0f of %.0f", stored, size);
+    verify_backup(&d, &s, "zipped-s3", jstr(it, "snapshot"), 6);
+    char *mt = metrics_text(&dm);
+    /* Bytes streamed to the destination: the compressed ones. */
+    cr_assert_eq(metric_c(mt, "qsnap_backup_bytes_total", "zipped-s3"), stored);
+    cr_assert_eq(metric_c(mt, "qsnap_backup_last_size_bytes", "zipped-s3"), size);
+    free(mt);
+    free(jtext);
+    cJSON_Delete(job);
+    free(id);
+    daemon_stop(&dm);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
 /* Only one job at a time: a trigger while a backup runs gets 409. */
 Test(backup, trigger_while_running_is_409)
 {
