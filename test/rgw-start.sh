@@ -174,8 +174,12 @@ TO=(timeout 60)
 monmaptool --create --addv a "v1:127.0.0.1:$MON_PORT" --fsid "$FSID" "$D/monmap" >/dev/null
 ceph-mon "${C[@]}" --mkfs -i a --monmap "$D/monmap" >"$D/log/mkfs-mon.out" 2>&1 || die "mon mkfs failed"
 ceph-mon "${C[@]}" -i a || die "ceph-mon failed to start"
-"${TO[@]}" ceph "${C[@]}" --connect-timeout 30 osd create >/dev/null || die "monitor not answering"
-ceph-osd "${C[@]}" -i 0 --mkfs >"$D/log/mkfs-osd.out" 2>&1 || die "osd mkfs failed"
+# Give the OSD an explicit uuid on both sides: without it the monitor can
+# refuse the OSD's boot-time "osd create" with 'wrong fsid'.
+OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
+"${TO[@]}" ceph "${C[@]}" --connect-timeout 30 osd create "$OSD_UUID" >/dev/null ||
+    die "monitor not answering"
+ceph-osd "${C[@]}" -i 0 --mkfs --osd-uuid "$OSD_UUID" >"$D/log/mkfs-osd.out" 2>&1 || die "osd mkfs failed"
 "${TO[@]}" ceph "${C[@]}" osd crush add osd.0 1.0 root=default host=localhost >/dev/null 2>&1 ||
     die "osd crush add failed"
 ceph-osd "${C[@]}" -i 0 2>/dev/null || die "ceph-osd failed to start"
