@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <uv.h>
 
@@ -94,9 +95,14 @@ static void check_request(struct qs_http_req *req)
 
     int b = qs_http_bearer_ok(req, TOKEN);
     const char *auth = qs_http_req_header(req, "authorization");
-    if (b == 0)
-        check(auth != NULL && strcmp(auth, "Bearer " TOKEN) == 0);
-    else
+    if (b == 0) {
+        /* the scheme is case-insensitive and may be followed by several spaces */
+        check(auth != NULL && strncasecmp(auth, "Bearer ", 7) == 0);
+        const char *t = auth + 7;
+        while (*t == ' ')
+            t++;
+        check(strcmp(t, TOKEN) == 0);
+    } else
         check(b == 401);
     check(qs_http_bearer_ok(req, NULL) == 403);
 
