@@ -74,6 +74,28 @@ static void apply_env(char *const env_extra[])
     }
 }
 
+/* QSNAP_TEST_VALGRIND="valgrind --opt ..." (scripts/valgrind.sh): the qsnap
+ * binary runs under that command. Returns a new argv in out (words point
+ * into *words, owned by the caller) or argv itself. */
+static char *const *vg_wrap(char *const argv[], char **words, char *out[], size_t cap)
+{
+    const char *vg = getenv("QSNAP_TEST_VALGRIND");
+    const char *bin = getenv("QSNAP_TEST_BINARY");
+    *words = NULL;
+    if (vg == NULL || *vg == '\0' || bin == NULL || strcmp(argv[0], bin) != 0)
+        return argv;
+    *words = strdup(vg);
+    if (*words == NULL)
+        return argv;
+    size_t n = 0;
+    for (char *t = strtok(*words, " "); t != NULL && n + 2 < cap; t = strtok(NULL, " "))
+        out[n++] = t;
+    for (size_t i = 0; argv[i] != NULL && n + 1 < cap; i++)
+        out[n++] = argv[i];
+    out[n] = NULL;
+    return out;
+}
+
 pid_t qs_test_spawn(char *const argv[], char *const env_extra[], const char *log_path)
 {
     pid_t parent = getpid();
@@ -135,7 +157,9 @@ int qs_test_run(char *const argv[], char *const env_extra[], char **out)
     char *dir = qs_test_mkdtemp("run");
     char path[512];
     snprintf(path, sizeof(path), "%s/out", dir);
-    pid_t pid = qs_test_spawn(argv, env_extra, path);
+    char *words, *wrapped[64];
+    pid_t pid = qs_test_spawn(vg_wrap(argv, &words, wrapped, 64), env_extra, path);
+    free(words);
     int st = 0, rc = -1;
     if (pid > 0 && qs_test_wait_exit(pid, 600, &st) == 0 && WIFEXITED(st))
         rc = WEXITSTATUS(st);
@@ -357,12 +381,15 @@ int qs_test_daemon_start(struct qs_test_daemon *d, char *const env_extra[])
         env[n++] = env_extra[i];
     env[n] = NULL;
     char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "serve", NULL};
-    d->pid = qs_test_spawn(argv, env, d->log);
+    char *words, *wrapped[64];
+    d->pid = qs_test_spawn(vg_wrap(argv, &words, wrapped, 64), env, d->log);
+    int slow = words != NULL;
+    free(words);
     if (d->pid < 0)
         return -1;
     char health[128];
     snprintf(health, sizeof(health), "%s/healthz", d->url);
-    return qs_test_wait_http(health, 20);
+    return qs_test_wait_http(health, slow ? 120 : 20);
 }
 
 int qs_test_daemon_stop(struct qs_test_daemon *d, double timeout_s)
