@@ -5,7 +5,6 @@
  * checksum Qdrant reported for the snapshot. */
 #include <dirent.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
