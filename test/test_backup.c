@@ -39,6 +39,7 @@ static void dest_cleanup(struct dest *d);
 static struct dest *g_dest;
 static struct qs_test_standin *g_standin;
 static struct qs_test_daemon *g_daemon;
+static pid_t g_web;
 
 static void setup(void)
 {
@@ -53,6 +54,9 @@ static void teardown(void)
         qs_test_standin_stop(g_standin);
     if (g_dest != NULL)
         dest_cleanup(g_dest);
+    if (g_web > 0)
+        qs_test_kill(g_web);
+    g_web = -1;
     g_dest = NULL;
     g_standin = NULL;
     g_daemon = NULL;
@@ -382,6 +386,18 @@ static cJSON *standin_snapshots(const struct qs_test_standin *s, const char *col
     return res;
 }
 
+/* Qdrant's list of full-storage snapshots (owned cJSON array). */
+static cJSON *standin_full_snapshots(const struct qs_test_standin *s)
+{
+    char url[512];
+    snprintf(url, sizeof(url), "%s/snapshots", s->url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *res = cJSON_DetachItemFromObjectCaseSensitive(j, "result");
+    cJSON_Delete(j);
+    cr_assert(cJSON_IsArray(res));
+    return res;
+}
+
 /* The snapshot named snap in Qdrant's list, or NULL. */
 static const cJSON *find_named(const cJSON *arr, const char *snap)
 {
@@ -629,7 +645,8 @@ static const cJSON *job_item(const cJSON *job, const char *coll)
 static int64_t verify_backup(const struct dest *d, const struct qs_test_standin *s,
                              const char *coll, const char *snap, int level)
 {
-    cJSON *snaps = standin_snapshots(s, coll);
+    int full = strcmp(coll, ":full") == 0;
+    cJSON *snaps = full ? standin_full_snapshots(s) : standin_snapshots(s, coll);
     const cJSON *q = find_named(snaps, snap);
     cr_assert_not_null(q, "Qdrant no longer lists %s (local keep must keep the newest)", snap);
     const char *checksum = jstr(q, "checksum");
@@ -662,11 +679,16 @@ static int64_t verify_backup(const struct dest *d, const struct qs_test_standin 
     cr_assert_str_eq(jstr(m, "sha256"), checksum);
     cr_assert_str_eq(jstr(m, "compression"), level > 0 ? "gzip" : "none");
     cr_assert_str_eq(jstr(m, "qdrant_version"), "1.13.2");
-    cr_assert_eq(jnum(m, "points_count"), standin_points(s, coll));
-    const cJSON *vec = cJSON_GetObjectItemCaseSensitive(m, "vectors");
-    cr_assert(cJSON_IsObject(vec), "manifest vectors: %s", mtext);
-    cr_assert_eq(jnum(vec, "size"), 1536.0, "vector config: %s", mtext);
-    cr_assert_str_eq(jstr(vec, "distance"), "Cosine");
+    if (full) {
+        cr_assert_str_eq(jstr(m, "mode"), "full");
+    } else {
+        cr_assert_str_eq(jstr(m, "mode"), "collections");
+        cr_assert_eq(jnum(m, "points_count"), standin_points(s, coll));
+        const cJSON *vec = cJSON_GetObjectItemCaseSensitive(m, "vectors");
+        cr_assert(cJSON_IsObject(vec), "manifest vectors: %s", mtext);
+        cr_assert_eq(jnum(vec, "size"), 1536.0, "vector config: %s", mtext);
+        cr_assert_str_eq(jstr(vec, "distance"), "Cosine");
+    }
     cr_assert_str_eq(jstr(m, "qsnap_version"), QSNAP_VERSION);
     cr_assert_str_eq(jstr(m, "object"), key);
     uint64_t stored_size = (uint64_t)jnum(m, "stored_size");
@@ -1176,6 +1198,199 @@ Test(backup, scheduled_run_fires_at_cron_time)
     cJSON_Delete(job);
     free(id);
     daemon_stop(&dm);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+/* Several runs in quick succession never reuse a snapshot name: Qdrant names
+ * snapshots to the second and would overwrite the earlier one. */
+Test(backup, quick_successive_runs_get_distinct_snapshots)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_s3(&d, "guard");
+    make_collection(&s, "quick", 1);
+    static struct qs_test_daemon dm;
+    daemon_start(&dm, &d, &s, NULL);
+    char *names[3];
+    for (int i = 0; i < 3; i++) {
+        long st = 0;
+        char *id = post_backup(&dm, "collection=quick", &st, NULL);
+        cr_assert_eq(st, 202);
+        cJSON *job = wait_job(&dm, id, 60);
+        cr_assert_str_eq(jstr(job, "state"), "succeeded");
+        names[i] = strdup(jstr(job_item(job, "quick"), "snapshot"));
+        for (int k = 0; k < i; k++)
+            cr_assert_str_neq(names[k], names[i], "run %d reused snapshot name %s", i + 1,
+                              names[i]);
+        cJSON_Delete(job);
+        free(id);
+    }
+    /* Three complete backups at the destination, each with its own object. */
+    for (int i = 0; i < 3; i++) {
+        char mkey[600];
+        snprintf(mkey, sizeof(mkey), "quick/%s.json", names[i]);
+        char *mtext = dest_read(&d, mkey);
+        cr_assert_not_null(mtext, "no manifest for %s", names[i]);
+        cJSON *m = cJSON_Parse(mtext);
+        char key[600], sha[65];
+        snprintf(key, sizeof(key), "quick/%s", names[i]);
+        uint64_t n = 0;
+        cr_assert_eq(dest_hash(&d, key, 0, sha, &n, NULL), 0);
+        cr_assert_str_eq(sha, jstr(m, "sha256"));
+        cJSON_Delete(m);
+        free(mtext);
+    }
+    verify_backup(&d, &s, "quick", names[2], 0);
+    cr_assert_eq(local_count(&s, "quick"), 1);
+    for (int i = 0; i < 3; i++)
+        free(names[i]);
+    daemon_stop(&dm);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+/* A static web server on loopback whose request log is at log_path; serves
+ * dir. Returns its base URL in url. */
+static void web_start(const char *dir, const char *log_path, char *url, size_t cap)
+{
+    int port = qs_test_free_port();
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_PYTHON"),
+                    "-m",
+                    "http.server",
+                    portstr,
+                    "--bind",
+                    "127.0.0.1",
+                    "--directory",
+                    (char *)dir,
+                    NULL};
+    g_web = qs_test_spawn(argv, NULL, log_path);
+    cr_assert_gt(g_web, 0);
+    snprintf(url, cap, "http://127.0.0.1:%d", port);
+    char probe[128];
+    snprintf(probe, sizeof(probe), "%s/", url);
+    cr_assert_eq(qs_test_wait_http(probe, 20), 0, "web server did not start");
+}
+
+static int count_in_file(const char *path, const char *needle)
+{
+    char *t = qs_test_read_file(path, NULL);
+    int n = 0;
+    for (const char *p = t; p != NULL && (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    free(t);
+    return n;
+}
+
+/* QSNAP_HEARTBEAT_URL is pinged after a fully successful run only. */
+Test(backup, heartbeat_after_full_success_only)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_file(&d);
+    make_collection(&s, "hb-a", 1);
+    make_collection(&s, "hb-b", 1);
+    char *web = qs_test_mkdtemp("backup-web");
+    char beat[600], log[600], url[128], env[300];
+    snprintf(beat, sizeof(beat), "%s/beat", web);
+    FILE *f = fopen(beat, "w");
+    cr_assert_not_null(f);
+    fputs("ok\n", f);
+    fclose(f);
+    snprintf(log, sizeof(log), "%s.log", web);
+    web_start(web, log, url, sizeof(url));
+    snprintf(env, sizeof(env), "QSNAP_HEARTBEAT_URL=%s/beat", url);
+    const char *extra[] = {env, NULL};
+    int before = count_in_file(log, "GET /beat");
+
+    /* Partial failure: no ping. */
+    standin_post(&s, "/__standin/faults", "{\"flip_byte\":true}");
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "hb-a", "-c", "hb-b", NULL};
+    int rc = run_qsnap(&d, &s, extra, args, &out);
+    cr_assert_eq(rc, 3, "%s", out);
+    free(out);
+    cr_assert_eq(count_in_file(log, "GET /beat"), before, "heartbeat sent after a failed run");
+
+    /* Full success: one ping. */
+    rc = run_qsnap(&d, &s, extra, args, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    cr_assert_eq(count_in_file(log, "GET /beat"), before + 1, "no heartbeat after a good run");
+
+    qs_test_kill(g_web);
+    g_web = -1;
+    qs_test_rmrf(web);
+    unlink(log);
+    free(web);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+/* QSNAP_MAX_BANDWIDTH caps the upload rate. */
+Test(backup, bandwidth_cap_slows_the_stream)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_file(&d);
+    make_collection(&s, "capped", 8);
+    cJSON *pre = standin_snapshots(&s, "capped");
+    cr_assert_eq(cJSON_GetArraySize(pre), 0);
+    cJSON_Delete(pre);
+    const char *extra[] = {"QSNAP_MAX_BANDWIDTH=4MiB/s", NULL};
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "capped", NULL};
+    double t0 = now_s();
+    int rc = run_qsnap(&d, &s, extra, args, &out);
+    double took = now_s() - t0;
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    cJSON *snaps = standin_snapshots(&s, "capped");
+    const cJSON *q = cJSON_GetArrayItem(snaps, 0);
+    cr_assert_not_null(q);
+    double mib = jnum(q, "size") / 1048576.0;
+    /* About 8 MiB at 4 MiB/s: at least ~1.9 s (the first chunk is free). */
+    cr_assert_geq(took, (mib - 0.5) / 4.0, "%.1f MiB in %.2f s: faster than 4 MiB/s", mib, took);
+    cr_assert_lt(took, 60.0);
+    verify_backup(&d, &s, "capped", jstr(q, "name"), 0);
+    cJSON_Delete(snaps);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+/* QSNAP_MODE=full backs up one full-storage snapshot under ":full". */
+Test(backup, full_storage_mode)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_file(&d);
+    make_collection(&s, "full-a", 1);
+    make_collection(&s, "full-b", 1);
+    const char *extra[] = {"QSNAP_MODE=full", NULL};
+    char *out = NULL;
+    char *args[] = {"backup", NULL};
+    int rc = run_qsnap(&d, &s, extra, args, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    char *largs[] = {"list", "--json", NULL};
+    rc = run_qsnap(&d, &s, extra, largs, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    cJSON *lj = cJSON_Parse(strchr(out, '{'));
+    cr_assert_not_null(lj, "%s", out);
+    const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
+    cr_assert_eq(cJSON_GetArraySize(arr), 1, "%s", out);
+    const cJSON *b = cJSON_GetArrayItem(arr, 0);
+    cr_assert_str_eq(jstr(b, "collection"), ":full");
+    cr_assert_str_eq(jstr(b, "mode"), "full");
+    verify_backup(&d, &s, ":full", jstr(b, "snapshot"), 0);
+    cJSON_Delete(lj);
+    free(out);
     dest_cleanup(&d);
     qs_test_standin_stop(&s);
 }
