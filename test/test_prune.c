@@ -491,7 +491,7 @@ static pid_t spawn_prune_piped(struct dest *d, int *fd)
 {
     int p[2];
     cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    fcntl(p[1], F_SETPIPE_SZ, 4096);
+    cr_assert_geq(fcntl(p[1], F_SETPIPE_SZ, 4096), 0, "F_SETPIPE_SZ: %s", strerror(errno));
     pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
@@ -521,22 +521,33 @@ static pid_t spawn_prune_piped(struct dest *d, int *fd)
     return pid;
 }
 
-/* Reads the pipe until a line with `needle` arrived (then stops reading).
- * Returns 0, or -1 on EOF or after 60 s. */
-static int read_until(int fd, const char *needle)
+/* Reads the pipe until `needle` arrived, then `extra` more bytes, then stops
+ * reading (so qsnap blocks once the pipe is full: where exactly depends on
+ * `extra`). Returns 0, or -1 on EOF or after 60 s. */
+static int read_until(int fd, const char *needle, size_t extra)
 {
     struct qs_buf b;
     qs_buf_init(&b);
     int found = -1;
+    size_t more = 0;
     double end = qs_monotonic() + 60;
-    while (found != 0 && qs_monotonic() < end) {
+    while ((found != 0 || more < extra) && qs_monotonic() < end) {
         struct pollfd pf = {.fd = fd, .events = POLLIN};
         if (poll(&pf, 1, 200) <= 0)
             continue;
         char chunk[512];
-        ssize_t n = read(fd, chunk, sizeof(chunk));
-        if (n <= 0)
+        size_t want = found == 0 ? extra - more : sizeof(chunk);
+        if (want > sizeof(chunk))
+            want = sizeof(chunk);
+        ssize_t n = read(fd, chunk, want);
+        if (n <= 0) {
+            found = -1;
             break;
+        }
+        if (found == 0) {
+            more += (size_t)n;
+            continue;
+        }
         qs_buf_append(&b, chunk, (size_t)n);
         qs_buf_append(&b, "", 1);
         b.len--;
@@ -582,24 +593,29 @@ static void interrupted(enum backend kind)
      * whose manifest went before the kill is cleaned up by the next prune. */
     int64_t now = kind == BK_S3 ? real + 2 * DAY : real;
     dest_set_now(&d, now);
-    const size_t N = 40;
+    const size_t N = 80;
     for (size_t i = 0; i < N; i++)
         seed_backup(&d, "delta", now - 8 * DAY - (int64_t)i * 3600, NULL, NULL);
     size_t objects = 0;
     cr_assert_eq(check_invariant(&d, &objects), N);
 
-    int fd = -1;
-    pid_t pid = spawn_prune_piped(&d, &fd);
-    int seen = read_until(fd, "delete-manifest");
-    usleep(500 * 1000); /* let it fill the pipe and block in a log write */
-    qs_test_kill(pid);
-    close(fd);
-    cr_assert_eq(seen, 0, "no deletion was logged");
-
-    size_t manifests = check_invariant(&d, &objects);
-    cr_assert_lt(manifests, N, "nothing was deleted before the kill");
-    cr_assert_gt(manifests, 3, "the prune finished before the kill (%zu left)", manifests);
-    cr_assert_geq(objects, manifests);
+    /* Several kills, each at a different point of the deletion sequence
+     * (the pipe fills after a different number of bytes each time). */
+    size_t left = N;
+    for (size_t round = 0; round < 6; round++) {
+        int fd = -1;
+        pid_t pid = spawn_prune_piped(&d, &fd);
+        int seen = read_until(fd, "delete-manifest", round * 150);
+        usleep(400 * 1000); /* let it fill the pipe and block in a log write */
+        qs_test_kill(pid);
+        close(fd);
+        cr_assert_eq(seen, 0, "round %zu: no deletion was logged", round);
+        size_t manifests = check_invariant(&d, &objects);
+        cr_assert_lt(manifests, left, "round %zu: nothing was deleted before the kill", round);
+        cr_assert_gt(manifests, 3, "round %zu: the prune finished before the kill", round);
+        cr_assert_geq(objects, manifests);
+        left = manifests;
+    }
 
     char *out = NULL;
     cr_assert_eq(run_prune(&d, 0, &out), 0, "second prune failed:\n%s", out);
