@@ -33,6 +33,7 @@ struct reader {
   int z_end;
   unsigned char *zout;
   uint64_t produced;
+  int upload_stopped; /* the pipe was failed by the upload side */
   struct qs_error err;
   int rc;
 };
@@ -55,8 +56,10 @@ static int produce(struct reader *r, const void *data, size_t len) {
   r->produced += len;
   qs_progress_bytes(r->env->progress, len);
   int rc = qs_pipe_write(&r->pipe, data, len);
-  if (rc != 0)
+  if (rc != 0) {
+    r->upload_stopped = 1;
     return qs_error_set(&r->err, rc, "upload side stopped");
+  }
   return 0;
 }
 
@@ -232,8 +235,9 @@ int qs_restore_run(const struct qs_backup_env *env,
   if (urc != 0)
     qs_pipe_fail(&r.pipe, urc); /* unblock the reader */
   pthread_join(th, NULL);
-  if (r.rc != 0) {
-    /* The reader's reason is the real one (e.g. tampered object). */
+  if (r.rc != 0 && !(urc != 0 && r.upload_stopped)) {
+    /* The reader's reason is the real one (e.g. tampered object), unless
+     * it only stopped because the upload failed (e.g. Qdrant timed out). */
     rc = r.rc;
     if (err != NULL)
       *err = r.err;

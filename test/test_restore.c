@@ -688,6 +688,9 @@ Test(restore, qdrant_stalls_mid_upload_and_409_while_running)
     char *txt = cJSON_PrintUnformatted(j);
     cr_assert_str_eq(jstr(j, "state"), "failed", "%s", txt);
     cr_assert_not_null(jstr(j, "error"), "%s", txt);
+    /* the upload's reason, not the reader's "sink failed" */
+    cr_assert_not_null(strstr(jstr(j, "error"), "timed out"), "%s", txt);
+    cr_assert_null(strstr(jstr(j, "error"), "sink failed"), "%s", txt);
     cr_assert_lt(qs_monotonic() - t0, 8, "the timeout did not cut the stalled upload: %s", txt);
     free(txt);
     cJSON_Delete(j);
