@@ -634,3 +634,119 @@ Test(prune_s3, interrupted_prune_leaves_no_orphan_manifest)
 {
     interrupted(BK_S3);
 }
+
+/* ---- pruning after a backup in the daemon: metrics ------------------------ */
+
+static double metric_value(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; (p = strstr(p, series)) != NULL; p++)
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+    return -1;
+}
+
+static char *http_body(const char *method, const char *url, const char *const *h, const char *body,
+                       long want)
+{
+    struct qs_test_resp r;
+    cr_assert_eq(qs_test_http(method, url, h, body, body != NULL ? strlen(body) : 0, &r), 0,
+                 "%s %s: no answer", method, url);
+    cr_assert_eq(r.status, want, "%s %s: HTTP %ld: %s", method, url, r.status, r.body);
+    char *s = r.body;
+    r.body = NULL;
+    qs_test_resp_free(&r);
+    return s;
+}
+
+Test(prune_file, backup_job_prunes_and_counts_in_metrics)
+{
+    struct dest d;
+    dest_open(&d, BK_FILE, "daemon");
+    int64_t now = qs_clock_now();
+    struct model m;
+    model_init(&m);
+    char obj[QS_MANIFEST_KEY_MAX];
+    for (int k = 12; k >= 1; k--)
+        seed_backup(&d, "alpha", now - k * DAY + 600, NULL, NULL);
+    seed_incomplete(&d, "alpha", now - 2 * DAY, "-old", obj);
+    seed_file_temporary(&d, "alpha/alpha-4242-upload-2d.snapshot", now - 2 * DAY);
+    model_free(&m);
+
+    struct qs_test_standin s;
+    cr_assert_eq(qs_test_standin_start(&s, NULL), 0, "Qdrant stand-in did not start");
+    char url[300];
+    snprintf(url, sizeof(url), "%s/__standin/collections", s.url);
+    free(http_body("POST", url, NULL, "{\"name\":\"alpha\",\"points\":300,\"dim\":8}", 200));
+    char qurl[128];
+    snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=%s", s.url);
+    char *env[80];
+    size_t n = 0;
+    for (size_t i = 0; d.env[i] != NULL; i++)
+        if (d.env[i][0] != '\0' && strcmp(d.env[i], "QSNAP_LISTEN=") != 0)
+            env[n++] = d.env[i];
+    env[n++] = qurl;
+    env[n++] = "QSNAP_ADMIN_TOKEN=prune-test-admin-token-0123456789";
+    env[n++] = "QSNAP_SCHEDULE=off";
+    env[n++] = "QSNAP_COLLECTIONS=alpha";
+    env[n++] = "QSNAP_LOG_FORMAT=json";
+    env[n] = NULL;
+    struct qs_test_daemon dm;
+    if (qs_test_daemon_start(&dm, env) != 0) {
+        char *log = qs_test_read_file(dm.log, NULL);
+        qs_test_daemon_stop(&dm, 5);
+        qs_test_standin_stop(&s);
+        cr_assert_fail("daemon did not start:\n%s", log);
+    }
+    snprintf(url, sizeof(url), "%s/v1/backup", dm.url);
+    const char *h[] = {"Authorization: Bearer prune-test-admin-token-0123456789", NULL};
+    char *body = http_body("POST", url, h, "", 202);
+    const char *q = strstr(body, "\"job\":\"");
+    cr_assert_not_null(q, "%s", body);
+    char id[128];
+    snprintf(id, sizeof(id), "%.*s", (int)strcspn(q + 7, "\""), q + 7);
+    free(body);
+    snprintf(url, sizeof(url), "%s/v1/jobs/%s", dm.url, id);
+    double end = qs_monotonic() + 60;
+    for (;;) {
+        body = http_body("GET", url, NULL, NULL, 200);
+        if (strstr(body, "\"state\":\"succeeded\"") != NULL)
+            break;
+        cr_assert_null(strstr(body, "\"state\":\"failed\""), "%s", body);
+        cr_assert_lt(qs_monotonic(), end, "backup job still running: %s", body);
+        free(body);
+        usleep(100000);
+    }
+    free(body);
+    snprintf(url, sizeof(url), "%s/metrics", dm.url);
+    char *mt = http_body("GET", url, NULL, NULL, 200);
+    cr_assert_eq(metric_value(mt, "qsnap_prune_deleted_total{location=\"remote\",kind=\"backup\"}"),
+                 5, "%s", mt);
+    cr_assert_eq(
+        metric_value(mt, "qsnap_prune_deleted_total{location=\"remote\",kind=\"incomplete\"}"), 1,
+        "%s", mt);
+    cr_assert_eq(
+        metric_value(mt, "qsnap_prune_deleted_total{location=\"remote\",kind=\"multipart\"}"), 1,
+        "%s", mt);
+    cr_assert_eq(metric_value(mt, "qsnap_backups_stored{location=\"remote\"}"), 8, "%s", mt);
+    free(mt);
+    char *log = qs_test_read_file(dm.log, NULL);
+    size_t logged = 0;
+    for (const char *p = log; (p = strstr(p, "\"msg\":\"delete-")) != NULL; p++)
+        logged++;
+    cr_assert_eq(logged, 5 * 2 + 1, "one log line per deletion:\n%s", log);
+    cr_assert_not_null(strstr(log, "\"msg\":\"abort-upload "), "%s", log);
+    free(log);
+    int st = qs_test_daemon_stop(&dm, 30);
+    qs_test_standin_stop(&s);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "daemon exit status %d", st);
+    /* 7 dated backups within 7 days plus the new one remain */
+    char *state = snapshot_state(&d);
+    size_t manifests = 0;
+    for (const char *p = state; (p = strstr(p, ".json\n")) != NULL; p++)
+        manifests++;
+    cr_assert_eq(manifests, 8, "%s", state);
+    cr_assert_null(strstr(state, "upload "), "%s", state);
+    free(state);
+    dest_close(&d);
+}
