@@ -146,6 +146,8 @@ mon warn on pool no redundancy = false
 mon data avail warn = 1
 mon data avail crit = 0
 osd crush chooseleaf type = 0
+osd crush update on start = false
+osd class update on start = false
 osd pool default pg autoscale mode = off
 osd pool default pg num = 8
 osd pool default pgp num = 8
@@ -171,26 +173,50 @@ CONF
 C=(-c "$D/ceph.conf")
 TO=(timeout 60)
 
+# Commands to the monitor sometimes leave before the client has the monitor
+# map and are refused with "wrong fsid" (seen under load): retry them.
+retry() {
+    local i
+    for i in 1 2 3 4 5; do
+        "$@" && return 0
+        [ "$i" = 5 ] || sleep 1
+    done
+    return 1
+}
+
 monmaptool --create --addv a "v1:127.0.0.1:$MON_PORT" --fsid "$FSID" "$D/monmap" >/dev/null
 ceph-mon "${C[@]}" --mkfs -i a --monmap "$D/monmap" >"$D/log/mkfs-mon.out" 2>&1 || die "mon mkfs failed"
 ceph-mon "${C[@]}" -i a || die "ceph-mon failed to start"
-# Give the OSD an explicit uuid on both sides: without it the monitor can
-# refuse the OSD's boot-time "osd create" with 'wrong fsid'.
+# The OSD gets an explicit uuid on both sides ("osd create UUID" is idempotent,
+# so it can be retried); it is placed in the CRUSH map here, and its boot-time
+# CRUSH/class updates (more monitor commands) are off in ceph.conf.
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
-"${TO[@]}" ceph "${C[@]}" --connect-timeout 30 osd create "$OSD_UUID" >/dev/null ||
+retry "${TO[@]}" ceph "${C[@]}" --connect-timeout 30 osd create "$OSD_UUID" >/dev/null 2>>"$D/log/cli.err" ||
     die "monitor not answering"
 ceph-osd "${C[@]}" -i 0 --mkfs --osd-uuid "$OSD_UUID" >"$D/log/mkfs-osd.out" 2>&1 || die "osd mkfs failed"
-"${TO[@]}" ceph "${C[@]}" osd crush add osd.0 1.0 root=default host=localhost >/dev/null 2>&1 ||
+retry "${TO[@]}" ceph "${C[@]}" osd crush add osd.0 1.0 root=default host=localhost >/dev/null 2>>"$D/log/cli.err" ||
     die "osd crush add failed"
-ceph-osd "${C[@]}" -i 0 2>/dev/null || die "ceph-osd failed to start"
-radosgw "${C[@]}" -n client.rgw.a || die "radosgw failed to start"
+retry ceph-osd "${C[@]}" -i 0 2>>"$D/log/cli.err" || die "ceph-osd failed to start"
+retry radosgw "${C[@]}" -n client.rgw.a 2>>"$D/log/cli.err" || die "radosgw failed to start"
 
 ready=0
+restarts=0
 deadline=$(($(date +%s) + TIMEOUT))
 while [ "$(date +%s)" -lt "$deadline" ]; do
     if curl -sf -o /dev/null --max-time 2 "$ENDPOINT/"; then
         ready=1
         break
+    fi
+    # A daemon that died during its initialisation (same monitor race) gets
+    # a few more chances.
+    if ! ours_alive "$D/run/osd.0.pid" && [ $restarts -lt 3 ]; then
+        restarts=$((restarts + 1))
+        log "ceph-osd exited during start-up; starting it again"
+        ceph-osd "${C[@]}" -i 0 2>>"$D/log/cli.err" || true
+    elif ! ours_alive "$D/run/client.rgw.a.pid" && [ $restarts -lt 3 ]; then
+        restarts=$((restarts + 1))
+        log "radosgw exited during start-up; starting it again"
+        radosgw "${C[@]}" -n client.rgw.a 2>>"$D/log/cli.err" || true
     fi
     sleep 0.3
 done
@@ -200,8 +226,8 @@ for n in mon.a osd.0 client.rgw.a; do
 done
 T_READY=$(date +%s.%N)
 
-"${TO[@]}" radosgw-admin "${C[@]}" user create --uid=qsnap --display-name=qsnap \
-    --access-key="$AK" --secret-key="$SK" >/dev/null 2>"$D/log/user-create.out" ||
+retry "${TO[@]}" radosgw-admin "${C[@]}" user create --uid=qsnap --display-name=qsnap \
+    --access-key="$AK" --secret-key="$SK" >/dev/null 2>>"$D/log/user-create.out" ||
     die "radosgw-admin user create failed"
 
 # Bucket (retry briefly: the user may take a moment to become visible).
