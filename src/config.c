@@ -559,7 +559,7 @@ static int load_s3(struct loader *L)
     cfg->s3_part_size = QS_CONFIG_DEFAULT_PART_SIZE;
     if (v != NULL) {
         if (qs_parse_size(v, &cfg->s3_part_size) != 0)
-            return fail(L, "QSNAP_S3_PART_SIZE: expected a size like 16MiB (got '%s')", show(v).s);
+            return fail(L, "QSNAP_S3_PART_SIZE: expected a size like 8MiB (got '%s')", show(v).s);
         if (cfg->s3_part_size < MIN_PART_SIZE)
             return fail(L, "QSNAP_S3_PART_SIZE: must be at least 5MiB (got %s)", show(v).s);
         if (cfg->s3_part_size > MAX_PART_SIZE)

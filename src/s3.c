@@ -20,6 +20,7 @@
 #include "qsnap/sigv4.h"
 
 #define S3_POOL_MAX 8
+#define S3_PUT_MAX_BUFS 8
 #define S3_ERRBODY_MAX (64 * 1024)
 #define S3_RESP_MAX (16 * 1024 * 1024)
 
@@ -35,6 +36,7 @@ struct qs_s3 {
     char *ca_path; /* libcurl's default CA directory, kept when ca_file is set */
     char sigv4_param[128];
     uint64_t part_size;
+    int upload_parallel; /* parts uploading at once (1..S3_PUT_MAX_BUFS-1) */
     int page_size;
     int max_retries;
     int retry_base_ms;
@@ -418,6 +420,9 @@ int qs_s3_new(const struct qs_storage_opts *o, struct qs_s3 **out, struct qs_err
         s3->prefix[pl] = '\0';
     }
     s3->part_size = ps;
+    s3->upload_parallel = o->upload_parallel > 0 ? o->upload_parallel : QS_S3_DEFAULT_PARALLEL;
+    if (s3->upload_parallel > S3_PUT_MAX_BUFS - 1)
+        s3->upload_parallel = S3_PUT_MAX_BUFS - 1;
     s3->page_size = o->list_page_size > 0 ? o->list_page_size : 1000;
     s3->max_retries = o->max_retries > 0 ? o->max_retries : (o->max_retries < 0 ? 0 : 5);
     s3->retry_base_ms = o->retry_base_ms > 0 ? o->retry_base_ms : 200;
@@ -1148,32 +1153,41 @@ struct qs_s3_put {
     size_t nmeta;
     struct qs_cancel *cancel;
     atomic_int abort_flag;
-    CURL *h;  /* producer side: initiate, single PUT, complete, abort */
-    CURL *uh; /* uploader thread */
+    CURL *h; /* producer side: initiate, single PUT, complete, abort */
 
-    char *buf[2];
-    size_t cap[2];
-    size_t len[2];
-    EVP_MD_CTX *md5ctx[2]; /* Content-MD5, computed while the buffer fills */
-    char md5[2][32];
+    /* Part buffers: one fills on the producer thread while up to nbufs-1
+     * others upload, one per uploader thread. */
+    int nbufs;
+    char *buf[S3_PUT_MAX_BUFS];
+    size_t cap[S3_PUT_MAX_BUFS];
+    size_t len[S3_PUT_MAX_BUFS];
+    EVP_MD_CTX *md5ctx[S3_PUT_MAX_BUFS]; /* Content-MD5, computed while filling */
+    char md5[S3_PUT_MAX_BUFS][32];
+    uint32_t part_of[S3_PUT_MAX_BUFS];
+    int free_buf[S3_PUT_MAX_BUFS]; /* 1 when neither filling nor queued/uploading */
     int cur;
     uint32_t part;   /* 0-based index of the part being filled */
-    uint64_t queued; /* bytes handed to the uploader */
+    uint64_t queued; /* bytes handed to the uploaders */
     char *upload_id;
     char **etags; /* QS_S3_MAX_PARTS entries once multipart */
 
-    pthread_t th;
-    int th_started;
+    pthread_t th[S3_PUT_MAX_BUFS];
+    CURL *uh[S3_PUT_MAX_BUFS]; /* one easy handle per uploader thread */
+    int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int job_pending;
-    int job_buf;
-    uint32_t job_part;
-    int busy;
+    int queue[S3_PUT_MAX_BUFS]; /* FIFO of buffers waiting for an uploader */
+    int qhead, qlen;
+    int busy; /* uploads in progress */
     int stop;
     int failed;
     struct qs_error uerr;
     uint32_t parts_done;
+};
+
+struct uploader_arg {
+    struct qs_s3_put *put;
+    int idx;
 };
 
 static int put_error(struct qs_s3_put *put, struct qs_error *err)
@@ -1182,7 +1196,7 @@ static int put_error(struct qs_s3_put *put, struct qs_error *err)
     return put->uerr.code != 0 ? put->uerr.code : QS_EIO;
 }
 
-static int upload_part(struct qs_s3_put *put, int b, uint32_t pn, struct qs_error *err)
+static int upload_part(struct qs_s3_put *put, CURL *h, int b, uint32_t pn, struct qs_error *err)
 {
     struct qs_s3 *s3 = put->s3;
     char md5h[64], q[1200], what[1300];
@@ -1207,11 +1221,12 @@ static int upload_part(struct qs_s3_put *put, int b, uint32_t pn, struct qs_erro
     r.body_len = put->len[b];
     r.cancel = put->cancel;
     r.abort_flag = &put->abort_flag;
-    int rc = s3_perform(s3, put->uh, &r, err);
+    int rc = s3_perform(s3, h, &r, err);
     if (rc == 0) {
         if (r.etag[0] == '\0') {
             rc = qs_error_set(err, QS_EPROTO, "%s: answer without ETag", what);
         } else {
+            /* Each part number is written by exactly one uploader. */
             put->etags[pn] = strdup(r.etag);
             if (put->etags[pn] == NULL)
                 rc = qs_error_set(err, UV_ENOMEM, "out of memory");
@@ -1223,28 +1238,36 @@ static int upload_part(struct qs_s3_put *put, int b, uint32_t pn, struct qs_erro
 
 static void *uploader_main(void *arg)
 {
-    struct qs_s3_put *put = arg;
+    struct uploader_arg *ua = arg;
+    struct qs_s3_put *put = ua->put;
+    CURL *h = put->uh[ua->idx];
+    free(ua);
     pthread_mutex_lock(&put->mu);
     for (;;) {
-        while (!put->job_pending && !put->stop)
+        while (put->qlen == 0 && !put->stop)
             pthread_cond_wait(&put->cv, &put->mu);
-        if (!put->job_pending)
+        if (put->qlen == 0)
             break;
-        int b = put->job_buf;
-        uint32_t pn = put->job_part;
-        put->job_pending = 0;
-        put->busy = 1;
+        int b = put->queue[put->qhead];
+        put->qhead = (put->qhead + 1) % S3_PUT_MAX_BUFS;
+        put->qlen--;
+        uint32_t pn = put->part_of[b];
+        put->busy++;
+        int skip = put->failed;
         pthread_mutex_unlock(&put->mu);
         struct qs_error e;
         qs_error_clear(&e);
-        int rc = upload_part(put, b, pn, &e);
+        int rc = skip ? 0 : upload_part(put, h, b, pn, &e);
         pthread_mutex_lock(&put->mu);
-        put->busy = 0;
+        put->busy--;
+        put->free_buf[b] = 1;
         if (rc != 0 && !put->failed) {
             put->failed = 1;
             put->uerr = e;
             put->uerr.code = rc;
-        } else if (rc == 0) {
+            /* Stop the other uploads too: the whole upload is aborted. */
+            atomic_store(&put->abort_flag, 1);
+        } else if (rc == 0 && !skip) {
             put->parts_done++;
         }
         pthread_cond_broadcast(&put->cv);
@@ -1287,20 +1310,29 @@ static int initiate(struct qs_s3_put *put, struct qs_error *err)
     return rc;
 }
 
-static int start_uploader(struct qs_s3_put *put, struct qs_error *err)
+static int start_uploaders(struct qs_s3_put *put, struct qs_error *err)
 {
-    put->uh = curl_easy_init();
-    if (put->uh == NULL)
-        return qs_error_set(err, UV_ENOMEM, "curl_easy_init failed");
-    int e = pthread_create(&put->th, NULL, uploader_main, put);
-    if (e != 0)
-        return qs_error_set(err, -e, "cannot start the upload thread: %s", strerror(e));
-    put->th_started = 1;
+    int want = put->nbufs - 1;
+    while (put->nthreads < want) {
+        int i = put->nthreads;
+        put->uh[i] = curl_easy_init();
+        struct uploader_arg *ua = malloc(sizeof(*ua));
+        if (put->uh[i] == NULL || ua == NULL) {
+            free(ua);
+            return qs_error_set(err, UV_ENOMEM, "curl_easy_init failed");
+        }
+        ua->put = put;
+        ua->idx = i;
+        int e = pthread_create(&put->th[i], NULL, uploader_main, ua);
+        if (e != 0) {
+            free(ua);
+            return qs_error_set(err, -e, "cannot start an upload thread: %s", strerror(e));
+        }
+        put->nthreads++;
+    }
     return 0;
 }
 
-/* Hands the current (non-empty) buffer to the uploader, waiting until the
- * uploader has finished with the other one. */
 static void md5_finish(struct qs_s3_put *put, int b)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
@@ -1309,28 +1341,49 @@ static void md5_finish(struct qs_s3_put *put, int b)
     EVP_EncodeBlock((unsigned char *)put->md5[b], md, (int)mdlen);
 }
 
+/* Queues the current (non-empty) buffer for upload and makes a free buffer
+ * current, waiting while every buffer is queued or uploading. */
 static int submit_current(struct qs_s3_put *put, struct qs_error *err)
 {
     int rc = 0;
     md5_finish(put, put->cur);
     if (put->upload_id == NULL && (rc = initiate(put, err)) != 0)
         return rc;
-    if (!put->th_started && (rc = start_uploader(put, err)) != 0)
+    if ((rc = start_uploaders(put, err)) != 0)
         return rc;
     pthread_mutex_lock(&put->mu);
-    while ((put->job_pending || put->busy) && !put->failed)
-        pthread_cond_wait(&put->cv, &put->mu);
     if (put->failed) {
         pthread_mutex_unlock(&put->mu);
         return put_error(put, err);
     }
-    put->job_pending = 1;
-    put->job_buf = put->cur;
-    put->job_part = put->part;
+    int b = put->cur;
+    put->part_of[b] = put->part;
+    put->free_buf[b] = 0;
+    put->queue[(put->qhead + put->qlen) % S3_PUT_MAX_BUFS] = b;
+    put->qlen++;
     pthread_cond_broadcast(&put->cv);
+    int next = -1;
+    for (;;) {
+        for (int i = 0; i < put->nbufs && next < 0; i++)
+            if (put->free_buf[i])
+                next = i;
+        if (next >= 0 || put->failed)
+            break;
+        pthread_cond_wait(&put->cv, &put->mu);
+    }
+    int failed = put->failed;
+    if (next >= 0)
+        put->free_buf[next] = 0; /* now filling */
     pthread_mutex_unlock(&put->mu);
-    put->queued += put->len[put->cur];
-    put->cur ^= 1;
+    put->queued += put->len[b];
+    if (failed) {
+        if (next >= 0) {
+            put->cur = next;
+            put->len[next] = 0;
+        }
+        return put_error(put, err);
+    }
+    put->cur = next;
     put->part++;
     put->len[put->cur] = 0;
     return 0;
@@ -1338,33 +1391,34 @@ static int submit_current(struct qs_s3_put *put, struct qs_error *err)
 
 static int wait_idle(struct qs_s3_put *put, struct qs_error *err)
 {
-    if (!put->th_started)
+    if (put->nthreads == 0)
         return 0;
     pthread_mutex_lock(&put->mu);
-    while ((put->job_pending || put->busy) && !put->failed)
+    while ((put->qlen > 0 || put->busy > 0) && !put->failed)
         pthread_cond_wait(&put->cv, &put->mu);
     int failed = put->failed;
     pthread_mutex_unlock(&put->mu);
     return failed ? put_error(put, err) : 0;
 }
 
-static void stop_uploader(struct qs_s3_put *put)
+static void stop_uploaders(struct qs_s3_put *put)
 {
-    if (!put->th_started)
+    if (put->nthreads == 0)
         return;
     pthread_mutex_lock(&put->mu);
     put->stop = 1;
     pthread_cond_broadcast(&put->cv);
     pthread_mutex_unlock(&put->mu);
-    pthread_join(put->th, NULL);
-    put->th_started = 0;
+    for (int i = 0; i < put->nthreads; i++)
+        pthread_join(put->th[i], NULL);
+    put->nthreads = 0;
 }
 
 static void put_free(struct qs_s3_put *put)
 {
     if (put == NULL)
         return;
-    stop_uploader(put);
+    stop_uploaders(put);
     pthread_mutex_destroy(&put->mu);
     pthread_cond_destroy(&put->cv);
     for (size_t i = 0; i < put->nmeta; i++)
@@ -1374,15 +1428,15 @@ static void put_free(struct qs_s3_put *put)
             free(put->etags[i]);
         free(put->etags);
     }
-    free(put->buf[0]);
-    free(put->buf[1]);
-    EVP_MD_CTX_free(put->md5ctx[0]);
-    EVP_MD_CTX_free(put->md5ctx[1]);
+    for (int i = 0; i < S3_PUT_MAX_BUFS; i++) {
+        free(put->buf[i]);
+        EVP_MD_CTX_free(put->md5ctx[i]);
+        curl_easy_cleanup(put->uh[i]);
+    }
     free(put->upload_id);
     free(put->key);
     if (put->h != NULL)
         handle_put(put->s3, put->h);
-    curl_easy_cleanup(put->uh);
     free(put);
 }
 
@@ -1403,9 +1457,14 @@ int qs_s3_put_begin(struct qs_s3 *s3, const char *key, int64_t size,
     put->cancel = cancel;
     put->key = strdup(key);
     put->h = handle_get(s3);
-    put->md5ctx[0] = EVP_MD_CTX_new();
-    put->md5ctx[1] = EVP_MD_CTX_new();
-    int rc = put->key && put->h && put->md5ctx[0] && put->md5ctx[1] ? 0 : UV_ENOMEM;
+    put->nbufs = s3->upload_parallel + 1;
+    int rc = put->key && put->h ? 0 : UV_ENOMEM;
+    for (int i = 0; rc == 0 && i < put->nbufs; i++) {
+        put->md5ctx[i] = EVP_MD_CTX_new();
+        put->free_buf[i] = i != 0; /* buffer 0 fills first */
+        if (put->md5ctx[i] == NULL)
+            rc = UV_ENOMEM;
+    }
     for (size_t i = 0; rc == 0 && meta != NULL && i < meta->n; i++) {
         size_t n = strlen(meta->names[i]) + strlen(meta->values[i]) + 16;
         put->meta_hdrs[i] = malloc(n);
@@ -1566,7 +1625,7 @@ static int complete(struct qs_s3_put *put, struct qs_error *err)
 static void abort_upload_of(struct qs_s3_put *put)
 {
     atomic_store(&put->abort_flag, 1);
-    stop_uploader(put);
+    stop_uploaders(put);
     if (put->upload_id != NULL) {
         struct qs_error e;
         qs_error_clear(&e);
@@ -1594,7 +1653,7 @@ int qs_s3_put_finish(struct qs_s3_put *put, struct qs_error *err)
             rc = submit_current(put, err);
         if (rc == 0)
             rc = wait_idle(put, err);
-        stop_uploader(put);
+        stop_uploaders(put);
         if (rc == 0 && put->failed)
             rc = put_error(put, err);
         if (rc == 0)

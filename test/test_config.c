@@ -149,7 +149,7 @@ Test(config, defaults)
     cr_assert_str_eq(cfg.s3_secret_access_key, SECRET_KEY);
     cr_assert_eq(cfg.s3_uri_style, QS_URI_VIRTUAL);
     cr_assert_null(cfg.s3_ca_file);
-    cr_assert_eq(cfg.s3_part_size, 16u << 20);
+    cr_assert_eq(cfg.s3_part_size, 8u << 20);
     cr_assert_str_eq(cfg.schedule, "0 3 * * *");
     cr_assert_eq(cfg.cron.off, 0);
     cr_assert_eq(cfg.cron.hour, 1u << 3);
@@ -894,7 +894,7 @@ Test(config, print_lists_every_variable_with_defaults)
         "QSNAP_S3_SECRET_ACCESS_KEY=[REDACTED]",
         "QSNAP_S3_URI_STYLE=virtual",
         "QSNAP_S3_CA_FILE=",
-        "QSNAP_S3_PART_SIZE=16MiB",
+        "QSNAP_S3_PART_SIZE=8MiB",
         "QSNAP_SCHEDULE=0 3 * * *",
         "QSNAP_JITTER=0s",
         "QSNAP_COLLECTIONS=",

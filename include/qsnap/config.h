@@ -17,7 +17,7 @@
  * slower than the upload), so none is the default. */
 #define QS_CONFIG_DEFAULT_COMPRESSION "none"
 /* Default of QSNAP_S3_PART_SIZE in bytes. */
-#define QS_CONFIG_DEFAULT_PART_SIZE ((uint64_t)16 << 20)
+#define QS_CONFIG_DEFAULT_PART_SIZE ((uint64_t)8 << 20)
 /* Shortest accepted QSNAP_ADMIN_TOKEN (a guessable token guards restores). */
 #define QS_CONFIG_MIN_ADMIN_TOKEN 16
 

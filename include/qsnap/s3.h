@@ -19,7 +19,9 @@
 #define QS_S3_MIN_PART ((uint64_t)5 << 20)
 #define QS_S3_MAX_PART ((uint64_t)5 << 30)
 #define QS_S3_MAX_PARTS 10000u
-#define QS_S3_DEFAULT_PART ((uint64_t)16 << 20)
+#define QS_S3_DEFAULT_PART ((uint64_t)8 << 20)
+/* Parts uploading at once while the next one fills (memory: parts + 1 buffers). */
+#define QS_S3_DEFAULT_PARALLEL 2
 
 /* Part-size rule. Part `index` (0-based) of an upload whose configured part
  * size is base (clamped to 5 MiB..5 GiB) is

@@ -46,8 +46,9 @@ struct qs_storage_opts {
     enum qs_uri_style uri_style;
     const char *ca_file; /* extra CA (PEM) on top of the system bundle; NULL = none */
 
-    uint64_t part_size;         /* first multipart part size; 0 = 16 MiB; >= 5 MiB */
+    uint64_t part_size;         /* first multipart part size; 0 = 8 MiB; >= 5 MiB */
     uint64_t max_bytes_per_sec; /* upload rate cap for put; 0 = unlimited */
+    int upload_parallel;        /* parts uploading at once; 0 = 2 (3 part buffers) */
 
     /* Tuning / test knobs: 0 (or negative) selects the default. */
     int list_page_size;      /* max-keys per list request (default 1000) */
