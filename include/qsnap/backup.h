@@ -22,16 +22,16 @@
 /* What a run works with. Everything borrowed; the pointers must stay valid
  * for the whole run. One env is used by one worker thread at a time. */
 struct qs_backup_env {
-  const struct qs_config *cfg;
-  struct qs_storage *storage;
-  struct qs_qdrant *qdrant;
-  struct qs_progress *progress; /* may be NULL */
+    const struct qs_config *cfg;
+    struct qs_storage *storage;
+    struct qs_qdrant *qdrant;
+    struct qs_progress *progress; /* may be NULL */
 };
 
 /* Outcome counts of a run. */
 struct qs_backup_summary {
-  size_t ok;
-  size_t failed;
+    size_t ok;
+    size_t failed;
 };
 
 /* Backs up collections (borrowed, n names; n == 0 means QSNAP_COLLECTIONS, or
@@ -40,16 +40,14 @@ struct qs_backup_summary {
  * collection succeeded, QS_ECANCELED when cancelled, otherwise a negative
  * code with err describing the first failure (summary tells partial from
  * total failure). summary and err borrowed, may be NULL. */
-int qs_backup_run(const struct qs_backup_env *env, char *const *collections,
-                  size_t n, struct qs_backup_summary *summary,
-                  struct qs_error *err);
+int qs_backup_run(const struct qs_backup_env *env, char *const *collections, size_t n,
+                  struct qs_backup_summary *summary, struct qs_error *err);
 
 /* Backs up one collection (collection borrowed; NULL in full mode). item
  * (borrowed) receives the outcome: snapshot, object, sizes, duration,
  * error. Returns 0 or a negative code (err filled). */
-int qs_backup_collection(const struct qs_backup_env *env,
-                         const char *collection, struct qs_job_item *item,
-                         struct qs_error *err);
+int qs_backup_collection(const struct qs_backup_env *env, const char *collection,
+                         struct qs_job_item *item, struct qs_error *err);
 
 /* Retry policy shared by backup and restore: capped exponential backoff with
  * jitter. Returns the delay in milliseconds before attempt `attempt` (1 =

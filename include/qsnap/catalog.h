@@ -17,43 +17,41 @@
 
 /* A complete backup. Everything owned by the catalog. */
 struct qs_catalog_backup {
-  struct qs_manifest m;
-  char *manifest_key;
-  uint64_t object_size; /* as listed */
+    struct qs_manifest m;
+    char *manifest_key;
+    uint64_t object_size; /* as listed */
 };
 
 /* An object without manifest, or an open multipart upload. Owned. */
 struct qs_catalog_loose {
-  char *collection;
-  char *key;
-  char *upload_id; /* uploads only */
-  uint64_t size;
-  int64_t time; /* last modified, or initiated for uploads */
+    char *collection;
+    char *key;
+    char *upload_id; /* uploads only */
+    uint64_t size;
+    int64_t time; /* last modified, or initiated for uploads */
 };
 
 struct qs_catalog {
-  struct qs_catalog_backup *backups; /* newest first (created, then name) */
-  size_t nbackups;
-  struct qs_catalog_loose *incomplete;
-  size_t nincomplete;
-  struct qs_catalog_loose *uploads; /* only when loaded with uploads */
-  size_t nuploads;
-  size_t unreadable; /* manifests that could not be read or parsed */
+    struct qs_catalog_backup *backups; /* newest first (created, then name) */
+    size_t nbackups;
+    struct qs_catalog_loose *incomplete;
+    size_t nincomplete;
+    struct qs_catalog_loose *uploads; /* only when loaded with uploads */
+    size_t nuploads;
+    size_t unreadable; /* manifests that could not be read or parsed */
 };
 
 /* Loads the catalog of one collection (borrowed; NULL = all) from storage
  * (borrowed). with_uploads: also list open multipart uploads (or file://
  * temporaries). out borrowed (filled; caller deinits even on error). */
-int qs_catalog_load(struct qs_storage *storage, const char *collection,
-                    int with_uploads, struct qs_catalog *out,
-                    struct qs_error *err);
+int qs_catalog_load(struct qs_storage *storage, const char *collection, int with_uploads,
+                    struct qs_catalog *out, struct qs_error *err);
 void qs_catalog_deinit(struct qs_catalog *cat);
 
 /* The newest backup of collection, or the one whose snapshot name is
  * `snapshot` ("latest" or NULL = newest). Borrowed from cat, NULL if none. */
 const struct qs_catalog_backup *qs_catalog_find(const struct qs_catalog *cat,
-                                                const char *collection,
-                                                const char *snapshot);
+                                                const char *collection, const char *snapshot);
 
 /* Appends {"backups":[...]} (newest first; each: collection, snapshot,
  * created, size, sha256, compression, stored_size, object, points_count,

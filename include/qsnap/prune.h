@@ -14,13 +14,13 @@
 #include "qsnap/util.h"
 
 struct qs_prune_result {
-  size_t deleted_backups;    /* complete backups removed (manifest + object) */
-  size_t deleted_incomplete; /* objects without manifest removed */
-  size_t aborted_uploads; /* multipart uploads aborted / temporaries removed */
-  size_t failed;          /* actions that failed (logged) */
-  size_t stored;          /* complete backups kept */
-  size_t unreadable;      /* manifests that could not be parsed (left alone) */
-  struct qs_buf report;   /* one line per planned action (owned) */
+    size_t deleted_backups;    /* complete backups removed (manifest + object) */
+    size_t deleted_incomplete; /* objects without manifest removed */
+    size_t aborted_uploads;    /* multipart uploads aborted / temporaries removed */
+    size_t failed;             /* actions that failed (logged) */
+    size_t stored;             /* complete backups kept */
+    size_t unreadable;         /* manifests that could not be parsed (left alone) */
+    struct qs_buf report;      /* one line per planned action (owned) */
 };
 
 void qs_prune_result_init(struct qs_prune_result *r);
@@ -31,8 +31,7 @@ void qs_prune_result_deinit(struct qs_prune_result *r);
  * 0 when the plan was computed and every action succeeded; a failed action
  * is logged, counted and makes the result QS_EIO, but the remaining actions
  * still run. */
-int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg,
-                 int dry_run, int64_t now, struct qs_progress *progress,
-                 struct qs_prune_result *out, struct qs_error *err);
+int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg, int dry_run, int64_t now,
+                 struct qs_progress *progress, struct qs_prune_result *out, struct qs_error *err);
 
 #endif

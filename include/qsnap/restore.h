@@ -20,17 +20,16 @@
 #define QS_DRILL_SUFFIX "__qsnap_drill"
 
 struct qs_restore_req {
-  const char *collection; /* backed-up collection (borrowed) */
-  const char *snapshot;   /* snapshot name or "latest"/NULL (borrowed) */
-  const char *target;     /* target collection, NULL = same name (borrowed) */
+    const char *collection; /* backed-up collection (borrowed) */
+    const char *snapshot;   /* snapshot name or "latest"/NULL (borrowed) */
+    const char *target;     /* target collection, NULL = same name (borrowed) */
 };
 
 /* Restores one backup. env, req, item, err borrowed. item receives the
  * snapshot, sizes and outcome. Returns 0, QS_ENOTFOUND (no such backup),
  * QS_EINVAL (bad names, full-storage backup), or the failure's code. */
-int qs_restore_run(const struct qs_backup_env *env,
-                   const struct qs_restore_req *req, struct qs_job_item *item,
-                   struct qs_error *err);
+int qs_restore_run(const struct qs_backup_env *env, const struct qs_restore_req *req,
+                   struct qs_job_item *item, struct qs_error *err);
 
 /* Restore drill of one collection: restores its newest backup into
  * "{collection}__qsnap_drill", compares points_count, and deletes the

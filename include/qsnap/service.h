@@ -23,10 +23,9 @@ struct qs_service;
 
 /* All pointers borrowed: they must outlive the service. Returns 0 or
  * UV_ENOMEM; *out owned by the caller (qs_service_free after shutdown). */
-int qs_service_new(uv_loop_t *loop, struct qs_http_server *http,
-                   struct qs_metrics *metrics, const struct qs_config *cfg,
-                   struct qs_storage *storage, struct qs_qdrant *qdrant,
-                   struct qs_service **out);
+int qs_service_new(uv_loop_t *loop, struct qs_http_server *http, struct qs_metrics *metrics,
+                   const struct qs_config *cfg, struct qs_storage *storage,
+                   struct qs_qdrant *qdrant, struct qs_service **out);
 
 /* Registers routes and metrics, seeds metrics from the destination's
  * manifests, starts the probe and schedule timers. */
@@ -35,8 +34,7 @@ int qs_service_start(struct qs_service *svc);
 /* Stops timers and triggers, cancels the running job (its multipart upload
  * is aborted, no manifest is written) and calls done(ud) on the loop once
  * the worker has ended and the service's handles are closed. */
-void qs_service_shutdown(struct qs_service *svc, void (*done)(void *ud),
-                         void *ud);
+void qs_service_shutdown(struct qs_service *svc, void (*done)(void *ud), void *ud);
 
 /* Frees a service that was shut down (or never started). NULL accepted. */
 void qs_service_free(struct qs_service *svc);
