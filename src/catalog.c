@@ -10,211 +10,213 @@
 
 #define MANIFEST_MAX (1024 * 1024)
 
-static void loose_free(struct qs_catalog_loose *v, size_t n) {
-  for (size_t i = 0; i < n; i++) {
-    free(v[i].collection);
-    free(v[i].key);
-    free(v[i].upload_id);
-  }
-  free(v);
+static void loose_free(struct qs_catalog_loose *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].collection);
+        free(v[i].key);
+        free(v[i].upload_id);
+    }
+    free(v);
 }
 
-void qs_catalog_deinit(struct qs_catalog *cat) {
-  if (cat == NULL)
-    return;
-  for (size_t i = 0; i < cat->nbackups; i++) {
-    qs_manifest_deinit(&cat->backups[i].m);
-    free(cat->backups[i].manifest_key);
-  }
-  free(cat->backups);
-  loose_free(cat->incomplete, cat->nincomplete);
-  loose_free(cat->uploads, cat->nuploads);
-  memset(cat, 0, sizeof(*cat));
+void qs_catalog_deinit(struct qs_catalog *cat)
+{
+    if (cat == NULL)
+        return;
+    for (size_t i = 0; i < cat->nbackups; i++) {
+        qs_manifest_deinit(&cat->backups[i].m);
+        free(cat->backups[i].manifest_key);
+    }
+    free(cat->backups);
+    loose_free(cat->incomplete, cat->nincomplete);
+    loose_free(cat->uploads, cat->nuploads);
+    memset(cat, 0, sizeof(*cat));
 }
 
-static int newest_first(const void *a, const void *b) {
-  const struct qs_catalog_backup *x = a, *y = b;
-  if (x->m.created != y->m.created)
-    return x->m.created > y->m.created ? -1 : 1;
-  int c = strcmp(x->m.collection, y->m.collection);
-  if (c != 0)
-    return c;
-  return -strcmp(x->m.snapshot, y->m.snapshot);
+static int newest_first(const void *a, const void *b)
+{
+    const struct qs_catalog_backup *x = a, *y = b;
+    if (x->m.created != y->m.created)
+        return x->m.created > y->m.created ? -1 : 1;
+    int c = strcmp(x->m.collection, y->m.collection);
+    if (c != 0)
+        return c;
+    return -strcmp(x->m.snapshot, y->m.snapshot);
 }
 
-static char *dup_s(const char *s) { return s != NULL ? strdup(s) : NULL; }
+static char *dup_s(const char *s)
+{
+    return s != NULL ? strdup(s) : NULL;
+}
 
-int qs_catalog_load(struct qs_storage *storage, const char *collection,
-                    int with_uploads, struct qs_catalog *out,
-                    struct qs_error *err) {
-  memset(out, 0, sizeof(*out));
-  char prefix[QS_MANIFEST_KEY_MAX] = "";
-  if (collection != NULL) {
-    if (strlen(collection) + 2 > sizeof(prefix))
-      return qs_error_set(err, QS_EINVAL, "collection name too long");
-    strcpy(prefix, collection);
-    strcat(prefix, "/");
-  }
-  struct qs_storage_list list;
-  qs_storage_list_init(&list);
-  struct qs_manifest_listing listing = {0};
-  struct qs_listed_key *keys = NULL;
-  struct qs_buf buf;
-  qs_buf_init(&buf);
-  int rc = qs_storage_list(storage, prefix, &list, err);
-  if (rc != 0)
-    goto done;
-  keys = calloc(list.n + 1, sizeof(*keys));
-  if (keys == NULL) {
-    rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-    goto done;
-  }
-  for (size_t i = 0; i < list.n; i++) {
-    keys[i].key = list.items[i].key;
-    keys[i].size = list.items[i].size;
-    keys[i].last_modified = list.items[i].mtime;
-  }
-  rc = qs_manifest_classify(keys, list.n, &listing);
-  if (rc != 0) {
-    qs_error_set(err, rc, "out of memory");
-    goto done;
-  }
-  out->backups = calloc(listing.ncomplete + 1, sizeof(*out->backups));
-  out->incomplete = calloc(listing.nincomplete + 1, sizeof(*out->incomplete));
-  if (out->backups == NULL || out->incomplete == NULL) {
-    rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-    goto done;
-  }
-  for (size_t i = 0; i < listing.ncomplete; i++) {
-    const struct qs_listed_backup *lb = &listing.complete[i];
-    qs_buf_reset(&buf);
-    struct qs_error e;
-    qs_error_clear(&e);
-    rc = qs_storage_get_buffer(storage, lb->manifest_key, MANIFEST_MAX, &buf,
-                               NULL, &e);
-    if (rc == QS_ENOTFOUND) {
-      rc = 0; /* deleted since the listing: gone */
-      continue;
+int qs_catalog_load(struct qs_storage *storage, const char *collection, int with_uploads,
+                    struct qs_catalog *out, struct qs_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    char prefix[QS_MANIFEST_KEY_MAX] = "";
+    if (collection != NULL) {
+        if (strlen(collection) + 2 > sizeof(prefix))
+            return qs_error_set(err, QS_EINVAL, "collection name too long");
+        strcpy(prefix, collection);
+        strcat(prefix, "/");
     }
-    if (rc != 0) {
-      /* Transport trouble: the catalog would be wrong, so fail. */
-      *err = e;
-      goto done;
-    }
-    struct qs_catalog_backup *b = &out->backups[out->nbackups];
-    if (qs_manifest_parse(buf.data, buf.len, &b->m, &e) != 0 ||
-        strcmp(b->m.object, lb->object_key) != 0 ||
-        strcmp(b->m.snapshot, lb->snapshot) != 0) {
-      qs_manifest_deinit(&b->m);
-      out->unreadable++;
-      struct qs_log_ctx c = QS_LOG_CTX_NONE;
-      c.collection = lb->collection;
-      c.snapshot = lb->snapshot;
-      c.error = e.msg[0] ? e.msg : "manifest does not match its keys";
-      qs_log(QS_LOG_WARN, &c, "ignoring unreadable manifest %s (left in place)",
-             lb->manifest_key);
-      continue;
-    }
-    b->manifest_key = strdup(lb->manifest_key);
-    b->object_size = lb->object_size;
-    out->nbackups++;
-  }
-  qsort(out->backups, out->nbackups, sizeof(*out->backups), newest_first);
-  for (size_t i = 0; i < listing.nincomplete; i++) {
-    struct qs_catalog_loose *l = &out->incomplete[out->nincomplete++];
-    l->collection = dup_s(listing.incomplete[i].collection);
-    l->key = dup_s(listing.incomplete[i].key);
-    l->size = listing.incomplete[i].size;
-    l->time = listing.incomplete[i].last_modified;
-  }
-  for (size_t i = 0; i < listing.norphans; i++) {
-    struct qs_log_ctx c = QS_LOG_CTX_NONE;
-    c.collection = listing.orphans[i].collection;
-    c.snapshot = listing.orphans[i].snapshot;
-    qs_log(QS_LOG_WARN, &c, "manifest %s has no object: backup is broken",
-           listing.orphans[i].manifest_key);
-  }
-  if (with_uploads) {
-    struct qs_storage_uploads ups;
-    qs_storage_uploads_init(&ups);
-    rc = qs_storage_list_uploads(storage, prefix, &ups, err);
-    if (rc == 0) {
-      out->uploads = calloc(ups.n + 1, sizeof(*out->uploads));
-      if (out->uploads == NULL)
+    struct qs_storage_list list;
+    qs_storage_list_init(&list);
+    struct qs_manifest_listing listing = {0};
+    struct qs_listed_key *keys = NULL;
+    struct qs_buf buf;
+    qs_buf_init(&buf);
+    int rc = qs_storage_list(storage, prefix, &list, err);
+    if (rc != 0)
+        goto done;
+    keys = calloc(list.n + 1, sizeof(*keys));
+    if (keys == NULL) {
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-      for (size_t i = 0; rc == 0 && i < ups.n; i++) {
-        struct qs_catalog_loose *l = &out->uploads[out->nuploads++];
-        l->key = dup_s(ups.items[i].key);
-        l->upload_id = dup_s(ups.items[i].upload_id);
-        l->time = ups.items[i].initiated;
-        const char *slash = strchr(ups.items[i].key, '/');
-        l->collection =
-            slash != NULL
-                ? strndup(ups.items[i].key, (size_t)(slash - ups.items[i].key))
-                : NULL;
-      }
+        goto done;
     }
-    qs_storage_uploads_deinit(&ups);
-  }
+    for (size_t i = 0; i < list.n; i++) {
+        keys[i].key = list.items[i].key;
+        keys[i].size = list.items[i].size;
+        keys[i].last_modified = list.items[i].mtime;
+    }
+    rc = qs_manifest_classify(keys, list.n, &listing);
+    if (rc != 0) {
+        qs_error_set(err, rc, "out of memory");
+        goto done;
+    }
+    out->backups = calloc(listing.ncomplete + 1, sizeof(*out->backups));
+    out->incomplete = calloc(listing.nincomplete + 1, sizeof(*out->incomplete));
+    if (out->backups == NULL || out->incomplete == NULL) {
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < listing.ncomplete; i++) {
+        const struct qs_listed_backup *lb = &listing.complete[i];
+        qs_buf_reset(&buf);
+        struct qs_error e;
+        qs_error_clear(&e);
+        rc = qs_storage_get_buffer(storage, lb->manifest_key, MANIFEST_MAX, &buf, NULL, &e);
+        if (rc == QS_ENOTFOUND) {
+            rc = 0; /* deleted since the listing: gone */
+            continue;
+        }
+        if (rc != 0) {
+            /* Transport trouble: the catalog would be wrong, so fail. */
+            *err = e;
+            goto done;
+        }
+        struct qs_catalog_backup *b = &out->backups[out->nbackups];
+        if (qs_manifest_parse(buf.data, buf.len, &b->m, &e) != 0 ||
+            strcmp(b->m.object, lb->object_key) != 0 || strcmp(b->m.snapshot, lb->snapshot) != 0) {
+            qs_manifest_deinit(&b->m);
+            out->unreadable++;
+            struct qs_log_ctx c = QS_LOG_CTX_NONE;
+            c.collection = lb->collection;
+            c.snapshot = lb->snapshot;
+            c.error = e.msg[0] ? e.msg : "manifest does not match its keys";
+            qs_log(QS_LOG_WARN, &c, "ignoring unreadable manifest %s (left in place)",
+                   lb->manifest_key);
+            continue;
+        }
+        b->manifest_key = strdup(lb->manifest_key);
+        b->object_size = lb->object_size;
+        out->nbackups++;
+    }
+    qsort(out->backups, out->nbackups, sizeof(*out->backups), newest_first);
+    for (size_t i = 0; i < listing.nincomplete; i++) {
+        struct qs_catalog_loose *l = &out->incomplete[out->nincomplete++];
+        l->collection = dup_s(listing.incomplete[i].collection);
+        l->key = dup_s(listing.incomplete[i].key);
+        l->size = listing.incomplete[i].size;
+        l->time = listing.incomplete[i].last_modified;
+    }
+    for (size_t i = 0; i < listing.norphans; i++) {
+        struct qs_log_ctx c = QS_LOG_CTX_NONE;
+        c.collection = listing.orphans[i].collection;
+        c.snapshot = listing.orphans[i].snapshot;
+        qs_log(QS_LOG_WARN, &c, "manifest %s has no object: backup is broken",
+               listing.orphans[i].manifest_key);
+    }
+    if (with_uploads) {
+        struct qs_storage_uploads ups;
+        qs_storage_uploads_init(&ups);
+        rc = qs_storage_list_uploads(storage, prefix, &ups, err);
+        if (rc == 0) {
+            out->uploads = calloc(ups.n + 1, sizeof(*out->uploads));
+            if (out->uploads == NULL)
+                rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+            for (size_t i = 0; rc == 0 && i < ups.n; i++) {
+                struct qs_catalog_loose *l = &out->uploads[out->nuploads++];
+                l->key = dup_s(ups.items[i].key);
+                l->upload_id = dup_s(ups.items[i].upload_id);
+                l->time = ups.items[i].initiated;
+                const char *slash = strchr(ups.items[i].key, '/');
+                l->collection = slash != NULL
+                                    ? strndup(ups.items[i].key, (size_t)(slash - ups.items[i].key))
+                                    : NULL;
+            }
+        }
+        qs_storage_uploads_deinit(&ups);
+    }
 done:
-  qs_buf_free(&buf);
-  free(keys);
-  qs_manifest_listing_deinit(&listing);
-  qs_storage_list_deinit(&list);
-  return rc;
+    qs_buf_free(&buf);
+    free(keys);
+    qs_manifest_listing_deinit(&listing);
+    qs_storage_list_deinit(&list);
+    return rc;
 }
 
 const struct qs_catalog_backup *qs_catalog_find(const struct qs_catalog *cat,
-                                                const char *collection,
-                                                const char *snapshot) {
-  int latest = snapshot == NULL || strcmp(snapshot, "latest") == 0;
-  for (size_t i = 0; i < cat->nbackups; i++) {
-    const struct qs_catalog_backup *b = &cat->backups[i];
-    if (strcmp(b->m.collection, collection) != 0)
-      continue;
-    if (latest || strcmp(b->m.snapshot, snapshot) == 0)
-      return b; /* newest first */
-  }
-  return NULL;
+                                                const char *collection, const char *snapshot)
+{
+    int latest = snapshot == NULL || strcmp(snapshot, "latest") == 0;
+    for (size_t i = 0; i < cat->nbackups; i++) {
+        const struct qs_catalog_backup *b = &cat->backups[i];
+        if (strcmp(b->m.collection, collection) != 0)
+            continue;
+        if (latest || strcmp(b->m.snapshot, snapshot) == 0)
+            return b; /* newest first */
+    }
+    return NULL;
 }
 
-int qs_catalog_to_json(const struct qs_catalog *cat, struct qs_buf *out) {
-  cJSON *root = cJSON_CreateObject();
-  cJSON *arr = root != NULL ? cJSON_AddArrayToObject(root, "backups") : NULL;
-  if (arr == NULL) {
+int qs_catalog_to_json(const struct qs_catalog *cat, struct qs_buf *out)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *arr = root != NULL ? cJSON_AddArrayToObject(root, "backups") : NULL;
+    if (arr == NULL) {
+        cJSON_Delete(root);
+        return UV_ENOMEM;
+    }
+    for (size_t i = 0; i < cat->nbackups; i++) {
+        const struct qs_manifest *m = &cat->backups[i].m;
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL)
+            break;
+        char t[21];
+        qs_time_rfc3339(m->created, t);
+        cJSON_AddStringToObject(o, "collection", m->collection);
+        cJSON_AddStringToObject(o, "snapshot", m->snapshot);
+        cJSON_AddStringToObject(o, "created", t);
+        cJSON_AddNumberToObject(o, "size", (double)m->size);
+        cJSON_AddStringToObject(o, "sha256", m->sha256);
+        cJSON_AddStringToObject(o, "compression", m->compression_level > 0 ? "gzip" : "none");
+        cJSON_AddNumberToObject(o, "stored_size", (double)m->stored_size);
+        cJSON_AddStringToObject(o, "object", m->object);
+        if (m->points_count >= 0)
+            cJSON_AddNumberToObject(o, "points_count", (double)m->points_count);
+        else
+            cJSON_AddNullToObject(o, "points_count");
+        cJSON_AddStringToObject(o, "qdrant_version", m->qdrant_version);
+        cJSON_AddStringToObject(o, "mode", m->mode == QS_MODE_FULL ? "full" : "collections");
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
-    return UV_ENOMEM;
-  }
-  for (size_t i = 0; i < cat->nbackups; i++) {
-    const struct qs_manifest *m = &cat->backups[i].m;
-    cJSON *o = cJSON_CreateObject();
-    if (o == NULL)
-      break;
-    char t[21];
-    qs_time_rfc3339(m->created, t);
-    cJSON_AddStringToObject(o, "collection", m->collection);
-    cJSON_AddStringToObject(o, "snapshot", m->snapshot);
-    cJSON_AddStringToObject(o, "created", t);
-    cJSON_AddNumberToObject(o, "size", (double)m->size);
-    cJSON_AddStringToObject(o, "sha256", m->sha256);
-    cJSON_AddStringToObject(o, "compression",
-                            m->compression_level > 0 ? "gzip" : "none");
-    cJSON_AddNumberToObject(o, "stored_size", (double)m->stored_size);
-    cJSON_AddStringToObject(o, "object", m->object);
-    if (m->points_count >= 0)
-      cJSON_AddNumberToObject(o, "points_count", (double)m->points_count);
-    else
-      cJSON_AddNullToObject(o, "points_count");
-    cJSON_AddStringToObject(o, "qdrant_version", m->qdrant_version);
-    cJSON_AddStringToObject(o, "mode",
-                            m->mode == QS_MODE_FULL ? "full" : "collections");
-    cJSON_AddItemToArray(arr, o);
-  }
-  char *s = cJSON_PrintUnformatted(root);
-  cJSON_Delete(root);
-  if (s == NULL)
-    return UV_ENOMEM;
-  int rc = qs_buf_append(out, s, strlen(s));
-  cJSON_free(s);
-  return rc;
+    if (s == NULL)
+        return UV_ENOMEM;
+    int rc = qs_buf_append(out, s, strlen(s));
+    cJSON_free(s);
+    return rc;
 }
