@@ -58,6 +58,7 @@ meson test -C "$BUILD" --timeout-multiplier 4 --print-errorlogs "${TESTS[@]}" >"
 mrc=$?
 grep -E '^ *[0-9]+/[0-9]+ ' "$VGDIR/meson.out"
 echo "valgrind.sh: meson test exit $mrc after $(($(date +%s) - t0)) s"
+grep -E '^\[FAIL\]|Assertion Failed' -A2 "$VGDIR/meson.out" | grep -v '^\[----\]   $' | head -60
 
 procs=0 bad=0 leaked=0
 for f in "$VGDIR"/qsnap-*.log; do

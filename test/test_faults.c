@@ -812,7 +812,7 @@ Test(faults, s3_unreachable_at_startup_then_back)
     double end = now_s() + 60;
     for (;;) {
         body = daemon_get("/readyz", &st);
-        if (st == 503 && strstr(body, "destination") != NULL)
+        if (st == 503 && strstr(body, "destination: ") != NULL)
             break;
         cr_assert_lt(now_s(), end, "/readyz: %ld %s", st, body);
         free(body);
