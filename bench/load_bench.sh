@@ -13,6 +13,11 @@
 #
 #   bench/load_bench.sh [BUILD_DIR]         (default: build)
 #   QSNAP_LOAD_MIB=1024  QSNAP_LOAD_WRK_S=30  QSNAP_BENCH_REUSE_RGW=1 (use QSNAP_TEST_S3_*)
+#   QSNAP_LOAD_WRK_CPUS=LIST  pin both wrk processes to these CPUs (taskset), so that
+#                             on a machine with spare cores the load generator does
+#                             not compete with the backup for CPU
+# Also prints the CPU time qsnap itself spent during each run (utime+stime), which
+# separates qsnap's cost of serving the load from the load generator's.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -115,20 +120,29 @@ it = json.load(sys.stdin)["collections"][0]
 print(int(it["size"]), it["duration_s"])'
 }
 
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$QSNAP_PID/stat"; }
+TCK=$(getconf CLK_TCK)
+PIN=()
+[ -n "${QSNAP_LOAD_WRK_CPUS:-}" ] && PIN=(taskset -c "$QSNAP_LOAD_WRK_CPUS")
+
 log "backup 1: no load"
+C0=$(cpu_ticks)
 read -r B1 D1 < <(run_backup) || exit 1
+C1=$(cpu_ticks)
 sleep 1.1 # never two snapshots of a collection in the same second
 
 # load for at least WRK_S seconds and long enough to cover the whole backup
 DUR=$("$PY" -c "import math; print(max($WRK_S, math.ceil($D1 * 1.5) + 5))")
 log "backup 2: with wrk -t1 -c8 -d${DUR}s on /metrics and /healthz"
-wrk -t1 -c8 -d"${DUR}s" --latency "$URL/metrics" >"$W/wrk-metrics.txt" 2>&1 &
+"${PIN[@]}" wrk -t1 -c8 -d"${DUR}s" --latency "$URL/metrics" >"$W/wrk-metrics.txt" 2>&1 &
 WM=$!
-wrk -t1 -c8 -d"${DUR}s" --latency "$URL/healthz" >"$W/wrk-healthz.txt" 2>&1 &
+"${PIN[@]}" wrk -t1 -c8 -d"${DUR}s" --latency "$URL/healthz" >"$W/wrk-healthz.txt" 2>&1 &
 WH=$!
 sleep 1
+C2=$(cpu_ticks)
 read -r B2 D2 < <(run_backup) || { kill $WM $WH 2>/dev/null; exit 1; }
 wait $WM $WH
+C3=$(cpu_ticks)
 
 echo
 echo "== qsnap load benchmark ($MIB MiB collection, $(nproc) CPUs)"
@@ -140,6 +154,9 @@ print("backup without load: %d bytes in %.2f s = %.1f MiB/s" % (b1, d1, t1))
 print("backup under load:   %d bytes in %.2f s = %.1f MiB/s" % (b2, d2, t2))
 print("throughput drop:     %.1f %%" % ((t1 - t2) / t1 * 100))
 PY
+awk -v a=$((C1 - C0)) -v b=$((C3 - C2)) -v t="$TCK" -v d="$DUR" 'BEGIN {
+    printf "qsnap CPU time:      %.2f s during backup 1; %.2f s during backup 2 and the %d s load\n",
+        a / t, b / t, d }'
 DROP=$("$PY" -c "print(($B1/$D1 - $B2/$D2) / ($B1/$D1) * 100)")
 fail=0
 for ep in metrics healthz; do
