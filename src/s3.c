@@ -17,10 +17,12 @@
 
 #include "qsnap/error.h"
 #include "qsnap/log.h"
+#include "qsnap/pipe.h"
 #include "qsnap/sigv4.h"
 
 #define S3_POOL_MAX 8
 #define S3_PUT_MAX_BUFS 8
+#define S3_STREAM_PIPE (1024 * 1024)
 #define S3_ERRBODY_MAX (64 * 1024)
 #define S3_RESP_MAX (16 * 1024 * 1024)
 
@@ -37,6 +39,7 @@ struct qs_s3 {
     char sigv4_param[128];
     uint64_t part_size;
     int upload_parallel; /* parts uploading at once (1..S3_PUT_MAX_BUFS-1) */
+    uint64_t stream_max; /* known sizes up to this stream as one PUT */
     int page_size;
     int max_retries;
     int retry_base_ms;
@@ -421,6 +424,12 @@ int qs_s3_new(const struct qs_storage_opts *o, struct qs_s3 **out, struct qs_err
     }
     s3->part_size = ps;
     s3->upload_parallel = o->upload_parallel > 0 ? o->upload_parallel : QS_S3_DEFAULT_PARALLEL;
+    if (o->single_put_max < 0)
+        s3->stream_max = 0;
+    else if (o->single_put_max == 0 || (uint64_t)o->single_put_max > QS_S3_MAX_PART)
+        s3->stream_max = QS_S3_MAX_PART;
+    else
+        s3->stream_max = (uint64_t)o->single_put_max;
     if (s3->upload_parallel > S3_PUT_MAX_BUFS - 1)
         s3->upload_parallel = S3_PUT_MAX_BUFS - 1;
     s3->page_size = o->list_page_size > 0 ? o->list_page_size : 1000;
@@ -536,6 +545,9 @@ struct s3_req {
     const char *headers[40]; /* extra "Name: value" lines, NULL-terminated */
     const char *body;        /* PUT/POST body (borrowed) */
     size_t body_len;
+    qs_source_fn body_src; /* PUT body produced on the fly (body_len bytes, no rewind) */
+    void *body_src_ud;
+    int body_src_rc;   /* the source's error, if it failed */
     int streaming_get; /* body goes to sink, resumable */
     qs_sink_fn sink;
     void *sink_ud;
@@ -570,6 +582,18 @@ static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
     size_t left = r->body_len - r->body_off, n = size * nmemb;
     if (n > left)
         n = left;
+    if (r->body_src != NULL) {
+        if (n == 0)
+            return 0;
+        ssize_t got = r->body_src(buf, n, r->body_src_ud);
+        if (got <= 0) {
+            /* A failed or short source: never let S3 see a complete body. */
+            r->body_src_rc = got < 0 ? (int)got : QS_ECHECKSUM;
+            return CURL_READFUNC_ABORT;
+        }
+        r->body_off += (size_t)got;
+        return (size_t)got;
+    }
     if (n > 0)
         memcpy(buf, r->body + r->body_off, n);
     r->body_off += n;
@@ -579,6 +603,8 @@ static size_t read_cb(char *buf, size_t size, size_t nmemb, void *ud)
 static int seek_cb(void *ud, curl_off_t off, int origin)
 {
     struct s3_req *r = ud;
+    if (r->body_src != NULL)
+        return CURL_SEEKFUNC_CANTSEEK;
     if (origin != SEEK_SET || off < 0 || (size_t)off > r->body_len)
         return CURL_SEEKFUNC_CANTSEEK;
     r->body_off = (size_t)off;
@@ -1183,7 +1209,19 @@ struct qs_s3_put {
     int failed;
     struct qs_error uerr;
     uint32_t parts_done;
+
+    /* Streaming single PUT (known size): the producer writes into a pipe and
+     * one thread sends it as the body of a single PUT. */
+    int streaming;
+    struct qs_pipe pipe;
+    pthread_t sth;
+    int sth_started;
+    int sth_rc;
+    struct qs_error serr;
+    uint64_t written;
 };
+
+static int stream_end(struct qs_s3_put *put, int ok, struct qs_error *err);
 
 struct uploader_arg {
     struct qs_s3_put *put;
@@ -1418,6 +1456,10 @@ static void put_free(struct qs_s3_put *put)
 {
     if (put == NULL)
         return;
+    if (put->streaming) {
+        stream_end(put, 0, NULL);
+        qs_pipe_deinit(&put->pipe);
+    }
     stop_uploaders(put);
     pthread_mutex_destroy(&put->mu);
     pthread_cond_destroy(&put->cv);
@@ -1438,6 +1480,71 @@ static void put_free(struct qs_s3_put *put)
     if (put->h != NULL)
         handle_put(put->s3, put->h);
     free(put);
+}
+
+static ssize_t stream_src(void *buf, size_t cap, void *ud)
+{
+    struct qs_s3_put *put = ud;
+    return qs_pipe_read(&put->pipe, buf, cap);
+}
+
+/* The single PUT of a streaming put: its body is read from the pipe as the
+ * producer writes. Not retried here (the bytes are gone); the caller retries
+ * the whole stream. */
+static void *stream_main(void *arg)
+{
+    struct qs_s3_put *put = arg;
+    char what[1200];
+    what_fmt(what, sizeof(what), "PUT", put->key);
+    struct s3_req r;
+    req_init(&r, "PUT", put->key, NULL, what);
+    meta_headers(put, &r, 0);
+    r.body_len = (size_t)put->size;
+    r.body_src = stream_src;
+    r.body_src_ud = put;
+    r.cancel = put->cancel;
+    r.abort_flag = &put->abort_flag;
+    r.no_retry = 1;
+    qs_error_clear(&put->serr);
+    int rc = s3_perform(put->s3, put->h, &r, &put->serr);
+    if (rc != 0 && r.body_src_rc != 0 && r.body_src_rc != QS_ECHECKSUM)
+        rc = qs_error_set(&put->serr, r.body_src_rc, "%s: aborted by the producer", what);
+    req_deinit(&r);
+    put->sth_rc = rc;
+    if (rc != 0)
+        qs_pipe_fail(&put->pipe, rc); /* wake a blocked producer */
+    return NULL;
+}
+
+static int stream_start(struct qs_s3_put *put, struct qs_error *err)
+{
+    if (qs_pipe_init(&put->pipe, S3_STREAM_PIPE) != 0)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    put->streaming = 1;
+    int e = pthread_create(&put->sth, NULL, stream_main, put);
+    if (e != 0)
+        return qs_error_set(err, -e, "cannot start the upload thread: %s", strerror(e));
+    put->sth_started = 1;
+    return 0;
+}
+
+/* Ends the streaming PUT: closes (ok) or fails the pipe, waits for the
+ * request. Returns its result. */
+static int stream_end(struct qs_s3_put *put, int ok, struct qs_error *err)
+{
+    if (!put->sth_started)
+        return ok ? 0 : QS_ECANCELED;
+    if (ok) {
+        qs_pipe_close(&put->pipe);
+    } else {
+        atomic_store(&put->abort_flag, 1);
+        qs_pipe_fail(&put->pipe, QS_ECANCELED);
+    }
+    pthread_join(put->sth, NULL);
+    put->sth_started = 0;
+    if (ok && put->sth_rc != 0 && err != NULL)
+        *err = put->serr;
+    return put->sth_rc;
 }
 
 int qs_s3_put_begin(struct qs_s3 *s3, const char *key, int64_t size,
@@ -1479,6 +1586,13 @@ int qs_s3_put_begin(struct qs_s3 *s3, const char *key, int64_t size,
         put_free(put);
         return qs_error_set(err, rc, "out of memory");
     }
+    /* A known size larger than one part streams as one PUT: no part
+     * buffers, and the upload overlaps the producer byte for byte. */
+    if (size >= 0 && (uint64_t)size > s3->part_size && (uint64_t)size <= s3->stream_max &&
+        (rc = stream_start(put, err)) != 0) {
+        put_free(put);
+        return rc;
+    }
     *out = put;
     return 0;
 }
@@ -1498,6 +1612,18 @@ static size_t want_cap(const struct qs_s3_put *put)
 int qs_s3_put_write(struct qs_s3_put *put, const void *data, size_t len, struct qs_error *err)
 {
     LOCAL_ERR(err);
+    if (put->streaming) {
+        if (qs_cancel_requested(put->cancel))
+            return qs_error_set(err, QS_ECANCELED, "s3 PUT %s: cancelled", put->key);
+        if (qs_pipe_write(&put->pipe, data, len) != 0) {
+            /* The request ended early: report its reason. */
+            stream_end(put, 0, NULL);
+            *err = put->serr;
+            return put->sth_rc != 0 ? put->sth_rc : QS_EIO;
+        }
+        put->written += len;
+        return 0;
+    }
     const char *p = data;
     while (len > 0) {
         if (qs_cancel_requested(put->cancel))
@@ -1625,6 +1751,8 @@ static int complete(struct qs_s3_put *put, struct qs_error *err)
 static void abort_upload_of(struct qs_s3_put *put)
 {
     atomic_store(&put->abort_flag, 1);
+    if (put->streaming)
+        stream_end(put, 0, NULL); /* an aborted PUT stores nothing */
     stop_uploaders(put);
     if (put->upload_id != NULL) {
         struct qs_error e;
@@ -1646,6 +1774,8 @@ int qs_s3_put_finish(struct qs_s3_put *put, struct qs_error *err)
     int rc = 0;
     if (qs_cancel_requested(put->cancel))
         rc = qs_error_set(err, QS_ECANCELED, "s3 PUT %s: cancelled", put->key);
+    else if (put->streaming)
+        rc = stream_end(put, put->written == (uint64_t)put->size, err);
     else if (put->upload_id == NULL)
         rc = single_put(put, err);
     else {

@@ -49,6 +49,9 @@ struct qs_storage_opts {
     uint64_t part_size;         /* first multipart part size; 0 = 8 MiB; >= 5 MiB */
     uint64_t max_bytes_per_sec; /* upload rate cap for put; 0 = unlimited */
     int upload_parallel;        /* parts uploading at once; 0 = 2 (3 part buffers) */
+    /* Known sizes above one part and up to this many bytes stream as a single
+     * PUT (no part buffers); 0 = 5 GiB (S3's limit), negative = never. */
+    int64_t single_put_max;
 
     /* Tuning / test knobs: 0 (or negative) selects the default. */
     int list_page_size;      /* max-keys per list request (default 1000) */
