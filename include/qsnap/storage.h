@@ -5,13 +5,17 @@
  * libcurl easy handles on worker threads, not on the multi interface driven
  * by libuv: qsnap runs one job at a time, a backup is one long sequential
  * stream (Qdrant GET -> storage put), and blocking calls give natural
- * backpressure (the producer blocks in qs_storage_put_write while both part
- * buffers are busy) with simple, linear error handling and retries. The
+ * backpressure (the producer blocks in qs_storage_put_write while the upload
+ * side is full) with simple, linear error handling and retries. The
  * loop thread stays free for the HTTP endpoint, timers and the job state
  * machine; it only talks to transfers through struct qs_cancel and the job's
  * progress counters.
- * A multipart S3 put owns two part buffers and one uploader thread: while
- * part N uploads, part N+1 fills; memory is about 2 x part size per put.
+ * An S3 put of known size above one part (up to 5 GiB) is ONE streaming PUT:
+ * the producer writes into a 1 MiB pipe that an upload thread sends as the
+ * request body, so download and upload overlap byte for byte with no part
+ * buffers; it cannot be retried by this layer (the caller re-streams). Other
+ * puts are multipart: parts upload on two threads (own easy handles) while
+ * the next part fills; memory is about 3 x part size per put.
  * Easy handles are pooled per storage object for connection reuse; a
  * struct qs_storage may be used from several threads at once.
  *
