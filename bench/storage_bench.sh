@@ -9,7 +9,7 @@
 set -euo pipefail
 
 BUILD=${1:?usage: storage_bench.sh BUILD_DIR [PART_MIB]}
-PART=${2:-16}
+PART=${2:-8}
 BENCH="$BUILD/bench/storage_bench"
 : "${QSNAP_TEST_S3_ENDPOINT:?}" "${QSNAP_TEST_S3_ACCESS_KEY:?}" "${QSNAP_TEST_S3_SECRET_KEY:?}"
 : "${QSNAP_TEST_S3_BUCKET:?}"
@@ -58,7 +58,7 @@ rm -f "$TMPF"
 read -r q3 rss3 < <(run_qsnap 3072)
 
 limit=$(( PART * 3 + 16 ))
-printf '\nqsnap storage benchmark (part size %d MiB, unknown length, multipart, 2 part buffers)\n' "$PART"
+printf '\nqsnap storage benchmark (part size %d MiB, unknown length, multipart, 3 part buffers, 2 in flight)\n' "$PART"
 printf '%-34s %12s %14s\n' "upload" "MiB/s" "peak RSS MiB"
 printf '%-34s %12s %14s\n' "qsnap put 1 GiB (run 1 / run 2)" "$q1 / $q1b" "$rss1 / $rss1b"
 printf '%-34s %12s %14s\n' "curl --aws-sigv4 -T 1 GiB" "$c1 / $c1b" "-"
