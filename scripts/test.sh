@@ -12,7 +12,7 @@
 #                         compiles with both gcc and clang; gcc works too)
 #   QSNAP_SKIP_DEPS=1     do not run scripts/install-deps.sh
 #   QSNAP_SKIP_ASAN=1     skip the sanitizer build and its tests
-#   QSNAP_FUZZ_SECONDS    time per fuzz run when scripts/fuzz.sh exists (default 10)
+#   QSNAP_FUZZ_SECONDS    time per fuzz run when scripts/fuzz.sh exists (default 30)
 #   QSNAP_TEST_ARGS       extra arguments for every `meson test` (e.g. a test name)
 #   QSNAP_VALGRIND=1      also run the unit suite of the normal build under valgrind
 #                         (slow: about 30 s per suite)
@@ -25,7 +25,7 @@ cd "$ROOT" || exit 1
 BUILD=${QSNAP_BUILD_DIR:-build}
 ASAN_BUILD=${QSNAP_ASAN_BUILD_DIR:-build-asan}
 ASAN_CC=${QSNAP_ASAN_CC:-clang}
-FUZZ_SECONDS=${QSNAP_FUZZ_SECONDS:-10}
+FUZZ_SECONDS=${QSNAP_FUZZ_SECONDS:-30}
 read -r -a EXTRA_TEST_ARGS <<<"${QSNAP_TEST_ARGS:-}"
 SKIP_DEPS=${QSNAP_SKIP_DEPS:-0}
 SKIP_ASAN=${QSNAP_SKIP_ASAN:-0}
