@@ -7,8 +7,8 @@
 #   scripts/valgrind.sh [meson test names...]   (default: every integration suite)
 #   QSNAP_VG_BUILD_DIR   build directory (default build-valgrind)
 #
-# Peers: radosgw from /tmp/qsnap-dev-rgw.env when present, else a throwaway
-# one started with test/rgw-start.sh.
+# Peers: the radosgw named by the QSNAP_TEST_S3_* variables when they are set,
+# else a throwaway one started with test/rgw-start.sh.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,15 +31,10 @@ cleanup() {
 trap cleanup EXIT
 
 if [ -z "${QSNAP_TEST_S3_ENDPOINT:-}" ]; then
-    if [ -f /tmp/qsnap-dev-rgw.env ]; then
-        # shellcheck disable=SC1091
-        . /tmp/qsnap-dev-rgw.env
-    else
-        RGW_DIR=$(mktemp -d /tmp/qsnap-vg-rgw.XXXXXX)
-        "$ROOT/test/rgw-start.sh" "$RGW_DIR" >/dev/null || exit 1
-        # shellcheck disable=SC1091
-        . "$RGW_DIR/env"
-    fi
+    RGW_DIR=$(mktemp -d /tmp/qsnap-vg-rgw.XXXXXX)
+    "$ROOT/test/rgw-start.sh" "$RGW_DIR" >/dev/null || exit 1
+    # shellcheck disable=SC1091
+    . "$RGW_DIR/env"
 fi
 
 export QSNAP_TEST_VALGRIND="valgrind --error-exitcode=99 --leak-check=full \
