@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +18,9 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+
+#include "qsnap/storage.h"
+#include "qsnap/util.h"
 
 extern char **environ;
 
@@ -408,4 +412,109 @@ int qs_test_daemon_stop(struct qs_test_daemon *d, double timeout_s)
     free(d->log);
     d->log = NULL;
     return st;
+}
+
+const char *qs_test_s3_region(void)
+{
+    const char *r = getenv("QSNAP_TEST_S3_REGION");
+    return r != NULL && *r != '\0' ? r : "us-east-1";
+}
+
+void qs_test_s3_opts(struct qs_storage_opts *o, const char *prefix)
+{
+    o->kind = QS_DEST_S3;
+    o->endpoint = qs_test_env("QSNAP_TEST_S3_ENDPOINT");
+    o->access_key_id = qs_test_env("QSNAP_TEST_S3_ACCESS_KEY");
+    o->secret_access_key = qs_test_env("QSNAP_TEST_S3_SECRET_KEY");
+    o->bucket = qs_test_env("QSNAP_TEST_S3_BUCKET");
+    o->region = qs_test_env("QSNAP_TEST_S3_REGION");
+    o->uri_style = QS_URI_PATH;
+    o->prefix = prefix;
+}
+
+size_t qs_test_buf_sink(char *p, size_t size, size_t nmemb, void *ud)
+{
+    qs_buf_append(ud, p, size * nmemb);
+    return size * nmemb;
+}
+
+long qs_test_s3_request(const char *method, const char *path_and_query,
+                        size_t (*sink)(char *, size_t, size_t, void *), void *ud)
+{
+    CURL *c = curl_easy_init();
+    cr_assert_not_null(c);
+    char url[2048], sig[128], user[512];
+    snprintf(url, sizeof(url), "%s/%s/%s", qs_test_env("QSNAP_TEST_S3_ENDPOINT"),
+             qs_test_env("QSNAP_TEST_S3_BUCKET"), path_and_query);
+    snprintf(sig, sizeof(sig), "aws:amz:%s:s3", qs_test_s3_region());
+    snprintf(user, sizeof(user), "%s:%s", qs_test_env("QSNAP_TEST_S3_ACCESS_KEY"),
+             qs_test_env("QSNAP_TEST_S3_SECRET_KEY"));
+    struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sig);
+    curl_easy_setopt(c, CURLOPT_USERPWD, user);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, ud);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    cr_assert_eq(rc, CURLE_OK, "S3 %s %s: %s", method, path_and_query, curl_easy_strerror(rc));
+    return status;
+}
+
+char *qs_test_daemon_metrics(const struct qs_test_daemon *d)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/metrics", d->url);
+    struct qs_test_resp r;
+    cr_assert_eq(qs_test_http("GET", url, NULL, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 200);
+    char *s = r.body;
+    r.body = NULL;
+    qs_test_resp_free(&r);
+    return s;
+}
+
+int qs_test_promtool_check(const char *text, char **out)
+{
+    char *dir = qs_test_mkdtemp("promtool");
+    char path[600], cmd[1400];
+    snprintf(path, sizeof(path), "%s/metrics.txt", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
+    char *argv[] = {"sh", "-c", cmd, NULL};
+    int rc = qs_test_run(argv, NULL, out);
+    qs_test_rmrf(dir);
+    free(dir);
+    return rc;
+}
+
+double qs_test_metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p != NULL && *p != '\0';) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p = strchr(p, '\n');
+        if (p != NULL)
+            p++;
+    }
+    return NAN;
+}
+
+double qs_test_backups_total(const char *text, const char *coll, const char *result)
+{
+    char s[512];
+    snprintf(s, sizeof(s), "qsnap_backups_total{collection=\"%s\",result=\"%s\"}", coll, result);
+    return qs_test_metric(text, s);
 }

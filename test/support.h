@@ -82,4 +82,47 @@ int qs_test_daemon_start(struct qs_test_daemon *d, char *const env_extra[]);
  * (then the process was killed). */
 int qs_test_daemon_stop(struct qs_test_daemon *d, double timeout_s);
 
+/* ---- the S3 peer (QSNAP_TEST_S3_*) ------------------------------------------ */
+
+struct qs_storage_opts;
+
+/* QSNAP_TEST_S3_REGION, or "us-east-1" when it is unset or empty. */
+const char *qs_test_s3_region(void);
+
+/* Fills the S3 fields of o (already initialised by the caller with
+ * qs_storage_opts_init; other fields are left alone) for the test radosgw:
+ * kind, endpoint, keys, bucket, region (QSNAP_TEST_S3_REGION, required), path
+ * style and prefix. o and prefix are borrowed; o keeps pointing at prefix and
+ * at the environment strings. */
+void qs_test_s3_opts(struct qs_storage_opts *o, const char *prefix);
+
+/* libcurl write callback that appends to ud, a struct qs_buf (borrowed). */
+size_t qs_test_buf_sink(char *p, size_t size, size_t nmemb, void *ud);
+
+/* One request to QSNAP_TEST_S3_ENDPOINT/QSNAP_TEST_S3_BUCKET/path_and_query
+ * signed by libcurl's own SigV4 (not by qsnap's signer), with
+ * "x-amz-content-sha256: UNSIGNED-PAYLOAD" and no request body. The response
+ * body goes to sink(…, ud) (ud borrowed). Fails the test when the transfer
+ * fails; otherwise returns the HTTP status. */
+long qs_test_s3_request(const char *method, const char *path_and_query,
+                        size_t (*sink)(char *, size_t, size_t, void *), void *ud);
+
+/* ---- metrics ---------------------------------------------------------------- */
+
+/* GET d->url/metrics; fails the test unless it answers 200. Returns the body
+ * (owned). */
+char *qs_test_daemon_metrics(const struct qs_test_daemon *d);
+
+/* Runs `promtool check metrics` on text; returns its exit code, its output in
+ * *out (owned by the caller, may be NULL). */
+int qs_test_promtool_check(const char *text, char **out);
+
+/* Value of one series in a text exposition ("name" or "name{labels}" exactly
+ * as rendered, at the start of a line), NAN when absent. text and series are
+ * borrowed. */
+double qs_test_metric(const char *text, const char *series);
+
+/* qsnap_backups_total{collection=coll,result=result} in text, NAN when absent. */
+double qs_test_backups_total(const char *text, const char *coll, const char *result);
+
 #endif

@@ -91,9 +91,7 @@ static void dest_s3(struct dest *d, const char *tag)
              qs_test_env("QSNAP_TEST_S3_ACCESS_KEY"));
     snprintf(d->env[d->nenv++], sizeof(d->env[0]), "QSNAP_S3_SECRET_ACCESS_KEY=%s",
              qs_test_env("QSNAP_TEST_S3_SECRET_KEY"));
-    const char *region = getenv("QSNAP_TEST_S3_REGION");
-    snprintf(d->env[d->nenv++], sizeof(d->env[0]), "QSNAP_S3_REGION=%s",
-             region != NULL && *region != '\0' ? region : "us-east-1");
+    snprintf(d->env[d->nenv++], sizeof(d->env[0]), "QSNAP_S3_REGION=%s", qs_test_s3_region());
 }
 
 static void dest_file(struct dest *d)
@@ -102,12 +100,6 @@ static void dest_file(struct dest *d)
     g_dest = d;
     d->dir = qs_test_mkdtemp("backup-dest");
     snprintf(d->env[d->nenv++], sizeof(d->env[0]), "QSNAP_DESTINATION=file://%s", d->dir);
-}
-
-static const char *region(void)
-{
-    const char *r = getenv("QSNAP_TEST_S3_REGION");
-    return r != NULL && *r != '\0' ? r : "us-east-1";
 }
 
 struct hash_sink {
@@ -152,45 +144,6 @@ static size_t hash_cb(char *p, size_t size, size_t nmemb, void *ud)
     return len;
 }
 
-/* One signed S3 request made by libcurl itself (not by qsnap's signer).
- * Returns the HTTP status; the body goes to sink. */
-static long s3_request(const char *method, const char *path_and_query,
-                       size_t (*sink)(char *, size_t, size_t, void *), void *ud)
-{
-    CURL *c = curl_easy_init();
-    cr_assert_not_null(c);
-    char url[2048], sig[128], user[512];
-    snprintf(url, sizeof(url), "%s/%s/%s", qs_test_env("QSNAP_TEST_S3_ENDPOINT"),
-             qs_test_env("QSNAP_TEST_S3_BUCKET"), path_and_query);
-    snprintf(sig, sizeof(sig), "aws:amz:%s:s3", region());
-    snprintf(user, sizeof(user), "%s:%s", qs_test_env("QSNAP_TEST_S3_ACCESS_KEY"),
-             qs_test_env("QSNAP_TEST_S3_SECRET_KEY"));
-    struct curl_slist *h = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
-    curl_easy_setopt(c, CURLOPT_AWS_SIGV4, sig);
-    curl_easy_setopt(c, CURLOPT_USERPWD, user);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    if (strcmp(method, "GET") != 0)
-        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, ud);
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    cr_assert_eq(rc, CURLE_OK, "S3 %s %s: %s", method, path_and_query, curl_easy_strerror(rc));
-    return status;
-}
-
-static size_t buf_cb(char *p, size_t size, size_t nmemb, void *ud)
-{
-    qs_buf_append(ud, p, size * nmemb);
-    return size * nmemb;
-}
-
 /* Downloads key (relative to the destination) and hashes it; gunzips first
  * when inflate is set. Returns 0, or -1 when the object does not exist. */
 static int dest_hash(const struct dest *d, const char *key, int inflate_it, char sha[65],
@@ -204,7 +157,7 @@ static int dest_hash(const struct dest *d, const char *key, int inflate_it, char
     if (d->s3) {
         char path[1500];
         snprintf(path, sizeof(path), "%s/%s", d->prefix, key);
-        long st = s3_request("GET", path, hash_cb, &s);
+        long st = qs_test_s3_request("GET", path, hash_cb, &s);
         cr_assert(st == 200 || st == 404, "GET %s: HTTP %ld", path, st);
         found = st == 200;
     } else {
@@ -270,7 +223,7 @@ static char *dest_list(const struct dest *d, const char *sub, int *count)
         snprintf(path, sizeof(path), "?list-type=2&prefix=%s", q);
         struct qs_buf b;
         qs_buf_init(&b);
-        long st = s3_request("GET", path, buf_cb, &b);
+        long st = qs_test_s3_request("GET", path, qs_test_buf_sink, &b);
         cr_assert_eq(st, 200, "list %s: HTTP %ld: %s", prefix, st, b.data ? b.data : "");
         cr_assert_null(strstr(b.data, "<IsTruncated>true"));
         for (const char *p = b.data; (p = strstr(p, "<Key>")) != NULL;) {
@@ -309,7 +262,7 @@ static void dest_cleanup(struct dest *d)
             snprintf(q, sizeof(q), "?list-type=2&prefix=%s%%2F", d->prefix);
             struct qs_buf b;
             qs_buf_init(&b);
-            if (s3_request("GET", q, buf_cb, &b) != 200 || b.data == NULL) {
+            if (qs_test_s3_request("GET", q, qs_test_buf_sink, &b) != 200 || b.data == NULL) {
                 qs_buf_free(&b);
                 break;
             }
@@ -322,7 +275,7 @@ static void dest_cleanup(struct dest *d)
                 char *key = strndup(p, (size_t)(e - p));
                 struct qs_buf ignore;
                 qs_buf_init(&ignore);
-                s3_request("DELETE", key, buf_cb, &ignore);
+                qs_test_s3_request("DELETE", key, qs_test_buf_sink, &ignore);
                 qs_buf_free(&ignore);
                 free(key);
                 p = e;
@@ -501,63 +454,17 @@ static int run_qsnap(const struct dest *d, const struct qs_test_standin *s,
     return qs_test_run(argv, qsnap_env(d, s, extra), out);
 }
 
-static char *metrics_text(const struct qs_test_daemon *dm)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "%s/metrics", dm->url);
-    struct qs_test_resp r;
-    cr_assert_eq(qs_test_http("GET", url, NULL, NULL, 0, &r), 0);
-    cr_assert_eq(r.status, 200);
-    char *t = r.body;
-    r.body = NULL;
-    qs_test_resp_free(&r);
-    return t;
-}
-
-/* Value of one series ("name" or "name{labels}" exactly as rendered), NAN if
- * absent. */
-static double metric(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; p != NULL && *p != '\0';) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        if (p != NULL)
-            p++;
-    }
-    return NAN;
-}
-
 static double metric_c(const char *text, const char *name, const char *coll)
 {
     char s[512];
     snprintf(s, sizeof(s), "%s{collection=\"%s\"}", name, coll);
-    return metric(text, s);
-}
-
-static double backups_total(const char *text, const char *coll, const char *result)
-{
-    char s[512];
-    snprintf(s, sizeof(s), "qsnap_backups_total{collection=\"%s\",result=\"%s\"}", coll, result);
-    return metric(text, s);
+    return qs_test_metric(text, s);
 }
 
 static void assert_promtool(const char *text)
 {
-    char *dir = qs_test_mkdtemp("backup-promtool");
-    char path[600], cmd[1400];
-    snprintf(path, sizeof(path), "%s/metrics.txt", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
-    char *argv[] = {"sh", "-c", cmd, NULL};
     char *out = NULL;
-    int rc = qs_test_run(argv, NULL, &out);
-    qs_test_rmrf(dir);
-    free(dir);
+    int rc = qs_test_promtool_check(text, &out);
     cr_assert_eq(rc, 0, "promtool check metrics failed: %s\n--- input ---\n%s", out, text);
     free(out);
 }
@@ -755,7 +662,7 @@ Test(backup, three_collections_api_cli_restart)
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(job, "collections")), 3, "job: %s", jtext);
     char *first[3];
     int64_t created[3];
-    char *mt = metrics_text(&dm);
+    char *mt = qs_test_daemon_metrics(&dm);
     for (size_t i = 0; i < 3; i++) {
         const cJSON *it = job_item(job, COLLS[i]);
         cr_assert_str_eq(jstr(it, "result"), "success", "job: %s", jtext);
@@ -768,10 +675,10 @@ Test(backup, three_collections_api_cli_restart)
         cr_assert_eq(metric_c(mt, "qsnap_backup_last_size_bytes", COLLS[i]), size);
         cr_assert_eq(metric_c(mt, "qsnap_backup_bytes_total", COLLS[i]), size);
         cr_assert_eq(metric_c(mt, "qsnap_backup_stale", COLLS[i]), 0.0);
-        cr_assert_eq(backups_total(mt, COLLS[i], "success"), 1.0);
-        cr_assert_eq(backups_total(mt, COLLS[i], "failure"), 0.0);
+        cr_assert_eq(qs_test_backups_total(mt, COLLS[i], "success"), 1.0);
+        cr_assert_eq(qs_test_backups_total(mt, COLLS[i], "failure"), 0.0);
     }
-    cr_assert_eq(metric(mt, "qsnap_backup_in_progress"), 0.0);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_in_progress"), 0.0);
     assert_promtool(mt);
     free(mt);
     free(jtext);
@@ -840,16 +747,16 @@ Test(backup, three_collections_api_cli_restart)
 
     /* Restart: before any run, metrics come from the manifests. */
     daemon_start(&dm, &d, &s, NULL);
-    mt = metrics_text(&dm);
+    mt = qs_test_daemon_metrics(&dm);
     for (size_t i = 0; i < 3; i++) {
         cr_assert_eq(metric_c(mt, "qsnap_backup_last_success_timestamp_seconds", COLLS[i]),
                      (double)newest[i], "%s", mt);
         cr_assert_eq(metric_c(mt, "qsnap_backup_stale", COLLS[i]), 0.0);
-        cr_assert_eq(backups_total(mt, COLLS[i], "success"), 0.0);
+        cr_assert_eq(qs_test_backups_total(mt, COLLS[i], "success"), 0.0);
         double age = metric_c(mt, "qsnap_backup_age_seconds", COLLS[i]);
         cr_assert(age >= 0 && age < 900, "age %f", age);
     }
-    cr_assert_eq(metric(mt, "qsnap_backups_stored{location=\"remote\"}"), 6.0, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backups_stored{location=\"remote\"}"), 6.0, "%s", mt);
     assert_promtool(mt);
     free(mt);
     daemon_stop(&dm);
@@ -876,8 +783,8 @@ Test(backup, corrupt_download_fails_one_collection)
     const char *extra[] = {"QSNAP_COLLECTIONS=flip-two,flip-one,flip-three", NULL};
     static struct qs_test_daemon dm;
     daemon_start(&dm, &d, &s, extra);
-    char *mt = metrics_text(&dm);
-    cr_assert_eq(backups_total(mt, "flip-two", "failure"), 0.0, "%s", mt);
+    char *mt = qs_test_daemon_metrics(&dm);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-two", "failure"), 0.0, "%s", mt);
     free(mt);
     standin_post(&s, "/__standin/faults", "{\"flip_byte\":true}");
     long st = 0;
@@ -903,12 +810,12 @@ Test(backup, corrupt_download_fails_one_collection)
     cr_assert_eq(n, 2, "flip-one should hold an object and a manifest:\n%s", keys);
     free(keys);
 
-    mt = metrics_text(&dm);
-    cr_assert_eq(backups_total(mt, "flip-two", "failure"), 1.0, "%s", mt);
-    cr_assert_eq(backups_total(mt, "flip-two", "success"), 0.0);
-    cr_assert_eq(backups_total(mt, "flip-one", "success"), 1.0);
-    cr_assert_eq(backups_total(mt, "flip-three", "success"), 1.0);
-    cr_assert_eq(backups_total(mt, "flip-one", "failure"), 0.0);
+    mt = qs_test_daemon_metrics(&dm);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-two", "failure"), 1.0, "%s", mt);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-two", "success"), 0.0);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-one", "success"), 1.0);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-three", "success"), 1.0);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-one", "failure"), 0.0);
     cr_assert_eq(metric_c(mt, "qsnap_backup_last_success_timestamp_seconds", "flip-two"), 0.0);
     cr_assert_eq(metric_c(mt, "qsnap_backup_stale", "flip-two"), 1.0);
     cr_assert_gt(metric_c(mt, "qsnap_backup_last_attempt_timestamp_seconds", "flip-two"), 0.0);
@@ -926,9 +833,9 @@ Test(backup, corrupt_download_fails_one_collection)
     verify_backup(&d, &s, "flip-two", jstr(job_item(job, "flip-two"), "snapshot"), 0);
     cJSON_Delete(job);
     free(id);
-    mt = metrics_text(&dm);
-    cr_assert_eq(backups_total(mt, "flip-two", "failure"), 1.0);
-    cr_assert_eq(backups_total(mt, "flip-two", "success"), 1.0);
+    mt = qs_test_daemon_metrics(&dm);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-two", "failure"), 1.0);
+    cr_assert_eq(qs_test_backups_total(mt, "flip-two", "success"), 1.0);
     free(mt);
     daemon_stop(&dm);
     dest_cleanup(&d);
@@ -1048,7 +955,7 @@ Test(backup, gzip_to_s3_multipart)
     double size = jnum(it, "size"), stored = jnum(it, "stored_size");
     cr_assert(stored < size && stored > 5.0 * 1048576 * 2, "stored %.0f of %.0f", stored, size);
     verify_backup(&d, &s, "zipped-s3", jstr(it, "snapshot"), 6);
-    char *mt = metrics_text(&dm);
+    char *mt = qs_test_daemon_metrics(&dm);
     /* Bytes streamed to the destination: the compressed ones. */
     cr_assert_eq(metric_c(mt, "qsnap_backup_bytes_total", "zipped-s3"), stored);
     cr_assert_eq(metric_c(mt, "qsnap_backup_last_size_bytes", "zipped-s3"), size);
@@ -1094,17 +1001,17 @@ Test(backup, trigger_while_running_is_409)
     cr_assert_eq(qs_test_http("POST", url, h, rb, strlen(rb), &r), 0);
     cr_assert_eq(r.status, 409, "restore during a backup answered %ld: %s", r.status, r.body);
     qs_test_resp_free(&r);
-    char *mt = metrics_text(&dm);
-    cr_assert_eq(metric(mt, "qsnap_backup_in_progress"), 1.0);
+    char *mt = qs_test_daemon_metrics(&dm);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_in_progress"), 1.0);
     free(mt);
 
     cJSON *job = wait_job(&dm, id, 120);
     cr_assert_str_eq(jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     free(id);
-    mt = metrics_text(&dm);
-    cr_assert_eq(metric(mt, "qsnap_backup_in_progress"), 0.0);
-    cr_assert_eq(backups_total(mt, "slow-coll", "success"), 1.0);
+    mt = qs_test_daemon_metrics(&dm);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_in_progress"), 0.0);
+    cr_assert_eq(qs_test_backups_total(mt, "slow-coll", "success"), 1.0);
     free(mt);
     /* The lock is free again. */
     standin_post(&s, "/__standin/faults", "{\"create_delay_s\":0}");
@@ -1159,10 +1066,10 @@ Test(backup, scheduled_run_fires_at_cron_time)
     static struct qs_test_daemon dm;
     double t0 = now_s();
     daemon_start(&dm, &d, &s, extra);
-    char *mt = metrics_text(&dm);
-    cr_assert_eq(metric(mt, "qsnap_next_backup_timestamp_seconds"), (double)fire, "%s", mt);
-    cr_assert_eq(metric(mt, "qsnap_schedule_interval_seconds"), 86400.0);
-    double before = backups_total(mt, "sched-coll", "success");
+    char *mt = qs_test_daemon_metrics(&dm);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_next_backup_timestamp_seconds"), (double)fire, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_schedule_interval_seconds"), 86400.0);
+    double before = qs_test_backups_total(mt, "sched-coll", "success");
     free(mt);
     /* Not yet: the clock is before 03:05:00 for a few more seconds. */
     if (now_s() - t0 < 2.0) {
@@ -1171,16 +1078,16 @@ Test(backup, scheduled_run_fires_at_cron_time)
     }
     double ran = -1;
     while (now_s() - t0 < 15) {
-        mt = metrics_text(&dm);
-        double ok = backups_total(mt, "sched-coll", "success");
+        mt = qs_test_daemon_metrics(&dm);
+        double ok = qs_test_backups_total(mt, "sched-coll", "success");
         if (ok == 1.0) {
             ran = now_s() - t0;
             double attempt =
                 metric_c(mt, "qsnap_backup_last_attempt_timestamp_seconds", "sched-coll");
             cr_assert(attempt >= (double)fire && attempt <= (double)fire + 5,
                       "attempt at %.0f, scheduled for %lld", attempt, (long long)fire);
-            cr_assert_eq(metric(mt, "qsnap_next_backup_timestamp_seconds"), (double)(fire + 86400),
-                         "%s", mt);
+            cr_assert_eq(qs_test_metric(mt, "qsnap_next_backup_timestamp_seconds"),
+                         (double)(fire + 86400), "%s", mt);
             free(mt);
             break;
         }

@@ -604,26 +604,6 @@ static char *daemon_get(const char *path, long *status)
     return b;
 }
 
-static double metric(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; p != NULL && *p != '\0';) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        if (p != NULL)
-            p++;
-    }
-    return NAN;
-}
-
-static double backups_total(const char *text, const char *coll, const char *result)
-{
-    char s[512];
-    snprintf(s, sizeof(s), "qsnap_backups_total{collection=\"%s\",result=\"%s\"}", coll, result);
-    return metric(text, s);
-}
-
 static char *post_backup(void)
 {
     char url[256];
@@ -753,7 +733,7 @@ Test(faults, s3_slowdown_then_recovers)
     cr_assert(log_contains("SlowDown") || log_contains("503") || log_contains("retrying"),
               "no retry of the 503 was logged");
     char *mt = daemon_get("/metrics", NULL);
-    cr_assert_eq(backups_total(mt, "slow", "success"), 1.0, "%s", mt);
+    cr_assert_eq(qs_test_backups_total(mt, "slow", "success"), 1.0, "%s", mt);
     free(mt);
     daemon_term(25);
     cr_assert_eq(check_invariants(NULL), 1);
@@ -783,8 +763,8 @@ Test(faults, s3_unreachable_at_startup_then_back)
     cr_assert_null(strstr(body, "qdrant:"), "Qdrant is up: %s", body);
     free(body);
     char *mt = daemon_get("/metrics", NULL);
-    cr_assert_eq(metric(mt, "qsnap_destination_up"), 0.0, "%s", mt);
-    cr_assert_eq(metric(mt, "qsnap_qdrant_up"), 1.0, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_destination_up"), 0.0, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_qdrant_up"), 1.0, "%s", mt);
     free(mt);
 
     cJSON *job = backup_now(300);
@@ -794,10 +774,10 @@ Test(faults, s3_unreachable_at_startup_then_back)
     free(jt);
     cJSON_Delete(job);
     mt = daemon_get("/metrics", NULL);
-    cr_assert_eq(backups_total(mt, "down", "failure"), 1.0, "%s", mt);
-    cr_assert_eq(backups_total(mt, "down", "success"), 0.0, "%s", mt);
-    cr_assert_eq(metric(mt, "qsnap_backup_stale{collection=\"down\"}"), 1.0, "%s", mt);
-    cr_assert_eq(metric(mt, "qsnap_backup_in_progress"), 0.0, "%s", mt);
+    cr_assert_eq(qs_test_backups_total(mt, "down", "failure"), 1.0, "%s", mt);
+    cr_assert_eq(qs_test_backups_total(mt, "down", "success"), 0.0, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_stale{collection=\"down\"}"), 1.0, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_in_progress"), 0.0, "%s", mt);
     free(mt);
 
     /* back: the next probe turns ready, and a backup succeeds */
@@ -806,7 +786,7 @@ Test(faults, s3_unreachable_at_startup_then_back)
     snprintf(url, sizeof(url), "%s/readyz", E.url);
     cr_assert_eq(qs_test_wait_http(url, 45), 0, "never ready after the destination came back");
     mt = daemon_get("/metrics", NULL);
-    cr_assert_eq(metric(mt, "qsnap_destination_up"), 1.0, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_destination_up"), 1.0, "%s", mt);
     free(mt);
     job = backup_now(300);
     assert_job(job, "succeeded");
@@ -869,7 +849,7 @@ Test(faults, qdrant_stalls_until_timeouts)
     cJSON_Delete(job);
     cr_assert_lt(dt, 120.0, "a stalled Qdrant held the job %.0f s", dt);
     char *mt = daemon_get("/metrics", NULL);
-    cr_assert_eq(backups_total(mt, "stall", "failure"), 1.0, "%s", mt);
+    cr_assert_eq(qs_test_backups_total(mt, "stall", "failure"), 1.0, "%s", mt);
     free(mt);
     /* Qdrant recovers: the next run succeeds */
     standin_post("/__standin/faults", "{\"stall_s\":0}");
@@ -978,9 +958,11 @@ Test(faults, sigkill_mid_upload_then_restart_sweeps_orphan)
     assert_job(job, "succeeded");
     cJSON_Delete(job);
     char *mt = daemon_get("/metrics", NULL);
-    double swept = metric(mt, "qsnap_prune_deleted_total{kind=\"multipart\",location=\"remote\"}");
+    double swept =
+        qs_test_metric(mt, "qsnap_prune_deleted_total{kind=\"multipart\",location=\"remote\"}");
     if (isnan(swept))
-        swept = metric(mt, "qsnap_prune_deleted_total{location=\"remote\",kind=\"multipart\"}");
+        swept =
+            qs_test_metric(mt, "qsnap_prune_deleted_total{location=\"remote\",kind=\"multipart\"}");
     cr_assert_eq(swept, 1.0, "the orphaned upload was not counted as swept:\n%s", mt);
     free(mt);
     daemon_term(25);
@@ -1144,10 +1126,10 @@ Test(security, method_and_path_tricks_never_reach_post_handlers)
     }
     /* nothing ran */
     char *mt = daemon_get("/metrics", NULL);
-    cr_assert(isnan(backups_total(mt, "sec", "success")) ||
-                  backups_total(mt, "sec", "success") == 0.0,
+    cr_assert(isnan(qs_test_backups_total(mt, "sec", "success")) ||
+                  qs_test_backups_total(mt, "sec", "success") == 0.0,
               "%s", mt);
-    cr_assert_eq(metric(mt, "qsnap_backup_in_progress"), 0.0);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_in_progress"), 0.0);
     free(mt);
     daemon_term(25);
     check_invariants(NULL);

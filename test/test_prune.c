@@ -69,14 +69,7 @@ static void dest_open(struct dest *d, enum backend kind, const char *tag)
     if (kind == BK_S3) {
         snprintf(d->prefix, sizeof(d->prefix), "test-prune/%ld-%d-%s", (long)getpid(),
                  atomic_fetch_add(&seq, 1), tag);
-        o.kind = QS_DEST_S3;
-        o.endpoint = qs_test_env("QSNAP_TEST_S3_ENDPOINT");
-        o.access_key_id = qs_test_env("QSNAP_TEST_S3_ACCESS_KEY");
-        o.secret_access_key = qs_test_env("QSNAP_TEST_S3_SECRET_KEY");
-        o.bucket = qs_test_env("QSNAP_TEST_S3_BUCKET");
-        o.region = qs_test_env("QSNAP_TEST_S3_REGION");
-        o.uri_style = QS_URI_PATH;
-        o.prefix = d->prefix;
+        qs_test_s3_opts(&o, d->prefix);
         o.part_size = 5 * MiB;
         snprintf(d->destination, sizeof(d->destination), "QSNAP_DESTINATION=s3://%s/%s", o.bucket,
                  d->prefix);

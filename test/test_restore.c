@@ -74,14 +74,7 @@ static void world_open(struct world *w, int s3, const char *tag)
     if (s3) {
         snprintf(w->prefix, sizeof(w->prefix), "test-restore/%ld-%d-%s", (long)getpid(),
                  atomic_fetch_add(&seq, 1), tag);
-        o.kind = QS_DEST_S3;
-        o.endpoint = qs_test_env("QSNAP_TEST_S3_ENDPOINT");
-        o.access_key_id = qs_test_env("QSNAP_TEST_S3_ACCESS_KEY");
-        o.secret_access_key = qs_test_env("QSNAP_TEST_S3_SECRET_KEY");
-        o.bucket = qs_test_env("QSNAP_TEST_S3_BUCKET");
-        o.region = qs_test_env("QSNAP_TEST_S3_REGION");
-        o.uri_style = QS_URI_PATH;
-        o.prefix = w->prefix;
+        qs_test_s3_opts(&o, w->prefix);
         snprintf(w->vars[w->nvars++], 800, "QSNAP_DESTINATION=s3://%s/%s", o.bucket, w->prefix);
         snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_ENDPOINT=%s", o.endpoint);
         snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_REGION=%s", o.region);
@@ -481,19 +474,6 @@ static void restore_job(struct qs_test_daemon *d, const char *json, const char *
     free(id);
 }
 
-static char *metrics(struct qs_test_daemon *d)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "%s/metrics", d->url);
-    struct qs_test_resp r;
-    cr_assert_eq(qs_test_http("GET", url, NULL, NULL, 0, &r), 0);
-    cr_assert_eq(r.status, 200);
-    char *s = r.body;
-    r.body = NULL;
-    qs_test_resp_free(&r);
-    return s;
-}
-
 /* Value of one series ("name{labels}" exactly as rendered) or -1. */
 static double metric(const char *text, const char *series)
 {
@@ -607,7 +587,7 @@ Test(restore, http_restore_success_failures_and_metrics)
     restore_job(&d, "{\"collection\":\"c\",\"snapshot\":\"latest\",\"target\":\"c-new\"}",
                 "succeeded", NULL);
     assert_restored(&w, "c-new", &m);
-    char *mt = metrics(&d);
+    char *mt = qs_test_daemon_metrics(&d);
     cr_assert_eq(metric(mt, "qsnap_restore_total{result=\"success\"}"), 1, "%s", mt);
     cr_assert_gt(metric(mt, "qsnap_restore_last_success_timestamp_seconds"), 1e9, "%s", mt);
     free(mt);
@@ -635,7 +615,7 @@ Test(restore, http_restore_success_failures_and_metrics)
     cr_assert(up == NULL || jnum(up, "status") != 200, "Qdrant accepted a tampered body");
     cJSON_Delete(st);
 
-    mt = metrics(&d);
+    mt = qs_test_daemon_metrics(&d);
     cr_assert_eq(metric(mt, "qsnap_restore_total{result=\"failure\"}"), 2, "%s", mt);
     cr_assert_eq(metric(mt, "qsnap_restore_total{result=\"success\"}"), 1, "%s", mt);
     free(mt);
@@ -782,7 +762,7 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
     cr_assert_eq(jnum(state_coll(st, "bad"), "restores"), 0);
     cJSON_Delete(st);
 
-    char *mt = metrics(&d);
+    char *mt = qs_test_daemon_metrics(&d);
     cr_assert_gt(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
                             "\"good\"}"),
                  1e9, "%s", mt);
@@ -819,7 +799,7 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
     cr_assert_null(state_coll(st, "c__qsnap_drill"), "scratch collection left behind");
     cr_assert_eq(jnum(state_coll(st, "c"), "restores"), 0);
     cJSON_Delete(st);
-    char *mt = metrics(&d);
+    char *mt = qs_test_daemon_metrics(&d);
     cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection=\"c\"}"),
                  -1, "%s", mt);
     free(mt);

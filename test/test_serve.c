@@ -185,24 +185,6 @@ static char *series_keys(const char *text)
     return b.data != NULL ? b.data : strdup("");
 }
 
-/* Runs promtool check metrics on text; its output goes to *out (owned). */
-static int promtool_check(const char *text, char **out)
-{
-    char *dir = qs_test_mkdtemp("promtool");
-    char path[600], cmd[1400];
-    snprintf(path, sizeof(path), "%s/metrics.txt", dir);
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f);
-    fputs(text, f);
-    fclose(f);
-    snprintf(cmd, sizeof(cmd), "promtool check metrics < '%s'", path);
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    int rc = qs_test_run(argv, NULL, out);
-    qs_test_rmrf(dir);
-    free(dir);
-    return rc;
-}
-
 /* ---- endpoints ----------------------------------------------------------------- */
 
 Test(serve, healthz)
@@ -255,14 +237,16 @@ Test(serve, metrics_pass_promtool)
         cr_assert_not_null(strstr(r.body, want), "missing %s", names[i]);
     }
     char *out = NULL;
-    cr_assert_eq(promtool_check(r.body, &out), 0, "promtool: %s\n--- input ---\n%s", out, r.body);
+    cr_assert_eq(qs_test_promtool_check(r.body, &out), 0, "promtool: %s\n--- input ---\n%s", out,
+                 r.body);
     free(out);
     qs_test_resp_free(&r);
 
     /* promtool must also reject broken input, or the check above proves nothing. */
-    cr_assert_neq(promtool_check("# TYPE x counter\nx{a=\"b} 1\n", &out), 0);
+    cr_assert_neq(qs_test_promtool_check("# TYPE x counter\nx{a=\"b} 1\n", &out), 0);
     free(out);
-    cr_assert_neq(promtool_check("# HELP y_count c\n# TYPE y_count counter\ny_count 1\n", &out), 0);
+    cr_assert_neq(
+        qs_test_promtool_check("# HELP y_count c\n# TYPE y_count counter\ny_count 1\n", &out), 0);
     free(out);
     cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
 }

@@ -35,14 +35,7 @@ struct fixture {
 static void set_s3_opts(struct qs_storage_opts *o, const char *prefix)
 {
     qs_storage_opts_init(o);
-    o->kind = QS_DEST_S3;
-    o->endpoint = qs_test_env("QSNAP_TEST_S3_ENDPOINT");
-    o->access_key_id = qs_test_env("QSNAP_TEST_S3_ACCESS_KEY");
-    o->secret_access_key = qs_test_env("QSNAP_TEST_S3_SECRET_KEY");
-    o->bucket = qs_test_env("QSNAP_TEST_S3_BUCKET");
-    o->region = qs_test_env("QSNAP_TEST_S3_REGION");
-    o->uri_style = QS_URI_PATH;
-    o->prefix = prefix;
+    qs_test_s3_opts(o, prefix);
     o->part_size = 5 * MiB;
     o->max_retries = 3;
     o->retry_base_ms = 50;
