@@ -6,9 +6,11 @@
 #include <string.h>
 #include <strings.h>
 
-/* Longest gap between two fires of any satisfiable expression: Feb 29 can be
- * 8 years apart (2096 -> 2104). The search never looks further ahead. */
-#define CRON_SEARCH_YEARS 9
+/* How far ahead the search looks. When the day-of-month field starts with
+ * '*' (e.g. "*\/29") and the weekday is restricted, a day must match both, so
+ * a date on a given weekday can be decades apart: Feb 29 on a Monday recurs
+ * every 28 years, and across 2100 (not a leap year) after up to 40. */
+#define CRON_SEARCH_YEARS 41
 
 struct field_desc {
     const char *name;

@@ -263,3 +263,15 @@ Test(cron, interval)
     c = parse_ok("0 0 30 2 *");
     cr_assert_eq(qs_cron_interval(&c, from), 0);
 }
+
+/* Found by fuzzing: a '*'-led day-of-month with a weekday must match both,
+ * so Feb 1 on a Saturday recurs after 11 years; the search must reach it. */
+Test(cron, rare_dom_and_dow_combination_is_found)
+{
+    struct qs_cron c = parse_ok("3 4 */29 2 6");
+    int64_t from = qs_timegm(2025, 3, 30, 1, 30, 0);
+    int64_t n1 = qs_cron_next(&c, from);
+    cr_assert_eq(n1, qs_timegm(2031, 2, 1, 4, 3, 0), "got %lld", (long long)n1);
+    int64_t n2 = qs_cron_next(&c, n1);
+    cr_assert_eq(n2, qs_timegm(2042, 2, 1, 4, 3, 0), "got %lld", (long long)n2);
+}
