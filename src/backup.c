@@ -140,24 +140,10 @@ struct stream {
     unsigned char *zout; /* owned, ZOUT bytes */
     uint64_t in_bytes;
     uint64_t out_bytes;
-    double t0;
     struct qs_error *err;
 };
 
 #define ZOUT (256 * 1024)
-
-static int throttle(struct stream *s)
-{
-    uint64_t rate = s->env->cfg->max_bandwidth;
-    if (rate == 0)
-        return 0;
-    double due = (double)s->out_bytes / (double)rate;
-    double ahead = due - (qs_monotonic() - s->t0);
-    if (ahead > 0.001)
-        return qs_sleep_cancellable((long)(ahead * 1000.0),
-                                    s->env->progress != NULL ? s->env->progress->cancel : NULL);
-    return 0;
-}
 
 static int emit(struct stream *s, const void *data, size_t len)
 {
@@ -168,7 +154,7 @@ static int emit(struct stream *s, const void *data, size_t len)
         return rc;
     s->out_bytes += len;
     qs_progress_bytes(s->env->progress, len);
-    return throttle(s);
+    return 0; /* QSNAP_MAX_BANDWIDTH is enforced by the storage put */
 }
 
 static int deflate_some(struct stream *s, int flush)
@@ -276,7 +262,6 @@ static int stream_snapshot(const struct qs_backup_env *env, const char *coll,
     rc = qs_storage_put_begin(env->storage, key, size, &meta, cancel_of(env), &s.put, err);
     if (rc != 0)
         goto out;
-    s.t0 = qs_monotonic();
     rc = qs_qdrant_download_snapshot(env->qdrant, coll, snap->name, stream_sink, &s, cancel_of(env),
                                      dl_size, sha_out, err);
     if (rc == 0 && s.level > 0)

@@ -23,6 +23,18 @@ void qs_prune_result_deinit(struct qs_prune_result *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Counts a done (or, in a dry run, planned) action. A complete backup counts
+ * once, at its object, the second of its two deletions. */
+static void count_action(struct qs_prune_result *out, enum qs_retention_action_kind kind)
+{
+    if (kind == QS_RETENTION_DELETE_OBJECT)
+        out->deleted_backups++;
+    else if (kind == QS_RETENTION_DELETE_INCOMPLETE)
+        out->deleted_incomplete++;
+    else if (kind == QS_RETENTION_ABORT_UPLOAD)
+        out->aborted_uploads++;
+}
+
 int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg, int dry_run, int64_t now,
                  struct qs_progress *progress, struct qs_prune_result *out, struct qs_error *err)
 {
@@ -85,12 +97,7 @@ int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg, int dr
         qs_buf_printf(&out->report, "%s %s (%s)\n", qs_retention_action_name(a->kind), a->key,
                       a->reason);
         if (dry_run) {
-            if (a->kind == QS_RETENTION_DELETE_OBJECT)
-                out->deleted_backups++;
-            else if (a->kind == QS_RETENTION_DELETE_INCOMPLETE)
-                out->deleted_incomplete++;
-            else if (a->kind == QS_RETENTION_ABORT_UPLOAD)
-                out->aborted_uploads++;
+            count_action(out, a->kind);
             continue;
         }
         if (qs_cancel_requested(progress != NULL ? progress->cancel : NULL)) {
@@ -119,12 +126,7 @@ int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg, int dr
             continue;
         }
         qs_log(QS_LOG_INFO, &c, "%s %s: %s", qs_retention_action_name(a->kind), a->key, a->reason);
-        if (a->kind == QS_RETENTION_DELETE_OBJECT)
-            out->deleted_backups++;
-        else if (a->kind == QS_RETENTION_DELETE_INCOMPLETE)
-            out->deleted_incomplete++;
-        else if (a->kind == QS_RETENTION_ABORT_UPLOAD)
-            out->aborted_uploads++;
+        count_action(out, a->kind);
     }
     if (rc == 0 && out->failed > 0)
         rc = qs_error_set(err, QS_EIO, "%zu prune actions failed", out->failed);
