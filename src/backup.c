@@ -296,8 +296,11 @@ static int prune_local(const struct qs_backup_env *env, const char *coll, const 
     struct qs_storage_list objs;
     qs_storage_list_init(&objs);
     char prefix[QS_MANIFEST_KEY_MAX];
-    snprintf(prefix, sizeof(prefix), "%s/", dir);
-    rc = qs_storage_list(env->storage, prefix, &objs, err);
+    rc = qs_manifest_key_prefix(dir, prefix, sizeof(prefix));
+    if (rc == 0)
+        rc = qs_storage_list(env->storage, prefix, &objs, err);
+    else
+        qs_error_set(err, rc, "invalid collection name");
     if (rc != 0) {
         qs_storage_list_deinit(&objs);
         free(snaps);

@@ -55,12 +55,8 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int with
 {
     memset(out, 0, sizeof(*out));
     char prefix[QS_MANIFEST_KEY_MAX] = "";
-    if (collection != NULL) {
-        if (strlen(collection) + 2 > sizeof(prefix))
-            return qs_error_set(err, QS_EINVAL, "collection name too long");
-        strcpy(prefix, collection);
-        strcat(prefix, "/");
-    }
+    if (collection != NULL && qs_manifest_key_prefix(collection, prefix, sizeof(prefix)) != 0)
+        return qs_error_set(err, QS_EINVAL, "invalid collection name");
     struct qs_storage_list list;
     qs_storage_list_init(&list);
     struct qs_manifest_listing listing = {0};
