@@ -13,7 +13,12 @@
 #include <uv.h>
 
 #include "qsnap/error.h"
+#include "qsnap/log.h"
 
+/* Temporaries have fixed-length names, whatever the key: ".qsnap-tmp-XXXXXX"
+ * (object) and ".qsnap-mtmp-XXXXXX" (metadata) in the key's directory. Older
+ * versions named them ".NAME.qsnap-tmp-XXXXXX"; leftovers of those are still
+ * recognised. */
 #define TMP_TAG ".qsnap-tmp-"
 #define MTMP_TAG ".qsnap-mtmp-"
 #define META_SUFFIX ".meta"
@@ -60,9 +65,62 @@ static char *hidden_sibling(const char *path, const char *suffix)
     return p;
 }
 
+/* dir/NAME for path dir/OTHER. */
+static char *sibling(const char *path, const char *name)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dl = (size_t)(slash - path) + 1, nl = strlen(name);
+    char *p = malloc(dl + nl + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, path, dl);
+    memcpy(p + dl, name, nl + 1);
+    return p;
+}
+
 static int sys_err(struct qs_error *err, int e, const char *what, const char *key)
 {
     return qs_error_set(err, -e, "file %s %s: %s", what, key, strerror(e));
+}
+
+/* Removes a file this put created, after a failure. When that is impossible
+ * (e.g. the file system turned read-only) the file stays behind: say so, so
+ * that nobody has to find it by accident. Retention sweeps leftover
+ * temporaries once they are older than its grace period. */
+static void remove_own_file(const char *path, const char *what, const char *key)
+{
+    if (unlink(path) == 0 || errno == ENOENT)
+        return;
+    struct qs_log_ctx c = QS_LOG_CTX_NONE;
+    c.phase = "storage";
+    c.error = strerror(errno);
+    qs_log(QS_LOG_ERROR, &c, "could not remove %s %s of %s; it is left behind", what, path, key);
+}
+
+static int exists_error(struct qs_error *err, const char *key)
+{
+    if (err != NULL)
+        err->retryable = 0;
+    return qs_error_set(err, UV_EEXIST,
+                        "file put %s: an object already exists under this key; it was not "
+                        "replaced",
+                        key);
+}
+
+/* Moves tmp to path unless path exists: never replaces an object. Returns 0,
+ * UV_EEXIST or a negative errno. */
+static int commit_noreplace(const char *tmp, const char *path, const char *key)
+{
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return -errno;
+    /* The file system cannot rename exclusively; link() never replaces
+     * either. */
+    if (link(tmp, path) != 0)
+        return -errno;
+    remove_own_file(tmp, "temporary", key);
+    return 0;
 }
 
 static int fsync_dir_of(const char *path)
@@ -159,8 +217,8 @@ static char *meta_to_json(const struct qs_storage_meta *m)
 static int read_meta(const char *metapath, struct qs_storage_meta *m)
 {
     FILE *f = fopen(metapath, "rb");
-    if (f == NULL)
-        return errno == ENOENT ? 0 : -errno;
+    if (f == NULL) /* a sidecar name beyond NAME_MAX cannot exist */
+        return errno == ENOENT || errno == ENAMETOOLONG ? 0 : -errno;
     char buf[65536];
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
@@ -218,7 +276,7 @@ int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
     put->cancel = cancel;
     put->key = strdup(key);
     put->path = path_join(fs->root, key);
-    put->tmp = put->path ? hidden_sibling(put->path, TMP_TAG "XXXXXX") : NULL;
+    put->tmp = put->path ? sibling(put->path, TMP_TAG "XXXXXX") : NULL;
     put->metapath = put->path ? hidden_sibling(put->path, META_SUFFIX) : NULL;
     if (meta != NULL && meta->n > 0)
         put->metajson = meta_to_json(meta);
@@ -226,6 +284,12 @@ int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
         (meta != NULL && meta->n > 0 && put->metajson == NULL)) {
         put_free(put);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    /* Early answer for the common case; the commit decides for good. */
+    struct stat sb;
+    if (lstat(put->path, &sb) == 0) {
+        put_free(put);
+        return exists_error(err, key);
     }
     int rc = make_parents(fs->root, key);
     if (rc != 0) {
@@ -262,18 +326,20 @@ void qs_fsstore_put_abort(struct qs_fsstore_put *put)
         close(put->fd);
         put->fd = -1;
     }
-    unlink(put->tmp);
+    remove_own_file(put->tmp, "temporary", put->key);
     put_free(put);
 }
 
+/* Puts the metadata sidecar of the (just committed) object in place, or
+ * removes a stale one when the put has no metadata. */
 static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
 {
     if (put->metajson == NULL) {
-        if (unlink(put->metapath) != 0 && errno != ENOENT)
+        if (unlink(put->metapath) != 0 && errno != ENOENT && errno != ENAMETOOLONG)
             return sys_err(err, errno, "remove old metadata of", put->key);
         return 0;
     }
-    char *mtmp = hidden_sibling(put->path, MTMP_TAG "XXXXXX");
+    char *mtmp = sibling(put->path, MTMP_TAG "XXXXXX");
     if (mtmp == NULL)
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     int fd = mkostemp(mtmp, O_CLOEXEC);
@@ -291,7 +357,7 @@ static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
     if (rc == 0 && rename(mtmp, put->metapath) != 0)
         rc = -errno;
     if (rc != 0) {
-        unlink(mtmp);
+        remove_own_file(mtmp, "temporary", put->key);
         free(mtmp);
         return sys_err(err, -rc, "write metadata of", put->key);
     }
@@ -301,7 +367,7 @@ static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
 
 int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
 {
-    int rc = 0;
+    int rc = 0, committed = 0;
     if (qs_cancel_requested(put->cancel))
         rc = qs_error_set(err, QS_ECANCELED, "file put %s: cancelled", put->key);
     if (rc == 0 && fsync(put->fd) != 0)
@@ -312,22 +378,36 @@ int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
         if (close(fd) != 0)
             rc = sys_err(err, errno, "close", put->key);
     }
+    if (rc == 0) {
+        int e = commit_noreplace(put->tmp, put->path, put->key);
+        if (e == UV_EEXIST)
+            rc = exists_error(err, put->key);
+        else if (e != 0)
+            rc = sys_err(err, -e, "commit", put->key);
+        else
+            committed = 1;
+    }
+    /* The object is ours now: its metadata, then durability of both. */
     if (rc == 0)
         rc = write_meta_file(put, err);
-    if (rc == 0 && rename(put->tmp, put->path) != 0)
-        rc = sys_err(err, errno, "rename", put->key);
     if (rc == 0) {
         int e = fsync_dir_of(put->path);
         if (e != 0)
             rc = sys_err(err, -e, "fsync directory of", put->key);
-        /* The object is in place; an fsync failure of the directory is
-         * still reported, the data may not be durable. */
-    } else {
+    }
+    if (rc != 0) {
         if (put->fd >= 0) {
             close(put->fd);
             put->fd = -1;
         }
-        unlink(put->tmp);
+        /* Nothing is left under the key unless the put succeeded; a
+         * committed object is this put's own (commits never replace). */
+        if (committed) {
+            remove_own_file(put->path, "object", put->key);
+            if (put->metajson != NULL)
+                remove_own_file(put->metapath, "metadata", put->key);
+        } else
+            remove_own_file(put->tmp, "temporary", put->key);
     }
     put_free(put);
     return rc;
@@ -469,11 +549,14 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
                     list->items[list->n++] =
                         (struct qs_storage_entry){k, (uint64_t)st.st_size, (int64_t)st.st_mtime};
             } else if (uploads && is_tmp_name(n)) {
-                /* .NAME.qsnap-tmp-XXXXXX -> key rel + NAME */
+                /* The key a temporary was written for is not recorded in its
+                 * name: report the temporary's own path. Older names
+                 * (.NAME.qsnap-tmp-XXXXXX) still give rel + NAME. */
                 const char *tag = strstr(n, TMP_TAG);
                 if (tag == NULL)
                     tag = strstr(n, MTMP_TAG);
-                size_t kl = (size_t)(tag - n) - 1;
+                const char *kn = tag == n ? n : n + 1;
+                size_t kl = tag == n ? nl : (size_t)(tag - n) - 1;
                 char *k = malloc(rl + kl + 1);
                 char *id = strdup(relpath);
                 if (k == NULL || id == NULL) {
@@ -482,7 +565,7 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
                     rc = UV_ENOMEM;
                 } else {
                     memcpy(k, rel, rl);
-                    memcpy(k + rl, n + 1, kl);
+                    memcpy(k + rl, kn, kl);
                     k[rl + kl] = '\0';
                     if (strncmp(k, prefix, pl) != 0) {
                         free(k);
@@ -554,7 +637,7 @@ int qs_fsstore_delete(struct qs_fsstore *fs, const char *key, struct qs_error *e
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
     if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
         rc = sys_err(err, errno, "delete", key);
-    if (rc == 0 && unlink(mp) != 0 && errno != ENOENT)
+    if (rc == 0 && unlink(mp) != 0 && errno != ENOENT && errno != ENAMETOOLONG)
         rc = sys_err(err, errno, "delete metadata of", key);
     if (rc == 0)
         prune_empty_dirs(fs->root, path);

@@ -725,6 +725,8 @@ static void corrupt_points(struct world *w, const char *coll)
     char key[QS_MANIFEST_KEY_MAX];
     cr_assert_eq(qs_manifest_key(coll, m.snapshot, key, sizeof(key)), 0);
     struct qs_error err;
+    /* puts never replace: remove the old manifest first */
+    cr_assert_eq(qs_storage_delete(w->st, key, &err), 0, "%s", err.msg);
     cr_assert_eq(qs_storage_put_buffer(w->st, key, js.data, js.len, NULL, NULL, &err), 0, "%s",
                  err.msg);
     qs_buf_free(&js);
