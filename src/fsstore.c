@@ -83,6 +83,26 @@ static int sys_err(struct qs_error *err, int e, const char *what, const char *ke
     return qs_error_set(err, -e, "file %s %s: %s", what, key, strerror(e));
 }
 
+/* After a lookup below the root failed: an error when the destination root
+ * itself is gone (a missing or unmounted destination must never read as "no
+ * such object" or "no backups"), else 0. */
+static int root_check(const struct qs_fsstore *fs, struct qs_error *err)
+{
+    struct stat st;
+    if (stat(fs->root, &st) != 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return qs_error_set(err, UV_ENOENT,
+                                "file destination %s does not exist (is the volume mounted?)",
+                                fs->root);
+        return qs_error_set(err, -e, "file destination %s is not accessible: %s", fs->root,
+                            strerror(e));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return qs_error_set(err, UV_ENOTDIR, "file destination %s is not a directory", fs->root);
+    return 0;
+}
+
 /* Removes a file this put created, after a failure. When that is impossible
  * (e.g. the file system turned read-only) the file stays behind: say so, so
  * that nobody has to find it by accident. Retention sweeps leftover
@@ -285,13 +305,18 @@ int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
         put_free(put);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
+    int rc = root_check(fs, err);
+    if (rc != 0) {
+        put_free(put);
+        return rc;
+    }
     /* Early answer for the common case; the commit decides for good. */
     struct stat sb;
     if (lstat(put->path, &sb) == 0) {
         put_free(put);
         return exists_error(err, key);
     }
-    int rc = make_parents(fs->root, key);
+    rc = make_parents(fs->root, key);
     if (rc != 0) {
         put_free(put);
         return qs_error_set(err, rc, "file mkdir for %s: %s", key, strerror(-rc));
@@ -424,9 +449,13 @@ int qs_fsstore_get(struct qs_fsstore *fs, const char *key, qs_sink_fn sink, void
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
     if (fd < 0) {
-        if (errno == ENOENT)
-            return qs_error_set(err, QS_ENOTFOUND, "file get %s: no such object", key);
-        return sys_err(err, errno, "open", key);
+        int e = errno;
+        if (e != ENOENT && e != ENOTDIR)
+            return sys_err(err, e, "open", key);
+        int rc = root_check(fs, err);
+        if (rc != 0)
+            return rc;
+        return qs_error_set(err, QS_ENOTFOUND, "file get %s: no such object", key);
     }
     size_t cap = 256 * 1024;
     char *buf = malloc(cap);
@@ -468,6 +497,8 @@ int qs_fsstore_head(struct qs_fsstore *fs, const char *key, struct qs_storage_st
     int srv = stat(path, &st);
     if (srv != 0 && errno != ENOENT && errno != ENOTDIR) {
         rc = sys_err(err, errno, "stat", key);
+    } else if (srv != 0 && (rc = root_check(fs, err)) != 0) {
+        /* the destination itself is gone */
     } else if (srv != 0 || !S_ISREG(st.st_mode)) {
         rc = qs_error_set(err, QS_ENOTFOUND, "file head %s: no such object", key);
     } else {
@@ -496,8 +527,8 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
                 struct qs_storage_list *list, struct qs_storage_uploads *ups)
 {
     DIR *d = opendir(dir);
-    if (d == NULL)
-        return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+    if (d == NULL) /* a missing directory below the root holds nothing */
+        return rel[0] != '\0' && (errno == ENOENT || errno == ENOTDIR) ? 0 : -errno;
     int rc = 0;
     struct dirent *de;
     size_t pl = strlen(prefix), rl = strlen(rel);
@@ -601,18 +632,24 @@ int qs_fsstore_list(struct qs_fsstore *fs, const char *prefix, struct qs_storage
                     struct qs_error *err)
 {
     int rc = walk(fs->root, "", prefix ? prefix : "", 0, out, NULL);
-    if (rc != 0)
-        return qs_error_set(err, rc, "file list %s: %s", fs->root, strerror(-rc));
-    return 0;
+    if (rc == 0)
+        return 0;
+    int r = root_check(fs, err);
+    if (r != 0)
+        return r;
+    return qs_error_set(err, rc, "file list %s: %s", fs->root, strerror(-rc));
 }
 
 int qs_fsstore_list_uploads(struct qs_fsstore *fs, const char *prefix,
                             struct qs_storage_uploads *out, struct qs_error *err)
 {
     int rc = walk(fs->root, "", prefix ? prefix : "", 1, NULL, out);
-    if (rc != 0)
-        return qs_error_set(err, rc, "file list temporaries %s: %s", fs->root, strerror(-rc));
-    return 0;
+    if (rc == 0)
+        return 0;
+    int r = root_check(fs, err);
+    if (r != 0)
+        return r;
+    return qs_error_set(err, rc, "file list temporaries %s: %s", fs->root, strerror(-rc));
 }
 
 static void prune_empty_dirs(const char *root, char *path)
@@ -635,8 +672,12 @@ int qs_fsstore_delete(struct qs_fsstore *fs, const char *key, struct qs_error *e
     int rc = 0;
     if (mp == NULL)
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-    if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
-        rc = sys_err(err, errno, "delete", key);
+    if (rc == 0 && unlink(path) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            rc = sys_err(err, errno, "delete", key);
+        else
+            rc = root_check(fs, err); /* deleting what is not there is fine */
+    }
     if (rc == 0 && unlink(mp) != 0 && errno != ENOENT && errno != ENAMETOOLONG)
         rc = sys_err(err, errno, "delete metadata of", key);
     if (rc == 0)

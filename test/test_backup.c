@@ -1301,3 +1301,99 @@ Test(backup, full_storage_mode)
     dest_cleanup(&d);
     qs_test_standin_stop(&s);
 }
+
+/* ---- helpers of the tests below ------------------------------------------------ */
+
+/* `qsnap list --json` (owned cJSON) after asserting it exits 0. */
+static cJSON *list_json(const struct dest *d, const struct qs_test_standin *s)
+{
+    char *out = NULL;
+    char *largs[] = {"list", "--json", NULL};
+    int rc = run_qsnap(d, s, NULL, largs, &out);
+    cr_assert_eq(rc, 0, "qsnap list exited %d:\n%s", rc, out);
+    cJSON *lj = cJSON_Parse(strchr(out, '{'));
+    cr_assert_not_null(lj, "%s", out);
+    free(out);
+    return lj;
+}
+
+/* ---- a missing (unmounted) file:// destination -------------------------------- */
+
+Test(backup, missing_file_destination_is_an_error)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_file(&d);
+    make_collection(&s, "m", 1);
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "m", NULL};
+    int rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    cJSON *lj = list_json(&d, &s);
+    char *snap =
+        strdup(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(lj, "backups"), 0), "snapshot"));
+    cJSON_Delete(lj);
+
+    static struct qs_test_daemon dm;
+    daemon_start(&dm, &d, &s, NULL);
+    char url[1200];
+    snprintf(url, sizeof(url), "%s/v1/backups?collection=other", dm.url);
+    const char *h[] = {AUTH, NULL};
+    struct qs_test_resp r;
+    cr_assert_eq(qs_test_http("GET", url, h, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 200, "a collection without backups is simply empty: %s", r.body);
+    qs_test_resp_free(&r);
+
+    /* The volume goes away. */
+    char moved[1200];
+    snprintf(moved, sizeof(moved), "%s.away", d.dir);
+    cr_assert_eq(rename(d.dir, moved), 0);
+    char gone[1300];
+    snprintf(gone, sizeof(gone), "file destination %s does not exist", d.dir);
+
+    snprintf(url, sizeof(url), "%s/v1/backups", dm.url);
+    cr_assert_eq(qs_test_http("GET", url, h, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 503, "GET /v1/backups: %ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, gone), "%s", r.body);
+    qs_test_resp_free(&r);
+    char body[1200];
+    const char *hj[] = {AUTH, "Content-Type: application/json", NULL};
+    snprintf(url, sizeof(url), "%s/v1/restore", dm.url);
+    const char *latest = "{\"collection\":\"m\",\"target\":\"m-copy\"}";
+    cr_assert_eq(qs_test_http("POST", url, hj, latest, strlen(latest), &r), 0);
+    cr_assert_eq(r.status, 503, "restore latest: %ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, gone), "%s", r.body);
+    qs_test_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"collection\":\"m\",\"snapshot\":\"%s\",\"target\":\"m-copy\"}",
+             snap);
+    cr_assert_eq(qs_test_http("POST", url, hj, body, strlen(body), &r), 0);
+    cr_assert_eq(r.status, 503, "restore by name: %ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, gone), "%s", r.body);
+    qs_test_resp_free(&r);
+
+    char *largs[] = {"list", NULL};
+    rc = run_qsnap(&d, &s, NULL, largs, &out);
+    cr_assert_eq(rc, 1, "qsnap list exited %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, gone), "%s", out);
+    free(out);
+    char *rargs[] = {"restore", "-c", "m", "--to", "m-copy", NULL};
+    rc = run_qsnap(&d, &s, NULL, rargs, &out);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, gone), "%s", out);
+    cr_assert_null(strstr(out, "no backup"), "%s", out);
+    free(out);
+
+    /* Back: everything is there again. */
+    cr_assert_eq(rename(moved, d.dir), 0);
+    snprintf(url, sizeof(url), "%s/v1/backups", dm.url);
+    cr_assert_eq(qs_test_http("GET", url, h, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, snap), "%s", r.body);
+    qs_test_resp_free(&r);
+    daemon_stop(&dm);
+    free(snap);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}

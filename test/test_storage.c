@@ -602,6 +602,54 @@ Test(storage_file, longest_names_fit)
     fixture_close(&f);
 }
 
+/* A missing (unmounted) destination is an error everywhere, never "empty" or
+ * "no such object"; a missing directory below it is simply empty. */
+Test(storage_file, missing_root_is_an_error)
+{
+    struct fixture f;
+    fixture_open(&f, BK_FILE, "gone", 0);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_put_buffer(f.st, "c/x", "abc", 3, NULL, NULL, &err), 0);
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(f.st, "nothing/", &l, &err), 0, "%s", err.msg);
+    cr_assert_eq(l.n, 0);
+    qs_storage_list_deinit(&l);
+    struct qs_storage_stat st;
+    cr_assert_eq(qs_storage_head(f.st, "nothing/x", &st, &err), QS_ENOTFOUND);
+
+    qs_test_rmrf(f.dir);
+    char gone[600];
+    snprintf(gone, sizeof(gone), "file destination %s does not exist", f.dir);
+#define ASSERT_GONE(call)                                                                          \
+    do {                                                                                           \
+        qs_error_clear(&err);                                                                      \
+        int rc_ = (call);                                                                          \
+        cr_assert_eq(rc_, UV_ENOENT, #call ": %d %s", rc_, err.msg);                               \
+        cr_assert_not_null(strstr(err.msg, gone), "%s", err.msg);                                  \
+    } while (0)
+    qs_storage_list_init(&l);
+    ASSERT_GONE(qs_storage_list(f.st, "", &l, &err));
+    ASSERT_GONE(qs_storage_list(f.st, "c/", &l, &err));
+    qs_storage_list_deinit(&l);
+    struct qs_storage_uploads u;
+    qs_storage_uploads_init(&u);
+    ASSERT_GONE(qs_storage_list_uploads(f.st, "", &u, &err));
+    qs_storage_uploads_deinit(&u);
+    ASSERT_GONE(qs_storage_head(f.st, "c/x", &st, &err));
+    struct qs_buf b;
+    qs_buf_init(&b);
+    ASSERT_GONE(qs_storage_get_buffer(f.st, "c/x", 10, &b, NULL, &err));
+    qs_buf_free(&b);
+    ASSERT_GONE(qs_storage_delete(f.st, "c/x", &err));
+    ASSERT_GONE(qs_storage_put_buffer(f.st, "c/y", "abc", 3, NULL, NULL, &err));
+    cr_assert_neq(qs_storage_probe(f.st, &err), 0);
+#undef ASSERT_GONE
+    struct stat sb;
+    cr_assert_neq(stat(f.dir, &sb), 0, "the destination must not be recreated");
+    fixture_close(&f);
+}
+
 /* The destination turns read-only in the middle of a put: the temporary
  * cannot be removed, and that is logged with its path. Needs root (a bind
  * mount in a private mount namespace, so nothing outside this test sees it). */

@@ -11,7 +11,12 @@
  * Names beginning with '.' are never listed as objects; leftover
  * temporaries are reported by qs_fsstore_list_uploads() under their own
  * path ("c/.qsnap-tmp-XXXXXX"; older ".NAME.qsnap-tmp-XXXXXX" ones as
- * "c/NAME"). Every function blocks; call from worker threads only.
+ * "c/NAME").
+ *
+ * The root must exist: when it is missing (not mounted), reads, listings and
+ * puts fail with UV_ENOENT naming the destination instead of reporting "no
+ * such object" or an empty listing. A missing directory below the root is
+ * simply empty. Every function blocks; call from worker threads only.
  */
 #ifndef QSNAP_FSSTORE_H
 #define QSNAP_FSSTORE_H
