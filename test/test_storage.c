@@ -563,6 +563,11 @@ static void put_never_replaces(enum backend kind)
     fixture_close(&f);
 }
 
+Test(storage_s3, put_never_replaces)
+{
+    put_never_replaces(BK_S3);
+}
+
 Test(storage_file, put_never_replaces)
 {
     put_never_replaces(BK_FILE);

@@ -166,7 +166,13 @@ int qs_storage_probe(struct qs_storage *st, struct qs_error *err);
  * A put never replaces an existing object: when key already holds one, the
  * put fails with UV_EEXIST (never retryable, err names the key) and the
  * existing object is left as it was. file:// commits with an exclusive
- * rename. put_begin may already answer UV_EEXIST. */
+ * rename; S3 sends "If-None-Match: *" with the single PUT and with
+ * CompleteMultipartUpload and, because radosgw ignores that header on
+ * CompleteMultipartUpload, also checks with HEAD before the first part and
+ * before completing. A condition failure caused by an earlier attempt of the
+ * same put (a retried request whose answer was lost) is recognised by a
+ * random per-put token in the object's metadata and counts as success.
+ * put_begin may already answer UV_EEXIST. */
 int qs_storage_put_begin(struct qs_storage *st, const char *key, int64_t size,
                          const struct qs_storage_meta *meta, struct qs_cancel *cancel,
                          struct qs_storage_put **out, struct qs_error *err);
