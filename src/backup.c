@@ -420,6 +420,16 @@ done:
     return rc;
 }
 
+/* Enters a phase: the job's progress, this collection's log lines and, on
+ * failure, its job item all name the phase that was running. */
+static void enter_phase(const struct qs_backup_env *env, const char *dir, const char **phase,
+                        struct qs_log_ctx *c, const char *next)
+{
+    *phase = next;
+    c->phase = next;
+    qs_progress_phase(env->progress, dir, next);
+}
+
 /* Writes the manifest (last). A manifest already under mkey is this run's own
  * when it holds exactly the bytes this run meant to write (an earlier attempt
  * whose answer was lost stored it); anything else is refused. */
@@ -466,8 +476,9 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     char key[QS_MANIFEST_KEY_MAX] = "", mkey[QS_MANIFEST_KEY_MAX] = "", sha[65] = "";
     char version[64] = "unknown", run_token[33] = "";
     int created = 0, streaming = 0, stored = 0, rc;
+    const char *phase = "snapshot";
     struct qs_log_ctx c;
-    log_ctx(&c, env, dir, NULL, "snapshot");
+    log_ctx(&c, env, dir, NULL, phase);
 
     if (coll != NULL && !qs_manifest_is_valid_collection_name(coll)) {
         rc = qs_error_set(err, QS_EINVAL, "invalid collection name");
@@ -496,7 +507,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
      * an existing backup has. Then this run's snapshot is deleted and Qdrant
      * asked once more after its second has changed; a name that comes back
      * again is refused (see check_keys_free). */
-    qs_progress_phase(env->progress, dir, "snapshot");
+    enter_phase(env, dir, &phase, &c, "snapshot");
     for (int round = 0;; round++) {
         for (int a = 0;; a++) {
             rc = create_guard(coll, cancel_of(env));
@@ -556,7 +567,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
         goto fail;
 
     /* 2. stream (retried from the start: a failed put was aborted) */
-    qs_progress_phase(env->progress, dir, "stream");
+    enter_phase(env, dir, &phase, &c, "stream");
     streaming = 1;
     uint64_t dl_size = 0;
     for (int a = 0;; a++) {
@@ -577,7 +588,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     stored = 1;
 
     /* 3. verify */
-    qs_progress_phase(env->progress, dir, "verify");
+    enter_phase(env, dir, &phase, &c, "verify");
     if (strcmp(sha, snap.checksum) != 0) {
         rc = qs_error_set(err, QS_ECHECKSUM,
                           "checksum mismatch: streamed sha256 %s, Qdrant reported %s", sha,
@@ -603,7 +614,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
         goto fail;
 
     /* 4. manifest, last */
-    qs_progress_phase(env->progress, dir, "manifest");
+    enter_phase(env, dir, &phase, &c, "manifest");
     m.format = QS_MANIFEST_FORMAT;
     m.collection = strdup(dir);
     m.snapshot = strdup(snap.name);
@@ -628,17 +639,15 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     item->duration_s = qs_monotonic() - t0;
     item->ok = 1;
     item->done = 1;
-    c.phase = "manifest";
     c.bytes = (int64_t)item->stored;
     c.duration_s = item->duration_s;
     qs_log(QS_LOG_INFO, &c, "backup complete");
 
     /* 5. local pruning (failures here do not fail the backup) */
-    qs_progress_phase(env->progress, dir, "prune-local");
+    enter_phase(env, dir, &phase, &c, "prune-local");
     struct qs_error perr;
     qs_error_clear(&perr);
     if (prune_local(env, coll, dir, item, &perr) != 0) {
-        c.phase = "prune-local";
         c.error = perr.msg;
         qs_log(QS_LOG_WARN, &c, "local snapshot pruning failed");
     }
@@ -652,8 +661,10 @@ fail:
         rc = QS_ECANCELED;
     item->ok = 0;
     item->done = 1;
+    item->phase = phase;
     item->duration_s = qs_monotonic() - t0;
     set_str(&item->error, err != NULL ? err->msg : qs_strerror(rc));
+    c.phase = phase;
     c.error = item->error;
     qs_log(QS_LOG_ERROR, &c, "backup failed");
     /* Never leave an unverified object behind, and never delete one this

@@ -1705,3 +1705,74 @@ Test(backup, leading_dot_and_long_names_s3)
 {
     odd_names(1);
 }
+
+/* ---- the phase that failed --------------------------------------------------- */
+
+/* The "backup failed" log line in out names phase. */
+static void assert_failed_in(const char *out, const char *phase)
+{
+    const char *line = strstr(out, "\"msg\":\"backup failed\"");
+    cr_assert_not_null(line, "no failure line:\n%s", out);
+    const char *end = strchr(line, '\n');
+    char want[64];
+    snprintf(want, sizeof(want), "\"phase\":\"%s\"", phase);
+    const char *p = strstr(line, want);
+    cr_assert(p != NULL && (end == NULL || p < end), "the failure is not logged in phase %s:\n%s",
+              phase, out);
+}
+
+/* A checksum mismatch fails in "verify", in the log line and the job item;
+ * a manifest that cannot be written fails in "manifest" (and its object,
+ * which this run stored, is removed). */
+Test(backup, failures_name_their_phase)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_file(&d);
+    make_collection(&s, "ph", 2);
+
+    static struct qs_test_daemon dm;
+    daemon_start(&dm, &d, &s, NULL);
+    standin_post(&s, "/__standin/faults", "{\"flip_byte\":true}");
+    long st = 0;
+    char *id = post_backup(&dm, "collection=ph", &st, NULL);
+    cr_assert_eq(st, 202);
+    cJSON *job = wait_job(&dm, id, 120);
+    char *jtext = cJSON_PrintUnformatted(job);
+    const cJSON *it = job_item(job, "ph");
+    cr_assert_str_eq(jstr(it, "result"), "failure", "%s", jtext);
+    cr_assert_not_null(jstr(it, "phase"), "%s", jtext);
+    cr_assert_str_eq(jstr(it, "phase"), "verify", "%s", jtext);
+    free(jtext);
+    cJSON_Delete(job);
+    free(id);
+    char *log = qs_test_read_file(dm.log, NULL); /* stopping removes it */
+    cr_assert_not_null(log);
+    assert_failed_in(log, "verify");
+    free(log);
+    daemon_stop(&dm);
+
+    /* Manifest: a directory where the manifest must go. */
+    standin_post(&s, "/__standin/time", "{\"offset_s\":0,\"freeze\":true}");
+    char *snap = standin_snapshot_now(&s, "ph"); /* the name the backup will get */
+    char path[1400];
+    snprintf(path, sizeof(path), "%s/ph/%s.json", d.dir, snap);
+    char cmd[1600];
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
+    cr_assert_eq(system(cmd), 0);
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "ph", NULL};
+    int rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 1, "backup exited %d:\n%s", rc, out);
+    assert_failed_in(out, "manifest");
+    cr_assert_not_null(strstr(out, "already exists"), "%s", out);
+    free(out);
+    int n = 0;
+    char *keys = dest_list(&d, "ph", &n);
+    cr_assert_eq(n, 1, "only the directory in the manifest's place is left:\n%s", keys);
+    free(keys);
+    free(snap);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
