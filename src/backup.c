@@ -229,12 +229,74 @@ static int should_retry(const struct qs_backup_env *env, const char *what, const
     return 1;
 }
 
+/* ---- what this run stored ---------------------------------------------------
+ *
+ * Every object a run stores carries a random token of that run in its
+ * metadata. A key that holds an object with another token (or none) was not
+ * written by this run and is never deleted by it. */
+
+#define RUN_META "qsnap-run"
+
+static int new_run_token(char out[33])
+{
+    unsigned char rnd[16];
+    if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0)
+        return QS_EIO;
+    qs_hex(rnd, sizeof(rnd), out);
+    return 0;
+}
+
+/* 1 when key holds an object this run (run_token) stored, else 0. */
+static int run_owns(const struct qs_backup_env *env, const char *key, const char *run_token)
+{
+    struct qs_storage_stat st;
+    struct qs_error e;
+    qs_error_clear(&e);
+    if (qs_storage_head(env->storage, key, &st, &e) != 0)
+        return 0;
+    const char *t = qs_storage_meta_get(&st.meta, RUN_META);
+    int own = t != NULL && strcmp(t, run_token) == 0;
+    qs_storage_stat_deinit(&st);
+    return own;
+}
+
+/* Refuses to back snapshot `snap` up when its object or manifest key is
+ * taken: Qdrant names snapshots to the second, so a clock that stood still or
+ * stepped back hands out a name an existing backup already has. Refusing
+ * (rather than storing under another key) keeps the rule that a backup's
+ * key is its snapshot name, which restores and Qdrant-side pruning rely on,
+ * and tells the operator about the clock. 0 when both keys are free,
+ * UV_EEXIST (not retryable) when one is taken. */
+static int check_keys_free(const struct qs_backup_env *env, const char *snap, const char *key,
+                           const char *mkey, struct qs_error *err)
+{
+    const char *keys[] = {mkey, key};
+    for (size_t i = 0; i < 2; i++) {
+        struct qs_storage_stat st;
+        int rc = qs_storage_head(env->storage, keys[i], &st, err);
+        if (rc == QS_ENOTFOUND)
+            continue;
+        if (rc != 0)
+            return rc;
+        qs_storage_stat_deinit(&st);
+        if (err != NULL)
+            err->retryable = 0; /* no retry can change this */
+        return qs_error_set(err, UV_EEXIST,
+                            "%s already exists at the destination: Qdrant named a new snapshot "
+                            "%s again, even after its clock should have moved on (it names "
+                            "snapshots to the second: is its clock stopped or set back?). The "
+                            "existing %s was left untouched; no new backup was made",
+                            keys[i], snap, i == 0 ? "backup" : "object");
+    }
+    return 0;
+}
+
 /* Streams snapshot `snap` of `coll` (NULL: full) to object key `key`.
  * Fills item->stored and *sha_out. Aborts the put on any failure. */
 static int stream_snapshot(const struct qs_backup_env *env, const char *coll,
                            const struct qs_snapshot_info *snap, const char *key,
-                           struct qs_job_item *item, char sha_out[65], uint64_t *dl_size,
-                           struct qs_error *err)
+                           const char *run_token, struct qs_job_item *item, char sha_out[65],
+                           uint64_t *dl_size, struct qs_error *err)
 {
     const struct qs_config *cfg = env->cfg;
     struct stream s = {.env = env, .level = cfg->compression_level, .err = err};
@@ -255,6 +317,8 @@ static int stream_snapshot(const struct qs_backup_env *env, const char *coll,
     rc = qs_storage_meta_set(&meta, "qsnap-sha256", snap->checksum);
     if (rc == 0)
         rc = qs_storage_meta_set(&meta, "qsnap-compression", s.level > 0 ? "gzip" : "none");
+    if (rc == 0)
+        rc = qs_storage_meta_set(&meta, RUN_META, run_token);
     if (rc != 0) {
         rc = qs_error_set(err, rc, "cannot build object metadata");
         goto out;
@@ -296,8 +360,11 @@ static int prune_local(const struct qs_backup_env *env, const char *coll, const 
     struct qs_storage_list objs;
     qs_storage_list_init(&objs);
     char prefix[QS_MANIFEST_KEY_MAX];
-    snprintf(prefix, sizeof(prefix), "%s/", dir);
-    rc = qs_storage_list(env->storage, prefix, &objs, err);
+    rc = qs_manifest_key_prefix(dir, prefix, sizeof(prefix));
+    if (rc == 0)
+        rc = qs_storage_list(env->storage, prefix, &objs, err);
+    else
+        qs_error_set(err, rc, "invalid collection name");
     if (rc != 0) {
         qs_storage_list_deinit(&objs);
         free(snaps);
@@ -353,6 +420,46 @@ done:
     return rc;
 }
 
+/* Enters a phase: the job's progress, this collection's log lines and, on
+ * failure, its job item all name the phase that was running. */
+static void enter_phase(const struct qs_backup_env *env, const char *dir, const char **phase,
+                        struct qs_log_ctx *c, const char *next)
+{
+    *phase = next;
+    c->phase = next;
+    qs_progress_phase(env->progress, dir, next);
+}
+
+/* Writes the manifest (last). A manifest already under mkey is this run's own
+ * when it holds exactly the bytes this run meant to write (an earlier attempt
+ * whose answer was lost stored it); anything else is refused. */
+static int write_manifest(const struct qs_backup_env *env, const char *dir, const char *mkey,
+                          const struct qs_buf *mjson, struct qs_error *err)
+{
+    int rc;
+    for (int a = 0;; a++) {
+        rc = qs_storage_put_buffer(env->storage, mkey, mjson->data, mjson->len, NULL,
+                                   cancel_of(env), err);
+        if (!should_retry(env, "write manifest", dir, a, rc, err))
+            break;
+    }
+    if (rc != UV_EEXIST)
+        return rc;
+    struct qs_buf have;
+    qs_buf_init(&have);
+    struct qs_error e;
+    qs_error_clear(&e);
+    int same =
+        qs_storage_get_buffer(env->storage, mkey, mjson->len + 1, &have, cancel_of(env), &e) == 0 &&
+        have.len == mjson->len && memcmp(have.data, mjson->data, have.len) == 0;
+    qs_buf_free(&have);
+    if (same) {
+        qs_error_clear(err);
+        return 0;
+    }
+    return rc;
+}
+
 int qs_backup_collection(const struct qs_backup_env *env, const char *collection,
                          struct qs_job_item *item, struct qs_error *err)
 {
@@ -366,14 +473,19 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     struct qs_manifest m = {0};
     struct qs_buf mjson;
     qs_buf_init(&mjson);
-    char key[QS_MANIFEST_KEY_MAX], mkey[QS_MANIFEST_KEY_MAX], sha[65] = "";
-    char version[64] = "unknown";
-    int created = 0, stored = 0, rc;
+    char key[QS_MANIFEST_KEY_MAX] = "", mkey[QS_MANIFEST_KEY_MAX] = "", sha[65] = "";
+    char version[64] = "unknown", run_token[33] = "";
+    int created = 0, streaming = 0, stored = 0, rc;
+    const char *phase = "snapshot";
     struct qs_log_ctx c;
-    log_ctx(&c, env, dir, NULL, "snapshot");
+    log_ctx(&c, env, dir, NULL, phase);
 
     if (coll != NULL && !qs_manifest_is_valid_collection_name(coll)) {
         rc = qs_error_set(err, QS_EINVAL, "invalid collection name");
+        goto fail;
+    }
+    if ((rc = new_run_token(run_token)) != 0) {
+        rc = qs_error_set(err, rc, "no random bytes for the run token");
         goto fail;
     }
     /* Facts at backup time, for the manifest. */
@@ -389,47 +501,85 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     if (qs_qdrant_version(env->qdrant, version, sizeof(version), NULL) != 0)
         qs_strlcpy(version, "unknown", sizeof(version));
 
-    /* 1. snapshot */
-    qs_progress_phase(env->progress, dir, "snapshot");
-    for (int a = 0;; a++) {
-        rc = create_guard(coll, cancel_of(env));
+    /* 1. snapshot, under a name no backup has yet. Qdrant names snapshots
+     * to the second: a second backup within the same second (another
+     * process), or a clock that stood still or stepped back, repeats a name
+     * an existing backup has. Then this run's snapshot is deleted and Qdrant
+     * asked once more after its second has changed; a name that comes back
+     * again is refused (see check_keys_free). */
+    enter_phase(env, dir, &phase, &c, "snapshot");
+    for (int round = 0;; round++) {
+        for (int a = 0;; a++) {
+            rc = create_guard(coll, cancel_of(env));
+            if (rc == 0)
+                rc = qs_qdrant_create_snapshot(env->qdrant, coll, &snap, err);
+            if (!should_retry(env, "create snapshot", dir, a, rc, err))
+                break;
+        }
+        if (rc != 0)
+            goto fail;
+        created = 1;
+        set_str(&item->snapshot, snap.name);
+        item->size = snap.size;
+        item->created = snap.creation_time > 0 ? snap.creation_time : qs_clock_now();
+        c.snapshot = item->snapshot;
+        qs_log(QS_LOG_INFO, &c, "snapshot created (%llu bytes)", (unsigned long long)snap.size);
+        if (!qs_manifest_is_valid_snapshot_name(snap.name)) {
+            rc = qs_error_set(err, QS_EPROTO, "Qdrant returned an unusable snapshot name");
+            goto fail;
+        }
+        if (!qs_is_sha256_hex(snap.checksum)) {
+            rc = qs_error_set(err, QS_EPROTO,
+                              "Qdrant did not report a checksum for snapshot %s: cannot verify",
+                              snap.name);
+            goto fail;
+        }
+        rc = qs_manifest_object_key(dir, snap.name, cfg->compression_level > 0, key, sizeof(key));
         if (rc == 0)
-            rc = qs_qdrant_create_snapshot(env->qdrant, coll, &snap, err);
-        if (!should_retry(env, "create snapshot", dir, a, rc, err))
+            rc = qs_manifest_key(dir, snap.name, mkey, sizeof(mkey));
+        if (rc != 0) {
+            rc = qs_error_set(err, rc, "cannot build object key for %s", snap.name);
+            goto fail;
+        }
+        set_str(&item->object, key);
+        for (int a = 0;; a++) {
+            rc = check_keys_free(env, snap.name, key, mkey, err);
+            if (!should_retry(env, "check the destination", dir, a, rc, err))
+                break;
+        }
+        if (rc != UV_EEXIST || round > 0)
             break;
+        c.error = err != NULL ? err->msg : NULL;
+        qs_log(QS_LOG_WARN, &c,
+               "snapshot name already taken at the destination; asking Qdrant "
+               "for another snapshot once its clock has moved on");
+        c.error = NULL;
+        struct qs_error e;
+        qs_error_clear(&e);
+        if (qs_qdrant_delete_snapshot(env->qdrant, coll, snap.name, &e) != 0) {
+            c.error = e.msg;
+            qs_log(QS_LOG_WARN, &c, "could not delete the snapshot with the taken name");
+            c.error = NULL;
+        }
+        created = 0;
     }
     if (rc != 0)
         goto fail;
-    created = 1;
-    set_str(&item->snapshot, snap.name);
-    item->size = snap.size;
-    item->created = snap.creation_time > 0 ? snap.creation_time : qs_clock_now();
-    c.snapshot = snap.name;
-    qs_log(QS_LOG_INFO, &c, "snapshot created (%llu bytes)", (unsigned long long)snap.size);
-    if (!qs_manifest_is_valid_snapshot_name(snap.name)) {
-        rc = qs_error_set(err, QS_EPROTO, "Qdrant returned an unusable snapshot name");
-        goto fail;
-    }
-    if (!qs_is_sha256_hex(snap.checksum)) {
-        rc = qs_error_set(err, QS_EPROTO,
-                          "Qdrant did not report a checksum for snapshot %s: cannot verify",
-                          snap.name);
-        goto fail;
-    }
-    rc = qs_manifest_object_key(dir, snap.name, cfg->compression_level > 0, key, sizeof(key));
-    if (rc == 0)
-        rc = qs_manifest_key(dir, snap.name, mkey, sizeof(mkey));
-    if (rc != 0) {
-        rc = qs_error_set(err, rc, "cannot build object key for %s", snap.name);
-        goto fail;
-    }
-    set_str(&item->object, key);
 
     /* 2. stream (retried from the start: a failed put was aborted) */
-    qs_progress_phase(env->progress, dir, "stream");
+    enter_phase(env, dir, &phase, &c, "stream");
+    streaming = 1;
     uint64_t dl_size = 0;
     for (int a = 0;; a++) {
-        rc = stream_snapshot(env, coll, &snap, key, item, sha, &dl_size, err);
+        rc = stream_snapshot(env, coll, &snap, key, run_token, item, sha, &dl_size, err);
+        if (rc == UV_EEXIST && a + 1 < RETRY_ATTEMPTS && run_owns(env, key, run_token)) {
+            /* An earlier attempt stored it but its answer was lost: the bytes
+             * of that attempt are not the ones hashed now, so store anew. */
+            struct qs_error e;
+            qs_error_clear(&e);
+            if (qs_storage_delete(env->storage, key, &e) == 0)
+                continue;
+        }
         if (!should_retry(env, "stream snapshot", dir, a, rc, err))
             break;
     }
@@ -438,7 +588,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     stored = 1;
 
     /* 3. verify */
-    qs_progress_phase(env->progress, dir, "verify");
+    enter_phase(env, dir, &phase, &c, "verify");
     if (strcmp(sha, snap.checksum) != 0) {
         rc = qs_error_set(err, QS_ECHECKSUM,
                           "checksum mismatch: streamed sha256 %s, Qdrant reported %s", sha,
@@ -464,7 +614,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
         goto fail;
 
     /* 4. manifest, last */
-    qs_progress_phase(env->progress, dir, "manifest");
+    enter_phase(env, dir, &phase, &c, "manifest");
     m.format = QS_MANIFEST_FORMAT;
     m.collection = strdup(dir);
     m.snapshot = strdup(snap.name);
@@ -484,28 +634,20 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
         rc = qs_error_set(err, rc, "cannot render manifest");
         goto fail;
     }
-    for (int a = 0;; a++) {
-        rc = qs_storage_put_buffer(env->storage, mkey, mjson.data, mjson.len, NULL, cancel_of(env),
-                                   err);
-        if (!should_retry(env, "write manifest", dir, a, rc, err))
-            break;
-    }
-    if (rc != 0)
+    if ((rc = write_manifest(env, dir, mkey, &mjson, err)) != 0)
         goto fail;
     item->duration_s = qs_monotonic() - t0;
     item->ok = 1;
     item->done = 1;
-    c.phase = "manifest";
     c.bytes = (int64_t)item->stored;
     c.duration_s = item->duration_s;
     qs_log(QS_LOG_INFO, &c, "backup complete");
 
     /* 5. local pruning (failures here do not fail the backup) */
-    qs_progress_phase(env->progress, dir, "prune-local");
+    enter_phase(env, dir, &phase, &c, "prune-local");
     struct qs_error perr;
     qs_error_clear(&perr);
     if (prune_local(env, coll, dir, item, &perr) != 0) {
-        c.phase = "prune-local";
         c.error = perr.msg;
         qs_log(QS_LOG_WARN, &c, "local snapshot pruning failed");
     }
@@ -519,12 +661,18 @@ fail:
         rc = QS_ECANCELED;
     item->ok = 0;
     item->done = 1;
+    item->phase = phase;
     item->duration_s = qs_monotonic() - t0;
     set_str(&item->error, err != NULL ? err->msg : qs_strerror(rc));
+    c.phase = phase;
     c.error = item->error;
     qs_log(QS_LOG_ERROR, &c, "backup failed");
-    if (stored) {
-        /* Never leave an unverified object behind. */
+    /* Never leave an unverified object behind, and never delete one this
+     * run did not store: an object under the key with another run's token
+     * (or none) is an existing backup. An object of this run whose put
+     * reported a failure (e.g. an answer lost after the commit) still carries
+     * this run's token. */
+    if (stored || (streaming && run_owns(env, key, run_token))) {
         struct qs_error e;
         qs_error_clear(&e);
         if (qs_storage_delete(env->storage, key, &e) != 0) {

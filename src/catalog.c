@@ -31,6 +31,12 @@ void qs_catalog_deinit(struct qs_catalog *cat)
     free(cat->backups);
     loose_free(cat->incomplete, cat->nincomplete);
     loose_free(cat->uploads, cat->nuploads);
+    for (size_t i = 0; i < cat->nnewer; i++) {
+        free(cat->newer[i].collection);
+        free(cat->newer[i].manifest_key);
+        free(cat->newer[i].reason);
+    }
+    free(cat->newer);
     memset(cat, 0, sizeof(*cat));
 }
 
@@ -50,17 +56,34 @@ static char *dup_s(const char *s)
     return s != NULL ? strdup(s) : NULL;
 }
 
+/* Records a manifest written in a newer format than this qsnap reads. */
+static int add_newer(struct qs_catalog *cat, const struct qs_listed_backup *lb, const char *why)
+{
+    struct qs_catalog_newer *v = realloc(cat->newer, (cat->nnewer + 1) * sizeof(*v));
+    if (v == NULL)
+        return UV_ENOMEM;
+    cat->newer = v;
+    struct qs_catalog_newer *n = &v[cat->nnewer];
+    n->collection = strdup(lb->collection);
+    n->manifest_key = strdup(lb->manifest_key);
+    n->reason = strdup(why);
+    if (n->collection == NULL || n->manifest_key == NULL || n->reason == NULL) {
+        free(n->collection);
+        free(n->manifest_key);
+        free(n->reason);
+        return UV_ENOMEM;
+    }
+    cat->nnewer++;
+    return 0;
+}
+
 int qs_catalog_load(struct qs_storage *storage, const char *collection, int with_uploads,
                     struct qs_catalog *out, struct qs_error *err)
 {
     memset(out, 0, sizeof(*out));
     char prefix[QS_MANIFEST_KEY_MAX] = "";
-    if (collection != NULL) {
-        if (strlen(collection) + 2 > sizeof(prefix))
-            return qs_error_set(err, QS_EINVAL, "collection name too long");
-        strcpy(prefix, collection);
-        strcat(prefix, "/");
-    }
+    if (collection != NULL && qs_manifest_key_prefix(collection, prefix, sizeof(prefix)) != 0)
+        return qs_error_set(err, QS_EINVAL, "invalid collection name");
     struct qs_storage_list list;
     qs_storage_list_init(&list);
     struct qs_manifest_listing listing = {0};
@@ -107,8 +130,13 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int with
             goto done;
         }
         struct qs_catalog_backup *b = &out->backups[out->nbackups];
-        if (qs_manifest_parse(buf.data, buf.len, &b->m, &e) != 0 ||
-            strcmp(b->m.object, lb->object_key) != 0 || strcmp(b->m.snapshot, lb->snapshot) != 0) {
+        int prc = qs_manifest_parse(buf.data, buf.len, &b->m, &e);
+        if (prc == QS_EPROTO && (rc = add_newer(out, lb, e.msg)) != 0) {
+            qs_error_set(err, rc, "out of memory");
+            goto done;
+        }
+        if (prc != 0 || strcmp(b->m.object, lb->object_key) != 0 ||
+            strcmp(b->m.snapshot, lb->snapshot) != 0) {
             qs_manifest_deinit(&b->m);
             out->unreadable++;
             struct qs_log_ctx c = QS_LOG_CTX_NONE;
@@ -179,6 +207,26 @@ const struct qs_catalog_backup *qs_catalog_find(const struct qs_catalog *cat,
             return b; /* newest first */
     }
     return NULL;
+}
+
+int qs_catalog_latest(const struct qs_catalog *cat, const char *collection,
+                      const struct qs_catalog_backup **out, struct qs_error *err)
+{
+    *out = NULL;
+    /* A backup this qsnap cannot read may be the newest one: picking the
+     * newest readable one instead would silently restore older data. */
+    for (size_t i = 0; i < cat->nnewer; i++)
+        if (strcmp(cat->newer[i].collection, collection) == 0)
+            return qs_error_set(err, QS_EPROTO,
+                                "refusing to pick the latest backup of collection '%s': "
+                                "manifest %s cannot be read by this qsnap (%s); a newer qsnap "
+                                "wrote it, so the latest backup may be one this qsnap cannot "
+                                "restore. Upgrade qsnap, or name an older snapshot explicitly",
+                                collection, cat->newer[i].manifest_key, cat->newer[i].reason);
+    *out = qs_catalog_find(cat, collection, NULL);
+    if (*out == NULL)
+        return qs_error_set(err, QS_ENOTFOUND, "no backup of collection '%s' found", collection);
+    return 0;
 }
 
 int qs_catalog_to_json(const struct qs_catalog *cat, struct qs_buf *out)

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qsnap/manifest.h"
 #include "qsnap/util.h"
 
 extern char **environ;
@@ -631,23 +632,16 @@ static int check_collection_name(struct loader *L, const char *s, size_t n)
 {
     if (n == 0)
         return fail(L, "QSNAP_COLLECTIONS: empty collection name in the list");
-    if (n > 255)
-        return fail(L, "QSNAP_COLLECTIONS: collection name longer than 255 characters");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f)
-            return fail(L, "QSNAP_COLLECTIONS: control character in collection name '%s'",
-                        show(s).s);
-        if (strchr("<>:\"/\\|?*", c) != NULL) {
-            char name[80];
-            size_t k = n < 64 ? n : 64;
-            memcpy(name, s, k);
-            name[k] = '\0';
-            return fail(L, "QSNAP_COLLECTIONS: collection name '%s' must not contain '%c'",
-                        show(name).s, c);
-        }
-    }
-    return 0;
+    char *name = strndup(s, n);
+    if (name == NULL)
+        return fail_nomem(L);
+    char why[200];
+    int rc = 0;
+    /* The one rule of names qsnap can back up (keys, API, manifests). */
+    if (qs_manifest_check_collection_name(name, why, sizeof(why)) != 0)
+        rc = fail(L, "QSNAP_COLLECTIONS: collection name '%s' %s", show(name).s, why);
+    free(name);
+    return rc;
 }
 
 static int load_collections(struct loader *L)

@@ -13,7 +13,12 @@
 #include <uv.h>
 
 #include "qsnap/error.h"
+#include "qsnap/log.h"
 
+/* Temporaries have fixed-length names, whatever the key: ".qsnap-tmp-XXXXXX"
+ * (object) and ".qsnap-mtmp-XXXXXX" (metadata) in the key's directory. Older
+ * versions named them ".NAME.qsnap-tmp-XXXXXX"; leftovers of those are still
+ * recognised. */
 #define TMP_TAG ".qsnap-tmp-"
 #define MTMP_TAG ".qsnap-mtmp-"
 #define META_SUFFIX ".meta"
@@ -60,9 +65,82 @@ static char *hidden_sibling(const char *path, const char *suffix)
     return p;
 }
 
+/* dir/NAME for path dir/OTHER. */
+static char *sibling(const char *path, const char *name)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dl = (size_t)(slash - path) + 1, nl = strlen(name);
+    char *p = malloc(dl + nl + 1);
+    if (p == NULL)
+        return NULL;
+    memcpy(p, path, dl);
+    memcpy(p + dl, name, nl + 1);
+    return p;
+}
+
 static int sys_err(struct qs_error *err, int e, const char *what, const char *key)
 {
     return qs_error_set(err, -e, "file %s %s: %s", what, key, strerror(e));
+}
+
+/* After a lookup below the root failed: an error when the destination root
+ * itself is gone (a missing or unmounted destination must never read as "no
+ * such object" or "no backups"), else 0. */
+static int root_check(const struct qs_fsstore *fs, struct qs_error *err)
+{
+    struct stat st;
+    if (stat(fs->root, &st) != 0) {
+        int e = errno;
+        if (e == ENOENT)
+            return qs_error_set(err, UV_ENOENT,
+                                "file destination %s does not exist (is the volume mounted?)",
+                                fs->root);
+        return qs_error_set(err, -e, "file destination %s is not accessible: %s", fs->root,
+                            strerror(e));
+    }
+    if (!S_ISDIR(st.st_mode))
+        return qs_error_set(err, UV_ENOTDIR, "file destination %s is not a directory", fs->root);
+    return 0;
+}
+
+/* Removes a file this put created, after a failure. When that is impossible
+ * (e.g. the file system turned read-only) the file stays behind: say so, so
+ * that nobody has to find it by accident. Retention sweeps leftover
+ * temporaries once they are older than its grace period. */
+static void remove_own_file(const char *path, const char *what, const char *key)
+{
+    if (unlink(path) == 0 || errno == ENOENT)
+        return;
+    struct qs_log_ctx c = QS_LOG_CTX_NONE;
+    c.phase = "storage";
+    c.error = strerror(errno);
+    qs_log(QS_LOG_ERROR, &c, "could not remove %s %s of %s; it is left behind", what, path, key);
+}
+
+static int exists_error(struct qs_error *err, const char *key)
+{
+    if (err != NULL)
+        err->retryable = 0;
+    return qs_error_set(err, UV_EEXIST,
+                        "file put %s: an object already exists under this key; it was not "
+                        "replaced",
+                        key);
+}
+
+/* Moves tmp to path unless path exists: never replaces an object. Returns 0,
+ * UV_EEXIST or a negative errno. */
+static int commit_noreplace(const char *tmp, const char *path, const char *key)
+{
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
+        return -errno;
+    /* The file system cannot rename exclusively; link() never replaces
+     * either. */
+    if (link(tmp, path) != 0)
+        return -errno;
+    remove_own_file(tmp, "temporary", key);
+    return 0;
 }
 
 static int fsync_dir_of(const char *path)
@@ -159,8 +237,8 @@ static char *meta_to_json(const struct qs_storage_meta *m)
 static int read_meta(const char *metapath, struct qs_storage_meta *m)
 {
     FILE *f = fopen(metapath, "rb");
-    if (f == NULL)
-        return errno == ENOENT ? 0 : -errno;
+    if (f == NULL) /* a sidecar name beyond NAME_MAX cannot exist */
+        return errno == ENOENT || errno == ENAMETOOLONG ? 0 : -errno;
     char buf[65536];
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
@@ -218,7 +296,7 @@ int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
     put->cancel = cancel;
     put->key = strdup(key);
     put->path = path_join(fs->root, key);
-    put->tmp = put->path ? hidden_sibling(put->path, TMP_TAG "XXXXXX") : NULL;
+    put->tmp = put->path ? sibling(put->path, TMP_TAG "XXXXXX") : NULL;
     put->metapath = put->path ? hidden_sibling(put->path, META_SUFFIX) : NULL;
     if (meta != NULL && meta->n > 0)
         put->metajson = meta_to_json(meta);
@@ -227,7 +305,18 @@ int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
         put_free(put);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
-    int rc = make_parents(fs->root, key);
+    int rc = root_check(fs, err);
+    if (rc != 0) {
+        put_free(put);
+        return rc;
+    }
+    /* Early answer for the common case; the commit decides for good. */
+    struct stat sb;
+    if (lstat(put->path, &sb) == 0) {
+        put_free(put);
+        return exists_error(err, key);
+    }
+    rc = make_parents(fs->root, key);
     if (rc != 0) {
         put_free(put);
         return qs_error_set(err, rc, "file mkdir for %s: %s", key, strerror(-rc));
@@ -262,18 +351,20 @@ void qs_fsstore_put_abort(struct qs_fsstore_put *put)
         close(put->fd);
         put->fd = -1;
     }
-    unlink(put->tmp);
+    remove_own_file(put->tmp, "temporary", put->key);
     put_free(put);
 }
 
+/* Puts the metadata sidecar of the (just committed) object in place, or
+ * removes a stale one when the put has no metadata. */
 static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
 {
     if (put->metajson == NULL) {
-        if (unlink(put->metapath) != 0 && errno != ENOENT)
+        if (unlink(put->metapath) != 0 && errno != ENOENT && errno != ENAMETOOLONG)
             return sys_err(err, errno, "remove old metadata of", put->key);
         return 0;
     }
-    char *mtmp = hidden_sibling(put->path, MTMP_TAG "XXXXXX");
+    char *mtmp = sibling(put->path, MTMP_TAG "XXXXXX");
     if (mtmp == NULL)
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     int fd = mkostemp(mtmp, O_CLOEXEC);
@@ -291,7 +382,7 @@ static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
     if (rc == 0 && rename(mtmp, put->metapath) != 0)
         rc = -errno;
     if (rc != 0) {
-        unlink(mtmp);
+        remove_own_file(mtmp, "temporary", put->key);
         free(mtmp);
         return sys_err(err, -rc, "write metadata of", put->key);
     }
@@ -301,7 +392,7 @@ static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
 
 int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
 {
-    int rc = 0;
+    int rc = 0, committed = 0;
     if (qs_cancel_requested(put->cancel))
         rc = qs_error_set(err, QS_ECANCELED, "file put %s: cancelled", put->key);
     if (rc == 0 && fsync(put->fd) != 0)
@@ -312,22 +403,36 @@ int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
         if (close(fd) != 0)
             rc = sys_err(err, errno, "close", put->key);
     }
+    if (rc == 0) {
+        int e = commit_noreplace(put->tmp, put->path, put->key);
+        if (e == UV_EEXIST)
+            rc = exists_error(err, put->key);
+        else if (e != 0)
+            rc = sys_err(err, -e, "commit", put->key);
+        else
+            committed = 1;
+    }
+    /* The object is ours now: its metadata, then durability of both. */
     if (rc == 0)
         rc = write_meta_file(put, err);
-    if (rc == 0 && rename(put->tmp, put->path) != 0)
-        rc = sys_err(err, errno, "rename", put->key);
     if (rc == 0) {
         int e = fsync_dir_of(put->path);
         if (e != 0)
             rc = sys_err(err, -e, "fsync directory of", put->key);
-        /* The object is in place; an fsync failure of the directory is
-         * still reported, the data may not be durable. */
-    } else {
+    }
+    if (rc != 0) {
         if (put->fd >= 0) {
             close(put->fd);
             put->fd = -1;
         }
-        unlink(put->tmp);
+        /* Nothing is left under the key unless the put succeeded; a
+         * committed object is this put's own (commits never replace). */
+        if (committed) {
+            remove_own_file(put->path, "object", put->key);
+            if (put->metajson != NULL)
+                remove_own_file(put->metapath, "metadata", put->key);
+        } else
+            remove_own_file(put->tmp, "temporary", put->key);
     }
     put_free(put);
     return rc;
@@ -344,9 +449,13 @@ int qs_fsstore_get(struct qs_fsstore *fs, const char *key, qs_sink_fn sink, void
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
     if (fd < 0) {
-        if (errno == ENOENT)
-            return qs_error_set(err, QS_ENOTFOUND, "file get %s: no such object", key);
-        return sys_err(err, errno, "open", key);
+        int e = errno;
+        if (e != ENOENT && e != ENOTDIR)
+            return sys_err(err, e, "open", key);
+        int rc = root_check(fs, err);
+        if (rc != 0)
+            return rc;
+        return qs_error_set(err, QS_ENOTFOUND, "file get %s: no such object", key);
     }
     size_t cap = 256 * 1024;
     char *buf = malloc(cap);
@@ -388,6 +497,8 @@ int qs_fsstore_head(struct qs_fsstore *fs, const char *key, struct qs_storage_st
     int srv = stat(path, &st);
     if (srv != 0 && errno != ENOENT && errno != ENOTDIR) {
         rc = sys_err(err, errno, "stat", key);
+    } else if (srv != 0 && (rc = root_check(fs, err)) != 0) {
+        /* the destination itself is gone */
     } else if (srv != 0 || !S_ISREG(st.st_mode)) {
         rc = qs_error_set(err, QS_ENOTFOUND, "file head %s: no such object", key);
     } else {
@@ -416,8 +527,8 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
                 struct qs_storage_list *list, struct qs_storage_uploads *ups)
 {
     DIR *d = opendir(dir);
-    if (d == NULL)
-        return errno == ENOENT || errno == ENOTDIR ? 0 : -errno;
+    if (d == NULL) /* a missing directory below the root holds nothing */
+        return rel[0] != '\0' && (errno == ENOENT || errno == ENOTDIR) ? 0 : -errno;
     int rc = 0;
     struct dirent *de;
     size_t pl = strlen(prefix), rl = strlen(rel);
@@ -469,11 +580,14 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
                     list->items[list->n++] =
                         (struct qs_storage_entry){k, (uint64_t)st.st_size, (int64_t)st.st_mtime};
             } else if (uploads && is_tmp_name(n)) {
-                /* .NAME.qsnap-tmp-XXXXXX -> key rel + NAME */
+                /* The key a temporary was written for is not recorded in its
+                 * name: report the temporary's own path. Older names
+                 * (.NAME.qsnap-tmp-XXXXXX) still give rel + NAME. */
                 const char *tag = strstr(n, TMP_TAG);
                 if (tag == NULL)
                     tag = strstr(n, MTMP_TAG);
-                size_t kl = (size_t)(tag - n) - 1;
+                const char *kn = tag == n ? n : n + 1;
+                size_t kl = tag == n ? nl : (size_t)(tag - n) - 1;
                 char *k = malloc(rl + kl + 1);
                 char *id = strdup(relpath);
                 if (k == NULL || id == NULL) {
@@ -482,7 +596,7 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
                     rc = UV_ENOMEM;
                 } else {
                     memcpy(k, rel, rl);
-                    memcpy(k + rl, n + 1, kl);
+                    memcpy(k + rl, kn, kl);
                     k[rl + kl] = '\0';
                     if (strncmp(k, prefix, pl) != 0) {
                         free(k);
@@ -518,18 +632,24 @@ int qs_fsstore_list(struct qs_fsstore *fs, const char *prefix, struct qs_storage
                     struct qs_error *err)
 {
     int rc = walk(fs->root, "", prefix ? prefix : "", 0, out, NULL);
-    if (rc != 0)
-        return qs_error_set(err, rc, "file list %s: %s", fs->root, strerror(-rc));
-    return 0;
+    if (rc == 0)
+        return 0;
+    int r = root_check(fs, err);
+    if (r != 0)
+        return r;
+    return qs_error_set(err, rc, "file list %s: %s", fs->root, strerror(-rc));
 }
 
 int qs_fsstore_list_uploads(struct qs_fsstore *fs, const char *prefix,
                             struct qs_storage_uploads *out, struct qs_error *err)
 {
     int rc = walk(fs->root, "", prefix ? prefix : "", 1, NULL, out);
-    if (rc != 0)
-        return qs_error_set(err, rc, "file list temporaries %s: %s", fs->root, strerror(-rc));
-    return 0;
+    if (rc == 0)
+        return 0;
+    int r = root_check(fs, err);
+    if (r != 0)
+        return r;
+    return qs_error_set(err, rc, "file list temporaries %s: %s", fs->root, strerror(-rc));
 }
 
 static void prune_empty_dirs(const char *root, char *path)
@@ -552,9 +672,13 @@ int qs_fsstore_delete(struct qs_fsstore *fs, const char *key, struct qs_error *e
     int rc = 0;
     if (mp == NULL)
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-    if (rc == 0 && unlink(path) != 0 && errno != ENOENT)
-        rc = sys_err(err, errno, "delete", key);
-    if (rc == 0 && unlink(mp) != 0 && errno != ENOENT)
+    if (rc == 0 && unlink(path) != 0) {
+        if (errno != ENOENT && errno != ENOTDIR)
+            rc = sys_err(err, errno, "delete", key);
+        else
+            rc = root_check(fs, err); /* deleting what is not there is fine */
+    }
+    if (rc == 0 && unlink(mp) != 0 && errno != ENOENT && errno != ENAMETOOLONG)
         rc = sys_err(err, errno, "delete metadata of", key);
     if (rc == 0)
         prune_empty_dirs(fs->root, path);

@@ -221,6 +221,7 @@ int qs_job_to_json(const struct qs_job *j, struct qs_buf *out)
         cJSON_AddNumberToObject(e, "stored_size", (double)it->stored);
         cJSON_AddNumberToObject(e, "duration_s", it->duration_s);
         add_str(e, "error", it->error);
+        add_str(e, "phase", it->done && !it->ok ? it->phase : NULL);
         cJSON_AddItemToArray(items, e);
     }
     char *s = cJSON_PrintUnformatted(o);

@@ -2,6 +2,7 @@
 
 #include <cJSON.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,26 +54,63 @@ static size_t utf8_seq(const unsigned char *s, uint32_t *cp)
     return n;
 }
 
-int qs_manifest_is_valid_collection_name(const char *name)
+static void set_why(char *why, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_why(char *why, size_t cap, const char *fmt, ...)
 {
-    if (name == NULL || name[0] == '\0')
-        return 0;
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return 0;
+    if (why == NULL || cap == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, cap, fmt, ap);
+    va_end(ap);
+}
+
+int qs_manifest_check_collection_name(const char *name, char *why, size_t cap)
+{
+    if (why != NULL && cap > 0)
+        why[0] = '\0';
+    if (name == NULL || name[0] == '\0') {
+        set_why(why, cap, "is empty");
+        return QS_EINVAL;
+    }
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        set_why(why, cap, "must not be '.' or '..'");
+        return QS_EINVAL;
+    }
     const unsigned char *p = (const unsigned char *)name;
-    size_t chars = 0;
     while (*p != '\0') {
         uint32_t cp;
         size_t n = utf8_seq(p, &cp);
-        if (n == 0)
-            return 0;
-        if (cp < 0x20 || cp == 0x7F || (cp < 0x80 && strchr("<>:\"/\\|?*", (int)cp) != NULL))
-            return 0;
+        if (n == 0) {
+            set_why(why, cap, "is not valid UTF-8");
+            return QS_EINVAL;
+        }
+        if (cp < 0x20 || cp == 0x7F) {
+            set_why(why, cap, "contains a control character");
+            return QS_EINVAL;
+        }
+        if (cp < 0x80 && strchr("<>:\"/\\|?*", (int)cp) != NULL) {
+            set_why(why, cap, "must not contain '%c'", (char)cp);
+            return QS_EINVAL;
+        }
         p += n;
-        if (++chars > 255)
-            return 0;
     }
-    return 1;
+    size_t len = (size_t)(p - (const unsigned char *)name);
+    if (len > QS_COLLECTION_NAME_MAX) {
+        set_why(why, cap,
+                "is %zu bytes long, longer than %d bytes: Qdrant cannot name a snapshot of it "
+                "within the 255-byte file-name limit",
+                len, QS_COLLECTION_NAME_MAX);
+        return QS_EINVAL;
+    }
+    return 0;
+}
+
+int qs_manifest_is_valid_collection_name(const char *name)
+{
+    return qs_manifest_check_collection_name(name, NULL, 0) == 0;
 }
 
 static bool ends_with(const char *s, size_t len, const char *suffix)
@@ -84,7 +122,9 @@ static bool ends_with(const char *s, size_t len, const char *suffix)
 /* Snapshot-name check on a counted string (it may be a slice of a key). */
 static int valid_snapshot_name_n(const char *name, size_t len)
 {
-    if (len == 0 || len > 255 || name[0] == '.')
+    if (len == 0 || len > 255 || name[0] == QS_MANIFEST_DOT_ESCAPE)
+        return 0;
+    if ((len == 1 && name[0] == '.') || (len == 2 && name[0] == '.' && name[1] == '.'))
         return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)name[i];
@@ -109,6 +149,13 @@ static bool valid_dir(const char *dir)
     return strcmp(dir, QS_MANIFEST_FULL_DIR) == 0 || qs_manifest_is_valid_collection_name(dir);
 }
 
+/* The escape of a key component: ":" for names that begin with '.', else "". */
+static const char *escape_of(const char *name)
+{
+    static const char esc[2] = {QS_MANIFEST_DOT_ESCAPE, '\0'};
+    return name[0] == '.' ? esc : "";
+}
+
 static int build_key(const char *collection, const char *snapshot, const char *suffix, char *out,
                      size_t cap)
 {
@@ -119,7 +166,25 @@ static int build_key(const char *collection, const char *snapshot, const char *s
         return QS_EINVAL;
     if (out == NULL)
         return QS_ETOOBIG;
-    int n = snprintf(out, cap, "%s/%s%s", collection, snapshot, suffix);
+    int n = snprintf(out, cap, "%s%s/%s%s%s", escape_of(collection), collection,
+                     escape_of(snapshot), snapshot, suffix);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap > 0)
+            out[0] = '\0';
+        return QS_ETOOBIG;
+    }
+    return 0;
+}
+
+int qs_manifest_key_prefix(const char *collection, char *out, size_t cap)
+{
+    if (out != NULL && cap > 0)
+        out[0] = '\0';
+    if (collection == NULL || !valid_dir(collection))
+        return QS_EINVAL;
+    if (out == NULL)
+        return QS_ETOOBIG;
+    int n = snprintf(out, cap, "%s%s/", escape_of(collection), collection);
     if (n < 0 || (size_t)n >= cap) {
         if (cap > 0)
             out[0] = '\0';
@@ -510,7 +575,9 @@ enum key_kind { K_IGNORED, K_MANIFEST, K_OBJECT };
 struct entry {
     const struct qs_listed_key *src;
     enum key_kind kind;
-    size_t dirlen; /* bytes before the '/' */
+    size_t dirlen;   /* bytes before the '/' */
+    size_t dirskip;  /* 1 when the directory is an escaped name (":.c"), else 0 */
+    size_t nameskip; /* 1 when the file name is an escaped name (":.s"), else 0 */
     bool used;
 };
 
@@ -544,18 +611,23 @@ static void classify_key(struct entry *e)
     char dir[1024];
     memcpy(dir, key, e->dirlen);
     dir[e->dirlen] = '\0';
-    if (!valid_dir(dir))
+    /* Key components never begin with '.'; names that do are stored with
+     * the escape in front (see qs_manifest_object_key). */
+    e->dirskip = dir[0] == QS_MANIFEST_DOT_ESCAPE && dir[1] == '.';
+    if (dir[0] == '.' || !valid_dir(dir + e->dirskip))
         return;
-    const size_t len = strlen(name);
-    if (len == 0 || name[0] == '.' || ends_with(name, len, ".tmp"))
+    e->nameskip = name[0] == QS_MANIFEST_DOT_ESCAPE && name[1] == '.';
+    const char *snap = name + e->nameskip;
+    const size_t len = strlen(snap);
+    if (len == 0 || name[0] == '.' || ends_with(snap, len, ".tmp"))
         return;
-    if (ends_with(name, len, QS_MANIFEST_SUFFIX)) {
-        if (valid_snapshot_name_n(name, len - strlen(QS_MANIFEST_SUFFIX)))
+    if (ends_with(snap, len, QS_MANIFEST_SUFFIX)) {
+        if (valid_snapshot_name_n(snap, len - strlen(QS_MANIFEST_SUFFIX)))
             e->kind = K_MANIFEST;
-    } else if (ends_with(name, len, QS_MANIFEST_GZ_SUFFIX)) {
-        if (valid_snapshot_name_n(name, len - strlen(QS_MANIFEST_GZ_SUFFIX)))
+    } else if (ends_with(snap, len, QS_MANIFEST_GZ_SUFFIX)) {
+        if (valid_snapshot_name_n(snap, len - strlen(QS_MANIFEST_GZ_SUFFIX)))
             e->kind = K_OBJECT;
-    } else if (valid_snapshot_name_n(name, len)) {
+    } else if (valid_snapshot_name_n(snap, len)) {
         e->kind = K_OBJECT;
     }
 }
@@ -662,8 +734,9 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
         }
         struct qs_listed_backup *b =
             obj != NULL ? &out->complete[out->ncomplete] : &out->orphans[out->norphans];
-        b->collection = dup_n(key, e->dirlen);
-        b->snapshot = dup_n(key + e->dirlen + 1, objlen - e->dirlen - 1);
+        b->collection = dup_n(key + e->dirskip, e->dirlen - e->dirskip);
+        b->snapshot =
+            dup_n(key + e->dirlen + 1 + e->nameskip, objlen - e->dirlen - 1 - e->nameskip);
         b->manifest_key = strdup(key);
         b->last_modified = e->src->last_modified;
         if (obj != NULL) {
@@ -709,7 +782,7 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             continue;
         }
         struct qs_listed_object *o = &out->incomplete[out->nincomplete++];
-        o->collection = dup_n(key, e->dirlen);
+        o->collection = dup_n(key + e->dirskip, e->dirlen - e->dirskip);
         o->key = strdup(key);
         o->size = e->src->size;
         o->last_modified = e->src->last_modified;

@@ -967,9 +967,14 @@ int qs_s3_probe(struct qs_s3 *s3, struct qs_error *err)
     return rc;
 }
 
-int qs_s3_head(struct qs_s3 *s3, const char *key, struct qs_storage_stat *out, struct qs_error *err)
+/* Metadata name of the random token every put stores with its object, so
+ * that a put can tell its own object (stored by an attempt whose answer was
+ * lost) from someone else's. Internal: qs_s3_head() leaves it out. */
+#define PUT_TOKEN_META "qsnap-put"
+
+static int head_raw(struct qs_s3 *s3, const char *key, struct qs_storage_stat *out,
+                    struct qs_error *err)
 {
-    LOCAL_ERR(err);
     char what[1200];
     what_fmt(what, sizeof(what), "HEAD", key);
     struct s3_req r;
@@ -988,6 +993,26 @@ int qs_s3_head(struct qs_s3 *s3, const char *key, struct qs_storage_stat *out, s
     }
     req_deinit(&r);
     return rc;
+}
+
+int qs_s3_head(struct qs_s3 *s3, const char *key, struct qs_storage_stat *out, struct qs_error *err)
+{
+    LOCAL_ERR(err);
+    int rc = head_raw(s3, key, out, err);
+    if (rc != 0 || qs_storage_meta_get(&out->meta, PUT_TOKEN_META) == NULL)
+        return rc;
+    struct qs_storage_meta kept;
+    qs_storage_meta_init(&kept);
+    for (size_t i = 0; rc == 0 && i < out->meta.n; i++)
+        if (strcmp(out->meta.names[i], PUT_TOKEN_META) != 0)
+            rc = qs_storage_meta_set(&kept, out->meta.names[i], out->meta.values[i]);
+    qs_storage_meta_deinit(&out->meta);
+    if (rc != 0) {
+        qs_storage_meta_deinit(&kept);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    out->meta = kept;
+    return 0;
 }
 
 int qs_s3_get(struct qs_s3 *s3, const char *key, qs_sink_fn sink, void *ud,
@@ -1177,6 +1202,8 @@ struct qs_s3_put {
     int64_t size;
     char *meta_hdrs[S3_MAX_META]; /* "x-amz-meta-name: value" */
     size_t nmeta;
+    char token[33];     /* random, hex: tells this put's object from others */
+    char token_hdr[64]; /* "x-amz-meta-qsnap-put: TOKEN" */
     struct qs_cancel *cancel;
     atomic_int abort_flag;
     CURL *h; /* producer side: initiate, single PUT, complete, abort */
@@ -1314,22 +1341,88 @@ static void *uploader_main(void *arg)
     return NULL;
 }
 
+/* The object's metadata headers (with the put token) from index first on. */
 static void meta_headers(struct qs_s3_put *put, struct s3_req *r, int first)
 {
+    r->headers[first++] = put->token_hdr;
     for (size_t i = 0; i < put->nmeta && first + (int)i < 39; i++)
         r->headers[first + i] = put->meta_hdrs[i];
+}
+
+/* Makes a write fail instead of replacing an existing object. */
+#define IF_NONE_MATCH "If-None-Match: *"
+
+static int exists_error(struct qs_error *err, const char *key)
+{
+    qs_error_set(err, UV_EEXIST,
+                 "s3 PUT %s: an object already exists under this key; it was not replaced", key);
+    return set_err(err, UV_EEXIST, err != NULL ? err->http_status : 0, 0);
+}
+
+/* 1 when key holds the object this put stored (its token), 0 when it holds
+ * another one, -1 when there is none or HEAD failed. */
+static int own_object(struct qs_s3_put *put)
+{
+    struct qs_storage_stat st;
+    struct qs_error e;
+    qs_error_clear(&e);
+    if (head_raw(put->s3, put->key, &st, &e) != 0)
+        return -1;
+    const char *t = qs_storage_meta_get(&st.meta, PUT_TOKEN_META);
+    int own = t != NULL && strcmp(t, put->token) == 0;
+    qs_storage_stat_deinit(&st);
+    return own;
+}
+
+/* After a conditional write answered 412 Precondition Failed: the key holds
+ * an object. It is this put's own when an earlier attempt, whose answer was
+ * lost, stored it; then the put succeeded. Else UV_EEXIST. */
+static int settle_conflict(struct qs_s3_put *put, struct qs_error *err)
+{
+    if (own_object(put) == 1) {
+        qs_error_clear(err);
+        return 0;
+    }
+    return exists_error(err, put->key);
+}
+
+static int is_precondition_failed(int rc, const struct qs_error *err)
+{
+    return rc == QS_EHTTP && err->http_status == 412;
+}
+
+/* HEAD check for the paths where a condition is not enough (radosgw ignores
+ * If-None-Match on CompleteMultipartUpload). 0 when key is free. A failing
+ * HEAD fails the check only when `strict`; otherwise the request that
+ * follows reports the reason (a 403 HEAD has no body to name it). */
+static int check_absent(struct qs_s3_put *put, int strict, struct qs_error *err)
+{
+    struct qs_storage_stat st;
+    int rc = head_raw(put->s3, put->key, &st, err);
+    if (rc == 0) {
+        qs_storage_stat_deinit(&st);
+        return exists_error(err, put->key);
+    }
+    if (rc == QS_ENOTFOUND || !strict) {
+        qs_error_clear(err);
+        return 0;
+    }
+    return rc;
 }
 
 static int initiate(struct qs_s3_put *put, struct qs_error *err)
 {
     char what[1200];
     what_fmt(what, sizeof(what), "initiate multipart upload", put->key);
+    int rc = check_absent(put, 0, err); /* fail before the first part */
+    if (rc != 0)
+        return rc;
     struct s3_req r;
     req_init(&r, "POST", put->key, "uploads=", what);
     meta_headers(put, &r, 0);
     r.cancel = put->cancel;
     r.abort_flag = &put->abort_flag;
-    int rc = s3_perform(put->s3, put->h, &r, err);
+    rc = s3_perform(put->s3, put->h, &r, err);
     if (rc == 0) {
         struct qs_buf id;
         qs_buf_init(&id);
@@ -1498,7 +1591,8 @@ static void *stream_main(void *arg)
     what_fmt(what, sizeof(what), "PUT", put->key);
     struct s3_req r;
     req_init(&r, "PUT", put->key, NULL, what);
-    meta_headers(put, &r, 0);
+    r.headers[0] = IF_NONE_MATCH;
+    meta_headers(put, &r, 1);
     r.body_len = (size_t)put->size;
     r.body_src = stream_src;
     r.body_src_ud = put;
@@ -1509,6 +1603,8 @@ static void *stream_main(void *arg)
     int rc = s3_perform(put->s3, put->h, &r, &put->serr);
     if (rc != 0 && r.body_src_rc != 0 && r.body_src_rc != QS_ECHECKSUM)
         rc = qs_error_set(&put->serr, r.body_src_rc, "%s: aborted by the producer", what);
+    else if (is_precondition_failed(rc, &put->serr))
+        rc = settle_conflict(put, &put->serr);
     req_deinit(&r);
     put->sth_rc = rc;
     if (rc != 0)
@@ -1565,6 +1661,14 @@ int qs_s3_put_begin(struct qs_s3 *s3, const char *key, int64_t size,
     put->key = strdup(key);
     put->h = handle_get(s3);
     put->nbufs = s3->upload_parallel + 1;
+    unsigned char rnd[16];
+    if (uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL) != 0) {
+        put_free(put);
+        return qs_error_set(err, QS_EIO, "no random bytes for the put token");
+    }
+    qs_hex(rnd, sizeof(rnd), put->token);
+    snprintf(put->token_hdr, sizeof(put->token_hdr), "x-amz-meta-" PUT_TOKEN_META ": %s",
+             put->token);
     int rc = put->key && put->h ? 0 : UV_ENOMEM;
     for (int i = 0; rc == 0 && i < put->nbufs; i++) {
         put->md5ctx[i] = EVP_MD_CTX_new();
@@ -1679,12 +1783,15 @@ static int single_put(struct qs_s3_put *put, struct qs_error *err)
     struct s3_req r;
     req_init(&r, "PUT", put->key, NULL, what);
     r.headers[0] = md5h;
-    meta_headers(put, &r, 1);
+    r.headers[1] = IF_NONE_MATCH;
+    meta_headers(put, &r, 2);
     r.body = put->buf[c] ? put->buf[c] : "";
     r.body_len = put->len[c];
     r.cancel = put->cancel;
     r.abort_flag = &put->abort_flag;
     int rc = s3_perform(put->s3, put->h, &r, err);
+    if (is_precondition_failed(rc, err))
+        rc = settle_conflict(put, err); /* maybe a retry after a lost answer */
     req_deinit(&r);
     return rc;
 }
@@ -1709,10 +1816,18 @@ static int complete(struct qs_s3_put *put, struct qs_error *err)
     }
     char what[1200];
     what_fmt(what, sizeof(what), "complete multipart upload", put->key);
+    /* radosgw ignores If-None-Match here: check, then ask anyway for the
+     * stores that honour it. */
+    if ((rc = check_absent(put, 1, err)) != 0) {
+        qs_buf_free(&body);
+        qs_buf_free(&q);
+        return rc;
+    }
     for (int attempt = 0;; attempt++) {
         struct s3_req r;
         req_init(&r, "POST", put->key, q.data, what);
         r.headers[0] = "Content-Type: application/xml";
+        r.headers[1] = IF_NONE_MATCH;
         r.body = body.data;
         r.body_len = body.len;
         r.cancel = put->cancel;
@@ -1726,18 +1841,14 @@ static int complete(struct qs_s3_put *put, struct qs_error *err)
             err->retryable = retryable_code(code);
         }
         req_deinit(&r);
-        if (rc == QS_ENOTFOUND && attempt > 0) {
-            /* An earlier attempt may have completed the upload. */
-            struct qs_storage_stat st;
-            struct qs_error e2;
-            if (qs_s3_head(put->s3, put->key, &st, &e2) == 0) {
-                int same = st.size == put->queued;
-                qs_storage_stat_deinit(&st);
-                if (same) {
-                    qs_error_clear(err);
-                    rc = 0;
-                }
-            }
+        if (is_precondition_failed(rc, err) || strcmp(code, "PreconditionFailed") == 0) {
+            rc = settle_conflict(put, err);
+            break;
+        }
+        if (rc == QS_ENOTFOUND && attempt > 0 && own_object(put) == 1) {
+            /* An earlier attempt completed the upload; its answer was lost. */
+            qs_error_clear(err);
+            rc = 0;
         }
         if (rc == 0 || !err->retryable || attempt >= 2 || qs_cancel_requested(put->cancel))
             break;

@@ -156,7 +156,16 @@ static int dest_hash(const struct dest *d, const char *key, int inflate_it, char
     int found = 0;
     if (d->s3) {
         char path[1500];
-        snprintf(path, sizeof(path), "%s/%s", d->prefix, key);
+        size_t k = (size_t)snprintf(path, sizeof(path), "%s/", d->prefix);
+        for (const char *p = key; *p != '\0' && k + 4 < sizeof(path); p++) {
+            if (*p == ':') { /* as SigV4 encodes it (":full", ":.hidden") */
+                memcpy(path + k, "%3A", 3);
+                k += 3;
+            } else {
+                path[k++] = *p;
+            }
+        }
+        path[k] = '\0';
         long st = qs_test_s3_request("GET", path, hash_cb, &s);
         cr_assert(st == 200 || st == 404, "GET %s: HTTP %ld", path, st);
         found = st == 200;
@@ -1298,6 +1307,472 @@ Test(backup, full_storage_mode)
     verify_backup(&d, &s, ":full", jstr(b, "snapshot"), 0);
     cJSON_Delete(lj);
     free(out);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+/* ---- helpers of the tests below ------------------------------------------------ */
+
+/* `qsnap list --json` (owned cJSON) after asserting it exits 0. */
+static cJSON *list_json(const struct dest *d, const struct qs_test_standin *s)
+{
+    char *out = NULL;
+    char *largs[] = {"list", "--json", NULL};
+    int rc = run_qsnap(d, s, NULL, largs, &out);
+    cr_assert_eq(rc, 0, "qsnap list exited %d:\n%s", rc, out);
+    cJSON *lj = cJSON_Parse(strchr(out, '{'));
+    cr_assert_not_null(lj, "%s", out);
+    free(out);
+    return lj;
+}
+
+/* ---- a missing (unmounted) file:// destination -------------------------------- */
+
+Test(backup, missing_file_destination_is_an_error)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_file(&d);
+    make_collection(&s, "m", 1);
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "m", NULL};
+    int rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    cJSON *lj = list_json(&d, &s);
+    char *snap =
+        strdup(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(lj, "backups"), 0), "snapshot"));
+    cJSON_Delete(lj);
+
+    static struct qs_test_daemon dm;
+    daemon_start(&dm, &d, &s, NULL);
+    char url[1200];
+    snprintf(url, sizeof(url), "%s/v1/backups?collection=other", dm.url);
+    const char *h[] = {AUTH, NULL};
+    struct qs_test_resp r;
+    cr_assert_eq(qs_test_http("GET", url, h, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 200, "a collection without backups is simply empty: %s", r.body);
+    qs_test_resp_free(&r);
+
+    /* The volume goes away. */
+    char moved[1200];
+    snprintf(moved, sizeof(moved), "%s.away", d.dir);
+    cr_assert_eq(rename(d.dir, moved), 0);
+    char gone[1300];
+    snprintf(gone, sizeof(gone), "file destination %s does not exist", d.dir);
+
+    snprintf(url, sizeof(url), "%s/v1/backups", dm.url);
+    cr_assert_eq(qs_test_http("GET", url, h, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 503, "GET /v1/backups: %ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, gone), "%s", r.body);
+    qs_test_resp_free(&r);
+    char body[1200];
+    const char *hj[] = {AUTH, "Content-Type: application/json", NULL};
+    snprintf(url, sizeof(url), "%s/v1/restore", dm.url);
+    const char *latest = "{\"collection\":\"m\",\"target\":\"m-copy\"}";
+    cr_assert_eq(qs_test_http("POST", url, hj, latest, strlen(latest), &r), 0);
+    cr_assert_eq(r.status, 503, "restore latest: %ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, gone), "%s", r.body);
+    qs_test_resp_free(&r);
+    snprintf(body, sizeof(body), "{\"collection\":\"m\",\"snapshot\":\"%s\",\"target\":\"m-copy\"}",
+             snap);
+    cr_assert_eq(qs_test_http("POST", url, hj, body, strlen(body), &r), 0);
+    cr_assert_eq(r.status, 503, "restore by name: %ld %s", r.status, r.body);
+    cr_assert_not_null(strstr(r.body, gone), "%s", r.body);
+    qs_test_resp_free(&r);
+
+    char *largs[] = {"list", NULL};
+    rc = run_qsnap(&d, &s, NULL, largs, &out);
+    cr_assert_eq(rc, 1, "qsnap list exited %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, gone), "%s", out);
+    free(out);
+    char *rargs[] = {"restore", "-c", "m", "--to", "m-copy", NULL};
+    rc = run_qsnap(&d, &s, NULL, rargs, &out);
+    cr_assert_neq(rc, 0, "%s", out);
+    cr_assert_not_null(strstr(out, gone), "%s", out);
+    cr_assert_null(strstr(out, "no backup"), "%s", out);
+    free(out);
+
+    /* Back: everything is there again. */
+    cr_assert_eq(rename(moved, d.dir), 0);
+    snprintf(url, sizeof(url), "%s/v1/backups", dm.url);
+    cr_assert_eq(qs_test_http("GET", url, h, NULL, 0, &r), 0);
+    cr_assert_eq(r.status, 200, "%s", r.body);
+    cr_assert_not_null(strstr(r.body, snap), "%s", r.body);
+    qs_test_resp_free(&r);
+    daemon_stop(&dm);
+    free(snap);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+/* ---- a snapshot name handed out twice (Qdrant's clock stands still) ----------- */
+
+/* The stand-in's state of collection coll (owned). */
+static cJSON *standin_coll_state(const struct qs_test_standin *s, const char *coll)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__standin/state", s->url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *c = cJSON_DetachItemFromObjectCaseSensitive(cJSON_GetObjectItem(j, "collections"), coll);
+    cJSON_Delete(j);
+    cr_assert_not_null(c, "stand-in has no collection %s", coll);
+    return c;
+}
+
+/* Checks that the backup whose manifest text was `mtext` is still complete
+ * and unchanged: same manifest bytes, object hashing to its sha256, listed. */
+static void assert_backup_intact(const struct dest *d, const struct qs_test_standin *s,
+                                 const char *coll, const char *snap, const char *mtext)
+{
+    char key[1024], mkey[1100];
+    snprintf(key, sizeof(key), "%s/%s", coll, snap);
+    snprintf(mkey, sizeof(mkey), "%s/%s.json", coll, snap);
+    char *now = dest_read(d, mkey);
+    cr_assert_not_null(now, "the manifest %s of the older backup is gone", mkey);
+    cr_assert_str_eq(now, mtext, "the manifest %s changed", mkey);
+    free(now);
+    cJSON *m = cJSON_Parse(mtext);
+    char sha[65];
+    uint64_t n = 0;
+    cr_assert_eq(dest_hash(d, key, 0, sha, &n, NULL), 0,
+                 "the object %s of the older backup is gone", key);
+    cr_assert_str_eq(sha, jstr(m, "sha256"), "the object %s changed", key);
+    cr_assert_eq(n, (uint64_t)jnum(m, "size"));
+    cJSON_Delete(m);
+    cJSON *lj = list_json(d, s);
+    const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
+    int found = 0;
+    const cJSON *b;
+    cJSON_ArrayForEach(b, arr) found += strcmp(jstr(b, "snapshot"), snap) == 0;
+    cr_assert_eq(found, 1, "the older backup is not listed");
+    cJSON_Delete(lj);
+}
+
+/* With Qdrant's clock frozen every snapshot gets the same name. A good
+ * backup, then a corrupted download of the same name: the good backup must
+ * survive untouched and restorable. A second backup in the same second is
+ * refused (not stored under another key: a backup's key is its snapshot
+ * name), naming the existing backup and the clock. */
+static void same_snapshot_name(int s3)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    if (s3)
+        dest_s3(&d, "frozen");
+    else
+        dest_file(&d);
+    make_collection(&s, "frozen", 2);
+    standin_post(&s, "/__standin/time", "{\"offset_s\":0,\"freeze\":true}");
+
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "frozen", NULL};
+    int rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 0, "first backup exited %d:\n%s", rc, out);
+    free(out);
+    cJSON *lj = list_json(&d, &s);
+    const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
+    cr_assert_eq(cJSON_GetArraySize(arr), 1);
+    char *snap = strdup(jstr(cJSON_GetArrayItem(arr, 0), "snapshot"));
+    cJSON_Delete(lj);
+    verify_backup(&d, &s, "frozen", snap, 0);
+    char mkey[1100];
+    snprintf(mkey, sizeof(mkey), "frozen/%s.json", snap);
+    char *mtext = dest_read(&d, mkey);
+    cr_assert_not_null(mtext);
+
+    /* The same name again, and its download corrupted. */
+    standin_post(&s, "/__standin/faults", "{\"flip_byte\":true}");
+    rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 1, "second backup exited %d:\n%s", rc, out);
+    char want[600];
+    snprintf(want, sizeof(want), "Qdrant named a new snapshot %s again", snap);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    snprintf(want, sizeof(want), "%s already exists at the destination", mkey);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    cr_assert_not_null(strstr(out, "asking Qdrant for another snapshot"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"msg\":\"backup failed\""), "%s", out);
+    cr_assert_not_null(strstr(out, "\"phase\":\"snapshot\""), "%s", out);
+    free(out);
+    assert_backup_intact(&d, &s, "frozen", snap, mtext);
+
+    /* A second backup in the same second, no fault: refused as well. */
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__standin/faults", s.url);
+    cJSON_Delete(http_json("DELETE", url, NULL, 200));
+    rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 1, "same-second backup exited %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    free(out);
+    assert_backup_intact(&d, &s, "frozen", snap, mtext);
+    int n = 0;
+    char *keys = dest_list(&d, "frozen", &n);
+    cr_assert_eq(n, 2, "only the older backup's object and manifest:\n%s", keys);
+    free(keys);
+
+    /* Still restorable, byte for byte. */
+    char *rargs[] = {"restore", "-c", "frozen", "--to", "frozen-copy", NULL};
+    rc = run_qsnap(&d, &s, NULL, rargs, &out);
+    cr_assert_eq(rc, 0, "restore exited %d:\n%s", rc, out);
+    free(out);
+    cJSON *m = cJSON_Parse(mtext);
+    cJSON *c = standin_coll_state(&s, "frozen-copy");
+    cr_assert_str_eq(jstr(c, "restored_from_sha256"), jstr(m, "sha256"));
+    cJSON_Delete(c);
+    cJSON_Delete(m);
+
+    /* Once the clock moves again, backups resume. */
+    standin_post(&s, "/__standin/time", "{\"offset_s\":0,\"freeze\":false}");
+    usleep(1100000);
+    rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 0, "backup after the clock moved exited %d:\n%s", rc, out);
+    free(out);
+    lj = list_json(&d, &s);
+    cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(lj, "backups")), 2);
+    cJSON_Delete(lj);
+    assert_backup_intact(&d, &s, "frozen", snap, mtext);
+    free(mtext);
+    free(snap);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+Test(backup, same_snapshot_name_file_keeps_the_older_backup)
+{
+    same_snapshot_name(0);
+}
+
+Test(backup, same_snapshot_name_s3_keeps_the_older_backup)
+{
+    same_snapshot_name(1);
+}
+
+/* Two `qsnap backup` processes within the same second (the in-process guard
+ * cannot see the other one), or a clock that stood still for a moment: the
+ * second backup gets a snapshot name of its own once Qdrant's clock has moved
+ * on, and both backups are kept. */
+static void same_second_moving_clock(int s3)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    if (s3)
+        dest_s3(&d, "second");
+    else
+        dest_file(&d);
+    make_collection(&s, "twice", 1);
+    standin_post(&s, "/__standin/time", "{\"offset_s\":0,\"freeze\":true}");
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "twice", NULL};
+    int rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+
+    /* The same name again; the clock moves on while qsnap waits to ask
+     * once more. */
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "twice", NULL};
+    char log[600];
+    snprintf(log, sizeof(log), "%s.log", s.dir);
+    pid_t pid = qs_test_spawn(argv, qsnap_env(&d, &s, NULL), log);
+    cr_assert_gt(pid, 0);
+    double end = now_s() + 30;
+    char *text = NULL;
+    for (;;) {
+        free(text);
+        text = qs_test_read_file(log, NULL);
+        if (text != NULL && strstr(text, "asking Qdrant for another snapshot") != NULL)
+            break;
+        cr_assert_lt(now_s(), end, "qsnap never asked again:\n%s", text ? text : "");
+        usleep(20000);
+    }
+    free(text);
+    standin_post(&s, "/__standin/time", "{\"offset_s\":0,\"freeze\":false}");
+    int status = 0;
+    cr_assert_eq(qs_test_wait_exit(pid, 60, &status), 0);
+    text = qs_test_read_file(log, NULL);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "second backup failed:\n%s", text);
+    free(text);
+    unlink(log);
+
+    cJSON *lj = list_json(&d, &s);
+    const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
+    cr_assert_eq(cJSON_GetArraySize(arr), 2);
+    cr_assert_str_neq(jstr(cJSON_GetArrayItem(arr, 0), "snapshot"),
+                      jstr(cJSON_GetArrayItem(arr, 1), "snapshot"));
+    cJSON_Delete(lj);
+    /* Qdrant keeps only the newest (QSNAP_LOCAL_KEEP=1), never the deleted
+     * one with the taken name. */
+    cr_assert_eq(local_count(&s, "twice"), 1);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+Test(backup, same_second_file_gets_its_own_name)
+{
+    same_second_moving_clock(0);
+}
+
+Test(backup, same_second_s3_gets_its_own_name)
+{
+    same_second_moving_clock(1);
+}
+
+/* ---- collection names Qdrant allows ----------------------------------------------- */
+
+/* A leading dot and the longest names (the limit is derived in
+ * test_manifest.c from Qdrant v1.13.2's rules) are backed up, listed and
+ * restored; keys escape the dot so nothing is hidden. */
+static void odd_names(int s3)
+{
+    static struct qs_test_standin s;
+    g_standin = &s;
+    const char *peer[] = {"--peer-id", "1", NULL}; /* the shortest snapshot names */
+    cr_assert_eq(qs_test_standin_start(&s, peer), 0);
+    static struct dest d;
+    if (s3)
+        dest_s3(&d, "names");
+    else
+        dest_file(&d);
+    /* 211 bytes: the stand-in's own archive name ("-arc-" and 8 random
+     * characters) is 2 bytes longer than Qdrant's. */
+    char longname[212];
+    memset(longname, 'l', 211);
+    longname[211] = '\0';
+    make_collection(&s, ".hidden", 1);
+    make_collection(&s, longname, 1);
+    char colls[300];
+    snprintf(colls, sizeof(colls), "QSNAP_COLLECTIONS=.hidden,%s", longname);
+    const char *extra[] = {colls, NULL};
+    char *out = NULL;
+    char *args[] = {"check-config", NULL};
+    int rc = run_qsnap(&d, &s, extra, args, &out);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+    char *bargs[] = {"backup", NULL};
+    rc = run_qsnap(&d, &s, extra, bargs, &out);
+    cr_assert_eq(rc, 0, "backup exited %d:\n%s", rc, out);
+    free(out);
+
+    cJSON *lj = list_json(&d, &s);
+    const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
+    cr_assert_eq(cJSON_GetArraySize(arr), 2);
+    const cJSON *b;
+    int seen = 0;
+    cJSON_ArrayForEach(b, arr)
+    {
+        const char *c = jstr(b, "collection");
+        const char *snap = jstr(b, "snapshot");
+        char key[1200];
+        if (strcmp(c, ".hidden") == 0) {
+            snprintf(key, sizeof(key), ":.hidden/:%s", snap);
+            cr_assert_str_eq(jstr(b, "object"), key);
+            seen |= 1;
+        } else {
+            cr_assert_str_eq(c, longname);
+            snprintf(key, sizeof(key), "%s/%s", longname, snap);
+            cr_assert_str_eq(jstr(b, "object"), key);
+            seen |= 2;
+        }
+        char sha[65];
+        uint64_t n;
+        cr_assert_eq(dest_hash(&d, key, 0, sha, &n, NULL), 0, "no object %s", key);
+        cr_assert_str_eq(sha, jstr(b, "sha256"));
+    }
+    cr_assert_eq(seen, 3);
+    cJSON_Delete(lj);
+
+    char *rargs[] = {"restore", "-c", ".hidden", "--to", "hidden-copy", NULL};
+    rc = run_qsnap(&d, &s, extra, rargs, &out);
+    cr_assert_eq(rc, 0, "restore exited %d:\n%s", rc, out);
+    free(out);
+    cJSON *c = standin_coll_state(&s, "hidden-copy");
+    cr_assert_not_null(jstr(c, "restored_from_sha256"));
+    cJSON_Delete(c);
+    /* Local pruning found the verified backups (it lists by the same keys). */
+    cr_assert_eq(local_count(&s, ".hidden"), 1);
+    dest_cleanup(&d);
+    qs_test_standin_stop(&s);
+}
+
+Test(backup, leading_dot_and_long_names_file)
+{
+    odd_names(0);
+}
+
+Test(backup, leading_dot_and_long_names_s3)
+{
+    odd_names(1);
+}
+
+/* ---- the phase that failed --------------------------------------------------- */
+
+/* The "backup failed" log line in out names phase. */
+static void assert_failed_in(const char *out, const char *phase)
+{
+    const char *line = strstr(out, "\"msg\":\"backup failed\"");
+    cr_assert_not_null(line, "no failure line:\n%s", out);
+    const char *end = strchr(line, '\n');
+    char want[64];
+    snprintf(want, sizeof(want), "\"phase\":\"%s\"", phase);
+    const char *p = strstr(line, want);
+    cr_assert(p != NULL && (end == NULL || p < end), "the failure is not logged in phase %s:\n%s",
+              phase, out);
+}
+
+/* A checksum mismatch fails in "verify", in the log line and the job item;
+ * a manifest that cannot be written fails in "manifest" (and its object,
+ * which this run stored, is removed). */
+Test(backup, failures_name_their_phase)
+{
+    static struct qs_test_standin s;
+    standin_start(&s);
+    static struct dest d;
+    dest_file(&d);
+    make_collection(&s, "ph", 2);
+
+    static struct qs_test_daemon dm;
+    daemon_start(&dm, &d, &s, NULL);
+    standin_post(&s, "/__standin/faults", "{\"flip_byte\":true}");
+    long st = 0;
+    char *id = post_backup(&dm, "collection=ph", &st, NULL);
+    cr_assert_eq(st, 202);
+    cJSON *job = wait_job(&dm, id, 120);
+    char *jtext = cJSON_PrintUnformatted(job);
+    const cJSON *it = job_item(job, "ph");
+    cr_assert_str_eq(jstr(it, "result"), "failure", "%s", jtext);
+    cr_assert_not_null(jstr(it, "phase"), "%s", jtext);
+    cr_assert_str_eq(jstr(it, "phase"), "verify", "%s", jtext);
+    free(jtext);
+    cJSON_Delete(job);
+    free(id);
+    char *log = qs_test_read_file(dm.log, NULL); /* stopping removes it */
+    cr_assert_not_null(log);
+    assert_failed_in(log, "verify");
+    free(log);
+    daemon_stop(&dm);
+
+    /* Manifest: a directory where the manifest must go. */
+    standin_post(&s, "/__standin/time", "{\"offset_s\":0,\"freeze\":true}");
+    char *snap = standin_snapshot_now(&s, "ph"); /* the name the backup will get */
+    char path[1400];
+    snprintf(path, sizeof(path), "%s/ph/%s.json", d.dir, snap);
+    char cmd[1600];
+    snprintf(cmd, sizeof(cmd), "mkdir -p '%s'", path);
+    cr_assert_eq(system(cmd), 0);
+    char *out = NULL;
+    char *args[] = {"backup", "-c", "ph", NULL};
+    int rc = run_qsnap(&d, &s, NULL, args, &out);
+    cr_assert_eq(rc, 1, "backup exited %d:\n%s", rc, out);
+    assert_failed_in(out, "manifest");
+    cr_assert_not_null(strstr(out, "already exists"), "%s", out);
+    free(out);
+    int n = 0;
+    char *keys = dest_list(&d, "ph", &n);
+    cr_assert_eq(n, 1, "only the directory in the manifest's place is left:\n%s", keys);
+    free(keys);
+    free(snap);
     dest_cleanup(&d);
     qs_test_standin_stop(&s);
 }

@@ -680,7 +680,35 @@ Test(config, collections)
     expect_error("QSNAP_COLLECTIONS", "empty", "QSNAP_COLLECTIONS=", NULL);
     char longname[300] = "QSNAP_COLLECTIONS=";
     memset(longname + strlen(longname), 'x', 256);
-    expect_error("QSNAP_COLLECTIONS", "longer than 255", longname, NULL);
+    expect_error("QSNAP_COLLECTIONS", "longer than 213 bytes", longname, NULL);
+}
+
+/* Names that pass configuration can be backed up: the rule is the one keys,
+ * manifests and the HTTP API use (qs_manifest_check_collection_name). */
+Test(config, collections_that_can_never_be_backed_up)
+{
+    expect_error("QSNAP_COLLECTIONS", "'..' must not be '.' or '..'", "QSNAP_COLLECTIONS=..", NULL);
+    expect_error("QSNAP_COLLECTIONS", "must not be '.' or '..'", "QSNAP_COLLECTIONS=ok, .", NULL);
+    expect_error("QSNAP_COLLECTIONS", "is not valid UTF-8", "QSNAP_COLLECTIONS=caf\xe9", NULL);
+    expect_error("QSNAP_COLLECTIONS", "is not valid UTF-8",
+                 "QSNAP_COLLECTIONS=a\xc0\xaf"
+                 "b",
+                 NULL);
+    /* 213 bytes is the longest name Qdrant can snapshot; 214 never. */
+    char name[300] = "QSNAP_COLLECTIONS=";
+    size_t at = strlen(name);
+    memset(name + at, 'n', 214);
+    expect_error("QSNAP_COLLECTIONS", "214 bytes long, longer than 213 bytes", name, NULL);
+    name[at + 213] = '\0';
+    struct qs_config cfg;
+    LOAD_OK(&cfg, name);
+    cr_assert_eq(strlen(cfg.collections[0]), 213);
+    qs_config_free(&cfg);
+    /* A leading dot is a valid Qdrant name, and qsnap backs it up. */
+    LOAD_OK(&cfg, "QSNAP_COLLECTIONS=.hidden,...");
+    cr_assert_str_eq(cfg.collections[0], ".hidden");
+    cr_assert_str_eq(cfg.collections[1], "...");
+    qs_config_free(&cfg);
 }
 
 Test(config, mode)

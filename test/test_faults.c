@@ -988,6 +988,12 @@ Test(faults, file_destination_full_filesystem)
     cr_assert_eq(rc, 1, "qsnap backup on a full filesystem exited %d:\n%s", rc, out);
     cr_assert(strstr(out, "No space left") != NULL || strstr(out, "ENOSPC") != NULL,
               "the failure does not name the full disk:\n%s", out);
+    /* ... and it is reported in the phase that failed, not as "snapshot". */
+    const char *failed = strstr(out, "\"msg\":\"backup failed\"");
+    cr_assert_not_null(failed, "%s", out);
+    const char *eol = strchr(failed, '\n');
+    const char *ph = strstr(failed, "\"phase\":\"stream\"");
+    cr_assert(ph != NULL && (eol == NULL || ph < eol), "not failed in phase stream:\n%s", out);
     cr_assert_eq(check_invariants(out), 0);
     free(out);
     /* the temporaries are gone, so the space is free again */

@@ -419,6 +419,16 @@ Test(manifest, unknown_fields_ignored)
     cJSON_free(text);
 }
 
+/* The collection-name rule follows Qdrant v1.13.2: names are 1-255
+ * characters (src/actix/api/mod.rs, StrictCollectionPath: length(min = 1,
+ * max = 255)) without < > : " / \ | ? * NUL or 0x1F
+ * (lib/common/common/src/validation.rs, validate_collection_name); a leading
+ * '.' is allowed. A snapshot is named "{name}-{peer id}-{time}.snapshot" and
+ * built in a temporary "{snapshot}-arc-XXXXXX" file
+ * (lib/collection/src/collection/snapshots.rs, create_snapshot), so names
+ * longer than 213 bytes can never be snapshotted under a 255-byte file-name
+ * limit: qsnap refuses those, and control characters, which no object key
+ * may hold. */
 Test(manifest, collection_names)
 {
     static const struct {
@@ -429,6 +439,8 @@ Test(manifest, collection_names)
         {"_private", 1},
         {"with space", 1},
         {"...", 1},
+        {".hidden", 1},
+        {".", 0},
         {"a.b", 1},
         {"m\xc3\xa9moire", 1},
         {"\xf0\x9f\x98\x80", 1},
@@ -459,14 +471,41 @@ Test(manifest, collection_names)
                      cases[i].name);
     cr_assert_eq(qs_manifest_is_valid_collection_name(NULL), 0);
 
-    /* Length is counted in characters: 255 two-byte characters are fine. */
-    char name[2 * 256 + 1];
-    for (int i = 0; i < 255; i++)
-        memcpy(name + 2 * i, "\xc3\xa9", 2);
-    name[510] = '\0';
+    /* Length is counted in bytes: 213 are fine, 214 can never be snapshotted
+     * (Qdrant's archive "{name}-1-YYYY-MM-DD-HH-MM-SS.snapshot-arc-XXXXXX"
+     * would be 256 bytes even with a one-digit peer id). */
+    char name[256];
+    memset(name, 'n', 213);
+    name[213] = '\0';
+    cr_assert_eq(QS_COLLECTION_NAME_MAX, 213);
+    cr_assert_eq(strlen(name) + strlen("-1-2025-01-28-03-00-02.snapshot-arc-XXXXXX"), 255);
     cr_assert_eq(qs_manifest_is_valid_collection_name(name), 1);
-    memcpy(name + 510, "\xc3\xa9", 3);
+    name[0] = '.';
+    cr_assert_eq(qs_manifest_is_valid_collection_name(name), 1);
+    memcpy(name + 212, "\xc3\xa9", 3); /* 214 bytes, 213 characters */
     cr_assert_eq(qs_manifest_is_valid_collection_name(name), 0);
+
+    /* The reasons, as configuration errors show them. */
+    char why[200];
+    cr_assert_eq(qs_manifest_check_collection_name(name, why, sizeof(why)), QS_EINVAL);
+    cr_assert(strstr(why, "214 bytes long, longer than 213 bytes") != NULL, "%s", why);
+    static const struct {
+        const char *name, *why;
+    } reasons[] = {
+        {"", "is empty"},
+        {"..", "must not be '.' or '..'"},
+        {"a:b", "must not contain ':'"},
+        {"a\x01", "contains a control character"},
+        {"\xff\xfe", "is not valid UTF-8"},
+    };
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        cr_assert_eq(qs_manifest_check_collection_name(reasons[i].name, why, sizeof(why)),
+                     QS_EINVAL);
+        cr_assert_str_eq(why, reasons[i].why);
+    }
+    cr_assert_eq(qs_manifest_check_collection_name("ok", why, sizeof(why)), 0);
+    cr_assert_str_eq(why, "");
+    cr_assert_eq(qs_manifest_check_collection_name(NULL, NULL, 0), QS_EINVAL);
 }
 
 Test(manifest, snapshot_names)
@@ -477,7 +516,12 @@ Test(manifest, snapshot_names)
     cr_assert_eq(qs_manifest_is_valid_snapshot_name("upload"), 1);
     cr_assert_eq(qs_manifest_is_valid_snapshot_name(""), 0);
     cr_assert_eq(qs_manifest_is_valid_snapshot_name(NULL), 0);
-    cr_assert_eq(qs_manifest_is_valid_snapshot_name(".hidden.snapshot"), 0);
+    /* Qdrant's snapshots of ".hidden" begin with '.'; ':' is the key escape. */
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(".hidden-1-2025-01-28-03-00-02.snapshot"), 1);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(":.hidden.snapshot"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("a:b.snapshot"), 1);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("."), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(".."), 0);
     cr_assert_eq(qs_manifest_is_valid_snapshot_name("a/b.snapshot"), 0);
     cr_assert_eq(qs_manifest_is_valid_snapshot_name("a\\b.snapshot"), 0);
     cr_assert_eq(qs_manifest_is_valid_snapshot_name("a\nb.snapshot"), 0);
@@ -512,6 +556,15 @@ Test(manifest, key_helpers)
         {QS_MANIFEST_FULL_DIR, "full-snapshot-2025-01-28-03-00-02.snapshot", 1,
          ":full/full-snapshot-2025-01-28-03-00-02.snapshot.gz",
          ":full/full-snapshot-2025-01-28-03-00-02.snapshot.json"},
+        /* A leading '.' is escaped in every component, never left hidden. */
+        {".hidden", ".hidden-1-2025-01-28-03-00-02.snapshot", 0,
+         ":.hidden/:.hidden-1-2025-01-28-03-00-02.snapshot",
+         ":.hidden/:.hidden-1-2025-01-28-03-00-02.snapshot.json"},
+        {".hidden", ".hidden-1-2025-01-28-03-00-02.snapshot", 1,
+         ":.hidden/:.hidden-1-2025-01-28-03-00-02.snapshot.gz",
+         ":.hidden/:.hidden-1-2025-01-28-03-00-02.snapshot.json"},
+        {"...", "...-1-2025-01-28-03-00-02.snapshot", 0, ":.../:...-1-2025-01-28-03-00-02.snapshot",
+         ":.../:...-1-2025-01-28-03-00-02.snapshot.json"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         cr_assert_eq(qs_manifest_object_key(cases[i].collection, cases[i].snapshot,
@@ -538,14 +591,25 @@ Test(manifest, key_helpers)
     cr_assert_eq(qs_manifest_key("c", "s.snapshot", small, sizeof(small)), QS_ETOOBIG);
 
     /* The largest names fit QS_MANIFEST_KEY_MAX. */
-    char coll[4 * 255 + 1], snap[256];
-    for (int i = 0; i < 255; i++)
-        memcpy(coll + 4 * i, "\xf0\x9f\x98\x80", 4);
-    coll[1020] = '\0';
+    char coll[QS_COLLECTION_NAME_MAX + 1], snap[256];
+    memset(coll, 'c', QS_COLLECTION_NAME_MAX);
+    coll[0] = '.';
+    coll[QS_COLLECTION_NAME_MAX] = '\0';
     memset(snap, 's', 255);
+    snap[0] = '.';
     snap[255] = '\0';
     cr_assert_eq(qs_manifest_key(coll, snap, key, sizeof(key)), 0);
-    cr_assert_eq(strlen(key), 1020 + 1 + 255 + 5);
+    cr_assert_eq(strlen(key), 1 + QS_COLLECTION_NAME_MAX + 1 + 1 + 255 + 5);
+
+    /* Listing prefixes use the same escape. */
+    cr_assert_eq(qs_manifest_key_prefix(".hidden", key, sizeof(key)), 0);
+    cr_assert_str_eq(key, ":.hidden/");
+    cr_assert_eq(qs_manifest_key_prefix("c1", key, sizeof(key)), 0);
+    cr_assert_str_eq(key, "c1/");
+    cr_assert_eq(qs_manifest_key_prefix(QS_MANIFEST_FULL_DIR, key, sizeof(key)), 0);
+    cr_assert_str_eq(key, ":full/");
+    cr_assert_eq(qs_manifest_key_prefix("a:b", key, sizeof(key)), QS_EINVAL);
+    cr_assert_eq(qs_manifest_key_prefix("c1", key, 3), QS_ETOOBIG);
 }
 
 /* ---- listing classifier ---------------------------------------------------- */
@@ -580,6 +644,13 @@ Test(manifest, classify_listing)
         {"c3/s.snapshot", 10, 10},
         {"c3/s.snapshot.gz", 5, 11},
         {"c3/s.snapshot.json", 1, 12},
+        /* collection ".hidden": escaped directory and names */
+        {":.hidden/:.hidden-1-2025-01-01-03-00-00.snapshot", 80, 20},
+        {":.hidden/:.hidden-1-2025-01-01-03-00-00.snapshot.json", 1, 21},
+        {":.hidden/:.hidden-1-2025-01-02-03-00-00.snapshot.gz", 40, 22},
+        /* ignored: unescaped hidden directory, escape without a dot */
+        {".hidden/.hidden-1-2025-01-01-03-00-00.snapshot.json", 1, 1},
+        {":x/x-1-2025-01-01-03-00-00.snapshot.json", 1, 1},
         /* ignored: temporary, hidden, nested, top level, foreign, bad dir, dup */
         {"c1/c1-1-2025-01-04-03-00-00.snapshot.tmp", 1, 1},
         {"c1/.c1-1-2025-01-04-03-00-00.snapshot.XXXXXX", 1, 1},
@@ -597,7 +668,7 @@ Test(manifest, classify_listing)
     struct qs_manifest_listing l;
     cr_assert_eq(qs_manifest_classify(keys, n, &l), 0);
 
-    cr_assert_eq(l.ncomplete, 4);
+    cr_assert_eq(l.ncomplete, 5);
     const struct qs_listed_backup *b =
         find_backup(l.complete, l.ncomplete, "c1/c1-1-2025-01-01-03-00-00.snapshot.json");
     cr_assert_not_null(b);
@@ -623,18 +694,27 @@ Test(manifest, classify_listing)
     for (size_t i = 0; i < l.ncomplete; i++)
         if (strcmp(l.complete[i].manifest_key, "c3/s.snapshot.json") != 0)
             cr_assert_null(l.complete[i].alt_object_key);
+    b = find_backup(l.complete, l.ncomplete,
+                    ":.hidden/:.hidden-1-2025-01-01-03-00-00.snapshot.json");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->collection, ".hidden");
+    cr_assert_str_eq(b->snapshot, ".hidden-1-2025-01-01-03-00-00.snapshot");
+    cr_assert_str_eq(b->object_key, ":.hidden/:.hidden-1-2025-01-01-03-00-00.snapshot");
+    cr_assert_eq(b->object_size, 80);
 
     /* Sorted by manifest key. */
     for (size_t i = 1; i < l.ncomplete; i++)
         cr_assert_lt(strcmp(l.complete[i - 1].manifest_key, l.complete[i].manifest_key), 0);
 
-    cr_assert_eq(l.nincomplete, 2);
-    cr_assert_str_eq(l.incomplete[0].key, "c1/c1-1-2025-01-03-03-00-00.snapshot.gz");
-    cr_assert_str_eq(l.incomplete[0].collection, "c1");
-    cr_assert_eq(l.incomplete[0].size, 50);
-    cr_assert_eq(l.incomplete[0].last_modified, 3000);
-    cr_assert_str_eq(l.incomplete[1].key, "c2 with space/x-1-2025-01-03-03-00-00.snapshot");
-    cr_assert_str_eq(l.incomplete[1].collection, "c2 with space");
+    cr_assert_eq(l.nincomplete, 3);
+    cr_assert_str_eq(l.incomplete[0].key, ":.hidden/:.hidden-1-2025-01-02-03-00-00.snapshot.gz");
+    cr_assert_str_eq(l.incomplete[0].collection, ".hidden");
+    cr_assert_str_eq(l.incomplete[1].key, "c1/c1-1-2025-01-03-03-00-00.snapshot.gz");
+    cr_assert_str_eq(l.incomplete[1].collection, "c1");
+    cr_assert_eq(l.incomplete[1].size, 50);
+    cr_assert_eq(l.incomplete[1].last_modified, 3000);
+    cr_assert_str_eq(l.incomplete[2].key, "c2 with space/x-1-2025-01-03-03-00-00.snapshot");
+    cr_assert_str_eq(l.incomplete[2].collection, "c2 with space");
 
     cr_assert_eq(l.norphans, 1);
     cr_assert_str_eq(l.orphans[0].manifest_key,
@@ -642,8 +722,8 @@ Test(manifest, classify_listing)
     cr_assert_str_eq(l.orphans[0].snapshot, "x-1-2025-01-01-03-00-00.snapshot");
     cr_assert_null(l.orphans[0].object_key);
 
-    /* 9 ignored listed keys + the duplicate + the NULL + the .gz twin in c3. */
-    cr_assert_eq(l.nignored, 12, "%zu", l.nignored);
+    /* 11 ignored listed keys + the duplicate + the NULL + the .gz twin in c3. */
+    cr_assert_eq(l.nignored, 14, "%zu", l.nignored);
     qs_manifest_listing_deinit(&l);
     cr_assert_eq(l.ncomplete, 0);
 

@@ -531,8 +531,12 @@ Test(restore, http_validation_auth_and_lookup)
     expect_400(&d, json, "'target'");
     expect_400(&d, "{\"collection\":\"a/b\"}", "'collection'");
     expect_400(&d, "{\"collection\":\"c\",\"snapshot\":\"../etc\"}", "'snapshot'");
-    /* 255 characters is a valid name: accepted as far as the lookup */
-    longname[255] = '\0';
+    /* 213 bytes, the longest name Qdrant can snapshot, is accepted as far as
+     * the lookup; 214 can never have a backup */
+    longname[214] = '\0';
+    snprintf(json, sizeof(json), "{\"collection\":\"%s\"}", longname);
+    expect_400(&d, json, "'collection'");
+    longname[213] = '\0';
     snprintf(json, sizeof(json), "{\"collection\":\"%s\"}", longname);
     cr_assert_eq(post_restore(&d, AUTH, json, &body), 404, "%s", body);
     free(body);
@@ -721,6 +725,8 @@ static void corrupt_points(struct world *w, const char *coll)
     char key[QS_MANIFEST_KEY_MAX];
     cr_assert_eq(qs_manifest_key(coll, m.snapshot, key, sizeof(key)), 0);
     struct qs_error err;
+    /* puts never replace: remove the old manifest first */
+    cr_assert_eq(qs_storage_delete(w->st, key, &err), 0, "%s", err.msg);
     cr_assert_eq(qs_storage_put_buffer(w->st, key, js.data, js.len, NULL, NULL, &err), 0, "%s",
                  err.msg);
     qs_buf_free(&js);
@@ -804,5 +810,57 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
                  -1, "%s", mt);
     free(mt);
     daemon_stop(&d);
+    world_close(&w);
+}
+
+/* A newer qsnap wrote a backup in a newer manifest format: "latest" must not
+ * quietly restore the older backup this qsnap can read, but refuse and name
+ * the manifest and its format version. An older backup named explicitly
+ * still restores. */
+Test(restore, latest_refuses_a_newer_format_manifest)
+{
+    struct world w;
+    world_open(&w, 0, "newer");
+    make_collection(&w, "c", 500, 16);
+    backup(&w, "c", "none");
+    struct qs_manifest m;
+    latest_manifest(&w, "c", &m);
+
+    /* A later backup written by a future qsnap (format 2). */
+    const char *later = "c-1-2099-01-01-00-00-00.snapshot";
+    char key[QS_MANIFEST_KEY_MAX], mkey[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_object_key("c", later, 0, key, sizeof(key)), 0);
+    cr_assert_eq(qs_manifest_key("c", later, mkey, sizeof(mkey)), 0);
+    struct qs_manifest f = m;
+    f.snapshot = (char *)later;
+    f.object = key;
+    f.created = m.created + 3600;
+    struct qs_buf js;
+    qs_buf_init(&js);
+    cr_assert_eq(qs_manifest_to_json(&f, &js), 0);
+    char *fmt = strstr(js.data, "\"format\": 1");
+    cr_assert_not_null(fmt);
+    fmt[strlen("\"format\": ")] = '2';
+    struct qs_error err;
+    cr_assert_eq(qs_storage_put_buffer(w.st, key, "future", 6, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(qs_storage_put_buffer(w.st, mkey, js.data, js.len, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+    qs_buf_free(&js);
+
+    char *out = NULL;
+    int rc = qsnap(&w, NULL, &out, "restore", "-c", "c", "--to", "c-copy", NULL, NULL);
+    cr_assert_neq(rc, 0, "restore of latest succeeded:\n%s", out);
+    cr_assert_not_null(strstr(out, mkey), "the manifest is not named:\n%s", out);
+    cr_assert_not_null(strstr(out, "version 2 is newer than this qsnap understands"), "%s", out);
+    free(out);
+    cJSON *st = standin_state(&w);
+    cr_assert_null(last_upload(st, "c-copy"), "something was restored");
+    cJSON_Delete(st);
+
+    rc = qsnap(&w, NULL, &out, "restore", "-c", "c", "--snapshot", m.snapshot, "--to", "c-copy");
+    cr_assert_eq(rc, 0, "restore of the older backup by name failed (%d):\n%s", rc, out);
+    free(out);
+    assert_restored(&w, "c-copy", &m);
+    qs_manifest_deinit(&m);
     world_close(&w);
 }

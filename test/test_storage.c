@@ -7,13 +7,16 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "qsnap/error.h"
 #include "qsnap/log.h"
@@ -338,8 +341,10 @@ static void delete_and_head(enum backend kind)
     int64_t before = qs_clock_now();
     cr_assert_eq(qs_storage_put_buffer(f.st, "c1/s.snapshot", "hello", 5, &m, NULL, &err), 0, "%s",
                  err.msg);
-    /* Overwrite without metadata: the old metadata must go too. */
+    /* Put again without metadata after a delete: the old metadata went with
+     * the object. */
     cr_assert_eq(qs_storage_put_buffer(f.st, "c1/t.snapshot", "x", 1, &m, NULL, &err), 0);
+    cr_assert_eq(qs_storage_delete(f.st, "c1/t.snapshot", &err), 0, "%s", err.msg);
     cr_assert_eq(qs_storage_put_buffer(f.st, "c1/t.snapshot", "yy", 2, NULL, NULL, &err), 0);
     qs_storage_meta_deinit(&m);
 
@@ -462,7 +467,12 @@ static void open_uploads_listed_and_aborted(enum backend kind)
     qs_storage_uploads_init(&u);
     cr_assert_eq(qs_storage_list_uploads(f.st, "c2/", &u, &err), 0, "%s", err.msg);
     cr_assert_eq(u.n, 1);
-    cr_assert_str_eq(u.items[0].key, "c2/open.snapshot");
+    if (kind == BK_S3)
+        cr_assert_str_eq(u.items[0].key, "c2/open.snapshot");
+    else /* a temporary's name does not record its key: its own path */
+        cr_assert(strncmp(u.items[0].key, "c2/.qsnap-tmp-", 14) == 0 &&
+                      strlen(u.items[0].key) == strlen("c2/.qsnap-tmp-XXXXXX"),
+                  "%s", u.items[0].key);
     cr_assert_geq(u.items[0].initiated, before - 60);
     cr_assert_leq(u.items[0].initiated, qs_clock_now() + 60);
     /* Not listed under another prefix, and never as an object. */
@@ -496,6 +506,215 @@ Test(storage_s3, open_uploads_listed_and_aborted)
 Test(storage_file, open_uploads_listed_and_aborted)
 {
     open_uploads_listed_and_aborted(BK_FILE);
+}
+
+/* A put never replaces an existing object, on every path: buffered single
+ * PUT, streaming single PUT (known size above one part), multipart (unknown
+ * size above one part) and an unknown size that ends up as one PUT. */
+static void put_never_replaces(enum backend kind)
+{
+    struct fixture f;
+    fixture_open(&f, kind, "noreplace", 0);
+    struct qs_error err;
+    struct qs_storage_meta m;
+    qs_storage_meta_init(&m);
+    qs_storage_meta_set(&m, "qsnap-sha256", "0123");
+    const char *key = "c1/keep.snapshot";
+    cr_assert_eq(qs_storage_put_buffer(f.st, key, "original", 8, &m, NULL, &err), 0, "%s", err.msg);
+    qs_storage_meta_deinit(&m);
+
+    char sha[65];
+    static const struct {
+        size_t size;
+        int known;
+    } ways[] = {{8, 1}, {6 * MiB, 1}, {11 * MiB, 0}, {1000, 0}};
+    for (size_t i = 0; i < sizeof(ways) / sizeof(ways[0]); i++) {
+        qs_error_clear(&err);
+        int rc = put_generated(f.st, key, ways[i].size, ways[i].known, NULL, sha, &err);
+        cr_assert_eq(rc, UV_EEXIST, "way %zu: %d %s", i, rc, err.msg);
+        cr_assert_eq(err.retryable, 0);
+        cr_assert_not_null(strstr(err.msg, key), "%s", err.msg);
+        cr_assert_not_null(strstr(err.msg, "already exists"), "%s", err.msg);
+    }
+    cr_assert_eq(qs_storage_put_buffer(f.st, key, "intruder", 8, NULL, NULL, &err), UV_EEXIST);
+
+    /* The original is untouched: bytes and metadata. */
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_storage_get_buffer(f.st, key, 100, &b, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(b.len, 8);
+    cr_assert_eq(memcmp(b.data, "original", 8), 0);
+    qs_buf_free(&b);
+    struct qs_storage_stat st;
+    cr_assert_eq(qs_storage_head(f.st, key, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(st.meta.n, 1, "only the caller's metadata is shown");
+    cr_assert_str_eq(qs_storage_meta_get(&st.meta, "qsnap-sha256"), "0123");
+    qs_storage_stat_deinit(&st);
+    /* Nothing left over by the refused puts. */
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(f.st, "", &l, &err), 0, "%s", err.msg);
+    cr_assert_eq(l.n, 1);
+    qs_storage_list_deinit(&l);
+    assert_no_uploads(f.st, "");
+    /* Once deleted, the key can be written again. */
+    cr_assert_eq(qs_storage_delete(f.st, key, &err), 0, "%s", err.msg);
+    cr_assert_eq(put_generated(f.st, key, 6 * MiB, 1, NULL, sha, &err), 0, "%s", err.msg);
+    fixture_close(&f);
+}
+
+Test(storage_s3, put_never_replaces)
+{
+    put_never_replaces(BK_S3);
+}
+
+Test(storage_file, put_never_replaces)
+{
+    put_never_replaces(BK_FILE);
+}
+
+/* Temporaries have fixed-length names: an object name of 255 bytes (the
+ * file-name limit) is stored, where ".NAME.qsnap-tmp-XXXXXX" would not fit. */
+Test(storage_file, longest_names_fit)
+{
+    struct fixture f;
+    fixture_open(&f, BK_FILE, "long", 0);
+    struct qs_error err;
+    char key[300] = "c/";
+    memset(key + 2, 'n', 255);
+    key[257] = '\0';
+    cr_assert_eq(qs_storage_put_buffer(f.st, key, "abc", 3, NULL, NULL, &err), 0, "%s", err.msg);
+    char sha[65];
+    key[2 + 250] = '\0';
+    cr_assert_eq(put_generated(f.st, key, 6 * MiB, 0, NULL, sha, &err), 0, "%s", err.msg);
+    /* with metadata: the sidecar ".NAME.meta" needs NAME <= 249 bytes */
+    struct qs_storage_meta m;
+    qs_storage_meta_init(&m);
+    qs_storage_meta_set(&m, "qsnap-sha256", "0123");
+    key[2 + 249] = '\0';
+    cr_assert_eq(put_generated(f.st, key, 1000, 1, &m, sha, &err), 0, "%s", err.msg);
+    qs_storage_meta_deinit(&m);
+    struct qs_storage_stat st;
+    cr_assert_eq(qs_storage_head(f.st, key, &st, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(qs_storage_meta_get(&st.meta, "qsnap-sha256"), "0123");
+    qs_storage_stat_deinit(&st);
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(f.st, "c/", &l, &err), 0, "%s", err.msg);
+    cr_assert_eq(l.n, 3);
+    qs_storage_list_deinit(&l);
+    assert_no_uploads(f.st, "");
+    fixture_close(&f);
+}
+
+/* A missing (unmounted) destination is an error everywhere, never "empty" or
+ * "no such object"; a missing directory below it is simply empty. */
+Test(storage_file, missing_root_is_an_error)
+{
+    struct fixture f;
+    fixture_open(&f, BK_FILE, "gone", 0);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_put_buffer(f.st, "c/x", "abc", 3, NULL, NULL, &err), 0);
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(f.st, "nothing/", &l, &err), 0, "%s", err.msg);
+    cr_assert_eq(l.n, 0);
+    qs_storage_list_deinit(&l);
+    struct qs_storage_stat st;
+    cr_assert_eq(qs_storage_head(f.st, "nothing/x", &st, &err), QS_ENOTFOUND);
+
+    qs_test_rmrf(f.dir);
+    char gone[600];
+    snprintf(gone, sizeof(gone), "file destination %s does not exist", f.dir);
+#define ASSERT_GONE(call)                                                                          \
+    do {                                                                                           \
+        qs_error_clear(&err);                                                                      \
+        int rc_ = (call);                                                                          \
+        cr_assert_eq(rc_, UV_ENOENT, #call ": %d %s", rc_, err.msg);                               \
+        cr_assert_not_null(strstr(err.msg, gone), "%s", err.msg);                                  \
+    } while (0)
+    qs_storage_list_init(&l);
+    ASSERT_GONE(qs_storage_list(f.st, "", &l, &err));
+    ASSERT_GONE(qs_storage_list(f.st, "c/", &l, &err));
+    qs_storage_list_deinit(&l);
+    struct qs_storage_uploads u;
+    qs_storage_uploads_init(&u);
+    ASSERT_GONE(qs_storage_list_uploads(f.st, "", &u, &err));
+    qs_storage_uploads_deinit(&u);
+    ASSERT_GONE(qs_storage_head(f.st, "c/x", &st, &err));
+    struct qs_buf b;
+    qs_buf_init(&b);
+    ASSERT_GONE(qs_storage_get_buffer(f.st, "c/x", 10, &b, NULL, &err));
+    qs_buf_free(&b);
+    ASSERT_GONE(qs_storage_delete(f.st, "c/x", &err));
+    ASSERT_GONE(qs_storage_put_buffer(f.st, "c/y", "abc", 3, NULL, NULL, &err));
+    cr_assert_neq(qs_storage_probe(f.st, &err), 0);
+#undef ASSERT_GONE
+    struct stat sb;
+    cr_assert_neq(stat(f.dir, &sb), 0, "the destination must not be recreated");
+    fixture_close(&f);
+}
+
+/* The destination turns read-only in the middle of a put: the temporary
+ * cannot be removed, and that is logged with its path. Needs root (a bind
+ * mount in a private mount namespace, so nothing outside this test sees it). */
+Test(storage_file, read_only_mid_put_is_logged)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root for a private bind mount (CI runs as root)");
+    cr_assert_eq(unshare(CLONE_NEWNS), 0, "unshare: %s", strerror(errno));
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0, "%s", strerror(errno));
+    struct fixture f;
+    fixture_open(&f, BK_FILE, "ro", 0);
+    struct qs_error err;
+    char logpath[] = "/tmp/qsnap-storage-log-XXXXXX";
+    int lfd = mkstemp(logpath);
+    cr_assert_geq(lfd, 0);
+    qs_log_set_fd(lfd);
+
+    struct qs_storage_put *put, *put2;
+    cr_assert_eq(qs_storage_put_begin(f.st, "c/ro.snapshot", 2 * MiB, NULL, NULL, &put, &err), 0);
+    cr_assert_eq(qs_storage_put_begin(f.st, "c/ro2.snapshot", -1, NULL, NULL, &put2, &err), 0);
+    unsigned char *buf = calloc(1, MiB);
+    cr_assert_eq(qs_storage_put_write(put, buf, MiB, &err), 0, "%s", err.msg);
+    /* Paths resolve through a read-only mount from now on; the open
+     * temporary keeps writing to the file system below. */
+    cr_assert_eq(mount(f.dir, f.dir, NULL, MS_BIND, NULL), 0, "%s", strerror(errno));
+    cr_assert_eq(mount(NULL, f.dir, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL), 0, "%s",
+                 strerror(errno));
+    cr_assert_eq(qs_storage_put_write(put, buf, MiB, &err), 0, "%s", err.msg);
+    int rc = qs_storage_put_finish(put, NULL, &err);
+    cr_assert_eq(rc, UV_EROFS, "%d %s", rc, err.msg);
+    cr_assert_not_null(strstr(err.msg, "Read-only file system"), "%s", err.msg);
+
+    /* Aborting a put on the read-only destination: logged the same way. */
+    qs_storage_put_abort(put2);
+    cr_assert_eq(umount(f.dir), 0, "%s", strerror(errno));
+    qs_log_set_fd(2);
+    close(lfd);
+    char *log = qs_test_read_file(logpath, NULL);
+    unlink(logpath);
+    cr_assert_not_null(log);
+    const char *p = strstr(log, "could not remove temporary");
+    cr_assert_not_null(p, "%s", log);
+    cr_assert_not_null(strstr(p + 1, "could not remove temporary"), "two lines: %s", log);
+    cr_assert_not_null(strstr(log, "of c/ro.snapshot"), "%s", log);
+    cr_assert_not_null(strstr(log, "of c/ro2.snapshot"), "%s", log);
+    cr_assert_not_null(strstr(log, "/c/.qsnap-tmp-"), "%s", log);
+    cr_assert_not_null(strstr(log, "Read-only file system"), "%s", log);
+    free(log);
+    /* Writable again: the leftovers are found and removed as stale uploads. */
+    struct qs_storage_uploads u;
+    qs_storage_uploads_init(&u);
+    cr_assert_eq(qs_storage_list_uploads(f.st, "c/", &u, &err), 0, "%s", err.msg);
+    cr_assert_eq(u.n, 2);
+    for (size_t i = 0; i < u.n; i++)
+        cr_assert_eq(qs_storage_abort_upload(f.st, u.items[i].key, u.items[i].upload_id, &err), 0,
+                     "%s", err.msg);
+    qs_storage_uploads_deinit(&u);
+    assert_no_uploads(f.st, "");
+    free(buf);
+    fixture_close(&f);
 }
 
 Test(storage_file, probe_and_layout)

@@ -31,6 +31,13 @@ struct qs_catalog_loose {
     int64_t time; /* last modified, or initiated for uploads */
 };
 
+/* A manifest in a format newer than this qsnap reads. Owned. */
+struct qs_catalog_newer {
+    char *collection;
+    char *manifest_key;
+    char *reason; /* the parser's message, naming the format version */
+};
+
 struct qs_catalog {
     struct qs_catalog_backup *backups; /* newest first (created, then name) */
     size_t nbackups;
@@ -38,7 +45,9 @@ struct qs_catalog {
     size_t nincomplete;
     struct qs_catalog_loose *uploads; /* only when loaded with uploads */
     size_t nuploads;
-    size_t unreadable; /* manifests that could not be read or parsed */
+    size_t unreadable; /* manifests that could not be read or parsed (newer included) */
+    struct qs_catalog_newer *newer; /* manifests written by a newer qsnap */
+    size_t nnewer;
 };
 
 /* Loads the catalog of one collection (borrowed; NULL = all) from storage
@@ -52,6 +61,14 @@ void qs_catalog_deinit(struct qs_catalog *cat);
  * `snapshot` ("latest" or NULL = newest). Borrowed from cat, NULL if none. */
 const struct qs_catalog_backup *qs_catalog_find(const struct qs_catalog *cat,
                                                 const char *collection, const char *snapshot);
+
+/* The backup "latest" means for collection (borrowed): *out (borrowed from
+ * cat) is the newest backup. Returns 0, QS_ENOTFOUND when there is none, or
+ * QS_EPROTO when a manifest of collection is in a newer format than this
+ * qsnap reads (it may hold the newest backup; err names the manifest and its
+ * format version). err borrowed, may be NULL. */
+int qs_catalog_latest(const struct qs_catalog *cat, const char *collection,
+                      const struct qs_catalog_backup **out, struct qs_error *err);
 
 /* Appends {"backups":[...]} (newest first; each: collection, snapshot,
  * created, size, sha256, compression, stored_size, object, points_count,

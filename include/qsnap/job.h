@@ -48,6 +48,8 @@ struct qs_job_item {
     int local_kept;    /* backups: Qdrant-side snapshots kept after local pruning, -1 unknown */
     int local_deleted; /* backups: Qdrant-side snapshots deleted by local pruning */
     char *error;       /* NULL on success */
+    const char *phase; /* static: the phase that failed ("stream", "verify", ...), NULL on
+                          success */
 };
 
 struct qs_job {

@@ -16,10 +16,20 @@
  * ":full" in the `collection` field and "full" in `mode`.
  *
  * Snapshot names accepted by qsnap (qs_manifest_is_valid_snapshot_name) never
- * end in ".json", ".gz" or ".tmp" and never start with '.', so the key of a
- * manifest, of a plain object and of a compressed object can never be
- * confused. Qdrant's own names ("C-PEERID-YYYY-MM-DD-HH-MM-SS.snapshot",
+ * end in ".json", ".gz" or ".tmp", so the key of a manifest, of a plain object
+ * and of a compressed object can never be confused. Qdrant's own names
+ * ("C-PEERID-YYYY-MM-DD-HH-MM-SS.snapshot",
  * "full-snapshot-YYYY-MM-DD-HH-MM-SS.snapshot") always qualify.
+ *
+ * Key components never begin with '.' (the storage layer reserves those for
+ * file:// temporaries and metadata). A collection or snapshot name that begins
+ * with '.' (Qdrant allows ".hidden") is stored with QS_MANIFEST_DOT_ESCAPE
+ * (':') in front: collection ".hidden" keeps its backups under
+ * ":.hidden/:.hidden-PEERID-....snapshot". Qdrant forbids ':' in collection
+ * names, so its snapshot names never contain one, and qsnap refuses snapshot
+ * names that begin with ':': the escape is unambiguous, can never collide with
+ * another collection or with ":full", and names without a leading '.' keep
+ * the keys they always had.
  */
 #ifndef QSNAP_MANIFEST_H
 #define QSNAP_MANIFEST_H
@@ -43,8 +53,18 @@
 #define QS_MANIFEST_SUFFIX ".json"
 #define QS_MANIFEST_GZ_SUFFIX ".gz"
 
+/* Escape put in front of a key component whose name begins with '.'. */
+#define QS_MANIFEST_DOT_ESCAPE ':'
+
+/* Longest collection name (in bytes) that can ever be backed up. Qdrant
+ * names a snapshot "{name}-{peer id}-{YYYY-MM-DD-HH-MM-SS}.snapshot" (at least
+ * 31 bytes more than the name) and builds it in a temporary file
+ * "{snapshot}-arc-XXXXXX" (11 more), so a longer name gives a file name
+ * beyond the usual 255-byte limit and no snapshot of it can exist. */
+#define QS_COLLECTION_NAME_MAX 213
+
 /* Upper bound of a relative key built by the helpers below
- * (255 four-byte characters + '/' + 255-byte snapshot name + ".json"). */
+ * (escape + 213-byte collection + '/' + escape + 255-byte snapshot + ".json"). */
 #define QS_MANIFEST_KEY_MAX 1300
 
 /* One manifest. All strings are owned by the struct (malloc'd) and freed by
@@ -98,21 +118,35 @@ int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out);
  * incomplete nor delete it: leave it alone and report it. */
 int qs_manifest_parse(const char *json, size_t len, struct qs_manifest *out, struct qs_error *err);
 
-/* 1 when name (borrowed, NUL-terminated) is a valid Qdrant collection name:
- * valid UTF-8, 1-255 characters, none of < > : " / \ | ? *, no control
- * characters (0x00-0x1F, 0x7F), not "." or "..". Else 0. */
+/* The collection-name rule, the one used everywhere (configuration, HTTP API,
+ * keys, manifests): a name qsnap accepts is a Qdrant collection name that can
+ * be backed up. Valid UTF-8, 1 to QS_COLLECTION_NAME_MAX bytes, none of
+ * < > : " / \\ | ? * (forbidden by Qdrant), no control characters (0x00-0x1F,
+ * 0x7F: they cannot be part of an object key), not "." or "..". A leading '.'
+ * is fine. name borrowed (may be NULL). Returns 0, or QS_EINVAL with the
+ * reason written into why (borrowed, cap bytes, may be NULL), phrased to
+ * follow the name: "must not contain ':'", "is not valid UTF-8", ... */
+int qs_manifest_check_collection_name(const char *name, char *why, size_t cap);
+
+/* 1 when qs_manifest_check_collection_name() accepts name, else 0. */
 int qs_manifest_is_valid_collection_name(const char *name);
 
 /* 1 when name (borrowed) is a snapshot name qsnap can store: 1-255 bytes, no
- * '/', '\\' or control characters, not starting with '.', not ending in
- * ".json", ".gz" or ".tmp". Else 0. */
+ * '/', '\\' or control characters, not "." or "..", not starting with ':'
+ * (the key escape), not ending in ".json", ".gz" or ".tmp". Else 0. */
 int qs_manifest_is_valid_snapshot_name(const char *name);
 
-/* Writes the object key "{collection}/{snapshot}" (+ ".gz" when compressed)
- * into out (borrowed, cap bytes, NUL-terminated). collection is a valid
- * collection name or QS_MANIFEST_FULL_DIR. All strings borrowed.
- * Returns 0, QS_EINVAL (invalid collection or snapshot name) or QS_ETOOBIG
- * (cap too small; out then holds ""). */
+/* Writes the key prefix "{collection}/" (escaped as described at the top)
+ * under which every key of collection (a valid collection name or
+ * QS_MANIFEST_FULL_DIR) lives into out (borrowed, cap bytes). Returns 0,
+ * QS_EINVAL or QS_ETOOBIG (out then holds ""). */
+int qs_manifest_key_prefix(const char *collection, char *out, size_t cap);
+
+/* Writes the object key "{collection}/{snapshot}" (+ ".gz" when compressed;
+ * components escaped as described at the top) into out (borrowed, cap bytes, NUL-terminated).
+ * collection is a valid collection name or QS_MANIFEST_FULL_DIR. All strings borrowed. Returns 0,
+ * QS_EINVAL (invalid collection or snapshot name) or QS_ETOOBIG (cap too small; out then holds "").
+ */
 int qs_manifest_object_key(const char *collection, const char *snapshot, int compressed, char *out,
                            size_t cap);
 
@@ -131,8 +165,8 @@ struct qs_listed_key {
 
 /* A manifest key with its object. Strings owned by the listing. */
 struct qs_listed_backup {
-    char *collection;      /* directory: a collection name or QS_MANIFEST_FULL_DIR */
-    char *snapshot;        /* snapshot name */
+    char *collection;      /* collection name (unescaped) or QS_MANIFEST_FULL_DIR */
+    char *snapshot;        /* snapshot name (unescaped) */
     char *manifest_key;    /* "{c}/{snapshot}.json" */
     char *object_key;      /* "{c}/{snapshot}" or "{c}/{snapshot}.gz"; NULL for orphans */
     uint64_t object_size;  /* 0 for orphans */
@@ -165,15 +199,13 @@ struct qs_manifest_listing {
 
 /* Groups a listing (keys borrowed, n entries) into complete backups,
  * incomplete objects and orphan manifests. Keys that are not exactly
- * "{dir}/{name}" with a valid directory (collection name or ":full"), hidden
- * names (leading '.'), "*.tmp" names and anything not recognisable as a
- * manifest or snapshot object are ignored and only counted. Only names ending
- * in ".snapshot" or ".snapshot.gz" are reported as incomplete, so nothing
- * foreign under the prefix is ever offered for deletion. When both "S" and
- * "S.gz" exist next to "S.json", the plain one is object_key, the other
- * alt_object_key, and it is also counted as ignored. Duplicate keys are ignored.
- * out borrowed (filled; caller deinits). Returns 0 or UV_ENOMEM (out then
- * empty). */
+ * "{dir}/{name}" with a valid directory (collection name, escaped as described
+ * at the top, or ":full"), hidden names (leading '.'), "*.tmp" names and anything not recognisable
+ * as a manifest or snapshot object are ignored and only counted. Only names ending in ".snapshot"
+ * or ".snapshot.gz" are reported as incomplete, so nothing foreign under the prefix is ever offered
+ * for deletion. When both "S" and "S.gz" exist next to "S.json", the plain one is object_key, the
+ * other alt_object_key, and it is also counted as ignored. Duplicate keys are ignored. out borrowed
+ * (filled; caller deinits). Returns 0 or UV_ENOMEM (out then empty). */
 int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
                          struct qs_manifest_listing *out);
 

@@ -161,7 +161,18 @@ int qs_storage_probe(struct qs_storage *st, struct qs_error *err);
  * cancelled put fails with QS_ECANCELED and aborts the multipart upload.
  * *out is owned by the caller and is released by exactly one of
  * qs_storage_put_finish() or qs_storage_put_abort(). Nothing is visible
- * under key until put_finish() returns 0. */
+ * under key until put_finish() returns 0.
+ *
+ * A put never replaces an existing object: when key already holds one, the
+ * put fails with UV_EEXIST (never retryable, err names the key) and the
+ * existing object is left as it was. file:// commits with an exclusive
+ * rename; S3 sends "If-None-Match: *" with the single PUT and with
+ * CompleteMultipartUpload and, because radosgw ignores that header on
+ * CompleteMultipartUpload, also checks with HEAD before the first part and
+ * before completing. A condition failure caused by an earlier attempt of the
+ * same put (a retried request whose answer was lost) is recognised by a
+ * random per-put token in the object's metadata and counts as success.
+ * put_begin may already answer UV_EEXIST. */
 int qs_storage_put_begin(struct qs_storage *st, const char *key, int64_t size,
                          const struct qs_storage_meta *meta, struct qs_cancel *cancel,
                          struct qs_storage_put **out, struct qs_error *err);
@@ -175,7 +186,8 @@ int qs_storage_put_write(struct qs_storage_put *put, const void *data, size_t le
 /* Uploads what is buffered and commits the object. Writes the number of
  * bytes stored into *stored_size (may be NULL). Always frees put; on error
  * the upload has been aborted and nothing is left behind. A known size that
- * does not match the bytes written is QS_ECHECKSUM. */
+ * does not match the bytes written is QS_ECHECKSUM; an existing object under
+ * the key is UV_EEXIST. */
 int qs_storage_put_finish(struct qs_storage_put *put, uint64_t *stored_size, struct qs_error *err);
 
 /* Abandons the put (NULL ok): aborts the multipart upload (retried) or
