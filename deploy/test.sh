@@ -56,6 +56,7 @@ done
 
 step "alert test coverage"
 "$python" "$here/tools/rules.py" coverage "$rule" "$here"/tests/*.yml || fail "alert coverage"
+"$python" "$here/tools/rules.py" quiet-all "$rule" "$here/tests/qsnap-week.yml" || fail "healthy week"
 
 step "kubectl kustomize + yamllint ($kubectl)"
 kver=$("$kubectl" version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')
