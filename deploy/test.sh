@@ -8,7 +8,8 @@
 #      yamllint; the base renders no Secret and no monitoring.coreos.com
 #      object, the component sets the release label and absolute
 #      runbook_urls, a configuration change changes the pod template
-#   3. the runtime file set of the image (Containerfile's last stage) runs
+#   3. the Grafana dashboard: importable shape, PromQL, metric names
+#   4. the runtime file set of the image (Containerfile's last stage) runs
 #      "qsnap --version" under chroot
 #
 # usage: deploy/test.sh [QSNAP_BINARY]
@@ -129,6 +130,14 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
     if [ "$(sts "$work/base.yaml")" = "$(sts "$work/base-changed.yaml")" ]; then
         fail "the StatefulSet's pod template is identical after the change"
     fi
+fi
+
+step "Grafana dashboard"
+dash=$here/grafana/qsnap.json
+"$python" "$here/tools/dashboard.py" check "$dash" "$root/src" || fail "dashboard check"
+if ! "$python" "$here/tools/dashboard.py" rules "$dash" "$work/dashboard-rules.yml" ||
+    ! promtool check rules "$work/dashboard-rules.yml"; then
+    fail "dashboard PromQL"
 fi
 
 step "runtime file set under chroot ($binary)"
