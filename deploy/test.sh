@@ -36,6 +36,7 @@ for tool in promtool yamllint "$kubectl" "$python"; do
 done
 
 rule=$here/components/monitoring/prometheusrule.yaml
+runbook=$root/docs/runbook.md
 
 step "promtool check rules"
 "$python" "$here/tools/rules.py" extract "$rule" "$work/qsnap-rules-full.yml" \
@@ -55,9 +56,10 @@ done
 # shellcheck disable=SC2086 # word splitting of the file list is intended
 (cd "$work/rules-test" && promtool test rules $tests) || fail "promtool test rules"
 
-step "alert test coverage"
+step "alert test coverage and runbook anchors"
 "$python" "$here/tools/rules.py" coverage "$rule" "$here"/tests/*.yml || fail "alert coverage"
 "$python" "$here/tools/rules.py" quiet-all "$rule" "$here/tests/qsnap-week.yml" || fail "healthy week"
+"$python" "$here/tools/rules.py" anchors "$rule" "$runbook" || fail "runbook anchors"
 
 step "kubectl kustomize + yamllint ($kubectl)"
 kver=$("$kubectl" version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')

@@ -184,7 +184,7 @@ def cmd_live(dash_path, qsnap_url, qdrant_url):
             elif base_name(name) not in have_d:
                 bad.append(f"{where}: {name} is not in Qdrant's /metrics")
     for b in bad:
-        print("FAIL:", b)
+        print("  missing:", b)
     if bad:
         sys.exit(1)
     print(f"ok: all {len(used)} metric names of the dashboard are in the live /metrics")
