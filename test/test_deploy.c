@@ -174,8 +174,9 @@ Test(deploy_names, rules_use_only_spec_metric_names)
     /* The rules cover staleness, failures, size, restores, drills. */
     cr_assert_geq(s.n, 9, "only %zu metric names found in the rules", s.n);
     cr_assert(names_has(&s, "qsnap_backup_stale"));
-    cr_assert(names_has(&s, "qsnap_backups_total"));
+    cr_assert(names_has(&s, "qsnap_backup_consecutive_failures"));
     cr_assert(names_has(&s, "qsnap_backup_last_size_bytes"));
+    cr_assert(names_has(&s, "qsnap_restore_drill_interval_seconds"));
     for (size_t i = 0; i < s.n; i++)
         cr_expect(in_spec(s.v[i]), "rule metric %s is not a contract metric name", s.v[i]);
     names_free(&s);
