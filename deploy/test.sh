@@ -1,21 +1,27 @@
 #!/bin/sh
 # Checks the deployment artefacts:
-#   1. promtool check rules / test rules (deploy/tests/*.yml)
-#   2. every alert has a firing and a quiet test case
-#   3. kubectl kustomize of the base and each overlay, then yamllint
+#   1. promtool check rules / test rules (deploy/tests/*.yml); every alert
+#      has a firing and a quiet test case, the healthy week checks every
+#      alert quiet, every runbook_url anchor is a heading of docs/runbook.md
+#   2. kubectl kustomize of the base, the monitoring component (through the
+#      example overlay, with throwaway credentials) and each overlay, then
+#      yamllint; the base renders no Secret and no monitoring.coreos.com
+#      object, the component sets the release label and absolute
+#      runbook_urls, a configuration change changes the pod template
+#   3. the Grafana dashboard: importable shape, PromQL, metric names
 #   4. the runtime file set of the image (Containerfile's last stage) runs
 #      "qsnap --version" under chroot
 #
 # usage: deploy/test.sh [QSNAP_BINARY]
 # environment: QSNAP_BINARY (default build/qsnap), KUBECTL (default
-# /usr/bin/kubectl, Debian's kubernetes-client), PYTHON (/usr/bin/python3).
+# kubectl; needs kustomize v5), PYTHON (/usr/bin/python3).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 binary=${1:-${QSNAP_BINARY:-build/qsnap}}
 case $binary in /*) ;; *) binary=$root/$binary ;; esac
-kubectl=${KUBECTL:-/usr/bin/kubectl}
+kubectl=${KUBECTL:-kubectl}
 python=${PYTHON:-/usr/bin/python3}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/qsnap-deploy-test.XXXXXX")
@@ -29,10 +35,12 @@ for tool in promtool yamllint "$kubectl" "$python"; do
     command -v "$tool" >/dev/null 2>&1 || { echo "missing tool: $tool" >&2; exit 1; }
 done
 
-rule=$here/base/prometheusrule.yaml
+rule=$here/components/monitoring/prometheusrule.yaml
+runbook=$root/docs/runbook.md
 
 step "promtool check rules"
-"$python" "$here/tools/rules.py" extract "$rule" "$work/qsnap-rules-full.yml"
+"$python" "$here/tools/rules.py" extract "$rule" "$work/qsnap-rules-full.yml" \
+    --runbook-base https://runbook.test/docs/runbook.md
 promtool check rules "$work/qsnap-rules-full.yml" || fail "promtool check rules"
 
 step "promtool test rules"
@@ -48,35 +56,90 @@ done
 # shellcheck disable=SC2086 # word splitting of the file list is intended
 (cd "$work/rules-test" && promtool test rules $tests) || fail "promtool test rules"
 
-step "alert test coverage"
+step "alert test coverage and runbook anchors"
 "$python" "$here/tools/rules.py" coverage "$rule" "$here"/tests/*.yml || fail "alert coverage"
+"$python" "$here/tools/rules.py" quiet-all "$rule" "$here/tests/qsnap-week.yml" || fail "healthy week"
+"$python" "$here/tools/rules.py" anchors "$rule" "$runbook" || fail "runbook anchors"
 
 step "kubectl kustomize + yamllint ($kubectl)"
-"$kubectl" version --client 2>/dev/null | head -1 || true
+kver=$("$kubectl" version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p')
+echo "kubectl: $("$kubectl" version --client 2>/dev/null | head -1), kustomize major ${kver:-?}"
+if [ "${kver:-0}" -lt 5 ]; then
+    fail "kustomize v5 needed (components, replacements); found '${kver:-none}'"
+fi
 yamllint -c "$here/.yamllint" --strict "$here" || fail "yamllint of deploy/ sources"
-for dir in "$here/base" "$here"/overlays/*/; do
-    dir=${dir%/}
-    name=$(echo "${dir#"$here"/}" | tr / -)
-    if "$kubectl" kustomize "$dir" >"$work/$name.yaml" 2>"$work/$name.err"; then
-        if yamllint -c "$here/.yamllint" --strict "$work/$name.yaml"; then
-            echo "ok: ${dir#"$root"/} ($(grep -c '^kind:' "$work/$name.yaml") objects)"
-        else
-            fail "yamllint of rendered ${dir#"$root"/}"
+# Render from a copy of deploy/: the example overlay needs credential files
+# (never committed), and the configuration change below edits qsnap.env.
+copy=$work/deploy
+cp -r "$here" "$copy"
+for f in s3-access-key-id s3-secret-access-key admin-token; do
+    [ ! -e "$here/overlays/example/secrets/$f" ] || fail "overlays/example/secrets/$f is in the source tree"
+    head -c 24 /dev/urandom | base64 | tr -d '/+=' >"$copy/overlays/example/secrets/$f"
+done
+render() { # dir-relative-to-deploy output-name
+    if "$kubectl" kustomize "$copy/$1" >"$work/$2.yaml" 2>"$work/$2.err"; then
+        if yamllint -c "$here/.yamllint" --strict "$work/$2.yaml"; then
+            echo "ok: deploy/$1 ($(grep -c '^kind:' "$work/$2.yaml") objects)"
+            return 0
         fi
+        fail "yamllint of rendered deploy/$1"
     else
-        cat "$work/$name.err"
-        fail "kubectl kustomize ${dir#"$root"/}"
+        cat "$work/$2.err"
+        fail "kubectl kustomize deploy/$1"
+    fi
+    return 1
+}
+render base base &&
+    { "$python" "$here/tools/manifests.py" base "$work/base.yaml" || fail "rendered base"; }
+for dir in "$here"/overlays/*/; do
+    name=$(basename "$dir")
+    render "overlays/$name" "overlay-$name" || continue
+    # Overlays without a Secret or monitoring objects keep the base's promises.
+    if [ "$name" != example ]; then
+        "$python" "$here/tools/manifests.py" base "$work/overlay-$name.yaml" || fail "overlays/$name"
     fi
 done
-# The rendered base must carry what the design promises.
-base=$work/base.yaml
-if [ -s "$base" ]; then
-    for want in 'kind: StatefulSet' 'kind: PrometheusRule' 'kind: ServiceMonitor' \
-        'kind: NetworkPolicy' 'kind: Secret' 'containerPort: 9633' 'path: /healthz' \
-        'path: /readyz' 'readOnlyRootFilesystem: true' 'storageClassName: local-path' \
-        'QSNAP_ADMIN_TOKEN_FILE' 'QSNAP_S3_SECRET_ACCESS_KEY_FILE'; do
-        grep -q "$want" "$base" || fail "rendered base lacks '$want'"
-    done
+if [ -s "$work/overlay-example.yaml" ]; then
+    release=$(sed -n 's/^  release: *//p' "$here/overlays/example/monitoring.yaml")
+    "$python" "$here/tools/manifests.py" monitoring "$work/overlay-example.yaml" "$release" ||
+        fail "monitoring component (overlays/example)"
+    "$python" "$here/tools/manifests.py" secret "$work/overlay-example.yaml" qsnap-credentials ||
+        fail "secretGenerator (overlays/example)"
+fi
+[ ! -s "$work/overlay-plain-prometheus.yaml" ] ||
+    "$python" "$here/tools/manifests.py" annotated "$work/overlay-plain-prometheus.yaml" ||
+    fail "annotation discovery (overlays/plain-prometheus)"
+
+step "a configuration change rolls the pod"
+# Applying the base twice with a changed qsnap.env must change the pod
+# template: the generated ConfigMap's name (a hash of its content) is what
+# the qsnap container's envFrom refers to.
+before=$("$python" "$here/tools/manifests.py" config-ref "$work/base.yaml" | sed -n 1p)
+sed -i 's/^QSNAP_SCHEDULE=.*/QSNAP_SCHEDULE=30 2 * * */' "$copy/base/qsnap.env"
+if render base base-changed; then
+    after=$("$python" "$here/tools/manifests.py" config-ref "$work/base-changed.yaml")
+    schedule=$(echo "$after" | sed -n 2p)
+    after=$(echo "$after" | head -1)
+    echo "pod template refers to $before, after the change to $after (QSNAP_SCHEDULE=$schedule)"
+    if [ -z "$before" ] || [ "$before" = "$after" ]; then
+        fail "the pod template does not change with the configuration"
+    fi
+    [ "$schedule" = "30 2 * * *" ] || fail "the changed ConfigMap does not hold the new schedule"
+    sts() { "$python" -c 'import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d["kind"] == "StatefulSet":
+        print(yaml.safe_dump(d["spec"]["template"]))' "$1"; }
+    if [ "$(sts "$work/base.yaml")" = "$(sts "$work/base-changed.yaml")" ]; then
+        fail "the StatefulSet's pod template is identical after the change"
+    fi
+fi
+
+step "Grafana dashboard"
+dash=$here/grafana/qsnap.json
+"$python" "$here/tools/dashboard.py" check "$dash" "$root/src" || fail "dashboard check"
+if ! "$python" "$here/tools/dashboard.py" rules "$dash" "$work/dashboard-rules.yml" ||
+    ! promtool check rules "$work/dashboard-rules.yml"; then
+    fail "dashboard PromQL"
 fi
 
 step "runtime file set under chroot ($binary)"

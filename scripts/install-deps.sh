@@ -15,8 +15,8 @@ PKGS=(
     radosgw ceph-mon ceph-osd
     # benchmarks
     wrk
-    # deployment checks
-    prometheus yamllint
+    # deployment checks (jq, openssl: the runbook's commands, test/check-runbook.sh)
+    prometheus yamllint jq openssl
 )
 # kubectl (for `kubectl kustomize`): Debian's kubernetes-client, unless a
 # kubectl from another package is already installed (the two conflict).

@@ -1,7 +1,8 @@
-/* The alert rules in deploy/base/prometheusrule.yaml only work if every
- * metric they use is exported by a running qsnap under exactly that name.
- * These tests extract the metric names from the rules, check them against
- * the contract (SPEC section 8) and scrape a running `qsnap serve`. */
+/* The alert rules in deploy/components/monitoring/prometheusrule.yaml only
+ * work if every metric they use is exported by a running qsnap under exactly
+ * that name. These tests extract the metric names from the rules, check them
+ * against the contract (SPEC sections 8 and 12) and scrape a running
+ * `qsnap serve`. */
 #include <criterion/criterion.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -72,7 +73,7 @@ static void extract_names(const char *text, const char *prefix, struct names *ou
     }
 }
 
-/* SPEC section 8: the metric names that are part of the contract. */
+/* SPEC sections 8 and 12: the metric names that are part of the contract. */
 static const char *const spec_names[] = {
     "qsnap_backup_last_success_timestamp_seconds",
     "qsnap_backup_age_seconds",
@@ -87,6 +88,11 @@ static const char *const spec_names[] = {
     "qsnap_restore_total",
     "qsnap_restore_last_success_timestamp_seconds",
     "qsnap_restore_drill_last_success_timestamp_seconds",
+    /* SPEC section 12 and the rules built on it */
+    "qsnap_collection_first_seen_timestamp_seconds",
+    "qsnap_backup_consecutive_failures",
+    "qsnap_restore_drill_total",
+    "qsnap_restore_drill_interval_seconds",
     "qsnap_backup_in_progress",
     "qsnap_next_backup_timestamp_seconds",
     "qsnap_schedule_interval_seconds",
@@ -111,7 +117,7 @@ static int in_spec(const char *name)
 static void rule_names(struct names *out)
 {
     char path[1024];
-    snprintf(path, sizeof(path), "%s/deploy/base/prometheusrule.yaml",
+    snprintf(path, sizeof(path), "%s/deploy/components/monitoring/prometheusrule.yaml",
              qs_test_env("QSNAP_TEST_SOURCE_ROOT"));
     char *text = qs_test_read_file(path, NULL);
     cr_assert_not_null(text, "cannot read %s", path);
@@ -168,10 +174,11 @@ Test(deploy_names, rules_use_only_spec_metric_names)
     /* The rules cover staleness, failures, size, restores, drills. */
     cr_assert_geq(s.n, 9, "only %zu metric names found in the rules", s.n);
     cr_assert(names_has(&s, "qsnap_backup_stale"));
-    cr_assert(names_has(&s, "qsnap_backups_total"));
+    cr_assert(names_has(&s, "qsnap_backup_consecutive_failures"));
     cr_assert(names_has(&s, "qsnap_backup_last_size_bytes"));
+    cr_assert(names_has(&s, "qsnap_restore_drill_interval_seconds"));
     for (size_t i = 0; i < s.n; i++)
-        cr_expect(in_spec(s.v[i]), "rule metric %s is not a SPEC section 8 name", s.v[i]);
+        cr_expect(in_spec(s.v[i]), "rule metric %s is not a contract metric name", s.v[i]);
     names_free(&s);
 }
 
