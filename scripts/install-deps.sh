@@ -7,7 +7,7 @@ set -euo pipefail
 PKGS=(
     # build
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format
-    libuv1-dev libcjson-dev libcurl4-openssl-dev zlib1g-dev libssl-dev libxml2-dev
+    libuv1-dev libcjson-dev libcurl4-openssl-dev zlib1g-dev libssl-dev libexpat1-dev
     libhttp-parser-dev
     # tests
     libcriterion-dev valgrind curl ca-certificates python3 procps
