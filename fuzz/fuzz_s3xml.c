@@ -1,4 +1,4 @@
-/* libFuzzer target for the S3 XML answers (libxml2): Error documents,
+/* libFuzzer target for the S3 XML answers (expat): Error documents,
  * InitiateMultipartUpload, ListObjectsV2 and ListMultipartUploads pages.
  * The first byte picks the parser. Invariants: results are NUL-terminated
  * within their capacity, listed keys had the prefix stripped, nothing leaks. */
@@ -9,7 +9,7 @@
 #include <uv.h>
 
 #include "qsnap/error.h"
-#include "qsnap/s3.h"
+#include "qsnap/s3xml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (which) {
     case 0: {
         char code[32], msg[128];
-        rc = qs_s3_parse_error(xml, len, code, sizeof(code), msg, sizeof(msg));
+        rc = qs_s3xml_parse_error(xml, len, code, sizeof(code), msg, sizeof(msg));
         check(rc == 0 || rc == QS_EPROTO);
         if (rc == 0)
             check(strlen(code) < sizeof(code) && strlen(msg) < sizeof(msg));
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1: {
         struct qs_buf id;
         qs_buf_init(&id);
-        rc = qs_s3_parse_initiate(xml, len, &id);
+        rc = qs_s3xml_parse_initiate(xml, len, &id);
         check(rc == 0 || rc == QS_EPROTO || rc == UV_ENOMEM);
         if (rc == 0)
             check(id.len > 0 && id.data[id.len] == '\0');
@@ -52,7 +52,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct qs_buf tok;
         qs_buf_init(&tok);
         int trunc = -1;
-        rc = qs_s3_parse_list(xml, len, "pre/", &l, &trunc, &tok);
+        rc = qs_s3xml_parse_list(xml, len, "pre/", &l, &trunc, &tok);
         check(rc == 0 || rc == QS_EPROTO || rc == UV_ENOMEM);
         if (rc == 0)
             check(trunc == 0 || trunc == 1);
@@ -67,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         qs_buf_init(&k);
         qs_buf_init(&up);
         int trunc = -1;
-        rc = qs_s3_parse_uploads(xml, len, "pre/", &u, &trunc, &k, &up);
+        rc = qs_s3xml_parse_uploads(xml, len, "pre/", &u, &trunc, &k, &up);
         check(rc == 0 || rc == QS_EPROTO || rc == UV_ENOMEM);
         if (rc == 0)
             check(trunc == 0 || trunc == 1);

@@ -254,6 +254,10 @@ for s in deploy/test.sh test/check-*.sh; do
     [ -f "$s" ] || continue
     step "check $s" bash "$s"
 done
+# the arm64 build under qemu-user, checked by amd64 integration tests
+if [ $build_ok = 1 ]; then
+    step "arm64 under qemu (test/arm64-smoke.sh)" bash test/arm64-smoke.sh "$BUILD"
+fi
 if [ -f scripts/fuzz.sh ]; then
     step "fuzz (scripts/fuzz.sh, ${FUZZ_SECONDS}s)" env QSNAP_FUZZ_SECONDS="$FUZZ_SECONDS" bash scripts/fuzz.sh
 fi

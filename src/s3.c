@@ -10,14 +10,13 @@
 #include <time.h>
 
 #include <curl/curl.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <openssl/evp.h>
 #include <uv.h>
 
 #include "qsnap/error.h"
 #include "qsnap/log.h"
 #include "qsnap/pipe.h"
+#include "qsnap/s3xml.h"
 #include "qsnap/sigv4.h"
 
 #define S3_POOL_MAX 8
@@ -62,7 +61,6 @@ static pthread_once_t s3_once = PTHREAD_ONCE_INIT;
 static void s3_global_init(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    xmlInitParser();
 }
 
 /* ---- small helpers ---------------------------------------------------------- */
@@ -131,217 +129,6 @@ uint64_t qs_s3_part_size_for(uint32_t index, uint64_t base)
     if (k > 0 && s < ((uint64_t)8 << 20) << k)
         s = ((uint64_t)8 << 20) << k;
     return s > QS_S3_MAX_PART ? QS_S3_MAX_PART : s;
-}
-
-/* ---- XML ------------------------------------------------------------------------- */
-
-static xmlDocPtr xml_parse(const char *xml, size_t len)
-{
-    if (xml == NULL || len == 0 || len > INT32_MAX)
-        return NULL;
-    return xmlReadMemory(xml, (int)len, "s3.xml", NULL,
-                         XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-}
-
-static int name_is(const xmlNode *n, const char *name)
-{
-    return n != NULL && n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
-}
-
-static const xmlNode *child(const xmlNode *n, const char *name)
-{
-    for (const xmlNode *c = n ? n->children : NULL; c != NULL; c = c->next)
-        if (name_is(c, name))
-            return c;
-    return NULL;
-}
-
-/* Text of the named child, owned by caller (free with xmlFree), or NULL. */
-static char *child_text(const xmlNode *n, const char *name)
-{
-    const xmlNode *c = child(n, name);
-    return c != NULL ? (char *)xmlNodeGetContent(c) : NULL;
-}
-
-static void copy_text(const xmlNode *n, const char *name, char *out, size_t cap)
-{
-    if (out == NULL || cap == 0)
-        return;
-    out[0] = '\0';
-    char *t = child_text(n, name);
-    if (t != NULL) {
-        qs_strlcpy(out, t, cap);
-        xmlFree(t);
-    }
-}
-
-int qs_s3_parse_error(const char *xml, size_t len, char *code, size_t code_cap, char *message,
-                      size_t message_cap)
-{
-    xmlDocPtr doc = xml_parse(xml, len);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    if (!name_is(root, "Error")) {
-        xmlFreeDoc(doc);
-        return QS_EPROTO;
-    }
-    copy_text(root, "Code", code, code_cap);
-    copy_text(root, "Message", message, message_cap);
-    xmlFreeDoc(doc);
-    return 0;
-}
-
-int qs_s3_parse_initiate(const char *xml, size_t len, struct qs_buf *upload_id)
-{
-    xmlDocPtr doc = xml_parse(xml, len);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    int rc = QS_EPROTO;
-    if (name_is(root, "InitiateMultipartUploadResult")) {
-        char *t = child_text(root, "UploadId");
-        if (t != NULL && t[0] != '\0')
-            rc = qs_buf_append(upload_id, t, strlen(t)) == 0 ? 0 : UV_ENOMEM;
-        xmlFree(t);
-    }
-    xmlFreeDoc(doc);
-    return rc;
-}
-
-static int parse_bool_child(const xmlNode *n, const char *name)
-{
-    char *t = child_text(n, name);
-    int v = t != NULL && strcmp(t, "true") == 0;
-    xmlFree(t);
-    return v;
-}
-
-static int set_text_buf(const xmlNode *n, const char *name, struct qs_buf *out)
-{
-    if (out == NULL)
-        return 0;
-    qs_buf_reset(out);
-    char *t = child_text(n, name);
-    int rc = 0;
-    if (t != NULL)
-        rc = qs_buf_append(out, t, strlen(t)) == 0 ? 0 : UV_ENOMEM;
-    xmlFree(t);
-    return rc;
-}
-
-static int list_push(struct qs_storage_list *l, char *key, uint64_t size, int64_t mtime)
-{
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 64;
-        struct qs_storage_entry *ni = realloc(l->items, nc * sizeof(*ni));
-        if (ni == NULL)
-            return UV_ENOMEM;
-        l->items = ni;
-        l->cap = nc;
-    }
-    l->items[l->n++] = (struct qs_storage_entry){key, size, mtime};
-    return 0;
-}
-
-static int uploads_push(struct qs_storage_uploads *u, char *key, char *id, int64_t t)
-{
-    if (u->n == u->cap) {
-        size_t nc = u->cap ? u->cap * 2 : 16;
-        struct qs_storage_upload *ni = realloc(u->items, nc * sizeof(*ni));
-        if (ni == NULL)
-            return UV_ENOMEM;
-        u->items = ni;
-        u->cap = nc;
-    }
-    u->items[u->n++] = (struct qs_storage_upload){key, id, t};
-    return 0;
-}
-
-int qs_s3_parse_list(const char *xml, size_t len, const char *strip_prefix,
-                     struct qs_storage_list *out, int *truncated, struct qs_buf *next_token)
-{
-    xmlDocPtr doc = xml_parse(xml, len);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    if (!name_is(root, "ListBucketResult")) {
-        xmlFreeDoc(doc);
-        return QS_EPROTO;
-    }
-    size_t pl = strip_prefix ? strlen(strip_prefix) : 0;
-    int rc = 0;
-    for (const xmlNode *c = root->children; rc == 0 && c != NULL; c = c->next) {
-        if (!name_is(c, "Contents"))
-            continue;
-        char *key = child_text(c, "Key");
-        char *size = child_text(c, "Size");
-        char *lm = child_text(c, "LastModified");
-        int64_t t = 0;
-        if (key == NULL || size == NULL ||
-            strncmp(key, strip_prefix ? strip_prefix : "", pl) != 0 || key[pl] == '\0') {
-            if (key == NULL || size == NULL)
-                rc = QS_EPROTO;
-        } else {
-            char *end = NULL;
-            unsigned long long sz = strtoull(size, &end, 10);
-            if (end == size || *end != '\0' || (lm != NULL && qs_time_parse(lm, &t) != 0)) {
-                rc = QS_EPROTO;
-            } else {
-                char *k = strdup(key + pl);
-                if (k == NULL || list_push(out, k, (uint64_t)sz, t) != 0) {
-                    free(k);
-                    rc = UV_ENOMEM;
-                }
-            }
-        }
-        xmlFree(key);
-        xmlFree(size);
-        xmlFree(lm);
-    }
-    if (truncated != NULL)
-        *truncated = parse_bool_child(root, "IsTruncated");
-    if (rc == 0)
-        rc = set_text_buf(root, "NextContinuationToken", next_token);
-    xmlFreeDoc(doc);
-    return rc;
-}
-
-int qs_s3_parse_uploads(const char *xml, size_t len, const char *strip_prefix,
-                        struct qs_storage_uploads *out, int *truncated, struct qs_buf *next_key,
-                        struct qs_buf *next_upload)
-{
-    xmlDocPtr doc = xml_parse(xml, len);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    if (!name_is(root, "ListMultipartUploadsResult")) {
-        xmlFreeDoc(doc);
-        return QS_EPROTO;
-    }
-    size_t pl = strip_prefix ? strlen(strip_prefix) : 0;
-    int rc = 0;
-    for (const xmlNode *c = root->children; rc == 0 && c != NULL; c = c->next) {
-        if (!name_is(c, "Upload"))
-            continue;
-        char *key = child_text(c, "Key");
-        char *id = child_text(c, "UploadId");
-        char *ini = child_text(c, "Initiated");
-        int64_t t = 0;
-        if (key == NULL || id == NULL || ini == NULL || qs_time_parse(ini, &t) != 0) {
-            rc = QS_EPROTO;
-        } else if (strncmp(key, strip_prefix ? strip_prefix : "", pl) == 0 && key[pl] != '\0') {
-            char *k = strdup(key + pl), *u = strdup(id);
-            if (k == NULL || u == NULL || uploads_push(out, k, u, t) != 0) {
-                free(k);
-                free(u);
-                rc = UV_ENOMEM;
-            }
-        }
-        xmlFree(key);
-        xmlFree(id);
-        xmlFree(ini);
-    }
-    if (truncated != NULL)
-        *truncated = parse_bool_child(root, "IsTruncated");
-    if (rc == 0)
-        rc = set_text_buf(root, "NextKeyMarker", next_key);
-    if (rc == 0)
-        rc = set_text_buf(root, "NextUploadIdMarker", next_upload);
-    xmlFreeDoc(doc);
-    return rc;
 }
 
 /* ---- construction ------------------------------------------------------------ */
@@ -858,7 +645,7 @@ static int perform_once(struct qs_s3 *s3, struct s3_req *r, struct qs_error *err
     }
     char code[64] = "", msg[256] = "";
     if (r->resp.len > 0)
-        qs_s3_parse_error(r->resp.data, r->resp.len, code, sizeof(code), msg, sizeof(msg));
+        qs_s3xml_parse_error(r->resp.data, r->resp.len, code, sizeof(code), msg, sizeof(msg));
     int qc = QS_EHTTP;
     if (st == 404 && strcmp(code, "NoSuchBucket") == 0)
         qc = QS_ECONFIG;
@@ -1081,7 +868,7 @@ int qs_s3_list(struct qs_s3 *s3, const char *prefix, struct qs_storage_list *out
         rc = s3_perform(s3, NULL, &r, err);
         int truncated = 0;
         if (rc == 0) {
-            rc = qs_s3_parse_list(r.resp.data, r.resp.len, s3->prefix, out, &truncated, &token);
+            rc = qs_s3xml_parse_list(r.resp.data, r.resp.len, s3->prefix, out, &truncated, &token);
             if (rc != 0)
                 qs_error_set(err, rc, "%s: unparsable answer", what);
         }
@@ -1136,8 +923,8 @@ int qs_s3_list_uploads(struct qs_s3 *s3, const char *prefix, struct qs_storage_u
         rc = s3_perform(s3, NULL, &r, err);
         int truncated = 0;
         if (rc == 0) {
-            rc =
-                qs_s3_parse_uploads(r.resp.data, r.resp.len, s3->prefix, out, &truncated, &nk, &nu);
+            rc = qs_s3xml_parse_uploads(r.resp.data, r.resp.len, s3->prefix, out, &truncated, &nk,
+                                        &nu);
             if (rc != 0)
                 qs_error_set(err, rc, "%s: unparsable answer", what);
         }
@@ -1426,7 +1213,7 @@ static int initiate(struct qs_s3_put *put, struct qs_error *err)
     if (rc == 0) {
         struct qs_buf id;
         qs_buf_init(&id);
-        rc = qs_s3_parse_initiate(r.resp.data, r.resp.len, &id);
+        rc = qs_s3xml_parse_initiate(r.resp.data, r.resp.len, &id);
         if (rc != 0) {
             qs_buf_free(&id);
             rc = qs_error_set(err, QS_EPROTO, "%s: answer without UploadId", what);
@@ -1834,8 +1621,8 @@ static int complete(struct qs_s3_put *put, struct qs_error *err)
         r.abort_flag = &put->abort_flag;
         rc = s3_perform(put->s3, put->h, &r, err);
         char code[64] = "", msg[256] = "";
-        if (rc == 0 &&
-            qs_s3_parse_error(r.resp.data, r.resp.len, code, sizeof(code), msg, sizeof(msg)) == 0) {
+        if (rc == 0 && qs_s3xml_parse_error(r.resp.data, r.resp.len, code, sizeof(code), msg,
+                                            sizeof(msg)) == 0) {
             /* S3 may answer 200 and still fail the completion. */
             rc = qs_error_set(err, QS_EHTTP, "%s: %s%s%s", what, code, msg[0] ? ": " : "", msg);
             err->retryable = retryable_code(code);

@@ -126,38 +126,6 @@ void qs_storage_stat_deinit(struct qs_storage_stat *st)
         qs_storage_meta_deinit(&st->meta);
 }
 
-void qs_storage_list_init(struct qs_storage_list *l)
-{
-    memset(l, 0, sizeof(*l));
-}
-
-void qs_storage_list_deinit(struct qs_storage_list *l)
-{
-    if (l == NULL)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        free(l->items[i].key);
-    free(l->items);
-    memset(l, 0, sizeof(*l));
-}
-
-void qs_storage_uploads_init(struct qs_storage_uploads *u)
-{
-    memset(u, 0, sizeof(*u));
-}
-
-void qs_storage_uploads_deinit(struct qs_storage_uploads *u)
-{
-    if (u == NULL)
-        return;
-    for (size_t i = 0; i < u->n; i++) {
-        free(u->items[i].key);
-        free(u->items[i].upload_id);
-    }
-    free(u->items);
-    memset(u, 0, sizeof(*u));
-}
-
 int qs_storage_key_check(const char *key, struct qs_error *err)
 {
     if (key == NULL || key[0] == '\0')

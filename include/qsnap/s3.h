@@ -5,8 +5,8 @@
  * always sent, query strings are written sorted and AWS-encoded
  * ("?uploads="), keys are AWS-encoded with '/' kept, and no header is put
  * into CURLOPT_HTTPHEADER that is not sent. Every function blocks; call from
- * worker threads only. Also exposes the pure helpers (XML parsing, part-size
- * rule) for unit tests.
+ * worker threads only. Also exposes the part-size rule for unit tests. The
+ * XML answers are parsed by s3xml.h.
  */
 #ifndef QSNAP_S3_H
 #define QSNAP_S3_H
@@ -31,31 +31,6 @@
  * 1000 parts, then 8 MiB * 1000 * (2 + 4 + ... + 512) = 7.98 TiB). Returns 0
  * for index >= 10,000. Pure. */
 uint64_t qs_s3_part_size_for(uint32_t index, uint64_t base);
-
-/* ---- XML responses (libxml2; entities decoded, namespaces ignored) ------ */
-
-/* Parses an S3 <Error> document. Returns 0 and fills code / message
- * (truncated, NUL-terminated; either may be NULL) when the root is <Error>,
- * QS_EPROTO otherwise. */
-int qs_s3_parse_error(const char *xml, size_t len, char *code, size_t code_cap, char *message,
-                      size_t message_cap);
-
-/* <InitiateMultipartUploadResult><UploadId>: appended to upload_id
- * (borrowed). 0 or QS_EPROTO. */
-int qs_s3_parse_initiate(const char *xml, size_t len, struct qs_buf *upload_id);
-
-/* One ListObjectsV2 page. Keys must start with strip_prefix (borrowed),
- * which is removed; others are skipped. Entries are appended to out;
- * *truncated and next_token (borrowed, reset first) describe the next page.
- * 0, QS_EPROTO or UV_ENOMEM. */
-int qs_s3_parse_list(const char *xml, size_t len, const char *strip_prefix,
-                     struct qs_storage_list *out, int *truncated, struct qs_buf *next_token);
-
-/* One ListMultipartUploads page, as qs_s3_parse_list; next_key and
- * next_upload (borrowed, reset first) are the markers for the next page. */
-int qs_s3_parse_uploads(const char *xml, size_t len, const char *strip_prefix,
-                        struct qs_storage_uploads *out, int *truncated, struct qs_buf *next_key,
-                        struct qs_buf *next_upload);
 
 /* ---- the backend ----------------------------------------------------------- */
 struct qs_s3;
