@@ -200,6 +200,18 @@ static int read_secret_file(struct loader *L, const char *var, const char *path,
     return 0;
 }
 
+/* 1 when a secret value is evidently a template placeholder: it contains
+ * "REPLACE" or "CHANGEME" in any case. */
+static int is_placeholder(const char *v)
+{
+    static const char *const marks[] = {"REPLACE", "CHANGEME"};
+    for (const char *p = v; *p != '\0'; p++)
+        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+            if (strncasecmp(p, marks[i], strlen(marks[i])) == 0)
+                return 1;
+    return 0;
+}
+
 /* A secret from NAME_FILE (preferred) or NAME. *out (owned) stays NULL when
  * neither is set. Messages never contain the value. */
 static int get_secret(struct loader *L, const char *name, size_t min_len, char **out)
@@ -231,6 +243,13 @@ static int get_secret(struct loader *L, const char *name, size_t min_len, char *
     if (has_ctl(val)) {
         free(val);
         return fail(L, "%s: the value contains control characters or line breaks", src);
+    }
+    if (is_placeholder(val)) {
+        free(val);
+        return fail(L,
+                    "%s: the value is a template placeholder (it contains \"REPLACE\" or "
+                    "\"CHANGEME\"); set the real secret",
+                    src);
     }
     if (strlen(val) < min_len) {
         free(val);
