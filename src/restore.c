@@ -18,10 +18,7 @@
 
 int qs_restore_target_ok(const char *name)
 {
-    if (name == NULL || !qs_manifest_is_valid_collection_name(name))
-        return 0;
-    size_t n = strlen(name), s = strlen(QS_DRILL_SUFFIX);
-    return !(n >= s && strcmp(name + n - s, QS_DRILL_SUFFIX) == 0);
+    return name != NULL && qs_manifest_is_valid_collection_name(name) && !qs_drill_is_scratch(name);
 }
 
 struct reader {

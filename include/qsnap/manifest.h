@@ -7,8 +7,12 @@
  *   C/S        the snapshot as streamed (C/S.gz when gzip-compressed)
  *   C/S.json   the manifest, written only after the object was verified
  *
+ * and, once a restore drill has tested it, its drill result (drill.h):
+ *
+ *   C/S.drill.json
+ *
  * A backup exists only once its manifest exists. Objects without a manifest
- * are incomplete.
+ * are incomplete, and so is a drill result without its manifest.
  *
  * Full-storage snapshots (QSNAP_MODE=full) live in the reserved directory
  * QS_MANIFEST_FULL_DIR (":full"). Qdrant forbids ':' in collection names, so
@@ -16,9 +20,9 @@
  * ":full" in the `collection` field and "full" in `mode`.
  *
  * Snapshot names accepted by qsnap (qs_manifest_is_valid_snapshot_name) never
- * end in ".json", ".gz" or ".tmp" and never start with '.', so the key of a
- * manifest, of a plain object and of a compressed object can never be
- * confused. Qdrant's own names ("C-PEERID-YYYY-MM-DD-HH-MM-SS.snapshot",
+ * end in ".json", ".gz", ".tmp" or ".drill" and never start with '.', so the
+ * key of a manifest, of a drill result, of a plain object and of a compressed
+ * object can never be confused. Qdrant's own names ("C-PEERID-YYYY-MM-DD-HH-MM-SS.snapshot",
  * "full-snapshot-YYYY-MM-DD-HH-MM-SS.snapshot") always qualify.
  */
 #ifndef QSNAP_MANIFEST_H
@@ -42,9 +46,11 @@
 /* Suffixes of manifests and compressed objects. */
 #define QS_MANIFEST_SUFFIX ".json"
 #define QS_MANIFEST_GZ_SUFFIX ".gz"
+/* Suffix of a backup's drill result ("{c}/{snapshot}.drill.json"). */
+#define QS_MANIFEST_DRILL_SUFFIX ".drill.json"
 
 /* Upper bound of a relative key built by the helpers below
- * (255 four-byte characters + '/' + 255-byte snapshot name + ".json"). */
+ * (255 four-byte characters + '/' + 255-byte snapshot name + ".drill.json"). */
 #define QS_MANIFEST_KEY_MAX 1300
 
 /* One manifest. All strings are owned by the struct (malloc'd) and freed by
@@ -105,7 +111,7 @@ int qs_manifest_is_valid_collection_name(const char *name);
 
 /* 1 when name (borrowed) is a snapshot name qsnap can store: 1-255 bytes, no
  * '/', '\\' or control characters, not starting with '.', not ending in
- * ".json", ".gz" or ".tmp". Else 0. */
+ * ".json", ".gz", ".tmp" or ".drill". Else 0. */
 int qs_manifest_is_valid_snapshot_name(const char *name);
 
 /* Writes the object key "{collection}/{snapshot}" (+ ".gz" when compressed)
@@ -119,6 +125,10 @@ int qs_manifest_object_key(const char *collection, const char *snapshot, int com
 /* Writes the manifest key "{collection}/{snapshot}.json" into out. Same rules
  * and results as qs_manifest_object_key(). */
 int qs_manifest_key(const char *collection, const char *snapshot, char *out, size_t cap);
+
+/* Writes the drill result key "{collection}/{snapshot}.drill.json" into out.
+ * Same rules and results as qs_manifest_object_key(). */
+int qs_manifest_drill_key(const char *collection, const char *snapshot, char *out, size_t cap);
 
 /* ---- classifying a destination listing ----------------------------------- */
 
@@ -141,6 +151,7 @@ struct qs_listed_backup {
     char *alt_object_key;  /* the other of "{c}/{snapshot}" and "{c}/{snapshot}.gz" when both
                               exist (the manifest's `object` tells which belongs to the
                               backup), else NULL */
+    char *drill_key;       /* "{c}/{snapshot}.drill.json" when listed, else NULL */
 };
 
 /* An object that may be a backup object but has no manifest. Strings owned. */
@@ -156,7 +167,8 @@ struct qs_listed_object {
 struct qs_manifest_listing {
     struct qs_listed_backup *complete; /* manifest and object present */
     size_t ncomplete;
-    struct qs_listed_object *incomplete; /* "{c}/{name}.snapshot[.gz]" without manifest */
+    struct qs_listed_object *incomplete; /* "{c}/{name}.snapshot[.gz]" and
+                                            "{c}/{name}.drill.json" without manifest */
     size_t nincomplete;
     struct qs_listed_backup *orphans; /* manifest without object (should not happen) */
     size_t norphans;
@@ -167,9 +179,12 @@ struct qs_manifest_listing {
  * incomplete objects and orphan manifests. Keys that are not exactly
  * "{dir}/{name}" with a valid directory (collection name or ":full"), hidden
  * names (leading '.'), "*.tmp" names and anything not recognisable as a
- * manifest or snapshot object are ignored and only counted. Only names ending
- * in ".snapshot" or ".snapshot.gz" are reported as incomplete, so nothing
- * foreign under the prefix is ever offered for deletion. When both "S" and
+ * manifest, drill result or snapshot object are ignored and only counted.
+ * A drill result "{c}/{S}.drill.json" belongs to the manifest "{c}/{S}.json"
+ * (complete or orphan: drill_key); without that manifest it is incomplete.
+ * Only names ending in ".snapshot" or ".snapshot.gz", and drill results, are
+ * reported as incomplete, so nothing foreign under the prefix is ever offered
+ * for deletion. When both "S" and
  * "S.gz" exist next to "S.json", the plain one is object_key, the other
  * alt_object_key, and it is also counted as ignored. Duplicate keys are ignored.
  * out borrowed (filled; caller deinits). Returns 0 or UV_ENOMEM (out then

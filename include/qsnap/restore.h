@@ -13,11 +13,9 @@
 #define QSNAP_RESTORE_H
 
 #include "qsnap/backup.h"
+#include "qsnap/drill.h"
 #include "qsnap/error.h"
 #include "qsnap/job.h"
-
-/* Suffix of restore-drill scratch collections. */
-#define QS_DRILL_SUFFIX "__qsnap_drill"
 
 struct qs_restore_req {
     const char *collection; /* backed-up collection (borrowed) */
