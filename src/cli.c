@@ -9,6 +9,7 @@
 
 #include "qsnap/backup.h"
 #include "qsnap/catalog.h"
+#include "qsnap/drill.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
 #include "qsnap/prune.h"
@@ -130,6 +131,12 @@ int qs_cli_backup(const struct qs_config *cfg, int argc, char **argv)
             if (!qs_manifest_is_valid_collection_name(argv[i + 1])) {
                 free(names);
                 return usage_error("backup", "-c: not a valid collection name");
+            }
+            if (qs_drill_is_scratch(argv[i + 1])) {
+                free(names);
+                return usage_error("backup",
+                                   "-c: restore-drill scratch collections (*" QS_DRILL_SUFFIX
+                                   ") are never backed up");
             }
             names[n++] = argv[++i];
         } else {

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qsnap/drill.h"
 #include "qsnap/util.h"
 
 extern char **environ;
@@ -704,6 +705,13 @@ static int load_collections(struct loader *L)
         cfg->ncollections = i + 1;
         p += len + (p[len] == ',');
     }
+    for (size_t i = 0; i < cfg->ncollections; i++)
+        if (qs_drill_is_scratch(cfg->collections[i]))
+            return fail(
+                L,
+                "QSNAP_COLLECTIONS: '%s' is a restore-drill scratch collection (*" QS_DRILL_SUFFIX
+                "); those are never backed up",
+                show(cfg->collections[i]).s);
     return 0;
 }
 

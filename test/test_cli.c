@@ -242,3 +242,17 @@ Test(cli, serve_refuses_placeholder_secrets)
     qs_test_rmrf(dir);
     free(dir);
 }
+
+/* Restore-drill scratch collections are never backed up (exit 2, before any
+ * peer is contacted). */
+Test(cli, backup_refuses_drill_scratch_collection)
+{
+    char *env[] = {CLEAN_ENV, "QSNAP_DESTINATION=file:///tmp",
+                   "QSNAP_QDRANT_URL=http://127.0.0.1:9", NULL};
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "notes__qsnap_drill",
+                    NULL};
+    char *out = NULL;
+    cr_assert_eq(qs_test_run(argv, env, &out), 2, "%s", out);
+    cr_assert_not_null(strstr(out, "never backed up"), "%s", out);
+    free(out);
+}

@@ -697,6 +697,15 @@ Test(config, drill_schedule)
 
 /* ---- selection and retention ------------------------------------------------------- */
 
+Test(config, collections_never_name_a_drill_scratch_collection)
+{
+    expect_error("QSNAP_COLLECTIONS", "restore-drill scratch",
+                 "QSNAP_COLLECTIONS=agent,agent__qsnap_drill", NULL);
+    struct qs_config cfg;
+    LOAD_OK(&cfg, "QSNAP_COLLECTIONS=agent__qsnap_drill_notes");
+    qs_config_free(&cfg);
+}
+
 Test(config, collections)
 {
     struct qs_config cfg;
