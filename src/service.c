@@ -360,7 +360,7 @@ static void worker_main(void *arg)
             item.collection = strdup(c);
             struct qs_error e;
             qs_error_clear(&e);
-            if (qs_restore_drill(&env, c, &item, &e) != 0) {
+            if (qs_restore_drill(&env, c, NULL, &item, &e) != 0) {
                 if (failed++ == 0)
                     err = e;
             }

@@ -21,6 +21,8 @@
 #include "qsnap/catalog.h"
 #include "qsnap/error.h"
 #include "qsnap/manifest.h"
+#include "qsnap/qdrant.h"
+#include "qsnap/restore.h"
 #include "qsnap/storage.h"
 #include "qsnap/util.h"
 #include "support.h"
@@ -727,6 +729,26 @@ static void corrupt_points(struct world *w, const char *coll)
     qs_manifest_deinit(&m);
 }
 
+/* The drill result stored beside the newest backup of coll (caller deletes),
+ * or NULL when there is none. */
+static cJSON *drill_result(struct world *w, const char *coll)
+{
+    struct qs_manifest m;
+    latest_manifest(w, coll, &m);
+    char key[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_drill_key(coll, m.snapshot, key, sizeof(key)), 0);
+    qs_manifest_deinit(&m);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    struct qs_error err;
+    int rc = qs_storage_get_buffer(w->st, key, 65536, &b, NULL, &err);
+    cr_assert(rc == 0 || rc == QS_ENOTFOUND, "%s: %s", key, err.msg);
+    cJSON *j = rc == 0 ? cJSON_Parse(b.data) : NULL;
+    cr_assert(rc != 0 || j != NULL, "%s is not JSON: %s", key, b.data);
+    qs_buf_free(&b);
+    return j;
+}
+
 Test(restore, drill_restores_into_scratch_and_cleans_up)
 {
     struct world w;
@@ -762,6 +784,21 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
     cr_assert_eq(jnum(state_coll(st, "bad"), "restores"), 0);
     cJSON_Delete(st);
 
+    /* Each drill's result is stored beside the backup it tested. */
+    cJSON *good = drill_result(&w, "good"), *bad = drill_result(&w, "bad");
+    cr_assert_not_null(good, "no drill result for good");
+    cr_assert_not_null(bad, "no drill result for bad");
+    cr_assert_str_eq(jstr(good, "result"), "success");
+    cr_assert_eq(jnum(good, "points_expected"), 800);
+    cr_assert_eq(jnum(good, "points_restored"), 800);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(good, "error")));
+    cr_assert_str_eq(jstr(bad, "result"), "failure");
+    cr_assert_eq(jnum(bad, "points_expected"), 601);
+    cr_assert_eq(jnum(bad, "points_restored"), 600);
+    cr_assert_not_null(strstr(jstr(bad, "error"), "601"), "%s", jstr(bad, "error"));
+    cJSON_Delete(good);
+    cJSON_Delete(bad);
+
     char *mt = qs_test_daemon_metrics(&d);
     cr_assert_gt(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
                             "\"good\"}"),
@@ -791,6 +828,9 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
     int rc = wait_log(&d, "drill job failed", 30);
     char *log = qs_test_read_file(d.log, NULL);
     cr_assert_eq(rc, 0, "no failed drill:\n%s", log);
+    /* The upload failed, so there was no scratch collection to delete:
+     * that is no error. */
+    cr_assert_null(strstr(log, "could not delete drill scratch collection"), "%s", log);
     free(log);
     cJSON *st = standin_state(&w);
     const cJSON *up = last_upload(st, "c__qsnap_drill");
@@ -804,5 +844,66 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
                  -1, "%s", mt);
     free(mt);
     daemon_stop(&d);
+    /* The failure is recorded; the restore never got to count points. */
+    cJSON *r = drill_result(&w, "c");
+    cr_assert_not_null(r, "no drill result");
+    cr_assert_str_eq(jstr(r, "result"), "failure");
+    cr_assert_eq(jnum(r, "points_expected"), 500);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "points_restored")));
+    cr_assert_not_null(strstr(jstr(r, "error"), "500"), "%s", jstr(r, "error"));
+    cJSON_Delete(r);
+    world_close(&w);
+}
+
+/* A newer drill of the same backup replaces its result (the result is not a
+ * backup object); the catalog reports the latest one. */
+Test(restore, newer_drill_replaces_the_result)
+{
+    struct world w;
+    world_open(&w, 0, "redrill");
+    make_collection(&w, "c", 300, 16);
+    backup(&w, "c", "none");
+    struct qs_qdrant_opts qo = {.url = w.qd.url};
+    struct qs_qdrant *q = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_new(&qo, &q, &err), 0, "%s", err.msg);
+    struct qs_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    struct qs_backup_env env = {.cfg = &cfg, .storage = w.st, .qdrant = q, .progress = NULL};
+    struct qs_manifest m;
+    latest_manifest(&w, "c", &m);
+
+    struct qs_job_item item = {0};
+    cr_assert_eq(qs_restore_drill(&env, "c", m.snapshot, &item, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(item.snapshot, m.snapshot);
+    free(item.snapshot);
+    free(item.object);
+    free(item.error);
+    cJSON *r = drill_result(&w, "c");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(jstr(r, "result"), "success");
+    cr_assert_str_eq(jstr(r, "snapshot"), m.snapshot);
+    cJSON_Delete(r);
+
+    standin_post(&w, "/__standin/faults", "{\"fail_uploads\":1,\"upload_status\":500}");
+    memset(&item, 0, sizeof(item));
+    cr_assert_neq(qs_restore_drill(&env, "c", m.snapshot, &item, &err), 0);
+    free(item.snapshot);
+    free(item.object);
+    free(item.error);
+    r = drill_result(&w, "c");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(jstr(r, "result"), "failure");
+    cJSON_Delete(r);
+
+    struct qs_catalog cat;
+    cr_assert_eq(qs_catalog_load(w.st, "c", QS_CATALOG_DRILLS, &cat, &err), 0, "%s", err.msg);
+    cr_assert_eq(cat.nbackups, 1);
+    cr_assert_eq(cat.backups[0].drill_state, 1);
+    cr_assert_eq(cat.backups[0].drill.ok, 0);
+    cr_assert_eq(cat.nincomplete, 0, "a drill result counted as an incomplete object");
+    qs_catalog_deinit(&cat);
+    qs_manifest_deinit(&m);
+    qs_qdrant_free(q);
     world_close(&w);
 }
