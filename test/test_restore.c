@@ -749,6 +749,37 @@ static cJSON *drill_result(struct world *w, const char *coll)
     return j;
 }
 
+/* The "drill" object of the newest backup of coll in a {"backups":[...]}
+ * listing (borrowed from list; cJSON null when never drilled). */
+static const cJSON *listed_drill(const cJSON *list, const char *coll)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(list, "backups"))
+    {
+        if (strcmp(jstr(e, "collection"), coll) == 0) {
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "drill");
+            cr_assert_not_null(d, "backup of %s listed without \"drill\"", coll);
+            return d;
+        }
+    }
+    cr_assert_fail("no backup of %s listed", coll);
+    return NULL;
+}
+
+static cJSON *get_backups(struct qs_test_daemon *d)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/backups", d->url);
+    return http_json("GET", url, NULL, 200);
+}
+
+static void wait_ready(struct qs_test_daemon *d)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/readyz", d->url);
+    cr_assert_eq(qs_test_wait_http(url, 30), 0, "daemon never became ready");
+}
+
 Test(restore, drill_restores_into_scratch_and_cleans_up)
 {
     struct world w;
@@ -796,20 +827,77 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
     cr_assert_eq(jnum(bad, "points_expected"), 601);
     cr_assert_eq(jnum(bad, "points_restored"), 600);
     cr_assert_not_null(strstr(jstr(bad, "error"), "601"), "%s", jstr(bad, "error"));
-    cJSON_Delete(good);
-    cJSON_Delete(bad);
+    int64_t good_finished = 0;
+    cr_assert_eq(qs_time_parse(jstr(good, "finished"), &good_finished), 0);
 
     char *mt = qs_test_daemon_metrics(&d);
-    cr_assert_gt(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
-                            "\"good\"}"),
-                 1e9, "%s", mt);
+    double gm = metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
+                           "\"good\"}");
+    cr_assert(gm >= (double)good_finished - 2 && gm <= (double)good_finished + 2,
+              "drill metric %f, result finished %lld", gm, (long long)good_finished);
     cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
                             "\"bad\"}"),
-                 -1, "a failed drill set the drill metric:\n%s", mt);
+                 0, "a failed drill set the drill metric:\n%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"success\"}"), 1, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"failure\"}"), 1, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_interval_seconds"), 60, "%s", mt);
     /* drills are not restores */
     cr_assert_eq(metric(mt, "qsnap_restore_total{result=\"success\"}"), 0, "%s", mt);
+    char *pout = NULL;
+    cr_assert_eq(qs_test_promtool_check(mt, &pout), 0, "promtool: %s", pout);
+    free(pout);
     free(mt);
+
+    /* GET /v1/backups shows each backup's drill result. */
+    cJSON *list = get_backups(&d);
+    const cJSON *ld = listed_drill(list, "good");
+    cr_assert_str_eq(jstr(ld, "result"), "success");
+    cr_assert_str_eq(jstr(ld, "finished"), jstr(good, "finished"));
+    cr_assert_eq(jnum(ld, "points_restored"), 800);
+    ld = listed_drill(list, "bad");
+    cr_assert_str_eq(jstr(ld, "result"), "failure");
+    cr_assert_not_null(strstr(jstr(ld, "error"), "601"));
+    cJSON_Delete(list);
     daemon_stop(&d);
+
+    /* After a restart (no drills scheduled) the results are seeded. */
+    daemon_start(&d, &w, NULL);
+    wait_ready(&d);
+    mt = qs_test_daemon_metrics(&d);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
+                            "\"good\"}"),
+                 (double)good_finished, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
+                            "\"bad\"}"),
+                 0, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"failure\"}"), 0, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_interval_seconds"), 0, "%s", mt);
+    free(mt);
+    list = get_backups(&d);
+    cr_assert_str_eq(jstr(listed_drill(list, "good"), "result"), "success");
+    cr_assert_str_eq(jstr(listed_drill(list, "bad"), "result"), "failure");
+    cJSON_Delete(list);
+    daemon_stop(&d);
+
+    /* qsnap list shows them too. */
+    char *out = NULL;
+    cr_assert_eq(qsnap(&w, NULL, &out, "list", "--json", NULL, NULL, NULL, NULL, NULL), 0, "%s",
+                 out);
+    list = cJSON_Parse(out);
+    cr_assert_not_null(list, "%s", out);
+    cr_assert_str_eq(jstr(listed_drill(list, "good"), "finished"), jstr(good, "finished"));
+    cr_assert_str_eq(jstr(listed_drill(list, "bad"), "result"), "failure");
+    cJSON_Delete(list);
+    free(out);
+    cr_assert_eq(qsnap(&w, NULL, &out, "list", NULL, NULL, NULL, NULL, NULL, NULL), 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof(want), "ok %s", jstr(good, "finished"));
+    cr_assert_not_null(strstr(out, "DRILL"), "%s", out);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    cr_assert_not_null(strstr(out, "FAILED "), "%s", out);
+    free(out);
+    cJSON_Delete(good);
+    cJSON_Delete(bad);
     world_close(&w);
 }
 
@@ -841,7 +929,9 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
     cJSON_Delete(st);
     char *mt = qs_test_daemon_metrics(&d);
     cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection=\"c\"}"),
-                 -1, "%s", mt);
+                 0, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"failure\"}"), 1, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"success\"}"), 0, "%s", mt);
     free(mt);
     daemon_stop(&d);
     /* The failure is recorded; the restore never got to count points. */
