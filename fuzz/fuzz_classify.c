@@ -41,9 +41,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct qs_manifest_listing l;
     check(qs_manifest_classify(keys, k, &l) == 0);
-    /* Complete backups use two keys (three with a twin, counted as ignored). */
-    check(2 * l.ncomplete + l.nincomplete + l.norphans + l.nignored == k);
+    /* Complete backups use two keys (three with a twin, counted as ignored),
+     * plus their drill result; an orphan manifest may have one too. */
+    size_t drills = 0;
+    for (size_t i = 0; i < l.ncomplete; i++)
+        drills += l.complete[i].drill_key != NULL;
+    for (size_t i = 0; i < l.norphans; i++)
+        drills += l.orphans[i].drill_key != NULL;
+    check(2 * l.ncomplete + drills + l.nincomplete + l.norphans + l.nignored == k);
     char key[QS_MANIFEST_KEY_MAX];
+    for (size_t i = 0; i < l.ncomplete + l.norphans; i++) {
+        const struct qs_listed_backup *b =
+            i < l.ncomplete ? &l.complete[i] : &l.orphans[i - l.ncomplete];
+        if (b->drill_key == NULL)
+            continue;
+        check(qs_manifest_drill_key(b->collection, b->snapshot, key, sizeof(key)) == 0);
+        check(strcmp(key, b->drill_key) == 0);
+    }
     for (size_t i = 0; i < l.ncomplete; i++) {
         const struct qs_listed_backup *b = &l.complete[i];
         check(qs_manifest_key(b->collection, b->snapshot, key, sizeof(key)) == 0);

@@ -11,6 +11,7 @@
 #include <uv.h>
 #include <zlib.h>
 
+#include "qsnap/drill.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
 
@@ -736,6 +737,15 @@ int qs_backup_run(const struct qs_backup_env *env, char *const *collections, siz
                 *summary = sum;
             return rc;
         }
+        /* Restore-drill scratch collections are never backed up. */
+        size_t kept = 0;
+        for (size_t i = 0; i < nlisted; i++) {
+            if (qs_drill_is_scratch(listed[i]))
+                free(listed[i]);
+            else
+                listed[kept++] = listed[i];
+        }
+        nlisted = kept;
         names = listed;
         n = nlisted;
         if (n == 0)

@@ -27,6 +27,8 @@ void qs_catalog_deinit(struct qs_catalog *cat)
     for (size_t i = 0; i < cat->nbackups; i++) {
         qs_manifest_deinit(&cat->backups[i].m);
         free(cat->backups[i].manifest_key);
+        free(cat->backups[i].drill_key);
+        qs_drill_result_deinit(&cat->backups[i].drill);
     }
     free(cat->backups);
     loose_free(cat->incomplete, cat->nincomplete);
@@ -77,7 +79,42 @@ static int add_newer(struct qs_catalog *cat, const struct qs_listed_backup *lb, 
     return 0;
 }
 
-int qs_catalog_load(struct qs_storage *storage, const char *collection, int with_uploads,
+/* Reads the drill result of b (listed at b->drill_key). 0, or a transport
+ * error (the catalog would be wrong). An unreadable result is logged and
+ * marked, never fatal. */
+static int load_drill(struct qs_storage *storage, struct qs_catalog_backup *b, struct qs_buf *buf,
+                      struct qs_error *err)
+{
+    qs_buf_reset(buf);
+    struct qs_error e;
+    qs_error_clear(&e);
+    int rc = qs_storage_get_buffer(storage, b->drill_key, QS_DRILL_RESULT_MAX, buf, NULL, &e);
+    if (rc == QS_ENOTFOUND)
+        return 0; /* deleted since the listing */
+    if (rc == QS_ETOOBIG) {
+        qs_error_set(&e, rc, "larger than %d bytes", QS_DRILL_RESULT_MAX);
+    } else if (rc != 0) {
+        *err = e;
+        return rc;
+    } else if (qs_drill_result_parse(buf->data, buf->len, &b->drill, &e) == 0) {
+        if (strcmp(b->drill.collection, b->m.collection) == 0 &&
+            strcmp(b->drill.snapshot, b->m.snapshot) == 0) {
+            b->drill_state = 1;
+            return 0;
+        }
+        qs_drill_result_deinit(&b->drill);
+        qs_error_set(&e, QS_EINVAL, "collection or snapshot does not match its key");
+    }
+    b->drill_state = -1;
+    struct qs_log_ctx c = QS_LOG_CTX_NONE;
+    c.collection = b->m.collection;
+    c.snapshot = b->m.snapshot;
+    c.error = e.msg;
+    qs_log(QS_LOG_WARN, &c, "ignoring unreadable drill result %s (left in place)", b->drill_key);
+    return 0;
+}
+
+int qs_catalog_load(struct qs_storage *storage, const char *collection, int flags,
                     struct qs_catalog *out, struct qs_error *err)
 {
     memset(out, 0, sizeof(*out));
@@ -149,7 +186,16 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int with
         }
         b->manifest_key = strdup(lb->manifest_key);
         b->object_size = lb->object_size;
+        b->manifest_mtime = lb->last_modified;
+        b->drill_key = dup_s(lb->drill_key);
         out->nbackups++;
+        if (b->manifest_key == NULL || (lb->drill_key != NULL && b->drill_key == NULL)) {
+            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+            goto done;
+        }
+        if ((flags & QS_CATALOG_DRILLS) && b->drill_key != NULL &&
+            (rc = load_drill(storage, b, &buf, err)) != 0)
+            goto done;
     }
     qsort(out->backups, out->nbackups, sizeof(*out->backups), newest_first);
     for (size_t i = 0; i < listing.nincomplete; i++) {
@@ -166,7 +212,7 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int with
         qs_log(QS_LOG_WARN, &c, "manifest %s has no object: backup is broken",
                listing.orphans[i].manifest_key);
     }
-    if (with_uploads) {
+    if (flags & QS_CATALOG_UPLOADS) {
         struct qs_storage_uploads ups;
         qs_storage_uploads_init(&ups);
         rc = qs_storage_list_uploads(storage, prefix, &ups, err);
@@ -258,6 +304,30 @@ int qs_catalog_to_json(const struct qs_catalog *cat, struct qs_buf *out)
             cJSON_AddNullToObject(o, "points_count");
         cJSON_AddStringToObject(o, "qdrant_version", m->qdrant_version);
         cJSON_AddStringToObject(o, "mode", m->mode == QS_MODE_FULL ? "full" : "collections");
+        const struct qs_drill_result *d = &cat->backups[i].drill;
+        if (cat->backups[i].drill_state == 1) {
+            cJSON *dj = cJSON_AddObjectToObject(o, "drill");
+            if (dj != NULL) {
+                qs_time_rfc3339(d->finished, t);
+                cJSON_AddStringToObject(dj, "result", d->ok ? "success" : "failure");
+                cJSON_AddStringToObject(dj, "finished", t);
+                cJSON_AddNumberToObject(dj, "duration_s", d->duration_s);
+                if (d->points_expected >= 0)
+                    cJSON_AddNumberToObject(dj, "points_expected", (double)d->points_expected);
+                else
+                    cJSON_AddNullToObject(dj, "points_expected");
+                if (d->points_restored >= 0)
+                    cJSON_AddNumberToObject(dj, "points_restored", (double)d->points_restored);
+                else
+                    cJSON_AddNullToObject(dj, "points_restored");
+                if (d->error != NULL)
+                    cJSON_AddStringToObject(dj, "error", d->error);
+                else
+                    cJSON_AddNullToObject(dj, "error");
+            }
+        } else {
+            cJSON_AddNullToObject(o, "drill");
+        }
         cJSON_AddItemToArray(arr, o);
     }
     char *s = cJSON_PrintUnformatted(root);

@@ -9,6 +9,7 @@
 
 #include "qsnap/backup.h"
 #include "qsnap/catalog.h"
+#include "qsnap/drill.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
 #include "qsnap/prune.h"
@@ -131,6 +132,12 @@ int qs_cli_backup(const struct qs_config *cfg, int argc, char **argv)
                 free(names);
                 return usage_error("backup", "-c: not a valid collection name");
             }
+            if (qs_drill_is_scratch(argv[i + 1])) {
+                free(names);
+                return usage_error("backup",
+                                   "-c: restore-drill scratch collections (*" QS_DRILL_SUFFIX
+                                   ") are never backed up");
+            }
             names[n++] = argv[++i];
         } else {
             free(names);
@@ -248,7 +255,7 @@ int qs_cli_list(const struct qs_config *cfg, int argc, char **argv)
         return 1;
     }
     struct qs_catalog cat;
-    int rc = qs_catalog_load(st, coll, 0, &cat, &err);
+    int rc = qs_catalog_load(st, coll, QS_CATALOG_DRILLS, &cat, &err);
     if (rc != 0) {
         fprintf(stderr, "qsnap list: %s\n", err.msg);
     } else if (json) {
@@ -259,13 +266,22 @@ int qs_cli_list(const struct qs_config *cfg, int argc, char **argv)
             printf("%s\n", b.data);
         qs_buf_free(&b);
     } else {
-        printf("%-24s %-21s %14s %-5s %s\n", "COLLECTION", "CREATED", "SIZE", "COMPR", "SNAPSHOT");
+        printf("%-24s %-21s %14s %-5s %-28s %s\n", "COLLECTION", "CREATED", "SIZE", "COMPR",
+               "DRILL", "SNAPSHOT");
         for (size_t i = 0; i < cat.nbackups; i++) {
-            const struct qs_manifest *m = &cat.backups[i].m;
-            char t[21];
+            const struct qs_catalog_backup *b = &cat.backups[i];
+            const struct qs_manifest *m = &b->m;
+            char t[21], drill[40] = "-", dt[21];
             qs_time_rfc3339(m->created, t);
-            printf("%-24s %-21s %14llu %-5s %s\n", m->collection, t, (unsigned long long)m->size,
-                   m->compression_level > 0 ? "gzip" : "none", m->snapshot);
+            if (b->drill_state == 1) {
+                qs_time_rfc3339(b->drill.finished, dt);
+                snprintf(drill, sizeof(drill), "%s %s", b->drill.ok ? "ok" : "FAILED", dt);
+            } else if (b->drill_state < 0) {
+                snprintf(drill, sizeof(drill), "unreadable");
+            }
+            printf("%-24s %-21s %14llu %-5s %-28s %s\n", m->collection, t,
+                   (unsigned long long)m->size, m->compression_level > 0 ? "gzip" : "none", drill,
+                   m->snapshot);
         }
         if (cat.nincomplete > 0)
             printf("(%zu incomplete objects without manifest)\n", cat.nincomplete);

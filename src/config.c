@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "qsnap/drill.h"
 #include "qsnap/manifest.h"
 #include "qsnap/util.h"
 
@@ -201,6 +202,18 @@ static int read_secret_file(struct loader *L, const char *var, const char *path,
     return 0;
 }
 
+/* 1 when a secret value is evidently a template placeholder: it contains
+ * "REPLACE" or "CHANGEME" in any case. */
+static int is_placeholder(const char *v)
+{
+    static const char *const marks[] = {"REPLACE", "CHANGEME"};
+    for (const char *p = v; *p != '\0'; p++)
+        for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++)
+            if (strncasecmp(p, marks[i], strlen(marks[i])) == 0)
+                return 1;
+    return 0;
+}
+
 /* A secret from NAME_FILE (preferred) or NAME. *out (owned) stays NULL when
  * neither is set. Messages never contain the value. */
 static int get_secret(struct loader *L, const char *name, size_t min_len, char **out)
@@ -232,6 +245,13 @@ static int get_secret(struct loader *L, const char *name, size_t min_len, char *
     if (has_ctl(val)) {
         free(val);
         return fail(L, "%s: the value contains control characters or line breaks", src);
+    }
+    if (is_placeholder(val)) {
+        free(val);
+        return fail(L,
+                    "%s: the value is a template placeholder (it contains \"REPLACE\" or "
+                    "\"CHANGEME\"); set the real secret",
+                    src);
     }
     if (strlen(val) < min_len) {
         free(val);
@@ -679,6 +699,13 @@ static int load_collections(struct loader *L)
         cfg->ncollections = i + 1;
         p += len + (p[len] == ',');
     }
+    for (size_t i = 0; i < cfg->ncollections; i++)
+        if (qs_drill_is_scratch(cfg->collections[i]))
+            return fail(
+                L,
+                "QSNAP_COLLECTIONS: '%s' is a restore-drill scratch collection (*" QS_DRILL_SUFFIX
+                "); those are never backed up",
+                show(cfg->collections[i]).s);
     return 0;
 }
 

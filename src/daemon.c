@@ -333,3 +333,8 @@ void qs_daemon_free(struct qs_daemon *d)
     free(d->hooks);
     free(d);
 }
+
+uint64_t qs_daemon_test_knob_ms(const char *name)
+{
+    return test_knob_ms(name);
+}

@@ -132,7 +132,7 @@ static int valid_snapshot_name_n(const char *name, size_t len)
             return 0;
     }
     if (ends_with(name, len, QS_MANIFEST_SUFFIX) || ends_with(name, len, QS_MANIFEST_GZ_SUFFIX) ||
-        ends_with(name, len, ".tmp"))
+        ends_with(name, len, ".tmp") || ends_with(name, len, ".drill"))
         return 0;
     return 1;
 }
@@ -202,6 +202,11 @@ int qs_manifest_object_key(const char *collection, const char *snapshot, int com
 int qs_manifest_key(const char *collection, const char *snapshot, char *out, size_t cap)
 {
     return build_key(collection, snapshot, QS_MANIFEST_SUFFIX, out, cap);
+}
+
+int qs_manifest_drill_key(const char *collection, const char *snapshot, char *out, size_t cap)
+{
+    return build_key(collection, snapshot, QS_MANIFEST_DRILL_SUFFIX, out, cap);
 }
 
 /* ---- struct ---------------------------------------------------------------- */
@@ -570,7 +575,7 @@ int qs_manifest_parse(const char *json, size_t len, struct qs_manifest *out, str
 
 /* ---- classifying a listing ------------------------------------------------ */
 
-enum key_kind { K_IGNORED, K_MANIFEST, K_OBJECT };
+enum key_kind { K_IGNORED, K_MANIFEST, K_OBJECT, K_DRILL };
 
 struct entry {
     const struct qs_listed_key *src;
@@ -621,7 +626,11 @@ static void classify_key(struct entry *e)
     const size_t len = strlen(snap);
     if (len == 0 || name[0] == '.' || ends_with(snap, len, ".tmp"))
         return;
-    if (ends_with(snap, len, QS_MANIFEST_SUFFIX)) {
+    if (ends_with(snap, len, QS_MANIFEST_DRILL_SUFFIX) &&
+        valid_snapshot_name_n(snap, len - strlen(QS_MANIFEST_DRILL_SUFFIX))) {
+        e->kind = K_DRILL;
+    } else if (ends_with(snap, len, QS_MANIFEST_SUFFIX)) {
+        /* Snapshot names never end in ".drill", so this is no drill result. */
         if (valid_snapshot_name_n(snap, len - strlen(QS_MANIFEST_SUFFIX)))
             e->kind = K_MANIFEST;
     } else if (ends_with(snap, len, QS_MANIFEST_GZ_SUFFIX)) {
@@ -649,6 +658,7 @@ static void free_backup(struct qs_listed_backup *b)
     free(b->manifest_key);
     free(b->object_key);
     free(b->alt_object_key);
+    free(b->drill_key);
 }
 
 void qs_manifest_listing_deinit(struct qs_manifest_listing *l)
@@ -669,10 +679,25 @@ void qs_manifest_listing_deinit(struct qs_manifest_listing *l)
     memset(l, 0, sizeof(*l));
 }
 
-static struct entry *find_object(struct entry *entries, size_t n, const char *key)
+static struct entry *find_kind(struct entry *entries, size_t n, const char *key, enum key_kind kind)
 {
     struct entry *e = bsearch(key, entries, n, sizeof(*entries), entry_key_cmp);
-    return e != NULL && e->kind == K_OBJECT ? e : NULL;
+    return e != NULL && e->kind == kind ? e : NULL;
+}
+
+static struct entry *find_object(struct entry *entries, size_t n, const char *key)
+{
+    return find_kind(entries, n, key, K_OBJECT);
+}
+
+static int add_incomplete(struct qs_manifest_listing *out, const struct entry *e)
+{
+    struct qs_listed_object *o = &out->incomplete[out->nincomplete++];
+    o->collection = dup_n(e->src->key + e->dirskip, e->dirlen - e->dirskip);
+    o->key = strdup(e->src->key);
+    o->size = e->src->size;
+    o->last_modified = e->src->last_modified;
+    return o->collection == NULL || o->key == NULL ? UV_ENOMEM : 0;
 }
 
 int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
@@ -732,8 +757,17 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             obj = alt;
             alt = NULL;
         }
+        struct entry *drill = NULL;
+        if (objlen + sizeof(QS_MANIFEST_DRILL_SUFFIX) <= sizeof(cand)) {
+            memcpy(cand + objlen, QS_MANIFEST_DRILL_SUFFIX, sizeof(QS_MANIFEST_DRILL_SUFFIX));
+            drill = find_kind(entries, m, cand, K_DRILL);
+        }
         struct qs_listed_backup *b =
             obj != NULL ? &out->complete[out->ncomplete] : &out->orphans[out->norphans];
+        if (drill != NULL) {
+            drill->used = true;
+            b->drill_key = strdup(drill->src->key);
+        }
         b->collection = dup_n(key + e->dirskip, e->dirlen - e->dirskip);
         b->snapshot =
             dup_n(key + e->dirlen + 1 + e->nameskip, objlen - e->dirlen - 1 - e->nameskip);
@@ -751,7 +785,8 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             out->norphans++;
         }
         if (b->collection == NULL || b->snapshot == NULL || b->manifest_key == NULL ||
-            (obj != NULL && b->object_key == NULL) || (alt != NULL && b->alt_object_key == NULL))
+            (obj != NULL && b->object_key == NULL) || (alt != NULL && b->alt_object_key == NULL) ||
+            (drill != NULL && b->drill_key == NULL))
             goto nomem;
     }
     for (size_t i = 0; i < m; i++) {
@@ -760,10 +795,16 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             out->nignored++;
             continue;
         }
-        if (e->kind != K_OBJECT || e->used)
+        if (e->used || (e->kind != K_OBJECT && e->kind != K_DRILL))
             continue;
         const char *key = e->src->key;
         const size_t len = strlen(key);
+        if (e->kind == K_DRILL) {
+            /* A drill result whose backup is gone (or was never complete). */
+            if (add_incomplete(out, e) != 0)
+                goto nomem;
+            continue;
+        }
         /* The plain twin of a complete backup's ".gz" object (or the other way
          * round) is left alone: the manifest decides which one is meant. */
         char twin[QS_MANIFEST_KEY_MAX + 8];
@@ -781,12 +822,7 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             out->nignored++;
             continue;
         }
-        struct qs_listed_object *o = &out->incomplete[out->nincomplete++];
-        o->collection = dup_n(key + e->dirskip, e->dirlen - e->dirskip);
-        o->key = strdup(key);
-        o->size = e->src->size;
-        o->last_modified = e->src->last_modified;
-        if (o->collection == NULL || o->key == NULL)
+        if (add_incomplete(out, e) != 0)
             goto nomem;
     }
     free(entries);

@@ -44,7 +44,7 @@ int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg, int dr
     struct qs_retention_backup *in = NULL;
     struct qs_retention_upload *ups = NULL;
     qs_progress_phase(progress, NULL, "prune-remote");
-    int rc = qs_catalog_load(storage, NULL, 1, &cat, err);
+    int rc = qs_catalog_load(storage, NULL, QS_CATALOG_UPLOADS, &cat, err);
     if (rc != 0)
         goto done;
     out->unreadable = cat.unreadable;
@@ -64,6 +64,8 @@ int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg, int dr
             .complete = true,
             .object_key = b->m.object,
             .manifest_key = b->manifest_key,
+            .last_modified = b->manifest_mtime,
+            .drill_key = b->drill_key,
         };
     }
     for (size_t i = 0; i < cat.nincomplete; i++) {
@@ -120,9 +122,13 @@ int qs_prune_run(struct qs_storage *storage, const struct qs_config *cfg, int dr
             out->failed++;
             c.error = e.msg;
             qs_log(QS_LOG_ERROR, &c, "%s %s failed", qs_retention_action_name(a->kind), a->key);
-            if (a->kind == QS_RETENTION_DELETE_MANIFEST && i + 1 < plan.nactions &&
-                plan.actions[i + 1].kind == QS_RETENTION_DELETE_OBJECT)
-                i++; /* never delete an object whose manifest is still there */
+            /* Never delete the object or drill result of a backup whose
+             * manifest is still there. */
+            while (a->kind == QS_RETENTION_DELETE_MANIFEST && i + 1 < plan.nactions &&
+                   plan.actions[i + 1].index == a->index &&
+                   (plan.actions[i + 1].kind == QS_RETENTION_DELETE_DRILL ||
+                    plan.actions[i + 1].kind == QS_RETENTION_DELETE_OBJECT))
+                i++;
             continue;
         }
         qs_log(QS_LOG_INFO, &c, "%s %s: %s", qs_retention_action_name(a->kind), a->key, a->reason);

@@ -18,10 +18,7 @@
 
 int qs_restore_target_ok(const char *name)
 {
-    if (name == NULL || !qs_manifest_is_valid_collection_name(name))
-        return 0;
-    size_t n = strlen(name), s = strlen(QS_DRILL_SUFFIX);
-    return !(n >= s && strcmp(name + n - s, QS_DRILL_SUFFIX) == 0);
+    return name != NULL && qs_manifest_is_valid_collection_name(name) && !qs_drill_is_scratch(name);
 }
 
 struct reader {
@@ -160,8 +157,14 @@ static int load_manifest(const struct qs_backup_env *env, const char *collection
     return rc;
 }
 
-int qs_restore_run(const struct qs_backup_env *env, const struct qs_restore_req *req,
-                   struct qs_job_item *item, struct qs_error *err)
+/* Points counts seen by a restore, -1 while unknown. */
+struct points {
+    int64_t expected; /* the manifest's points_count */
+    int64_t restored; /* what Qdrant reports after the upload */
+};
+
+static int restore(const struct qs_backup_env *env, const struct qs_restore_req *req,
+                   struct qs_job_item *item, struct points *pts, struct qs_error *err)
 {
     const char *target = req->target != NULL ? req->target : req->collection;
     double t0 = qs_monotonic();
@@ -188,6 +191,7 @@ int qs_restore_run(const struct qs_backup_env *env, const struct qs_restore_req 
     item->object = strdup(m.object);
     item->size = m.size;
     item->created = m.created;
+    pts->expected = m.points_count;
     c.snapshot = m.snapshot;
     if (m.mode == QS_MODE_FULL) {
         rc = qs_error_set(err, QS_EINVAL,
@@ -247,6 +251,8 @@ int qs_restore_run(const struct qs_backup_env *env, const struct qs_restore_req 
     qs_progress_phase(env->progress, target, "check");
     struct qs_collection_info info = {0};
     rc = qs_qdrant_collection_info(env->qdrant, target, &info, err);
+    if (rc == 0)
+        pts->restored = (int64_t)info.points_count;
     if (rc == 0 && m.points_count >= 0 && (int64_t)info.points_count != m.points_count)
         rc = qs_error_set(err, QS_ECHECKSUM,
                           "collection '%s' reports %llu points after restore, backup had %lld",
@@ -277,20 +283,68 @@ out:
     return rc;
 }
 
-int qs_restore_drill(const struct qs_backup_env *env, const char *collection,
-                     struct qs_job_item *item, struct qs_error *err)
+int qs_restore_run(const struct qs_backup_env *env, const struct qs_restore_req *req,
+                   struct qs_job_item *item, struct qs_error *err)
 {
-    char scratch[300];
-    if (strlen(collection) + strlen(QS_DRILL_SUFFIX) > 255)
-        return qs_error_set(err, QS_EINVAL, "collection name too long for a drill");
-    snprintf(scratch, sizeof(scratch), "%s%s", collection, QS_DRILL_SUFFIX);
-    /* A leftover from a crashed drill must not be mistaken for success. */
-    qs_qdrant_delete_collection(env->qdrant, scratch, NULL);
-    struct qs_restore_req req = {.collection = collection, .snapshot = "latest", .target = scratch};
-    int rc = qs_restore_run(env, &req, item, err);
+    struct points pts = {-1, -1};
+    return restore(env, req, item, &pts, err);
+}
+
+/* Stores r beside the backup it tested, replacing an earlier result (delete,
+ * then put: puts never replace an object). */
+static void store_drill_result(const struct qs_backup_env *env, const struct qs_drill_result *r)
+{
+    char key[QS_MANIFEST_KEY_MAX];
+    struct qs_buf js;
+    qs_buf_init(&js);
     struct qs_error e;
     qs_error_clear(&e);
-    if (qs_qdrant_delete_collection(env->qdrant, scratch, &e) != 0 && e.http_status != 404) {
+    int rc = qs_manifest_drill_key(r->collection, r->snapshot, key, sizeof(key));
+    if (rc == 0)
+        rc = qs_drill_result_to_json(r, &js);
+    if (rc != 0)
+        qs_error_set(&e, rc, "cannot render the drill result");
+    else
+        rc = qs_storage_put_buffer(env->storage, key, js.data, js.len, NULL, cancel_of(env), &e);
+    if (rc == UV_EEXIST) {
+        /* Puts never replace an object. A drill result is no backup: the
+         * older result of the same backup goes, then the new one is stored. */
+        qs_error_clear(&e);
+        rc = qs_storage_delete(env->storage, key, &e);
+        if (rc == 0)
+            rc =
+                qs_storage_put_buffer(env->storage, key, js.data, js.len, NULL, cancel_of(env), &e);
+    }
+    struct qs_log_ctx c = QS_LOG_CTX_NONE;
+    c.job = env->progress != NULL ? env->progress->job_id : NULL;
+    c.collection = r->collection;
+    c.snapshot = r->snapshot;
+    if (rc != 0) {
+        c.error = e.msg;
+        qs_log(QS_LOG_ERROR, &c, "could not store the drill result");
+    } else {
+        qs_log(QS_LOG_DEBUG, &c, "drill result stored as %s", key);
+    }
+    qs_buf_free(&js);
+}
+
+int qs_restore_drill(const struct qs_backup_env *env, const char *collection, const char *snapshot,
+                     struct qs_job_item *item, struct qs_error *err)
+{
+    char scratch[QS_MANIFEST_KEY_MAX];
+    if (qs_drill_scratch_name(collection, scratch, sizeof(scratch)) != 0)
+        return qs_error_set(err, QS_EINVAL, "collection name too long for a drill");
+    double t0 = qs_monotonic();
+    /* A leftover from a crashed drill must not be mistaken for success. */
+    qs_qdrant_delete_collection(env->qdrant, scratch, NULL);
+    struct qs_restore_req req = {.collection = collection,
+                                 .snapshot = snapshot != NULL ? snapshot : "latest",
+                                 .target = scratch};
+    struct points pts = {-1, -1};
+    int rc = restore(env, &req, item, &pts, err);
+    struct qs_error e;
+    qs_error_clear(&e);
+    if (qs_qdrant_delete_collection(env->qdrant, scratch, &e) != 0 && e.code != QS_ENOTFOUND) {
         struct qs_log_ctx c = QS_LOG_CTX_NONE;
         c.collection = scratch;
         c.error = e.msg;
@@ -299,7 +353,25 @@ int qs_restore_drill(const struct qs_backup_env *env, const char *collection,
             rc = e.code != 0 ? e.code : QS_EIO;
             if (err != NULL)
                 *err = e;
+            item->ok = 0;
+            free(item->error);
+            item->error = strdup(e.msg);
         }
+    }
+    /* Record the outcome beside the backup that was tested (when one was
+     * found); a cancelled drill has no outcome. */
+    if (item->snapshot != NULL && rc != QS_ECANCELED && !qs_cancel_requested(cancel_of(env))) {
+        struct qs_drill_result r = {
+            .collection = (char *)collection,
+            .snapshot = item->snapshot,
+            .ok = rc == 0,
+            .finished = qs_clock_now(),
+            .duration_s = qs_monotonic() - t0,
+            .points_expected = pts.expected,
+            .points_restored = pts.restored,
+            .error = rc != 0 ? item->error : NULL,
+        };
+        store_drill_result(env, &r);
     }
     return rc;
 }

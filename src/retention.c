@@ -14,6 +14,8 @@ const char *qs_retention_action_name(enum qs_retention_action_kind kind)
     switch (kind) {
     case QS_RETENTION_DELETE_MANIFEST:
         return "delete-manifest";
+    case QS_RETENTION_DELETE_DRILL:
+        return "delete-drill-result";
     case QS_RETENTION_DELETE_OBJECT:
         return "delete-object";
     case QS_RETENTION_DELETE_INCOMPLETE:
@@ -24,11 +26,39 @@ const char *qs_retention_action_name(enum qs_retention_action_kind kind)
     return "unknown";
 }
 
-/* now - t, saturating at INT64_MAX; only called with t <= now. */
+/* now - t, saturating at INT64_MAX; 0 for a time at or after now. */
 static int64_t age_of(int64_t now, int64_t t)
 {
+    if (t >= now)
+        return 0;
     uint64_t d = (uint64_t)now - (uint64_t)t;
     return d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
+}
+
+/* 1 when t lies more than the tolerated skew after now. */
+static bool beyond_skew(int64_t t, int64_t now)
+{
+    return t > now && (uint64_t)t - (uint64_t)now > QS_RETENTION_CLOCK_SKEW_S;
+}
+
+int64_t qs_retention_backup_time(int64_t created, int64_t written, int64_t now, bool *suspect)
+{
+    bool sus = beyond_skew(created, now);
+    if (suspect != NULL)
+        *suspect = sus;
+    if (!sus)
+        return created;
+    if (written > 0 && !beyond_skew(written, now))
+        return written; /* before created, which lies beyond the skew */
+    return -1;
+}
+
+int qs_retention_is_stale(int64_t newest, int64_t first_seen, int64_t now, int64_t stale_after_s)
+{
+    int64_t since = newest > 0 ? newest : first_seen;
+    if (since <= 0)
+        return 1;
+    return age_of(now, since) > stale_after_s;
 }
 
 static void time_str(int64_t t, char out[32])
@@ -94,11 +124,14 @@ __attribute__((format(printf, 2, 3))) static int add_warning(struct builder *b, 
     return 0;
 }
 
-/* Ordering of complete backups: collection, then creation time, then
- * snapshot name, then input position (all ascending). */
+/* Ordering of complete backups: collection, then the time they are dated by
+ * (undatable ones first), then suspect before genuine, then snapshot name,
+ * then input position (all ascending). */
 struct sort_ctx_item {
     const struct qs_retention_backup *b;
     size_t index;
+    int64_t t; /* qs_retention_backup_time(), -1 = cannot be dated */
+    bool suspect;
 };
 
 static int strcmp_null(const char *a, const char *b)
@@ -114,8 +147,12 @@ static int item_cmp(const void *x, const void *y)
     int c = strcmp_null(a->b->collection, b->b->collection);
     if (c != 0)
         return c;
-    if (a->b->created != b->b->created)
-        return a->b->created < b->b->created ? -1 : 1;
+    if (a->t != b->t)
+        return a->t < b->t ? -1 : 1;
+    /* At the same time a suspect backup counts as the older one: its time
+     * is at best when it was written. */
+    if (a->suspect != b->suspect)
+        return a->suspect ? -1 : 1;
     c = strcmp_null(a->b->snapshot, b->b->snapshot);
     if (c != 0)
         return c;
@@ -168,6 +205,28 @@ static int validate_input(const struct qs_retention_backup *backups, size_t n,
     return 0;
 }
 
+static int warn_suspect(struct builder *bld, const struct qs_retention_backup *b, int64_t t,
+                        int64_t now)
+{
+    char created[32], written[32];
+    time_str(b->created, created);
+    time_str(b->last_modified, written);
+    int64_t ahead = b->created - now;
+    if (t >= 0)
+        return add_warning(bld,
+                           "collection %s: snapshot %s (manifest %s) is dated %s, %" PRId64
+                           " s ahead of this clock (Qdrant's clock ahead?); not trusted, dated "
+                           "by when it was written (%s) instead",
+                           b->collection, b->snapshot != NULL ? b->snapshot : "?", b->manifest_key,
+                           created, ahead, written);
+    return add_warning(bld,
+                       "collection %s: snapshot %s (manifest %s) is dated %s, %" PRId64
+                       " s ahead of this clock (clock skew?), and its manifest was written at "
+                       "an unknown or future time (%s): kept and not counted toward keep_min",
+                       b->collection, b->snapshot != NULL ? b->snapshot : "?", b->manifest_key,
+                       created, ahead, b->last_modified > 0 ? written : "unknown");
+}
+
 static int plan_complete(struct builder *bld, const struct qs_retention_backup *backups, size_t n,
                          int64_t now, const struct qs_retention_policy *policy)
 {
@@ -186,58 +245,76 @@ static int plan_complete(struct builder *bld, const struct qs_retention_backup *
     }
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (backups[i].complete)
-            items[k++] = (struct sort_ctx_item){&backups[i], i};
+        if (!backups[i].complete)
+            continue;
+        struct sort_ctx_item *it = &items[k++];
+        it->b = &backups[i];
+        it->index = i;
+        it->t = qs_retention_backup_time(backups[i].created, backups[i].last_modified, now,
+                                         &it->suspect);
     }
     qsort(items, ncomplete, sizeof(*items), item_cmp);
 
     int rc = 0;
-    char created[32], ret[32];
+    char dated[32], ret[32];
     snprintf(ret, sizeof(ret), "%" PRId64 "s", policy->retention_s);
     for (size_t g0 = 0; g0 < ncomplete && rc == 0;) {
         size_t g1 = g0 + 1;
         while (g1 < ncomplete && strcmp_null(items[g1].b->collection, items[g0].b->collection) == 0)
             g1++;
-        /* Newest first: rank among backups that are not dated in the future. */
-        uint64_t rank = 0;
+        /* Newest first. Genuine backups rank among genuine ones only; suspect
+         * ones among all datable ones. */
+        uint64_t rank_genuine = 0, rank_all = 0;
         for (size_t j = g1; j-- > g0 && rc == 0;) {
-            const struct qs_retention_backup *b = items[j].b;
-            if (b->created > now) {
-                time_str(b->created, created);
-                rc = add_warning(bld,
-                                 "collection %s: manifest %s is dated %s, in the future "
-                                 "(clock skew?); kept and not counted toward keep_min",
-                                 b->collection, b->manifest_key, created);
-                plan->kept_future++;
-                continue;
+            const struct sort_ctx_item *it = &items[j];
+            if (it->suspect) {
+                plan->suspect++;
+                rc = warn_suspect(bld, it->b, it->t, now);
+                if (it->t < 0) {
+                    plan->kept_future++;
+                    continue;
+                }
+                if (rank_all++ < policy->keep_min)
+                    continue;
+            } else {
+                rank_all++;
+                if (rank_genuine++ < policy->keep_min)
+                    continue;
             }
-            if (rank++ < policy->keep_min)
-                continue;
-            if (age_of(now, b->created) > policy->retention_s)
+            if (age_of(now, it->t) > policy->retention_s)
                 del[j] = true;
         }
-        /* Oldest first; manifest before object. */
+        /* Oldest first; manifest, then drill result, then object. */
         for (size_t j = g0; j < g1 && rc == 0; j++) {
             if (!del[j])
                 continue;
             const struct qs_retention_backup *b = items[j].b;
             const size_t idx = items[j].index;
-            time_str(b->created, created);
+            time_str(items[j].t, dated);
             struct qs_retention_action *a =
                 add_action(bld, QS_RETENTION_DELETE_MANIFEST, b->collection, b->snapshot,
                            b->manifest_key, NULL, idx);
+            struct qs_retention_action *d =
+                a == NULL || b->drill_key == NULL
+                    ? NULL
+                    : add_action(bld, QS_RETENTION_DELETE_DRILL, b->collection, b->snapshot,
+                                 b->drill_key, NULL, idx);
             struct qs_retention_action *o =
-                a == NULL ? NULL
-                          : add_action(bld, QS_RETENTION_DELETE_OBJECT, b->collection, b->snapshot,
-                                       b->object_key, NULL, idx);
+                a == NULL || (b->drill_key != NULL && d == NULL)
+                    ? NULL
+                    : add_action(bld, QS_RETENTION_DELETE_OBJECT, b->collection, b->snapshot,
+                                 b->object_key, NULL, idx);
             if (o == NULL) {
                 rc = UV_ENOMEM;
                 break;
             }
             snprintf(a->reason, sizeof(a->reason),
-                     "created %s, age %" PRId64 "s > retention %s, not among the %" PRIu32
-                     " newest",
-                     created, age_of(now, b->created), ret, policy->keep_min);
+                     "%s %s, age %" PRId64 "s > retention %s, not among the %" PRIu32 " newest",
+                     items[j].suspect ? "written" : "created", dated, age_of(now, items[j].t), ret,
+                     policy->keep_min);
+            if (d != NULL)
+                snprintf(d->reason, sizeof(d->reason),
+                         "drill result of pruned backup (manifest %s)", b->manifest_key);
             snprintf(o->reason, sizeof(o->reason), "object of pruned backup (manifest %s)",
                      b->manifest_key);
             plan->keep[idx] = false;
@@ -260,7 +337,7 @@ int qs_retention_plan(const struct qs_retention_backup *backups, size_t n,
     int rc = validate_input(backups, n, uploads, nuploads, policy, err);
     if (rc != 0)
         return rc;
-    struct builder bld = {.plan = out, .cap_actions = 2 * n + nuploads, .cap_warnings = n};
+    struct builder bld = {.plan = out, .cap_actions = 3 * n + nuploads, .cap_warnings = n};
     if (bld.cap_actions > 0 &&
         (out->actions = calloc(bld.cap_actions, sizeof(*out->actions))) == NULL)
         goto nomem;
@@ -339,14 +416,16 @@ int qs_retention_newest(const struct qs_retention_plan *plan,
     int64_t best = 0;
     for (size_t i = 0; i < n; i++) {
         const struct qs_retention_backup *b = &backups[i];
-        if (!b->complete || b->created > now)
+        int64_t t =
+            b->complete ? qs_retention_backup_time(b->created, b->last_modified, now, NULL) : -1;
+        if (t < 0)
             continue;
         if (plan != NULL && i < plan->nbackups && !plan->keep[i])
             continue;
         if (collection != NULL && strcmp_null(b->collection, collection) != 0)
             continue;
-        if (!found || b->created > best) {
-            best = b->created;
+        if (!found || t > best) {
+            best = t;
             found = 1;
         }
     }

@@ -9,11 +9,14 @@
 
 #include "qsnap/backup.h"
 #include "qsnap/catalog.h"
+#include "qsnap/daemon.h"
+#include "qsnap/drill.h"
 #include "qsnap/job.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
 #include "qsnap/prune.h"
 #include "qsnap/restore.h"
+#include "qsnap/retention.h"
 
 #define DONE_JOBS 32
 #define PROBE_INTERVAL_MS 30000
@@ -47,9 +50,21 @@ struct run {
     char *restore_collection, *restore_snapshot, *restore_target; /* owned */
 };
 
+/* What the service knows about one collection. Its per-collection series
+ * exist only while `present` (selected for backup and seen in Qdrant at the
+ * last probe, or just backed up); they are a projection of this state
+ * (series_sync), so they vanish and come back without losing it. */
 struct coll_state {
     char *name;
-    int64_t last_success; /* 0 = none */
+    int present;
+    int64_t first_seen;   /* first sight in Qdrant, or the oldest backup if earlier; 0 = never */
+    int64_t last_success; /* time of the newest complete backup (retention.h), 0 = none */
+    int64_t last_attempt; /* 0 = none */
+    double last_duration; /* < 0 = none */
+    double last_size;     /* < 0 = none */
+    double ok_total, failed_total, bytes_total;
+    double failures;       /* failed attempts since the last success */
+    int64_t drill_success; /* finish time of the newest successful drill, 0 = none */
 };
 
 struct qs_service {
@@ -79,6 +94,8 @@ struct qs_service {
 
     int probed;
     int probing;
+    int seeded; /* metrics seeded from the destination's manifests */
+    uint64_t probe_interval_ms;
     int qdrant_up, dest_up;
     char qdrant_err[300], dest_err[300];
 
@@ -108,13 +125,21 @@ static void register_metrics(struct qs_metrics *m)
         const char *const *labels;
     } defs[] = {
         {"qsnap_backup_last_success_timestamp_seconds", QS_METRIC_GAUGE,
-         "Creation time of the newest complete backup (0 when none).", L_COLL},
+         "Creation time of the newest complete backup (0 when none; one dated in the future "
+         "counts from when it was written).",
+         L_COLL},
         {"qsnap_backup_age_seconds", QS_METRIC_GAUGE,
          "Seconds since the newest complete backup was created.", L_COLL},
         {"qsnap_backup_stale", QS_METRIC_GAUGE,
-         "1 when the newest backup is older than QSNAP_STALE_AFTER or none "
-         "exists.",
+         "1 when the newest backup is older than QSNAP_STALE_AFTER, or none exists and the "
+         "collection was first seen longer ago than that.",
          L_COLL},
+        {"qsnap_collection_first_seen_timestamp_seconds", QS_METRIC_GAUGE,
+         "When qsnap first saw the collection in Qdrant, or the creation time of its oldest "
+         "backup if earlier.",
+         L_COLL},
+        {"qsnap_backup_consecutive_failures", QS_METRIC_GAUGE,
+         "Failed backup attempts since the last successful backup.", L_COLL},
         {"qsnap_backup_last_attempt_timestamp_seconds", QS_METRIC_GAUGE,
          "Start time of the last backup attempt.", L_COLL},
         {"qsnap_backup_last_duration_seconds", QS_METRIC_GAUGE,
@@ -131,7 +156,12 @@ static void register_metrics(struct qs_metrics *m)
         {"qsnap_restore_last_success_timestamp_seconds", QS_METRIC_GAUGE,
          "Time of the last successful restore.", NULL},
         {"qsnap_restore_drill_last_success_timestamp_seconds", QS_METRIC_GAUGE,
-         "Time of the last restore drill that restored and matched points_count.", L_COLL},
+         "Finish time of the newest restore drill that restored and matched points_count (0 "
+         "when none).",
+         L_COLL},
+        {"qsnap_restore_drill_total", QS_METRIC_COUNTER, "Restore drills by outcome.", L_RESULT},
+        {"qsnap_restore_drill_interval_seconds", QS_METRIC_GAUGE,
+         "Expected interval between restore drills (0 when drills are off).", NULL},
         {"qsnap_backup_in_progress", QS_METRIC_GAUGE, "1 while a job runs.", NULL},
         {"qsnap_next_backup_timestamp_seconds", QS_METRIC_GAUGE,
          "Next scheduled backup (0 when the schedule is off).", NULL},
@@ -148,8 +178,11 @@ static void register_metrics(struct qs_metrics *m)
     qs_metrics_set(m, "qsnap_destination_up", NULL, 0);
     qs_metrics_set(m, "qsnap_restore_last_success_timestamp_seconds", NULL, 0);
     static const char *const results[] = {"success", "failure"};
-    for (size_t i = 0; i < 2; i++)
+    for (size_t i = 0; i < 2; i++) {
         qs_metrics_add(m, "qsnap_restore_total", (const char *[]){"result", results[i], NULL}, 0);
+        qs_metrics_add(m, "qsnap_restore_drill_total", (const char *[]){"result", results[i], NULL},
+                       0);
+    }
     static const char *const kinds[] = {"backup", "incomplete", "multipart"};
     for (size_t i = 0; i < 3; i++)
         qs_metrics_add(m, "qsnap_prune_deleted_total",
@@ -158,60 +191,171 @@ static void register_metrics(struct qs_metrics *m)
                    (const char *[]){"location", "local", "kind", "backup", NULL}, 0);
 }
 
-static struct coll_state *coll_get(struct qs_service *svc, const char *name)
+static struct coll_state *coll_find(struct qs_service *svc, const char *name)
 {
     for (size_t i = 0; i < svc->ncolls; i++)
         if (strcmp(svc->colls[i].name, name) == 0)
             return &svc->colls[i];
+    return NULL;
+}
+
+/* The state of a collection, created (not present) when new. NULL on ENOMEM. */
+static struct coll_state *coll_get(struct qs_service *svc, const char *name)
+{
+    struct coll_state *c = coll_find(svc, name);
+    if (c != NULL)
+        return c;
     struct coll_state *v = realloc(svc->colls, (svc->ncolls + 1) * sizeof(*v));
     if (v == NULL)
         return NULL;
     svc->colls = v;
-    struct coll_state *c = &v[svc->ncolls];
+    c = &v[svc->ncolls];
+    memset(c, 0, sizeof(*c));
+    c->last_duration = c->last_size = -1;
     c->name = strdup(name);
-    c->last_success = 0;
     if (c->name == NULL)
         return NULL;
     svc->ncolls++;
-    const char *l[] = {"collection", name, NULL};
-    struct qs_metrics *m = svc->metrics;
-    qs_metrics_set(m, "qsnap_backup_last_success_timestamp_seconds", l, 0);
-    qs_metrics_add(m, "qsnap_backups_total",
-                   (const char *[]){"collection", name, "result", "success", NULL}, 0);
-    qs_metrics_add(m, "qsnap_backups_total",
-                   (const char *[]){"collection", name, "result", "failure", NULL}, 0);
-    qs_metrics_add(m, "qsnap_backup_bytes_total", l, 0);
     return c;
 }
 
-static void note_success(struct qs_service *svc, const char *name, int64_t created)
+/* 1 when name is selected for backup: in full mode only the full-storage
+ * snapshot; else QSNAP_COLLECTIONS (or every collection), never a drill
+ * scratch collection. */
+static int is_selected(const struct qs_service *svc, const char *name)
 {
-    struct coll_state *c = coll_get(svc, name);
-    if (c == NULL || created <= c->last_success)
+    const struct qs_config *cfg = svc->cfg;
+    if (cfg->mode == QS_MODE_FULL)
+        return strcmp(name, QS_MANIFEST_FULL_DIR) == 0;
+    if (qs_drill_is_scratch(name))
+        return 0;
+    if (cfg->collections == NULL)
+        return 1;
+    for (size_t i = 0; i < cfg->ncollections; i++)
+        if (strcmp(cfg->collections[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Age and staleness are functions of "now". */
+static void refresh_age(struct qs_service *svc, const struct coll_state *c, int64_t now)
+{
+    struct qs_metrics *m = svc->metrics;
+    const char *l[] = {"collection", c->name, NULL};
+    if (c->last_success > 0) {
+        double age = (double)(now - c->last_success);
+        qs_metrics_set(m, "qsnap_backup_age_seconds", l, age < 0 ? 0 : age);
+    } else {
+        qs_metrics_remove(m, "qsnap_backup_age_seconds", l);
+    }
+    qs_metrics_set(
+        m, "qsnap_backup_stale", l,
+        qs_retention_is_stale(c->last_success, c->first_seen, now, svc->cfg->stale_after_s));
+}
+
+/* Makes the collection's series match its state: all of them while it is
+ * present, none otherwise. */
+static void series_sync(struct qs_service *svc, const struct coll_state *c)
+{
+    static const char *const families[] = {
+        "qsnap_backup_last_success_timestamp_seconds",
+        "qsnap_backup_age_seconds",
+        "qsnap_backup_stale",
+        "qsnap_backup_last_attempt_timestamp_seconds",
+        "qsnap_backup_last_duration_seconds",
+        "qsnap_backup_last_size_bytes",
+        "qsnap_backup_bytes_total",
+        "qsnap_collection_first_seen_timestamp_seconds",
+        "qsnap_backup_consecutive_failures",
+        "qsnap_restore_drill_last_success_timestamp_seconds",
+    };
+    struct qs_metrics *m = svc->metrics;
+    const char *l[] = {"collection", c->name, NULL};
+    const char *ok[] = {"collection", c->name, "result", "success", NULL};
+    const char *failed[] = {"collection", c->name, "result", "failure", NULL};
+    if (!c->present) {
+        for (size_t i = 0; i < sizeof(families) / sizeof(families[0]); i++)
+            qs_metrics_remove(m, families[i], l);
+        qs_metrics_remove(m, "qsnap_backups_total", ok);
+        qs_metrics_remove(m, "qsnap_backups_total", failed);
         return;
-    c->last_success = created;
-    qs_metrics_set(svc->metrics, "qsnap_backup_last_success_timestamp_seconds",
-                   (const char *[]){"collection", name, NULL}, (double)created);
+    }
+    qs_metrics_set(m, "qsnap_backup_last_success_timestamp_seconds", l, (double)c->last_success);
+    if (c->last_attempt > 0)
+        qs_metrics_set(m, "qsnap_backup_last_attempt_timestamp_seconds", l,
+                       (double)c->last_attempt);
+    if (c->last_duration >= 0)
+        qs_metrics_set(m, "qsnap_backup_last_duration_seconds", l, c->last_duration);
+    if (c->last_size >= 0)
+        qs_metrics_set(m, "qsnap_backup_last_size_bytes", l, c->last_size);
+    qs_metrics_set(m, "qsnap_backups_total", ok, c->ok_total);
+    qs_metrics_set(m, "qsnap_backups_total", failed, c->failed_total);
+    qs_metrics_set(m, "qsnap_backup_bytes_total", l, c->bytes_total);
+    qs_metrics_set(m, "qsnap_collection_first_seen_timestamp_seconds", l, (double)c->first_seen);
+    qs_metrics_set(m, "qsnap_backup_consecutive_failures", l, c->failures);
+    qs_metrics_set(m, "qsnap_restore_drill_last_success_timestamp_seconds", l,
+                   (double)c->drill_success);
+    refresh_age(svc, c, qs_clock_now());
+}
+
+static void note_first_seen(struct coll_state *c, int64_t t)
+{
+    if (t > 0 && (c->first_seen == 0 || t < c->first_seen))
+        c->first_seen = t;
+}
+
+/* Marks a selected collection as existing in Qdrant now (or gone). */
+static void set_present(struct qs_service *svc, struct coll_state *c, int present)
+{
+    if (present)
+        note_first_seen(c, qs_clock_now());
+    if (c->present != present) {
+        struct qs_log_ctx lc = QS_LOG_CTX_NONE;
+        lc.collection = c->name;
+        if (present)
+            qs_log(QS_LOG_INFO, &lc, "collection is selected for backup and exists in Qdrant");
+        else
+            qs_log(QS_LOG_INFO, &lc,
+                   "collection no longer exists in Qdrant: its series are removed (its backups "
+                   "stay at the destination)");
+    }
+    c->present = present;
+    series_sync(svc, c);
+}
+
+/* A complete backup of c created at `created` (Qdrant's clock) and written
+ * at `written` (0 = unknown): moves last_success forward, never trusting a
+ * creation time from the future (retention.h). */
+static void note_backup(struct coll_state *c, const char *snapshot, int64_t created,
+                        int64_t written, int64_t now)
+{
+    bool suspect = false;
+    int64_t t = qs_retention_backup_time(created, written, now, &suspect);
+    if (suspect) {
+        char ts[21];
+        qs_time_rfc3339(created, ts);
+        struct qs_log_ctx lc = QS_LOG_CTX_NONE;
+        lc.collection = c->name;
+        lc.snapshot = snapshot;
+        qs_log(QS_LOG_WARN, &lc,
+               "backup is dated %s, %lld s ahead of this clock (Qdrant's clock ahead?): not "
+               "trusted for freshness; %s",
+               ts, (long long)(created - now),
+               t >= 0 ? "dated by when it was written instead" : "it cannot be dated");
+    }
+    if (t > c->last_success)
+        c->last_success = t;
 }
 
 /* Render hook: age and staleness are functions of "now". */
 static void refresh_ages(struct qs_metrics *m, void *ud)
 {
+    (void)m;
     struct qs_service *svc = ud;
     int64_t now = qs_clock_now();
-    for (size_t i = 0; i < svc->ncolls; i++) {
-        const struct coll_state *c = &svc->colls[i];
-        const char *l[] = {"collection", c->name, NULL};
-        if (c->last_success > 0) {
-            double age = (double)(now - c->last_success);
-            qs_metrics_set(m, "qsnap_backup_age_seconds", l, age < 0 ? 0 : age);
-            qs_metrics_set(m, "qsnap_backup_stale", l,
-                           now - c->last_success > svc->cfg->stale_after_s ? 1 : 0);
-        } else {
-            qs_metrics_remove(m, "qsnap_backup_age_seconds", l);
-            qs_metrics_set(m, "qsnap_backup_stale", l, 1);
-        }
-    }
+    for (size_t i = 0; i < svc->ncolls; i++)
+        if (svc->colls[i].present)
+            refresh_age(svc, &svc->colls[i], now);
 }
 
 /* ---- events (worker -> loop)
@@ -340,17 +484,15 @@ static void worker_main(void *arg)
         break;
     }
     case QS_JOB_DRILL: {
+        /* The collections that have series (chosen on the loop), each with
+         * the backup a restore of "latest" would use. */
         struct qs_catalog cat;
         rc = qs_catalog_load(svc->storage, NULL, 0, &cat, &err);
-        size_t failed = 0;
-        for (size_t i = 0; rc == 0 && i < cat.nbackups; i++) {
-            const char *c = cat.backups[i].m.collection;
-            if (cat.backups[i].m.mode == QS_MODE_FULL)
-                continue;
-            int seen = 0;
-            for (size_t k = 0; k < i && !seen; k++)
-                seen = strcmp(cat.backups[k].m.collection, c) == 0;
-            if (seen)
+        size_t failed = 0, drilled = 0;
+        for (size_t i = 0; rc == 0 && i < run->ncollections; i++) {
+            const char *c = run->collections[i];
+            const struct qs_catalog_backup *b = qs_catalog_find(&cat, c, NULL);
+            if (b == NULL || b->m.mode == QS_MODE_FULL)
                 continue;
             if (qs_cancel_requested(run->progress.cancel)) {
                 rc = qs_error_set(&err, QS_ECANCELED, "drill cancelled");
@@ -360,14 +502,17 @@ static void worker_main(void *arg)
             item.collection = strdup(c);
             struct qs_error e;
             qs_error_clear(&e);
-            if (qs_restore_drill(&env, c, &item, &e) != 0) {
+            if (qs_restore_drill(&env, c, b->m.snapshot, &item, &e) != 0) {
                 if (failed++ == 0)
                     err = e;
             }
+            drilled++;
             qs_progress_item_done(&run->progress, &item);
             item_free(&item);
         }
         qs_catalog_deinit(&cat);
+        if (rc == 0 && drilled == 0)
+            QS_INFO("restore drill: no backed-up collection to drill");
         if (rc == 0 && failed > 0)
             rc = err.code != 0 ? err.code : QS_EIO;
         break;
@@ -403,32 +548,45 @@ static void apply_item(struct qs_service *svc, struct qs_job *job, const struct 
         dst->collection = name;
     }
     struct qs_metrics *m = svc->metrics;
-    const char *l[] = {"collection", it->collection, NULL};
+    int64_t now = qs_clock_now();
     if (job->kind == QS_JOB_BACKUP) {
-        coll_get(svc, it->collection);
-        qs_metrics_add(m, "qsnap_backups_total",
-                       (const char *[]){"collection", it->collection, "result",
-                                        it->ok ? "success" : "failure", NULL},
-                       1);
+        /* State is kept for any collection a job touched; series only for
+         * the selected ones that exist (a success proves that it does). */
+        struct coll_state *c = coll_get(svc, it->collection);
+        if (c == NULL)
+            return;
         if (it->ok) {
-            note_success(svc, it->collection, it->created);
-            qs_metrics_set(m, "qsnap_backup_last_duration_seconds", l, it->duration_s);
-            qs_metrics_set(m, "qsnap_backup_last_size_bytes", l, (double)it->size);
-            qs_metrics_add(m, "qsnap_backup_bytes_total", l, (double)it->stored);
+            c->ok_total++;
+            c->failures = 0;
+            note_backup(c, it->snapshot, it->created, now, now);
+            c->last_duration = it->duration_s;
+            c->last_size = (double)it->size;
+            c->bytes_total += (double)it->stored;
             if (it->local_deleted > 0)
                 qs_metrics_add(m, "qsnap_prune_deleted_total",
                                (const char *[]){"location", "local", "kind", "backup", NULL},
                                it->local_deleted);
+        } else {
+            c->failed_total++;
+            c->failures++;
         }
+        if (it->ok && !c->present && is_selected(svc, c->name))
+            set_present(svc, c, 1);
+        else
+            series_sync(svc, c);
     } else if (job->kind == QS_JOB_RESTORE) {
         qs_metrics_add(m, "qsnap_restore_total",
                        (const char *[]){"result", it->ok ? "success" : "failure", NULL}, 1);
         if (it->ok)
-            qs_metrics_set(m, "qsnap_restore_last_success_timestamp_seconds", NULL,
-                           (double)qs_clock_now());
-    } else if (job->kind == QS_JOB_DRILL && it->ok) {
-        qs_metrics_set(m, "qsnap_restore_drill_last_success_timestamp_seconds", l,
-                       (double)qs_clock_now());
+            qs_metrics_set(m, "qsnap_restore_last_success_timestamp_seconds", NULL, (double)now);
+    } else if (job->kind == QS_JOB_DRILL) {
+        qs_metrics_add(m, "qsnap_restore_drill_total",
+                       (const char *[]){"result", it->ok ? "success" : "failure", NULL}, 1);
+        struct coll_state *c = it->ok ? coll_get(svc, it->collection) : NULL;
+        if (c != NULL) {
+            c->drill_success = now;
+            series_sync(svc, c);
+        }
     }
 }
 
@@ -506,10 +664,11 @@ static void async_cb(uv_async_t *h)
                 qs_job_set_phase(job, ev->collection, ev->phase);
                 if (job->kind == QS_JOB_BACKUP && ev->collection != NULL &&
                     strcmp(ev->phase, "snapshot") == 0) {
-                    coll_get(svc, ev->collection);
-                    qs_metrics_set(svc->metrics, "qsnap_backup_last_attempt_timestamp_seconds",
-                                   (const char *[]){"collection", ev->collection, NULL},
-                                   (double)qs_clock_now());
+                    struct coll_state *c = coll_get(svc, ev->collection);
+                    if (c != NULL) {
+                        c->last_attempt = qs_clock_now();
+                        series_sync(svc, c);
+                    }
                 }
                 break;
             case EV_ITEM:
@@ -611,6 +770,24 @@ static int64_t next_fire(const struct qs_cron *cron, int64_t now, int64_t jitter
     return t;
 }
 
+/* Drills test the collections that have series: selected for backup and
+ * present in Qdrant. */
+static int drill_targets(struct qs_service *svc, struct run *run)
+{
+    run->collections = calloc(svc->ncolls + 1, sizeof(char *));
+    if (run->collections == NULL)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < svc->ncolls; i++) {
+        const struct coll_state *c = &svc->colls[i];
+        if (!c->present || strcmp(c->name, QS_MANIFEST_FULL_DIR) == 0)
+            continue;
+        if ((run->collections[run->ncollections] = strdup(c->name)) == NULL)
+            return UV_ENOMEM;
+        run->ncollections++;
+    }
+    return 0;
+}
+
 static void sched_cb(uv_timer_t *t)
 {
     struct qs_service *svc = t->data;
@@ -628,7 +805,9 @@ static void sched_cb(uv_timer_t *t)
     if (svc->next_drill > 0 && now >= svc->next_drill) {
         struct qs_job *job = qs_job_new(QS_JOB_DRILL, "drill");
         struct run *run = calloc(1, sizeof(*run));
-        int rc = job != NULL && run != NULL ? start_job(svc, job, run) : UV_ENOMEM;
+        int rc = job != NULL && run != NULL ? drill_targets(svc, run) : UV_ENOMEM;
+        if (rc == 0)
+            rc = start_job(svc, job, run);
         if (rc != 0) {
             if (rc == QS_EBUSY)
                 QS_WARN("restore drill skipped: another job is running");
@@ -670,6 +849,7 @@ struct probe_work {
     int seed; /* also load the catalog to seed metrics */
     int qdrant_rc, dest_rc;
     struct qs_error qerr, derr;
+    int listed; /* qcolls holds Qdrant's collections */
     char **qcolls;
     size_t nqcolls;
     struct qs_catalog cat;
@@ -683,17 +863,65 @@ static void probe_work_cb(uv_work_t *req)
     qs_error_clear(&w->qerr);
     qs_error_clear(&w->derr);
     w->qdrant_rc = qs_qdrant_probe(svc->qdrant, &w->qerr);
-    if (w->qdrant_rc == 0 && svc->cfg->mode == QS_MODE_COLLECTIONS && svc->cfg->collections == NULL)
-        qs_qdrant_list_collections(svc->qdrant, &w->qcolls, &w->nqcolls, NULL);
+    if (w->qdrant_rc == 0 && svc->cfg->mode == QS_MODE_COLLECTIONS) {
+        struct qs_error e;
+        qs_error_clear(&e);
+        w->listed = qs_qdrant_list_collections(svc->qdrant, &w->qcolls, &w->nqcolls, &e) == 0;
+        if (!w->listed)
+            qs_log(QS_LOG_WARN, &(struct qs_log_ctx){.error = e.msg, .bytes = -1, .duration_s = -1},
+                   "could not list Qdrant's collections");
+    }
     w->dest_rc = qs_storage_probe(svc->storage, &w->derr);
     w->cat_rc = -1;
     if (w->seed && w->dest_rc == 0) {
         struct qs_error e;
         qs_error_clear(&e);
-        w->cat_rc = qs_catalog_load(svc->storage, NULL, 0, &w->cat, &e);
+        w->cat_rc = qs_catalog_load(svc->storage, NULL, QS_CATALOG_DRILLS, &w->cat, &e);
         if (w->cat_rc != 0)
             qs_log(QS_LOG_WARN, &(struct qs_log_ctx){.error = e.msg, .bytes = -1, .duration_s = -1},
                    "could not read the destination's manifests");
+    }
+}
+
+/* Seeds the collections' state from the destination's backups and drill
+ * results, so that freshness, grace and drills survive a restart. */
+static void seed(struct qs_service *svc, const struct qs_catalog *cat)
+{
+    int64_t now = qs_clock_now();
+    size_t drills = 0;
+    for (size_t i = 0; i < cat->nbackups; i++) {
+        const struct qs_catalog_backup *b = &cat->backups[i];
+        struct coll_state *c = coll_get(svc, b->m.collection);
+        if (c == NULL)
+            continue;
+        note_backup(c, b->m.snapshot, b->m.created, b->manifest_mtime, now);
+        note_first_seen(c, qs_retention_backup_time(b->m.created, b->manifest_mtime, now, NULL));
+        if (b->drill_state == 1 && b->drill.ok && b->drill.finished > c->drill_success)
+            c->drill_success = b->drill.finished;
+        drills += b->drill_state == 1;
+    }
+    for (size_t i = 0; i < svc->ncolls; i++)
+        series_sync(svc, &svc->colls[i]);
+    qs_metrics_set(svc->metrics, "qsnap_backups_stored",
+                   (const char *[]){"location", "remote", NULL}, (double)cat->nbackups);
+    svc->seeded = 1;
+    QS_INFO("seeded metrics from %zu backups and %zu drill results at the destination",
+            cat->nbackups, drills);
+}
+
+/* Qdrant's collections as listed by a probe: the selected ones are present
+ * (series), every other one is not. */
+static void apply_listing(struct qs_service *svc, char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (is_selected(svc, names[i]))
+            coll_get(svc, names[i]);
+    for (size_t i = 0; i < svc->ncolls; i++) {
+        struct coll_state *c = &svc->colls[i];
+        int exists = 0;
+        for (size_t k = 0; k < n && !exists; k++)
+            exists = strcmp(names[k], c->name) == 0;
+        set_present(svc, c, exists && is_selected(svc, c->name));
     }
 }
 
@@ -720,19 +948,10 @@ static void probe_after_cb(uv_work_t *req, int status)
         svc->probed = 1;
         qs_metrics_set(svc->metrics, "qsnap_qdrant_up", NULL, svc->qdrant_up);
         qs_metrics_set(svc->metrics, "qsnap_destination_up", NULL, svc->dest_up);
-        for (size_t i = 0; i < w->nqcolls; i++)
-            coll_get(svc, w->qcolls[i]);
-        if (w->cat_rc == 0) {
-            size_t per = 0;
-            for (size_t i = 0; i < w->cat.nbackups; i++) {
-                const struct qs_manifest *mf = &w->cat.backups[i].m;
-                note_success(svc, mf->collection, mf->created);
-                per++;
-            }
-            qs_metrics_set(svc->metrics, "qsnap_backups_stored",
-                           (const char *[]){"location", "remote", NULL}, (double)per);
-            QS_INFO("seeded metrics from %zu backups at the destination", w->cat.nbackups);
-        }
+        if (w->cat_rc == 0)
+            seed(svc, &w->cat);
+        if (w->listed)
+            apply_listing(svc, w->qcolls, w->nqcolls);
     }
     qs_catalog_deinit(&w->cat);
     qs_qdrant_strv_free(w->qcolls, w->nqcolls);
@@ -759,7 +978,8 @@ static void start_probe(struct qs_service *svc, int seed)
 
 static void probe_timer_cb(uv_timer_t *t)
 {
-    start_probe(t->data, 0);
+    struct qs_service *svc = t->data;
+    start_probe(svc, !svc->seeded);
 }
 
 /* ---- HTTP
@@ -827,6 +1047,65 @@ static void respond_job(struct qs_http_req *req, const struct qs_job *job)
     qs_http_respond_ex(req, 202, "application/json", NULL, body, strlen(body), 0);
 }
 
+/* Backup of one collection: validate on the loop, check on the pool that
+ * the collection exists in Qdrant (so a name that does not exist starts no
+ * job and creates no series), then start the job on the loop. */
+struct backup_work {
+    uv_work_t req;
+    struct qs_service *svc;
+    struct qs_http_req *http;
+    char *collection;
+    int rc;
+    struct qs_error err;
+};
+
+static void backup_lookup_cb(uv_work_t *req)
+{
+    struct backup_work *w = req->data;
+    qs_error_clear(&w->err);
+    struct qs_collection_info info;
+    memset(&info, 0, sizeof(info));
+    w->rc = qs_qdrant_collection_info(w->svc->qdrant, w->collection, &info, &w->err);
+    if (w->rc == 0)
+        qs_collection_info_deinit(&info);
+}
+
+static void start_backup_answer(struct qs_service *svc, struct qs_http_req *req,
+                                const char *collection)
+{
+    struct qs_job *job = NULL;
+    int rc = start_backup(svc, "api", collection, &job);
+    if (rc == QS_EBUSY)
+        respond_busy(svc, req);
+    else if (rc == QS_ECANCELED)
+        qs_http_respond_json_error(req, 503, "shutting down");
+    else if (rc != 0)
+        qs_http_respond_json_error(req, 500, "could not start the backup job");
+    else
+        respond_job(req, job);
+}
+
+static void backup_after_cb(uv_work_t *req, int status)
+{
+    struct backup_work *w = req->data;
+    struct qs_service *svc = w->svc;
+    if (status != 0 || svc->shutting_down) {
+        qs_http_respond_json_error(w->http, 503, "shutting down");
+    } else if (w->rc == QS_ENOTFOUND) {
+        char msg[400];
+        snprintf(msg, sizeof(msg), "collection '%s' does not exist in Qdrant", w->collection);
+        qs_http_respond_json_error(w->http, 404, msg);
+    } else if (w->rc != 0) {
+        char msg[700];
+        snprintf(msg, sizeof(msg), "Qdrant lookup failed: %s", w->err.msg);
+        qs_http_respond_json_error(w->http, 503, msg);
+    } else {
+        start_backup_answer(svc, w->http, w->collection);
+    }
+    free(w->collection);
+    free(w);
+}
+
 static void h_backup(struct qs_http_req *req, void *ud)
 {
     struct qs_service *svc = ud;
@@ -846,21 +1125,38 @@ static void h_backup(struct qs_http_req *req, void *ud)
                                    "supported in full mode");
         return;
     }
+    if (q == 1 && qs_drill_is_scratch(coll)) {
+        qs_http_respond_json_error(req, 400,
+                                   "query parameter 'collection': restore-drill scratch "
+                                   "collections (*" QS_DRILL_SUFFIX ") are never backed up");
+        return;
+    }
     if (svc->shutting_down) {
         qs_http_respond_json_error(req, 503, "shutting down");
         return;
     }
-    struct qs_job *job = NULL;
-    int rc = start_backup(svc, "api", q == 1 ? coll : NULL, &job);
-    if (rc == QS_EBUSY) {
+    if (svc->current != NULL) {
         respond_busy(svc, req);
         return;
     }
-    if (rc != 0) {
-        qs_http_respond_json_error(req, 500, "could not start the backup job");
+    if (q == 0) {
+        start_backup_answer(svc, req, NULL);
         return;
     }
-    respond_job(req, job);
+    struct backup_work *w = calloc(1, sizeof(*w));
+    if (w == NULL || (w->collection = strdup(coll)) == NULL) {
+        free(w);
+        qs_http_respond_json_error(req, 500, "out of memory");
+        return;
+    }
+    w->req.data = w;
+    w->svc = svc;
+    w->http = req;
+    if (uv_queue_work(svc->loop, &w->req, backup_lookup_cb, backup_after_cb) != 0) {
+        qs_http_respond_json_error(req, 500, "could not queue the lookup");
+        free(w->collection);
+        free(w);
+    }
 }
 
 /* Restore: validate the body on the loop, look the backup up on the pool,
@@ -1081,7 +1377,7 @@ static void list_work_cb(uv_work_t *req)
     struct list_work *w = req->data;
     struct qs_catalog cat;
     qs_error_clear(&w->err);
-    w->rc = qs_catalog_load(w->svc->storage, w->collection, 0, &cat, &w->err);
+    w->rc = qs_catalog_load(w->svc->storage, w->collection, QS_CATALOG_DRILLS, &cat, &w->err);
     if (w->rc == 0)
         w->rc = qs_catalog_to_json(&cat, &w->out);
     qs_catalog_deinit(&cat);
@@ -1159,11 +1455,22 @@ int qs_service_start(struct qs_service *svc)
 {
     register_metrics(svc->metrics);
     qs_metrics_on_render(svc->metrics, refresh_ages, svc);
-    for (size_t i = 0; i < svc->cfg->ncollections; i++)
-        coll_get(svc, svc->cfg->collections[i]);
     int64_t now = qs_clock_now();
+    /* Full-storage snapshots exist as long as Qdrant does; collections get
+     * their series once a probe has seen them in Qdrant. */
+    if (svc->cfg->mode == QS_MODE_FULL) {
+        struct coll_state *c = coll_get(svc, QS_MANIFEST_FULL_DIR);
+        if (c == NULL)
+            return UV_ENOMEM;
+        set_present(svc, c, 1);
+    }
     qs_metrics_set(svc->metrics, "qsnap_schedule_interval_seconds", NULL,
                    (double)qs_cron_interval(&svc->cfg->cron, now));
+    qs_metrics_set(svc->metrics, "qsnap_restore_drill_interval_seconds", NULL,
+                   (double)qs_cron_interval(&svc->cfg->drill_cron, now));
+    svc->probe_interval_ms = qs_daemon_test_knob_ms("QSNAP_TEST_PROBE_INTERVAL_MS");
+    if (svc->probe_interval_ms == 0)
+        svc->probe_interval_ms = PROBE_INTERVAL_MS;
     int rc = uv_async_init(svc->loop, &svc->async, async_cb);
     if (rc != 0)
         return rc;
@@ -1197,7 +1504,8 @@ int qs_service_start(struct qs_service *svc)
     }
     schedule_next(svc);
     start_probe(svc, 1);
-    uv_timer_start(&svc->probe_timer, probe_timer_cb, PROBE_INTERVAL_MS, PROBE_INTERVAL_MS);
+    uv_timer_start(&svc->probe_timer, probe_timer_cb, svc->probe_interval_ms,
+                   svc->probe_interval_ms);
     return 0;
 }
 

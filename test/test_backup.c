@@ -826,7 +826,11 @@ Test(backup, corrupt_download_fails_one_collection)
     cr_assert_eq(qs_test_backups_total(mt, "flip-three", "success"), 1.0);
     cr_assert_eq(qs_test_backups_total(mt, "flip-one", "failure"), 0.0);
     cr_assert_eq(metric_c(mt, "qsnap_backup_last_success_timestamp_seconds", "flip-two"), 0.0);
-    cr_assert_eq(metric_c(mt, "qsnap_backup_stale", "flip-two"), 1.0);
+    /* Never backed up, but first seen moments ago: inside its grace. */
+    cr_assert_eq(metric_c(mt, "qsnap_backup_stale", "flip-two"), 0.0);
+    cr_assert_gt(metric_c(mt, "qsnap_collection_first_seen_timestamp_seconds", "flip-two"), 1e9);
+    cr_assert_eq(metric_c(mt, "qsnap_backup_consecutive_failures", "flip-two"), 1.0);
+    cr_assert_eq(metric_c(mt, "qsnap_backup_consecutive_failures", "flip-one"), 0.0);
     cr_assert_gt(metric_c(mt, "qsnap_backup_last_attempt_timestamp_seconds", "flip-two"), 0.0);
     assert_promtool(mt);
     free(mt);
@@ -845,6 +849,7 @@ Test(backup, corrupt_download_fails_one_collection)
     mt = qs_test_daemon_metrics(&dm);
     cr_assert_eq(qs_test_backups_total(mt, "flip-two", "failure"), 1.0);
     cr_assert_eq(qs_test_backups_total(mt, "flip-two", "success"), 1.0);
+    cr_assert_eq(metric_c(mt, "qsnap_backup_consecutive_failures", "flip-two"), 0.0);
     free(mt);
     daemon_stop(&dm);
     dest_cleanup(&d);

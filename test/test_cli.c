@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "support.h"
 
@@ -141,5 +142,117 @@ Test(cli, check_config_valid_prints_redacted_config)
     /* typo protection: a warning names the unknown variable */
     cr_assert_not_null(strstr(out, "unknown variable QSNAP_SCHEDUEL"), "%s", out);
     free(dir);
+    free(out);
+}
+
+/* `qsnap serve` with env; returns its exit code, or -1 when it was still
+ * running after 15 s (then it is killed). The output goes to *out. */
+static int serve_exit(char *const env[], char **out)
+{
+    char *dir = qs_test_mkdtemp("cli-serve");
+    char log[700];
+    snprintf(log, sizeof(log), "%s/serve.log", dir);
+    char listen[64];
+    snprintf(listen, sizeof(listen), "QSNAP_LISTEN=127.0.0.1:%d", qs_test_free_port());
+    char *all[64];
+    size_t n = 0;
+    for (size_t i = 0; env[i] != NULL && n < 62; i++)
+        all[n++] = env[i];
+    all[n++] = listen;
+    all[n] = NULL;
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "serve", NULL};
+    pid_t pid = qs_test_spawn(argv, all, log);
+    cr_assert_gt(pid, 0);
+    int st = 0, rc = -1;
+    if (qs_test_wait_exit(pid, 15, &st) == 0)
+        rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    else
+        qs_test_kill(pid);
+    *out = qs_test_read_file(log, NULL);
+    if (*out == NULL)
+        *out = strdup("");
+    qs_test_rmrf(dir);
+    free(dir);
+    return rc;
+}
+
+/* The deployment template's placeholder values must never start a daemon
+ * that grants access (SPEC 12): exit 2 naming the variable, never the value. */
+Test(cli, serve_refuses_placeholder_secrets)
+{
+    struct qs_test_standin s;
+    if (qs_test_standin_start(&s, NULL) != 0) {
+        qs_test_standin_stop(&s);
+        cr_assert_fail("stand-in did not start");
+    }
+    char *dir = qs_test_mkdtemp("cli-placeholder");
+    char dest[600], qurl[128];
+    snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+    snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=%s", s.url);
+    char *out = NULL;
+
+    char *env1[] = {CLEAN_ENV, dest, qurl, "QSNAP_ADMIN_TOKEN=REPLACE_ME_WITH_A_LONG_RANDOM_TOKEN",
+                    NULL};
+    int rc = serve_exit(env1, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "QSNAP_ADMIN_TOKEN: the value is a template placeholder"), "%s",
+                       out);
+    cr_assert_null(strstr(out, "REPLACE_ME_WITH"), "%s", out);
+    free(out);
+
+    /* A placeholder S3 secret key, from its file. */
+    char keyfile[700], keyvar[800];
+    snprintf(keyfile, sizeof(keyfile), "%s/secret-key", dir);
+    FILE *f = fopen(keyfile, "w");
+    cr_assert_not_null(f);
+    fputs("CHANGEME-minio-secret-key\n", f);
+    fclose(f);
+    snprintf(keyvar, sizeof(keyvar), "QSNAP_S3_SECRET_ACCESS_KEY_FILE=%s", keyfile);
+    char *env2[] = {CLEAN_ENV,
+                    "QSNAP_DESTINATION=s3://cortex-backups/qdrant",
+                    "QSNAP_S3_ENDPOINT=http://127.0.0.1:9",
+                    qurl,
+                    "QSNAP_S3_ACCESS_KEY_ID=" ACCESS_KEY,
+                    keyvar,
+                    "QSNAP_ADMIN_TOKEN=" ADMIN_TOKEN,
+                    NULL};
+    rc = serve_exit(env2, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_assert_not_null(
+        strstr(out, "QSNAP_S3_SECRET_ACCESS_KEY_FILE: the value is a template placeholder"), "%s",
+        out);
+    cr_assert_null(strstr(out, "minio-secret-key"), "%s", out);
+    free(out);
+
+    /* And the access key id from the deployment template. */
+    char *env3[] = {CLEAN_ENV,
+                    "QSNAP_DESTINATION=s3://cortex-backups/qdrant",
+                    "QSNAP_S3_ENDPOINT=http://127.0.0.1:9",
+                    qurl,
+                    "QSNAP_S3_ACCESS_KEY_ID=REPLACE_WITH_MINIO_ACCESS_KEY_ID",
+                    "QSNAP_S3_SECRET_ACCESS_KEY=" SECRET_KEY,
+                    NULL};
+    rc = serve_exit(env3, &out);
+    cr_assert_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "QSNAP_S3_ACCESS_KEY_ID: the value is a template placeholder"),
+                       "%s", out);
+    cr_assert_null(strstr(out, "MINIO_ACCESS_KEY_ID"), "%s", out);
+    free(out);
+    qs_test_standin_stop(&s);
+    qs_test_rmrf(dir);
+    free(dir);
+}
+
+/* Restore-drill scratch collections are never backed up (exit 2, before any
+ * peer is contacted). */
+Test(cli, backup_refuses_drill_scratch_collection)
+{
+    char *env[] = {CLEAN_ENV, "QSNAP_DESTINATION=file:///tmp",
+                   "QSNAP_QDRANT_URL=http://127.0.0.1:9", NULL};
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "notes__qsnap_drill",
+                    NULL};
+    char *out = NULL;
+    cr_assert_eq(qs_test_run(argv, env, &out), 2, "%s", out);
+    cr_assert_not_null(strstr(out, "never backed up"), "%s", out);
     free(out);
 }

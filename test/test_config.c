@@ -391,6 +391,52 @@ Test(config, bad_secret_values_are_not_echoed)
     cr_assert_null(strstr(err.msg, SECRET_KEY), "%s", err.msg);
 }
 
+/* The deployment template's values (and anything like them) never grant
+ * access: every secret, from the variable or its file, any case. */
+Test(config, placeholder_secrets_are_refused)
+{
+    static const struct {
+        const char *var, *value;
+    } cases[] = {
+        {"QSNAP_ADMIN_TOKEN", "REPLACE_WITH_A_LONG_RANDOM_TOKEN"},
+        {"QSNAP_ADMIN_TOKEN", "REPLACE_ME_0123456789abcdef"},
+        {"QSNAP_ADMIN_TOKEN", "please-changeme-0123456789"},
+        {"QSNAP_S3_ACCESS_KEY_ID", "REPLACE_WITH_MINIO_ACCESS_KEY_ID"},
+        {"QSNAP_S3_SECRET_ACCESS_KEY", "REPLACE_WITH_MINIO_SECRET_ACCESS_KEY"},
+        {"QSNAP_S3_SECRET_ACCESS_KEY", "xx-ChangeMe-xx"},
+        {"QSNAP_QDRANT_API_KEY", "qdrant-key-replace-me"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char env[160];
+        snprintf(env, sizeof(env), "%s=%s", cases[i].var, cases[i].value);
+        struct qs_config cfg;
+        struct qs_error err;
+        cr_assert_eq(load(&cfg, &err, env, NULL), QS_ECONFIG, "%s accepted", env);
+        cr_assert_not_null(strstr(err.msg, cases[i].var), "%s", err.msg);
+        cr_assert_not_null(strstr(err.msg, "placeholder"), "%s", err.msg);
+        cr_assert_null(strstr(err.msg, cases[i].value), "%s", err.msg);
+        cr_assert_null(cfg.destination);
+
+        /* the same from the *_FILE variant */
+        char content[128];
+        int len = snprintf(content, sizeof(content), "%s\n", cases[i].value);
+        const char *f = temp_file(content, (size_t)len);
+        snprintf(env, sizeof(env), "%s_FILE=%s", cases[i].var, f);
+        char wantvar[80];
+        snprintf(wantvar, sizeof(wantvar), "%s_FILE", cases[i].var);
+        cr_assert_eq(load(&cfg, &err, env, NULL), QS_ECONFIG, "%s accepted", env);
+        cr_assert_not_null(strstr(err.msg, wantvar), "%s", err.msg);
+        cr_assert_not_null(strstr(err.msg, "placeholder"), "%s", err.msg);
+        cr_assert_null(strstr(err.msg, cases[i].value), "%s", err.msg);
+        unlink(f);
+    }
+    /* Real values that merely look similar are fine. */
+    struct qs_config cfg;
+    LOAD_OK(&cfg, "QSNAP_ADMIN_TOKEN=replac3-chang3me-0123456789", "QSNAP_QDRANT_API_KEY=REPLAC");
+    qs_config_free(&cfg);
+    qs_log_clear_secrets();
+}
+
 /* ---- QSNAP_DESTINATION ---------------------------------------------------------- */
 
 Test(config, destination_s3)
@@ -650,6 +696,15 @@ Test(config, drill_schedule)
 }
 
 /* ---- selection and retention ------------------------------------------------------- */
+
+Test(config, collections_never_name_a_drill_scratch_collection)
+{
+    expect_error("QSNAP_COLLECTIONS", "restore-drill scratch",
+                 "QSNAP_COLLECTIONS=agent,agent__qsnap_drill", NULL);
+    struct qs_config cfg;
+    LOAD_OK(&cfg, "QSNAP_COLLECTIONS=agent__qsnap_drill_notes");
+    qs_config_free(&cfg);
+}
 
 Test(config, collections)
 {

@@ -185,32 +185,49 @@ Test(deploy_names, rules_use_only_spec_metric_names)
 /* ---- against a running daemon ------------------------------------------- */
 
 static struct qs_test_daemon daemon_;
+static struct qs_test_standin standin_;
 static char *dest_dir;
-static char dest_env[600];
+static char dest_env[600], qdrant_env[128];
 
+/* Series exist for selected collections that exist in Qdrant: the stand-in
+ * holds both. */
 static void start_daemon(void)
 {
+    cr_assert_eq(qs_test_standin_start(&standin_, NULL), 0, "Qdrant stand-in did not start");
+    static const char *const colls[] = {"agent_a", "agent_b"};
+    for (size_t i = 0; i < 2; i++) {
+        char url[256], body[128];
+        snprintf(url, sizeof(url), "%s/__standin/collections", standin_.url);
+        snprintf(body, sizeof(body), "{\"name\":\"%s\",\"points\":10,\"dim\":4}", colls[i]);
+        const char *h[] = {"Content-Type: application/json", NULL};
+        struct qs_test_resp r = {0};
+        cr_assert_eq(qs_test_http("POST", url, h, body, strlen(body), &r), 0);
+        cr_assert_eq(r.status, 200, "stand-in: %ld %s", r.status, r.body);
+        qs_test_resp_free(&r);
+    }
     dest_dir = qs_test_mkdtemp("deploy");
     cr_assert_not_null(dest_dir);
     snprintf(dest_env, sizeof(dest_env), "QSNAP_DESTINATION=file://%s", dest_dir);
-    char *env[] = {dest_env,
-                   "QSNAP_SCHEDULE=0 3 * * *",
-                   "QSNAP_COLLECTIONS=agent_a,agent_b",
-                   "QSNAP_QDRANT_URL=http://127.0.0.1:9",
-                   "QSNAP_LOG_FORMAT=json",
-                   NULL};
+    snprintf(qdrant_env, sizeof(qdrant_env), "QSNAP_QDRANT_URL=%s", standin_.url);
+    char *env[] = {dest_env,   "QSNAP_SCHEDULE=0 3 * * *", "QSNAP_COLLECTIONS=agent_a,agent_b",
+                   qdrant_env, "QSNAP_LOG_FORMAT=json",    NULL};
     int rc = qs_test_daemon_start(&daemon_, env);
+    char ready[128];
+    snprintf(ready, sizeof(ready), "%s/readyz", daemon_.url);
+    if (rc == 0)
+        rc = qs_test_wait_http(ready, 30);
     if (rc != 0) {
         char *log = daemon_.log != NULL ? qs_test_read_file(daemon_.log, NULL) : NULL;
         cr_log_error("qsnap serve did not come up; log:\n%s", log != NULL ? log : "(none)");
         free(log);
     }
-    cr_assert_eq(rc, 0, "qsnap serve did not answer /healthz");
+    cr_assert_eq(rc, 0, "qsnap serve did not become ready");
 }
 
 static void stop_daemon(void)
 {
     qs_test_daemon_stop(&daemon_, 10);
+    qs_test_standin_stop(&standin_);
     if (dest_dir != NULL)
         qs_test_rmrf(dest_dir);
     free(dest_dir);
@@ -242,9 +259,13 @@ Test(deploy_idle, alert_counters_exist_at_zero)
         "qsnap_backups_total{collection=\"agent_a\",result=\"success\"} 0",
         "qsnap_backups_total{collection=\"agent_b\",result=\"failure\"} 0",
         "qsnap_restore_total{result=\"failure\"} 0",
-        /* no backup yet: stale, and QsnapNoBackupEver sees 0 */
-        "qsnap_backup_stale{collection=\"agent_a\"} 1",
+        /* no backup yet, but just seen: not stale during the grace */
+        "qsnap_backup_stale{collection=\"agent_a\"} 0",
         "qsnap_backup_last_success_timestamp_seconds{collection=\"agent_a\"} 0",
+        "qsnap_backup_consecutive_failures{collection=\"agent_a\"} 0",
+        "qsnap_restore_drill_last_success_timestamp_seconds{collection=\"agent_a\"} 0",
+        "qsnap_restore_drill_total{result=\"failure\"} 0",
+        "qsnap_restore_drill_interval_seconds 0",
         /* QsnapBackupStale / QsnapNoBackupEver compare with this */
         "qsnap_schedule_interval_seconds 86400",
     };
@@ -252,6 +273,9 @@ Test(deploy_idle, alert_counters_exist_at_zero)
         cr_expect_not_null(strstr(body, want[i]), "/metrics lacks '%s'", want[i]);
     cr_expect_not_null(strstr(body, "\nprocess_start_time_seconds "),
                        "/metrics lacks process_start_time_seconds");
+    cr_expect_not_null(
+        strstr(body, "\nqsnap_collection_first_seen_timestamp_seconds{collection=\"agent_b\"} "),
+        "/metrics lacks first_seen of agent_b");
     free(body);
 }
 
@@ -311,10 +335,9 @@ Test(deploy_live, every_rule_metric_is_exported, .timeout = 300)
 
     int backed_up = wait_for_text(
         &d, "qsnap_backups_total{collection=\"agent_live\",result=\"success\"} 1", 60);
-    int drilled =
-        backed_up == 0
-            ? wait_for_text(&d, "qsnap_restore_drill_last_success_timestamp_seconds{", 150)
-            : -1;
+    int drilled = backed_up == 0
+                      ? wait_for_text(&d, "qsnap_restore_drill_total{result=\"success\"} 1", 150)
+                      : -1;
 
     struct names names = {0};
     rule_names(&names);

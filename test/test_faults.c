@@ -776,7 +776,10 @@ Test(faults, s3_unreachable_at_startup_then_back)
     mt = daemon_get("/metrics", NULL);
     cr_assert_eq(qs_test_backups_total(mt, "down", "failure"), 1.0, "%s", mt);
     cr_assert_eq(qs_test_backups_total(mt, "down", "success"), 0.0, "%s", mt);
-    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_stale{collection=\"down\"}"), 1.0, "%s", mt);
+    /* never backed up, but first seen moments ago: inside its grace */
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_stale{collection=\"down\"}"), 0.0, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backup_consecutive_failures{collection=\"down\"}"), 1.0,
+                 "%s", mt);
     cr_assert_eq(qs_test_metric(mt, "qsnap_backup_in_progress"), 0.0, "%s", mt);
     free(mt);
 

@@ -731,3 +731,71 @@ Test(manifest, classify_listing)
     cr_assert_eq(l.ncomplete + l.nincomplete + l.norphans + l.nignored, 0);
     qs_manifest_listing_deinit(&l);
 }
+
+/* Drill results ("{c}/{S}.drill.json") belong to their backup's manifest; a
+ * drill result without a manifest is incomplete (cleaned after the grace),
+ * and is never mistaken for a manifest of a snapshot "S.drill". */
+Test(manifest, classify_drill_results)
+{
+    const struct qs_listed_key keys[] = {
+        /* complete backup with its drill result */
+        {"c/a.snapshot", 100, 1000},
+        {"c/a.snapshot.json", 1, 1001},
+        {"c/a.snapshot.drill.json", 1, 5000},
+        /* complete backup, never drilled */
+        {"c/b.snapshot", 100, 2000},
+        {"c/b.snapshot.json", 1, 2001},
+        /* orphan manifest with its drill result: the result stays with it */
+        {"c/o.snapshot.json", 1, 900},
+        {"c/o.snapshot.drill.json", 1, 950},
+        /* drill result whose backup is gone */
+        {"c/gone.snapshot.drill.json", 1, 700},
+        /* not a drill result: hidden, invalid stem */
+        {"c/.x.drill.json", 1, 1},
+        {"c/.drill.json", 1, 1},
+    };
+    const size_t n = sizeof(keys) / sizeof(keys[0]);
+    struct qs_manifest_listing l;
+    cr_assert_eq(qs_manifest_classify(keys, n, &l), 0);
+    cr_assert_eq(l.ncomplete, 2);
+    const struct qs_listed_backup *b = find_backup(l.complete, l.ncomplete, "c/a.snapshot.json");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->drill_key, "c/a.snapshot.drill.json");
+    cr_assert_str_eq(b->object_key, "c/a.snapshot");
+    b = find_backup(l.complete, l.ncomplete, "c/b.snapshot.json");
+    cr_assert_not_null(b);
+    cr_assert_null(b->drill_key);
+    cr_assert_eq(l.norphans, 1);
+    cr_assert_str_eq(l.orphans[0].drill_key, "c/o.snapshot.drill.json");
+    cr_assert_eq(l.nincomplete, 1);
+    cr_assert_str_eq(l.incomplete[0].key, "c/gone.snapshot.drill.json");
+    cr_assert_str_eq(l.incomplete[0].collection, "c");
+    cr_assert_eq(l.incomplete[0].last_modified, 700);
+    cr_assert_eq(l.nignored, 2, "%zu", l.nignored);
+    qs_manifest_listing_deinit(&l);
+}
+
+Test(manifest, drill_key_and_reserved_snapshot_names)
+{
+    char key[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_drill_key("c", SNAP, key, sizeof(key)), 0);
+    cr_assert_str_eq(key, "c/" SNAP ".drill.json");
+    cr_assert_eq(qs_manifest_drill_key("a:b", SNAP, key, sizeof(key)), QS_EINVAL);
+    /* A snapshot named "x.drill" would have a manifest "x.drill.json", the
+     * drill result key of "x": such names are refused. */
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("x.drill"), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name("x.drill.snapshot"), 1);
+    cr_assert_eq(qs_manifest_key("c", "x.drill", key, sizeof(key)), QS_EINVAL);
+    /* The largest names (an escaped leading-dot collection of the longest
+     * length) still fit QS_MANIFEST_KEY_MAX. */
+    char coll[QS_COLLECTION_NAME_MAX + 1], snap[256];
+    memset(coll, 'c', QS_COLLECTION_NAME_MAX);
+    coll[0] = '.';
+    coll[QS_COLLECTION_NAME_MAX] = '\0';
+    memset(snap, 's', 255);
+    snap[255] = '\0';
+    cr_assert_eq(qs_manifest_drill_key(coll, snap, key, sizeof(key)), 0);
+    cr_assert_eq(strlen(key),
+                 1 + QS_COLLECTION_NAME_MAX + 1 + 255 + strlen(QS_MANIFEST_DRILL_SUFFIX));
+    cr_assert_eq(key[0], QS_MANIFEST_DOT_ESCAPE);
+}

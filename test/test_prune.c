@@ -192,6 +192,25 @@ static void seed_backup(struct dest *d, const char *coll, int64_t created, char 
         strcpy(man, mkey);
 }
 
+/* The drill result of the backup of coll created at `created` (written at
+ * `t`: file:// mtime); its key goes to key. */
+static void seed_drill(struct dest *d, const char *coll, int64_t created, int64_t t, char *key)
+{
+    char snap[300];
+    snap_name(coll, created, "", snap, sizeof(snap));
+    cr_assert_eq(qs_manifest_drill_key(coll, snap, key, QS_MANIFEST_KEY_MAX), 0);
+    char body[600];
+    int n = snprintf(body, sizeof(body),
+                     "{\"format\":1,\"collection\":\"%s\",\"snapshot\":\"%s\","
+                     "\"result\":\"success\",\"finished\":\"2025-02-01T04:00:07Z\","
+                     "\"points_expected\":10,\"points_restored\":10,\"error\":null}\n",
+                     coll, snap);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_put_buffer(d->st, key, body, (size_t)n, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+    set_mtime(d, key, t);
+}
+
 /* An object without manifest, last modified at t (file:// only). */
 static void seed_incomplete(struct dest *d, const char *coll, int64_t t, const char *tag, char *key)
 {
@@ -258,12 +277,12 @@ static char *report_actions(const char *out)
 {
     struct qs_buf b;
     qs_buf_init(&b);
-    static const char *const acts[] = {"delete-manifest ", "delete-object ", "delete-incomplete ",
-                                       "abort-upload "};
+    static const char *const acts[] = {"delete-manifest ", "delete-drill-result ", "delete-object ",
+                                       "delete-incomplete ", "abort-upload "};
     for (const char *p = out; *p != '\0';) {
         const char *e = strchr(p, '\n');
         size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-        for (size_t i = 0; i < 4; i++)
+        for (size_t i = 0; i < sizeof(acts) / sizeof(acts[0]); i++)
             if (strncmp(p, acts[i], strlen(acts[i])) == 0) {
                 const char *paren = memmem(p, n, " (", 2);
                 size_t k = paren != NULL ? (size_t)(paren - p) : n;
@@ -326,18 +345,28 @@ static void assert_same_lines(const char *have, const char *want, const char *wh
  * 10, 11, 11.5 and 12 days old (relative to `now`), recording what
  * retention 7d / keep-min 3 keeps and deletes. Dates are 10 minutes younger
  * than whole days so that the real time passing during the test does not
- * move a backup across the 7-day line. */
+ * move a backup across the 7-day line. alpha's odd-day backups carry a
+ * drill result, which goes with its backup (after the manifest). */
 static void seed_backups(struct dest *d, int64_t now, struct model *m)
 {
     static const char *const colls[] = {"alpha", "beta"};
-    char obj[QS_MANIFEST_KEY_MAX], man[QS_MANIFEST_KEY_MAX];
+    char obj[QS_MANIFEST_KEY_MAX], man[QS_MANIFEST_KEY_MAX], drill[QS_MANIFEST_KEY_MAX];
     for (size_t c = 0; c < 2; c++) {
         for (int k = 12; k >= 1; k--) { /* oldest first: the plan's order */
-            seed_backup(d, colls[c], now - k * DAY + 600, obj, man);
+            int64_t created = now - k * DAY + 600;
+            seed_backup(d, colls[c], created, obj, man);
+            int drilled = c == 0 && k % 2 == 1;
+            if (drilled)
+                seed_drill(d, colls[c], created, created + 3600, drill);
             if (k > 7) {
-                qs_buf_printf(&m->actions, "delete-manifest %s\ndelete-object %s\n", man, obj);
+                qs_buf_printf(&m->actions, "delete-manifest %s\n", man);
+                if (drilled)
+                    qs_buf_printf(&m->actions, "delete-drill-result %s\n", drill);
+                qs_buf_printf(&m->actions, "delete-object %s\n", obj);
             } else {
                 qs_buf_printf(&m->keep, "%s\n%s\n", obj, man);
+                if (drilled)
+                    qs_buf_printf(&m->keep, "%s\n", drill);
             }
         }
     }
@@ -404,6 +433,12 @@ Test(prune_file, survivors_and_dry_run)
     seed_incomplete(&d, "beta", now - 3600, "-fresh", fresh);
     qs_buf_printf(&m.actions, "delete-incomplete %s\n", old);
     qs_buf_printf(&m.keep, "%s\n", fresh);
+    /* Drill results whose backup is gone: incomplete, never a backup. */
+    char drill_old[QS_MANIFEST_KEY_MAX], drill_fresh[QS_MANIFEST_KEY_MAX];
+    seed_drill(&d, "beta", now - 40 * DAY, now - 2 * DAY, drill_old);
+    seed_drill(&d, "gamma", now - 41 * DAY, now - 3600, drill_fresh);
+    qs_buf_printf(&m.actions, "delete-incomplete %s\n", drill_old);
+    qs_buf_printf(&m.keep, "%s\n", drill_fresh);
     /* Temporaries are the file:// backend's unfinished uploads. */
     char tmp_old[QS_MANIFEST_KEY_MAX], tmp_fresh[QS_MANIFEST_KEY_MAX];
     snprintf(tmp_old, sizeof(tmp_old), "gamma/gamma-4242-upload-2d.snapshot");
@@ -414,7 +449,7 @@ Test(prune_file, survivors_and_dry_run)
     qs_buf_printf(&m.keep, "upload %s\n", tmp_fresh);
 
     prune_and_check(&d, &m,
-                    "deleted: 11 backups, 1 incomplete objects, 1 uploads; 17 backups kept");
+                    "deleted: 11 backups, 2 incomplete objects, 1 uploads; 17 backups kept");
 
     /* A second prune has nothing left to do. */
     char *out = NULL;
@@ -441,9 +476,11 @@ Test(prune_s3, survivors_and_dry_run)
     struct model m;
     model_init(&m);
     seed_backups(&d, t1, &m);
-    char old[QS_MANIFEST_KEY_MAX];
+    char old[QS_MANIFEST_KEY_MAX], drill_old[QS_MANIFEST_KEY_MAX];
     seed_incomplete(&d, "alpha", real, "-old", old);
     qs_buf_printf(&m.actions, "delete-incomplete %s\n", old);
+    seed_drill(&d, "beta", real - 40 * DAY, real, drill_old); /* its backup is gone */
+    qs_buf_printf(&m.actions, "delete-incomplete %s\n", drill_old);
 
     /* An open multipart upload (more than one part written). */
     struct qs_error err;
@@ -461,7 +498,7 @@ Test(prune_s3, survivors_and_dry_run)
     qs_buf_printf(&m.actions, "abort-upload %s\n", mp_key);
 
     prune_and_check(&d, &m,
-                    "deleted: 11 backups, 1 incomplete objects, 1 uploads; 17 backups kept");
+                    "deleted: 11 backups, 2 incomplete objects, 1 uploads; 17 backups kept");
     qs_storage_put_abort(put); /* already aborted by the prune: must not matter */
 
     /* Run 2: an upload in progress (object written just now) stays. */

@@ -21,6 +21,8 @@
 #include "qsnap/catalog.h"
 #include "qsnap/error.h"
 #include "qsnap/manifest.h"
+#include "qsnap/qdrant.h"
+#include "qsnap/restore.h"
 #include "qsnap/storage.h"
 #include "qsnap/util.h"
 #include "support.h"
@@ -733,6 +735,57 @@ static void corrupt_points(struct world *w, const char *coll)
     qs_manifest_deinit(&m);
 }
 
+/* The drill result stored beside the newest backup of coll (caller deletes),
+ * or NULL when there is none. */
+static cJSON *drill_result(struct world *w, const char *coll)
+{
+    struct qs_manifest m;
+    latest_manifest(w, coll, &m);
+    char key[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_drill_key(coll, m.snapshot, key, sizeof(key)), 0);
+    qs_manifest_deinit(&m);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    struct qs_error err;
+    int rc = qs_storage_get_buffer(w->st, key, 65536, &b, NULL, &err);
+    cr_assert(rc == 0 || rc == QS_ENOTFOUND, "%s: %s", key, err.msg);
+    cJSON *j = rc == 0 ? cJSON_Parse(b.data) : NULL;
+    cr_assert(rc != 0 || j != NULL, "%s is not JSON: %s", key, b.data);
+    qs_buf_free(&b);
+    return j;
+}
+
+/* The "drill" object of the newest backup of coll in a {"backups":[...]}
+ * listing (borrowed from list; cJSON null when never drilled). */
+static const cJSON *listed_drill(const cJSON *list, const char *coll)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(list, "backups"))
+    {
+        if (strcmp(jstr(e, "collection"), coll) == 0) {
+            const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "drill");
+            cr_assert_not_null(d, "backup of %s listed without \"drill\"", coll);
+            return d;
+        }
+    }
+    cr_assert_fail("no backup of %s listed", coll);
+    return NULL;
+}
+
+static cJSON *get_backups(struct qs_test_daemon *d)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/backups", d->url);
+    return http_json("GET", url, NULL, 200);
+}
+
+static void wait_ready(struct qs_test_daemon *d)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/readyz", d->url);
+    cr_assert_eq(qs_test_wait_http(url, 30), 0, "daemon never became ready");
+}
+
 Test(restore, drill_restores_into_scratch_and_cleans_up)
 {
     struct world w;
@@ -768,17 +821,89 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
     cr_assert_eq(jnum(state_coll(st, "bad"), "restores"), 0);
     cJSON_Delete(st);
 
+    /* Each drill's result is stored beside the backup it tested. */
+    cJSON *good = drill_result(&w, "good"), *bad = drill_result(&w, "bad");
+    cr_assert_not_null(good, "no drill result for good");
+    cr_assert_not_null(bad, "no drill result for bad");
+    cr_assert_str_eq(jstr(good, "result"), "success");
+    cr_assert_eq(jnum(good, "points_expected"), 800);
+    cr_assert_eq(jnum(good, "points_restored"), 800);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(good, "error")));
+    cr_assert_str_eq(jstr(bad, "result"), "failure");
+    cr_assert_eq(jnum(bad, "points_expected"), 601);
+    cr_assert_eq(jnum(bad, "points_restored"), 600);
+    cr_assert_not_null(strstr(jstr(bad, "error"), "601"), "%s", jstr(bad, "error"));
+    int64_t good_finished = 0;
+    cr_assert_eq(qs_time_parse(jstr(good, "finished"), &good_finished), 0);
+
     char *mt = qs_test_daemon_metrics(&d);
-    cr_assert_gt(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
-                            "\"good\"}"),
-                 1e9, "%s", mt);
+    double gm = metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
+                           "\"good\"}");
+    cr_assert(gm >= (double)good_finished - 2 && gm <= (double)good_finished + 2,
+              "drill metric %f, result finished %lld", gm, (long long)good_finished);
     cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
                             "\"bad\"}"),
-                 -1, "a failed drill set the drill metric:\n%s", mt);
+                 0, "a failed drill set the drill metric:\n%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"success\"}"), 1, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"failure\"}"), 1, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_interval_seconds"), 60, "%s", mt);
     /* drills are not restores */
     cr_assert_eq(metric(mt, "qsnap_restore_total{result=\"success\"}"), 0, "%s", mt);
+    char *pout = NULL;
+    cr_assert_eq(qs_test_promtool_check(mt, &pout), 0, "promtool: %s", pout);
+    free(pout);
     free(mt);
+
+    /* GET /v1/backups shows each backup's drill result. */
+    cJSON *list = get_backups(&d);
+    const cJSON *ld = listed_drill(list, "good");
+    cr_assert_str_eq(jstr(ld, "result"), "success");
+    cr_assert_str_eq(jstr(ld, "finished"), jstr(good, "finished"));
+    cr_assert_eq(jnum(ld, "points_restored"), 800);
+    ld = listed_drill(list, "bad");
+    cr_assert_str_eq(jstr(ld, "result"), "failure");
+    cr_assert_not_null(strstr(jstr(ld, "error"), "601"));
+    cJSON_Delete(list);
     daemon_stop(&d);
+
+    /* After a restart (no drills scheduled) the results are seeded. */
+    daemon_start(&d, &w, NULL);
+    wait_ready(&d);
+    mt = qs_test_daemon_metrics(&d);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
+                            "\"good\"}"),
+                 (double)good_finished, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
+                            "\"bad\"}"),
+                 0, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"failure\"}"), 0, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_interval_seconds"), 0, "%s", mt);
+    free(mt);
+    list = get_backups(&d);
+    cr_assert_str_eq(jstr(listed_drill(list, "good"), "result"), "success");
+    cr_assert_str_eq(jstr(listed_drill(list, "bad"), "result"), "failure");
+    cJSON_Delete(list);
+    daemon_stop(&d);
+
+    /* qsnap list shows them too. */
+    char *out = NULL;
+    cr_assert_eq(qsnap(&w, NULL, &out, "list", "--json", NULL, NULL, NULL, NULL, NULL), 0, "%s",
+                 out);
+    list = cJSON_Parse(out);
+    cr_assert_not_null(list, "%s", out);
+    cr_assert_str_eq(jstr(listed_drill(list, "good"), "finished"), jstr(good, "finished"));
+    cr_assert_str_eq(jstr(listed_drill(list, "bad"), "result"), "failure");
+    cJSON_Delete(list);
+    free(out);
+    cr_assert_eq(qsnap(&w, NULL, &out, "list", NULL, NULL, NULL, NULL, NULL, NULL), 0, "%s", out);
+    char want[64];
+    snprintf(want, sizeof(want), "ok %s", jstr(good, "finished"));
+    cr_assert_not_null(strstr(out, "DRILL"), "%s", out);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    cr_assert_not_null(strstr(out, "FAILED "), "%s", out);
+    free(out);
+    cJSON_Delete(good);
+    cJSON_Delete(bad);
     world_close(&w);
 }
 
@@ -797,6 +922,9 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
     int rc = wait_log(&d, "drill job failed", 30);
     char *log = qs_test_read_file(d.log, NULL);
     cr_assert_eq(rc, 0, "no failed drill:\n%s", log);
+    /* The upload failed, so there was no scratch collection to delete:
+     * that is no error. */
+    cr_assert_null(strstr(log, "could not delete drill scratch collection"), "%s", log);
     free(log);
     cJSON *st = standin_state(&w);
     const cJSON *up = last_upload(st, "c__qsnap_drill");
@@ -807,9 +935,72 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
     cJSON_Delete(st);
     char *mt = qs_test_daemon_metrics(&d);
     cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection=\"c\"}"),
-                 -1, "%s", mt);
+                 0, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"failure\"}"), 1, "%s", mt);
+    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"success\"}"), 0, "%s", mt);
     free(mt);
     daemon_stop(&d);
+    /* The failure is recorded; the restore never got to count points. */
+    cJSON *r = drill_result(&w, "c");
+    cr_assert_not_null(r, "no drill result");
+    cr_assert_str_eq(jstr(r, "result"), "failure");
+    cr_assert_eq(jnum(r, "points_expected"), 500);
+    cr_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "points_restored")));
+    cr_assert_not_null(strstr(jstr(r, "error"), "500"), "%s", jstr(r, "error"));
+    cJSON_Delete(r);
+    world_close(&w);
+}
+
+/* A newer drill of the same backup replaces its result (the result is not a
+ * backup object); the catalog reports the latest one. */
+Test(restore, newer_drill_replaces_the_result)
+{
+    struct world w;
+    world_open(&w, 0, "redrill");
+    make_collection(&w, "c", 300, 16);
+    backup(&w, "c", "none");
+    struct qs_qdrant_opts qo = {.url = w.qd.url};
+    struct qs_qdrant *q = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_new(&qo, &q, &err), 0, "%s", err.msg);
+    struct qs_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    struct qs_backup_env env = {.cfg = &cfg, .storage = w.st, .qdrant = q, .progress = NULL};
+    struct qs_manifest m;
+    latest_manifest(&w, "c", &m);
+
+    struct qs_job_item item = {0};
+    cr_assert_eq(qs_restore_drill(&env, "c", m.snapshot, &item, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(item.snapshot, m.snapshot);
+    free(item.snapshot);
+    free(item.object);
+    free(item.error);
+    cJSON *r = drill_result(&w, "c");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(jstr(r, "result"), "success");
+    cr_assert_str_eq(jstr(r, "snapshot"), m.snapshot);
+    cJSON_Delete(r);
+
+    standin_post(&w, "/__standin/faults", "{\"fail_uploads\":1,\"upload_status\":500}");
+    memset(&item, 0, sizeof(item));
+    cr_assert_neq(qs_restore_drill(&env, "c", m.snapshot, &item, &err), 0);
+    free(item.snapshot);
+    free(item.object);
+    free(item.error);
+    r = drill_result(&w, "c");
+    cr_assert_not_null(r);
+    cr_assert_str_eq(jstr(r, "result"), "failure");
+    cJSON_Delete(r);
+
+    struct qs_catalog cat;
+    cr_assert_eq(qs_catalog_load(w.st, "c", QS_CATALOG_DRILLS, &cat, &err), 0, "%s", err.msg);
+    cr_assert_eq(cat.nbackups, 1);
+    cr_assert_eq(cat.backups[0].drill_state, 1);
+    cr_assert_eq(cat.backups[0].drill.ok, 0);
+    cr_assert_eq(cat.nincomplete, 0, "a drill result counted as an incomplete object");
+    qs_catalog_deinit(&cat);
+    qs_manifest_deinit(&m);
+    qs_qdrant_free(q);
     world_close(&w);
 }
 

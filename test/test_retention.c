@@ -193,18 +193,195 @@ Test(retention, future_dated_manifest_kept_and_not_counted)
     };
     run(&s);
 
-    /* Even with no protection at all a future-dated backup stays; one second
-     * in the future is already "future", the present is not. */
+    /* Even with no protection at all an undatable backup stays. Times up to
+     * the skew ahead are trusted (0 s old), one second more is suspect. */
+    const int64_t SKEW = QS_RETENTION_CLOCK_SKEW_S;
     struct scenario s2 = {
         .name = "future, keep_min 0, retention 0",
         .policy = {0, 0, DAY},
-        .backups = {{"c", -1, true}, {"c", -400 * DAY, true}, {"c", 0, true}, {"c", 1, true}},
-        .nbackups = 4,
+        .backups = {{"c", -1, true},
+                    {"c", -400 * DAY, true},
+                    {"c", 0, true},
+                    {"c", 1, true},
+                    {"c", -SKEW, true},
+                    {"c", -SKEW - 1, true}},
+        .nbackups = 6,
         .deleted = {3},
         .ndeleted = 1,
         .nwarnings = 2,
     };
     run(&s2);
+}
+
+/* The backup of a collection under test: created (manifest), written
+ * (manifest's LastModified). */
+#define B(snap, created, written)                                                                  \
+    {                                                                                              \
+        "c", snap, created, true, "c/" snap, "c/" snap ".json", written, NULL                      \
+    }
+
+/* Issue: one backup taken while Qdrant's clock ran a month ahead was kept
+ * forever and pinned retention. Dated by when it was written, it ages and is
+ * pruned like the others once keep_min newer backups exist. */
+Test(retention, suspect_backup_is_dated_by_write_time_and_pruned)
+{
+    const struct qs_retention_backup b[] = {
+        B("s", NOW + 30 * DAY, NOW - 10 * DAY),
+        B("g1", NOW - 1 * DAY, NOW - 1 * DAY),
+        B("g2", NOW - 2 * DAY, NOW - 2 * DAY),
+        B("g3", NOW - 3 * DAY, NOW - 3 * DAY),
+    };
+    struct qs_retention_plan plan;
+    cr_assert_eq(qs_retention_plan(b, 4, NULL, 0, NOW, &WEEK_KEEP3, &plan, NULL), 0);
+    cr_assert_eq(plan.nactions, 2);
+    cr_assert_eq(plan.actions[0].kind, QS_RETENTION_DELETE_MANIFEST);
+    cr_assert_str_eq(plan.actions[0].key, "c/s.json");
+    cr_assert_not_null(strstr(plan.actions[0].reason, "written 2025-01-22T03:30:00Z"), "%s",
+                       plan.actions[0].reason);
+    cr_assert_eq(plan.actions[1].kind, QS_RETENTION_DELETE_OBJECT);
+    cr_assert_eq(plan.deleted_backups, 1);
+    cr_assert_eq(plan.suspect, 1);
+    cr_assert_eq(plan.kept_future, 0);
+    cr_assert_eq(plan.nwarnings, 1);
+    /* The warning names collection, snapshot and how far ahead it is. */
+    cr_assert_not_null(strstr(plan.warnings[0], "collection c: snapshot s "), "%s",
+                       plan.warnings[0]);
+    cr_assert_not_null(strstr(plan.warnings[0], "2592000 s ahead"), "%s", plan.warnings[0]);
+    cr_assert_not_null(strstr(plan.warnings[0], "2025-01-22T03:30:00Z"), "%s", plan.warnings[0]);
+    /* It is not the newest backup for freshness. */
+    int64_t t = 0;
+    cr_assert_eq(qs_retention_newest(NULL, b, 4, "c", NOW, &t), 0);
+    cr_assert_eq(t, NOW - DAY);
+    qs_retention_plan_deinit(&plan);
+}
+
+Test(retention, suspect_backups_never_take_keep_min_from_genuine_ones)
+{
+    /* Backups have failed for 10 days; a suspect one was written yesterday.
+     * The 3 newest genuine ones stay (keep_min), and so does the suspect one
+     * (1 day old); only the 4th genuine one goes. */
+    const struct qs_retention_backup b[] = {
+        B("g10", NOW - 10 * DAY, NOW - 10 * DAY), B("g11", NOW - 11 * DAY, NOW - 11 * DAY),
+        B("g12", NOW - 12 * DAY, NOW - 12 * DAY), B("g13", NOW - 13 * DAY, NOW - 13 * DAY),
+        B("s", NOW + 365 * DAY, NOW - 1 * DAY),
+    };
+    struct qs_retention_plan plan;
+    cr_assert_eq(qs_retention_plan(b, 5, NULL, 0, NOW, &WEEK_KEEP3, &plan, NULL), 0);
+    cr_assert_eq(plan.deleted_backups, 1);
+    cr_assert_str_eq(plan.actions[0].key, "c/g13.json");
+    cr_assert_eq(plan.kept_complete, 4);
+    /* Freshness: the suspect one counts from when it was written. */
+    int64_t t = 0;
+    cr_assert_eq(qs_retention_newest(&plan, b, 5, "c", NOW, &t), 0);
+    cr_assert_eq(t, NOW - DAY);
+    qs_retention_plan_deinit(&plan);
+}
+
+Test(retention, suspect_backup_written_with_a_genuine_one_counts_as_older)
+{
+    /* Same write second: the genuine backup takes the keep_min slot, whatever
+     * the names say (the suspect one's name sorts after it). */
+    const struct qs_retention_backup b[] = {
+        B("z-suspect", NOW + 30 * DAY, NOW - 8 * DAY),
+        B("a-genuine", NOW - 8 * DAY, NOW - 8 * DAY),
+    };
+    struct qs_retention_policy p = {WEEK, 1, DAY};
+    struct qs_retention_plan plan;
+    cr_assert_eq(qs_retention_plan(b, 2, NULL, 0, NOW, &p, &plan, NULL), 0);
+    cr_assert_eq(plan.deleted_backups, 1);
+    cr_assert_str_eq(plan.actions[0].key, "c/z-suspect.json");
+    qs_retention_plan_deinit(&plan);
+}
+
+Test(retention, suspect_backups_are_protected_among_the_newest)
+{
+    /* Qdrant's clock is always ahead and backups have failed for 10 days:
+     * every backup is suspect; keep_min still keeps the 3 newest. */
+    const struct qs_retention_backup b[] = {
+        B("s10", NOW + 90 * DAY, NOW - 10 * DAY),
+        B("s11", NOW + 89 * DAY, NOW - 11 * DAY),
+        B("s12", NOW + 88 * DAY, NOW - 12 * DAY),
+        B("s13", NOW + 87 * DAY, NOW - 13 * DAY),
+    };
+    struct qs_retention_plan plan;
+    cr_assert_eq(qs_retention_plan(b, 4, NULL, 0, NOW, &WEEK_KEEP3, &plan, NULL), 0);
+    cr_assert_eq(plan.deleted_backups, 1);
+    cr_assert_str_eq(plan.actions[0].key, "c/s13.json");
+    cr_assert_eq(plan.suspect, 4);
+    cr_assert_eq(plan.nwarnings, 4);
+    qs_retention_plan_deinit(&plan);
+}
+
+Test(retention, drill_result_deleted_between_manifest_and_object)
+{
+    struct qs_retention_backup b[] = {
+        B("old", NOW - 30 * DAY, NOW - 30 * DAY),
+        B("new", NOW - 1 * DAY, NOW - 1 * DAY),
+    };
+    b[0].drill_key = "c/old.drill.json";
+    b[1].drill_key = "c/new.drill.json";
+    struct qs_retention_policy p = {WEEK, 1, DAY};
+    struct qs_retention_plan plan;
+    cr_assert_eq(qs_retention_plan(b, 2, NULL, 0, NOW, &p, &plan, NULL), 0);
+    cr_assert_eq(plan.nactions, 3);
+    cr_assert_eq(plan.actions[0].kind, QS_RETENTION_DELETE_MANIFEST);
+    cr_assert_str_eq(plan.actions[0].key, "c/old.json");
+    cr_assert_eq(plan.actions[1].kind, QS_RETENTION_DELETE_DRILL);
+    cr_assert_str_eq(plan.actions[1].key, "c/old.drill.json");
+    cr_assert_eq(plan.actions[1].index, 0);
+    cr_assert_not_null(strstr(plan.actions[1].reason, "c/old.json"), "%s", plan.actions[1].reason);
+    cr_assert_eq(plan.actions[2].kind, QS_RETENTION_DELETE_OBJECT);
+    cr_assert_str_eq(plan.actions[2].key, "c/old");
+    cr_assert_eq(plan.actions[2].index, 0);
+    cr_assert_eq(plan.deleted_backups, 1);
+    cr_assert_str_eq(qs_retention_action_name(QS_RETENTION_DELETE_DRILL), "delete-drill-result");
+    qs_retention_plan_deinit(&plan);
+
+    /* An orphan drill result (its backup is gone) is an incomplete object. */
+    const struct qs_retention_backup orphan[] = {
+        {"c", NULL, 0, false, "c/gone.drill.json", NULL, NOW - DAY - 1, NULL},
+        {"c", NULL, 0, false, "c/young.drill.json", NULL, NOW - DAY, NULL},
+    };
+    cr_assert_eq(qs_retention_plan(orphan, 2, NULL, 0, NOW, &p, &plan, NULL), 0);
+    cr_assert_eq(plan.nactions, 1);
+    cr_assert_eq(plan.actions[0].kind, QS_RETENTION_DELETE_INCOMPLETE);
+    cr_assert_str_eq(plan.actions[0].key, "c/gone.drill.json");
+    cr_assert_eq(plan.deleted_backups, 0);
+    cr_assert_eq(plan.kept_complete, 0);
+    qs_retention_plan_deinit(&plan);
+}
+
+Test(retention, backup_time)
+{
+    const int64_t SKEW = QS_RETENTION_CLOCK_SKEW_S;
+    bool sus = true;
+    cr_assert_eq(qs_retention_backup_time(NOW - DAY, NOW + 400 * DAY, NOW, &sus), NOW - DAY);
+    cr_assert_eq(sus, false);
+    cr_assert_eq(qs_retention_backup_time(NOW + SKEW, 0, NOW, &sus), NOW + SKEW);
+    cr_assert_eq(sus, false);
+    cr_assert_eq(qs_retention_backup_time(NOW + SKEW + 1, NOW - HOUR, NOW, &sus), NOW - HOUR);
+    cr_assert_eq(sus, true);
+    cr_assert_eq(qs_retention_backup_time(NOW + 30 * DAY, NOW + SKEW, NOW, &sus), NOW + SKEW);
+    cr_assert_eq(qs_retention_backup_time(NOW + 30 * DAY, NOW + SKEW + 1, NOW, &sus), -1);
+    cr_assert_eq(sus, true);
+    cr_assert_eq(qs_retention_backup_time(NOW + 30 * DAY, 0, NOW, NULL), -1);
+    cr_assert_eq(qs_retention_backup_time(INT64_MAX, NOW, NOW, NULL), NOW);
+}
+
+Test(retention, staleness_with_grace_from_first_sight)
+{
+    const int64_t S = 26 * HOUR;
+    /* With a backup: its age decides, first sight plays no role. */
+    cr_assert_eq(qs_retention_is_stale(NOW - S, NOW - 100 * DAY, NOW, S), 0);
+    cr_assert_eq(qs_retention_is_stale(NOW - S - 1, NOW, NOW, S), 1);
+    cr_assert_eq(qs_retention_is_stale(NOW + HOUR, NOW - 100 * DAY, NOW, S), 0);
+    /* Without one: stale only after the grace from first sight. */
+    cr_assert_eq(qs_retention_is_stale(0, NOW, NOW, S), 0);
+    cr_assert_eq(qs_retention_is_stale(0, NOW - S, NOW, S), 0);
+    cr_assert_eq(qs_retention_is_stale(0, NOW - S - 1, NOW, S), 1);
+    cr_assert_eq(qs_retention_is_stale(0, NOW + DAY, NOW, S), 0);
+    /* Never seen and never backed up: stale. */
+    cr_assert_eq(qs_retention_is_stale(0, 0, NOW, S), 1);
 }
 
 Test(retention, future_warning_text)
@@ -360,8 +537,9 @@ Test(retention, multipart_uploads_by_age)
 Test(retention, order_backups_then_incomplete_then_uploads)
 {
     const struct qs_retention_backup b[] = {
-        {"c", NULL, 0, false, "c/x.snapshot", NULL, NOW - 3 * DAY},
-        {"c", "old.snapshot", NOW - 30 * DAY, true, "c/old.snapshot", "c/old.snapshot.json", 0},
+        {"c", NULL, 0, false, "c/x.snapshot", NULL, NOW - 3 * DAY, NULL},
+        {"c", "old.snapshot", NOW - 30 * DAY, true, "c/old.snapshot", "c/old.snapshot.json", 0,
+         NULL},
     };
     const struct qs_retention_upload up[] = {{"c/y.snapshot", "u1", NOW - 3 * DAY}};
     struct qs_retention_policy p = {WEEK, 0, DAY};
@@ -439,10 +617,10 @@ Test(retention, invalid_input)
     p = (struct qs_retention_policy){WEEK, 3, -1};
     cr_assert_eq(qs_retention_plan(NULL, 0, NULL, 0, NOW, &p, &plan, &err), QS_EINVAL);
     cr_assert_eq(qs_retention_plan(NULL, 0, NULL, 0, NOW, NULL, &plan, &err), QS_EINVAL);
-    const struct qs_retention_backup no_manifest = {"c", "s", NOW, true, "c/s", NULL, 0};
+    const struct qs_retention_backup no_manifest = {"c", "s", NOW, true, "c/s", NULL, 0, NULL};
     cr_assert_eq(qs_retention_plan(&no_manifest, 1, NULL, 0, NOW, &WEEK_KEEP3, &plan, &err),
                  QS_EINVAL);
-    const struct qs_retention_backup no_object = {"c", "s", NOW, false, NULL, NULL, 0};
+    const struct qs_retention_backup no_object = {"c", "s", NOW, false, NULL, NULL, 0, NULL};
     cr_assert_eq(qs_retention_plan(&no_object, 1, NULL, 0, NOW, &WEEK_KEEP3, &plan, &err),
                  QS_EINVAL);
     const struct qs_retention_upload no_id = {"c/s", NULL, 0};
@@ -455,12 +633,12 @@ Test(retention, invalid_input)
 Test(retention, metrics_helpers)
 {
     const struct qs_retention_backup b[] = {
-        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0},
-        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0},
-        {"a", "3", NOW - 1 * DAY, true, "a/3", "a/3.json", 0},
-        {"a", "4", NOW + 1 * DAY, true, "a/4", "a/4.json", 0},
-        {"a", NULL, 0, false, "a/5", NULL, NOW - 1 * HOUR},
-        {"b", "6", NOW - 2 * DAY, true, "b/6", "b/6.json", 0},
+        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0, NULL},
+        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0, NULL},
+        {"a", "3", NOW - 1 * DAY, true, "a/3", "a/3.json", 0, NULL},
+        {"a", "4", NOW + 1 * DAY, true, "a/4", "a/4.json", 0, NULL},
+        {"a", NULL, 0, false, "a/5", NULL, NOW - 1 * HOUR, NULL},
+        {"b", "6", NOW - 2 * DAY, true, "b/6", "b/6.json", 0, NULL},
     };
     struct qs_retention_policy p = {WEEK, 1, DAY};
     struct qs_retention_plan plan;
@@ -484,8 +662,8 @@ Test(retention, metrics_helpers)
 
     /* Without a plan: among all complete ones; a pruned one is not "newest". */
     const struct qs_retention_backup old[] = {
-        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0},
-        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0},
+        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0, NULL},
+        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0, NULL},
     };
     cr_assert_eq(qs_retention_newest(NULL, old, 2, "a", NOW, &t), 0);
     cr_assert_eq(t, NOW - 20 * DAY);

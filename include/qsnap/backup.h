@@ -35,7 +35,8 @@ struct qs_backup_summary {
 };
 
 /* Backs up collections (borrowed, n names; n == 0 means QSNAP_COLLECTIONS, or
- * every collection Qdrant lists when that is unset). In full mode the names
+ * every collection Qdrant lists when that is unset, except restore-drill
+ * scratch collections). In full mode the names
  * are ignored and one full-storage snapshot is taken. Returns 0 when every
  * collection succeeded, QS_ECANCELED when cancelled, otherwise a negative
  * code with err describing the first failure (summary tells partial from

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qsnap/drill.h"
 #include "qsnap/error.h"
 #include "qsnap/manifest.h"
 #include "qsnap/storage.h"
@@ -19,7 +20,13 @@
 struct qs_catalog_backup {
     struct qs_manifest m;
     char *manifest_key;
-    uint64_t object_size; /* as listed */
+    uint64_t object_size;   /* as listed */
+    int64_t manifest_mtime; /* the manifest's LastModified: when the backup was written */
+    char *drill_key;        /* its drill result "{c}/{S}.drill.json", NULL when none */
+    /* With QS_CATALOG_DRILLS: 1 when drill holds the parsed drill result, -1
+     * when the drill result could not be parsed (left in place), 0 otherwise. */
+    int drill_state;
+    struct qs_drill_result drill;
 };
 
 /* An object without manifest, or an open multipart upload. Owned. */
@@ -50,10 +57,16 @@ struct qs_catalog {
     size_t nnewer;
 };
 
+/* Flags of qs_catalog_load(). */
+enum {
+    QS_CATALOG_UPLOADS = 1, /* also list open multipart uploads (or file:// temporaries) */
+    QS_CATALOG_DRILLS = 2,  /* also read each backup's drill result */
+};
+
 /* Loads the catalog of one collection (borrowed; NULL = all) from storage
- * (borrowed). with_uploads: also list open multipart uploads (or file://
- * temporaries). out borrowed (filled; caller deinits even on error). */
-int qs_catalog_load(struct qs_storage *storage, const char *collection, int with_uploads,
+ * (borrowed). flags: QS_CATALOG_* (0 = backups and incomplete objects only).
+ * out borrowed (filled; caller deinits even on error). */
+int qs_catalog_load(struct qs_storage *storage, const char *collection, int flags,
                     struct qs_catalog *out, struct qs_error *err);
 void qs_catalog_deinit(struct qs_catalog *cat);
 
@@ -72,7 +85,11 @@ int qs_catalog_latest(const struct qs_catalog *cat, const char *collection,
 
 /* Appends {"backups":[...]} (newest first; each: collection, snapshot,
  * created, size, sha256, compression, stored_size, object, points_count,
- * qdrant_version) to out. */
+ * qdrant_version, mode, drill) to out. drill is the backup's latest drill
+ * result {"result": "success"|"failure", "finished", "duration_s",
+ * "points_expected", "points_restored", "error"}, or null when the backup was
+ * never drilled (or the catalog was loaded without QS_CATALOG_DRILLS, or its
+ * drill result is unreadable). */
 int qs_catalog_to_json(const struct qs_catalog *cat, struct qs_buf *out);
 
 #endif

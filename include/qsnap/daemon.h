@@ -84,4 +84,8 @@ void qs_daemon_shutdown(struct qs_daemon *d, const char *reason);
 /* 1 once shutdown has started (e.g. to refuse new triggers with 503). */
 int qs_daemon_shutting_down(const struct qs_daemon *d);
 
+/* A test-only knob in milliseconds: the environment variable name (borrowed)
+ * holding 1..600000, else 0 (unset or invalid). */
+uint64_t qs_daemon_test_knob_ms(const char *name);
+
 #endif

@@ -7,8 +7,12 @@
  *   C/S        the snapshot as streamed (C/S.gz when gzip-compressed)
  *   C/S.json   the manifest, written only after the object was verified
  *
+ * and, once a restore drill has tested it, its drill result (drill.h):
+ *
+ *   C/S.drill.json
+ *
  * A backup exists only once its manifest exists. Objects without a manifest
- * are incomplete.
+ * are incomplete, and so is a drill result without its manifest.
  *
  * Full-storage snapshots (QSNAP_MODE=full) live in the reserved directory
  * QS_MANIFEST_FULL_DIR (":full"). Qdrant forbids ':' in collection names, so
@@ -16,9 +20,9 @@
  * ":full" in the `collection` field and "full" in `mode`.
  *
  * Snapshot names accepted by qsnap (qs_manifest_is_valid_snapshot_name) never
- * end in ".json", ".gz" or ".tmp", so the key of a manifest, of a plain object
- * and of a compressed object can never be confused. Qdrant's own names
- * ("C-PEERID-YYYY-MM-DD-HH-MM-SS.snapshot",
+ * end in ".json", ".gz", ".tmp" or ".drill" and never start with ':', so the
+ * key of a manifest, of a drill result, of a plain object and of a compressed
+ * object can never be confused. Qdrant's own names ("C-PEERID-YYYY-MM-DD-HH-MM-SS.snapshot",
  * "full-snapshot-YYYY-MM-DD-HH-MM-SS.snapshot") always qualify.
  *
  * Key components never begin with '.' (the storage layer reserves those for
@@ -52,6 +56,8 @@
 /* Suffixes of manifests and compressed objects. */
 #define QS_MANIFEST_SUFFIX ".json"
 #define QS_MANIFEST_GZ_SUFFIX ".gz"
+/* Suffix of a backup's drill result ("{c}/{snapshot}.drill.json"). */
+#define QS_MANIFEST_DRILL_SUFFIX ".drill.json"
 
 /* Escape put in front of a key component whose name begins with '.'. */
 #define QS_MANIFEST_DOT_ESCAPE ':'
@@ -64,7 +70,7 @@
 #define QS_COLLECTION_NAME_MAX 213
 
 /* Upper bound of a relative key built by the helpers below
- * (escape + 213-byte collection + '/' + escape + 255-byte snapshot + ".json"). */
+ * (escape + 213-byte collection + '/' + escape + 255-byte snapshot + ".drill.json"). */
 #define QS_MANIFEST_KEY_MAX 1300
 
 /* One manifest. All strings are owned by the struct (malloc'd) and freed by
@@ -133,7 +139,7 @@ int qs_manifest_is_valid_collection_name(const char *name);
 
 /* 1 when name (borrowed) is a snapshot name qsnap can store: 1-255 bytes, no
  * '/', '\\' or control characters, not "." or "..", not starting with ':'
- * (the key escape), not ending in ".json", ".gz" or ".tmp". Else 0. */
+ * (the key escape), not ending in ".json", ".gz", ".tmp" or ".drill". Else 0. */
 int qs_manifest_is_valid_snapshot_name(const char *name);
 
 /* Writes the key prefix "{collection}/" (escaped as described at the top)
@@ -153,6 +159,10 @@ int qs_manifest_object_key(const char *collection, const char *snapshot, int com
 /* Writes the manifest key "{collection}/{snapshot}.json" into out. Same rules
  * and results as qs_manifest_object_key(). */
 int qs_manifest_key(const char *collection, const char *snapshot, char *out, size_t cap);
+
+/* Writes the drill result key "{collection}/{snapshot}.drill.json" into out.
+ * Same rules and results as qs_manifest_object_key(). */
+int qs_manifest_drill_key(const char *collection, const char *snapshot, char *out, size_t cap);
 
 /* ---- classifying a destination listing ----------------------------------- */
 
@@ -175,6 +185,7 @@ struct qs_listed_backup {
     char *alt_object_key;  /* the other of "{c}/{snapshot}" and "{c}/{snapshot}.gz" when both
                               exist (the manifest's `object` tells which belongs to the
                               backup), else NULL */
+    char *drill_key;       /* "{c}/{snapshot}.drill.json" when listed, else NULL */
 };
 
 /* An object that may be a backup object but has no manifest. Strings owned. */
@@ -190,7 +201,8 @@ struct qs_listed_object {
 struct qs_manifest_listing {
     struct qs_listed_backup *complete; /* manifest and object present */
     size_t ncomplete;
-    struct qs_listed_object *incomplete; /* "{c}/{name}.snapshot[.gz]" without manifest */
+    struct qs_listed_object *incomplete; /* "{c}/{name}.snapshot[.gz]" and
+                                            "{c}/{name}.drill.json" without manifest */
     size_t nincomplete;
     struct qs_listed_backup *orphans; /* manifest without object (should not happen) */
     size_t norphans;
@@ -200,12 +212,16 @@ struct qs_manifest_listing {
 /* Groups a listing (keys borrowed, n entries) into complete backups,
  * incomplete objects and orphan manifests. Keys that are not exactly
  * "{dir}/{name}" with a valid directory (collection name, escaped as described
- * at the top, or ":full"), hidden names (leading '.'), "*.tmp" names and anything not recognisable
- * as a manifest or snapshot object are ignored and only counted. Only names ending in ".snapshot"
- * or ".snapshot.gz" are reported as incomplete, so nothing foreign under the prefix is ever offered
- * for deletion. When both "S" and "S.gz" exist next to "S.json", the plain one is object_key, the
- * other alt_object_key, and it is also counted as ignored. Duplicate keys are ignored. out borrowed
- * (filled; caller deinits). Returns 0 or UV_ENOMEM (out then empty). */
+ * at the top, or ":full"), hidden names (leading '.'), "*.tmp" names and anything not
+ * recognisable as a manifest, drill result or snapshot object are ignored and only counted.
+ * A drill result "{c}/{S}.drill.json" belongs to the manifest "{c}/{S}.json"
+ * (complete or orphan: drill_key); without that manifest it is incomplete.
+ * Only names ending in ".snapshot" or ".snapshot.gz", and drill results, are
+ * reported as incomplete, so nothing foreign under the prefix is ever offered
+ * for deletion. When both "S" and "S.gz" exist next to "S.json", the plain one is
+ * object_key, the other alt_object_key, and it is also counted as ignored. Duplicate
+ * keys are ignored. out borrowed (filled; caller deinits). Returns 0 or UV_ENOMEM
+ * (out then empty). */
 int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
                          struct qs_manifest_listing *out);
 

@@ -1,7 +1,9 @@
 /* Remote pruning (SPEC section 5): load the catalog, plan with the pure
- * retention policy, then execute the plan (manifest before object, so an
- * interrupted prune leaves at worst an incomplete object, never a manifest
- * that points at nothing). Blocking: worker threads and CLI only. */
+ * retention policy, then execute the plan (manifest, then the backup's drill
+ * result, then its object, so an interrupted prune leaves at worst an
+ * incomplete object or drill result, never a manifest that points at
+ * nothing; when deleting a manifest fails, its drill result and object are
+ * left alone). Blocking: worker threads and CLI only. */
 #ifndef QSNAP_PRUNE_H
 #define QSNAP_PRUNE_H
 
@@ -14,8 +16,8 @@
 #include "qsnap/util.h"
 
 struct qs_prune_result {
-    size_t deleted_backups;    /* complete backups removed (manifest + object) */
-    size_t deleted_incomplete; /* objects without manifest removed */
+    size_t deleted_backups;    /* complete backups removed (manifest, drill result, object) */
+    size_t deleted_incomplete; /* objects and drill results without manifest removed */
     size_t aborted_uploads;    /* multipart uploads aborted / temporaries removed */
     size_t failed;             /* actions that failed (logged) */
     size_t stored;             /* complete backups kept */

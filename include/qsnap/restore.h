@@ -13,11 +13,9 @@
 #define QSNAP_RESTORE_H
 
 #include "qsnap/backup.h"
+#include "qsnap/drill.h"
 #include "qsnap/error.h"
 #include "qsnap/job.h"
-
-/* Suffix of restore-drill scratch collections. */
-#define QS_DRILL_SUFFIX "__qsnap_drill"
 
 struct qs_restore_req {
     const char *collection; /* backed-up collection (borrowed) */
@@ -31,10 +29,16 @@ struct qs_restore_req {
 int qs_restore_run(const struct qs_backup_env *env, const struct qs_restore_req *req,
                    struct qs_job_item *item, struct qs_error *err);
 
-/* Restore drill of one collection: restores its newest backup into
- * "{collection}__qsnap_drill", compares points_count, and deletes the
- * scratch collection whatever happened. Never touches the real collection. */
-int qs_restore_drill(const struct qs_backup_env *env, const char *collection,
+/* Restore drill of one collection: restores its backup `snapshot` (NULL or
+ * "latest" = the newest) into "{collection}__qsnap_drill", compares
+ * points_count, and deletes the scratch collection whatever happened. Never
+ * touches the real collection. Then stores the outcome beside the backup
+ * (drill.h: "{collection}/{snapshot}.drill.json", replacing an earlier
+ * result; not when no backup was found or the drill was cancelled; a failed
+ * write is logged and does not change the outcome). env, strings, item and
+ * err borrowed; item receives the snapshot and outcome as for
+ * qs_restore_run(). Returns 0 or the failure's code. */
+int qs_restore_drill(const struct qs_backup_env *env, const char *collection, const char *snapshot,
                      struct qs_job_item *item, struct qs_error *err);
 
 /* 1 when name may be used as a restore target: a valid Qdrant collection

@@ -7,7 +7,22 @@
  * uv_async_t wake-up. Short blocking look-ups (probes, catalog listings for
  * GET /v1/backups and restore validation, the startup seeding of metrics)
  * run on libuv's threadpool with uv_queue_work. Job state, metrics and the
- * HTTP answers are only ever touched on the loop thread. */
+ * HTTP answers are only ever touched on the loop thread.
+ *
+ * Per-collection series (SPEC section 12) exist only for collections that
+ * are selected for backup and exist in Qdrant: the probe lists Qdrant's
+ * collections, a collection that is gone loses its series at the next probe
+ * (its state is kept: the series come back as they were if it returns), and
+ * restore-drill scratch collections never get any. The series project a
+ * per-collection state seeded at startup from the destination (newest and
+ * oldest backup, drill results), so freshness, the grace from first sight
+ * and drill times survive a restart. A backup time from the future beyond
+ * QS_RETENTION_CLOCK_SKEW_S is logged and not trusted for freshness
+ * (retention.h). POST /v1/backup?collection=c answers 404 when c does not
+ * exist in Qdrant, before any job starts.
+ *
+ * Test-only knob (not part of the configuration contract):
+ * QSNAP_TEST_PROBE_INTERVAL_MS replaces the 30 s probe interval. */
 #ifndef QSNAP_SERVICE_H
 #define QSNAP_SERVICE_H
 
