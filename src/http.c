@@ -418,14 +418,21 @@ static int format_response(struct qs_buf *out, int status, const char *ctype, co
     return rc != 0 ? UV_ENOMEM : 0;
 }
 
+/* Error messages are at most this long in a body (after redaction). */
+#define ERROR_MSG_MAX 1024
+
 static int format_json_error(struct qs_buf *body, const char *message)
 {
-    char msg[512];
-    qs_strlcpy(msg, message != NULL ? message : "", sizeof(msg));
-    qs_log_redact(msg, sizeof(msg));
+    /* Redact first: a secret cut by the length limit would go unrecognised. */
+    char *msg = qs_log_redacted(message);
+    if (msg == NULL)
+        return UV_ENOMEM;
+    if (strlen(msg) > ERROR_MSG_MAX)
+        msg[ERROR_MSG_MAX] = '\0';
     int rc = qs_buf_append(body, "{\"error\":\"", 10);
     rc |= json_escape(body, msg);
     rc |= qs_buf_append(body, "\"}", 2);
+    free(msg);
     return rc != 0 ? UV_ENOMEM : 0;
 }
 
