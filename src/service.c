@@ -981,13 +981,33 @@ static void h_restore(struct qs_http_req *req, void *ud)
     }
     size_t len = 0;
     const char *body = qs_http_req_body(req, &len);
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (root == NULL || !cJSON_IsObject(root)) {
+    cJSON *root = NULL;
+    struct qs_error jerr;
+    if (qs_json_parse(body, len, &root, &jerr) != 0 || !cJSON_IsObject(root)) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "body: must be a JSON object like {\"collection\":\"c\"}%s%s",
+                 root == NULL ? ": " : "", root == NULL ? jerr.msg : "");
         cJSON_Delete(root);
-        {
-            qs_http_respond_json_error(req, 400,
-                                       "body: must be a JSON object like "
-                                       "{\"collection\":\"c\"}");
+        qs_http_respond_json_error(req, 400, msg);
+        return;
+    }
+    /* A misspelt field must not fall back to a default ("snaphsot" would
+     * restore the latest backup instead of the one asked for). */
+    static const char *const restore_fields[] = {"collection", "snapshot", "target", NULL};
+    for (const cJSON *f = root->child; f != NULL; f = f->next) {
+        size_t k = 0;
+        while (restore_fields[k] != NULL && strcmp(restore_fields[k], f->string) != 0)
+            k++;
+        if (restore_fields[k] == NULL) {
+            char name[68], msg[160];
+            size_t n = 0;
+            for (; f->string[n] != '\0' && n < 64; n++)
+                name[n] = f->string[n] > 0x20 && f->string[n] < 0x7f ? f->string[n] : '?';
+            name[n] = '\0';
+            snprintf(msg, sizeof(msg),
+                     "body: unknown field '%s' (accepted: collection, snapshot, target)", name);
+            cJSON_Delete(root);
+            qs_http_respond_json_error(req, 400, msg);
             return;
         }
     }
