@@ -1193,19 +1193,29 @@ int qs_service_start(struct qs_service *svc)
     uv_timer_init(svc->loop, &svc->probe_timer);
     svc->probe_timer.data = svc;
     svc->handles_open = 3;
-    struct {
+    /* What each route accepts: the server refuses other query parameters
+     * (400) and checks the token (401/403) before the body is read and the
+     * handler runs; the handlers' own checks stay as a second line. */
+    static const char *const p_collection[] = {"collection", NULL};
+    const struct {
         const char *method, *path;
         qs_http_handler_fn fn;
+        struct qs_http_route_opts opts;
     } routes[] = {
-        {"GET", "/readyz", h_readyz},       {"POST", "/v1/backup", h_backup},
-        {"POST", "/v1/restore", h_restore}, {"GET", "/v1/jobs/", h_job},
-        {"GET", "/v1/backups", h_backups},
+        {"GET", "/readyz", h_readyz, {NULL, 0}},
+        {"POST", "/v1/backup", h_backup, {p_collection, QS_HTTP_ROUTE_BEARER}},
+        {"POST", "/v1/restore", h_restore, {NULL, QS_HTTP_ROUTE_BEARER}},
+        {"GET", "/v1/jobs/", h_job, {NULL, 0}},
+        {"GET", "/v1/backups", h_backups, {p_collection, 0}},
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        rc = qs_http_route(svc->http, routes[i].method, routes[i].path, routes[i].fn, svc);
-        if (rc != 0)
-            return rc;
-    }
+    rc = qs_http_server_set_bearer(svc->http, svc->cfg->admin_token,
+                                   "POST endpoints are disabled: no admin token configured "
+                                   "(QSNAP_ADMIN_TOKEN)");
+    for (size_t i = 0; rc == 0 && i < sizeof(routes) / sizeof(routes[0]); i++)
+        rc = qs_http_route_ex(svc->http, routes[i].method, routes[i].path, routes[i].fn, svc,
+                              &routes[i].opts);
+    if (rc != 0)
+        return rc;
     svc->next_backup = next_fire(&svc->cfg->cron, now, svc->cfg->jitter_s);
     svc->next_drill = next_fire(&svc->cfg->drill_cron, now, 0);
     if (svc->next_backup > 0) {
