@@ -337,6 +337,8 @@ static void put_redacted_field(struct line *l, enum qs_log_format fmt, const cha
 }
 
 /* The formatted message (owned by the caller; NULL when out of memory). */
+static char *format_msg(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
 static char *format_msg(const char *fmt, va_list ap)
 {
     char small[1024];
