@@ -22,6 +22,10 @@
 #define MIN_OPEN 16
 #define PRESSURE_HEAD_MS 2000 /* head deadline while more than half the slots are taken */
 #define LOG_EVERY_MS 10000    /* at most one line per kind of trouble */
+/* Pending connections the kernel queues (capped by net.core.somaxconn): deep
+ * enough that a flood does not fill it, since a full queue drops a probe's
+ * SYN and the retry comes a second later. */
+#define LISTEN_BACKLOG 4096
 
 /* ---- requests --------------------------------------------------------------- */
 
@@ -1441,19 +1445,13 @@ static void head_done(struct conn *c)
     }
 }
 
-static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+/* Request bytes (borrowed) from the client. */
+static void conn_input(struct conn *c, const char *data, size_t n)
 {
-    struct conn *c = st->data;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        conn_close(c);
-        return;
-    }
     int status = 0;
-    int rc = qs_http_reader_feed(c->reader, buf->base, (size_t)nread, &status);
+    int rc = qs_http_reader_feed(c->reader, data, n, &status);
     if (rc < 0) {
-        uv_read_stop(st);
+        uv_read_stop((uv_stream_t *)&c->tcp);
         uv_timer_stop(&c->timer);
         conn_send_error(c, status, error_message(status), NULL, 0);
         return;
@@ -1466,6 +1464,18 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_enqueue(c, CLS_HEAD);
     if (!c->gated && qs_http_reader_head_done(c->reader))
         head_done(c);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = st->data;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    conn_input(c, buf->base, (size_t)nread);
 }
 
 static void reject_write_cb(uv_write_t *w, int status)
@@ -1510,14 +1520,6 @@ static void connection_cb(uv_stream_t *listener, int status)
         return;
     }
     s->stats.accepted++;
-    /* A client that sent its request right after connecting (a probe) is
-     * not idle, even before the loop reads it: libuv accepts a whole backlog
-     * at once, and idle connections accepted after it must not push it out. */
-    uv_os_fd_t fd;
-    char peek;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
-        recv(fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
-        conn_enqueue(c, CLS_HEAD);
     if (refuse) {
         s->stats.refused++;
         uint64_t now = uv_now(s->loop);
@@ -1546,8 +1548,21 @@ static void connection_cb(uv_stream_t *listener, int status)
         c->full_deadline = 0;
     }
     uv_timer_start(&c->timer, conn_timer_cb, deadline, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
         conn_close(c);
+        return;
+    }
+    /* What the client sent right after connecting (a probe's request) is
+     * read now, inside the accept batch: libuv accepts the whole backlog
+     * before it polls again, and under a flood that batch is long. A probe is
+     * then answered at once, and the idle connections accepted after it
+     * never push it out. The rest arrives through read_cb as usual. */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        ssize_t n = recv(fd, c->rbuf, sizeof(c->rbuf), MSG_DONTWAIT);
+        if (n > 0)
+            conn_input(c, c->rbuf, (size_t)n);
+    }
 }
 
 void qs_http_req_free(struct qs_http_req *req)
@@ -1689,7 +1704,7 @@ int qs_http_server_listen(struct qs_http_server *s, const char *host, int port,
         return qs_error_set(err, UV_EINVAL, "listen address: '%s' is not an IP address", h);
     int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, connection_cb);
+        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, connection_cb);
     if (rc != 0)
         return qs_error_set(err, rc, "listen on %s port %d: %s", h, port, uv_strerror(rc));
     struct sockaddr_storage bound;

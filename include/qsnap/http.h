@@ -18,8 +18,11 @@
  * longest without completing its request head, else the oldest one still
  * sending its body, and serves the new one; so a client that sends its
  * request promptly (a health probe) is answered however many idle
- * connections are held open. (A connection whose request bytes are already
- * waiting when it is accepted does not count as idle.) While more than half
+ * connections are held open. What a client sent right after connecting is
+ * read as soon as the connection is accepted (libuv accepts a whole backlog
+ * before it polls again), so a probe is answered within that batch and is
+ * never taken for idle; the kernel's accept queue is 4096 deep (capped by
+ * net.core.somaxconn), so a flood does not make it drop a probe's SYN. While more than half
  * of the slots are taken, new connections get 2 s instead of the full
  * deadline to send their head. Connections a handler holds or that are
  * being answered do not take reading slots; every open connection, lingering
