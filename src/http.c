@@ -41,6 +41,7 @@ struct qs_http_req {
     size_t nhdrs;
     struct qs_buf body;
     int expect_continue;
+    int has_body;      /* Content-Length > 0 or chunked */
     struct conn *conn; /* NULL when detached (client gone, or from a reader) */
     /* While a handler holds it, the request counts against its route's
      * max_pending (server != NULL), until answered or freed -- also after the
@@ -676,6 +677,8 @@ static int on_headers_complete(http_parser *p)
     const char *expect = qs_http_req_header(req, "Expect");
     if (expect != NULL && strcasecmp(expect, "100-continue") == 0)
         req->expect_continue = 1;
+    req->has_body =
+        (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
     return 0;
 }
 
@@ -1361,6 +1364,12 @@ static int gate(struct conn *c, const struct qs_http_req *req, size_t *route)
         return -1;
     }
     const struct route *r = &s->routes[*route];
+    if (req->has_body && strcmp(r->method, "GET") == 0) {
+        /* Nothing is read that no handler wants: only requests that passed
+         * their route's checks ever occupy a slot while a body arrives. */
+        conn_send_error(c, 400, "this endpoint takes no request body", NULL, head);
+        return -1;
+    }
     if (r->flags & QS_HTTP_ROUTE_BEARER) {
         int a = qs_http_bearer_ok(req, s->bearer);
         if (a == 403) {

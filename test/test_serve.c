@@ -448,6 +448,11 @@ Test(serve, expect_100_continue_only_after_route_and_token)
         {"POST /v1/backup?COLLECTION=x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
          "Authorization: Bearer " TOKEN "\r\nContent-Length: 3\r\n\r\n",
          "HTTP/1.1 400 "},
+        /* GET routes take no body: none is read */
+        {"GET /v1/backups HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+         "Content-Length: 3\r\n\r\n",
+         "HTTP/1.1 400 "},
+        {"GET /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n", "HTTP/1.1 400 "},
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         int fd = connect_raw(d.port);

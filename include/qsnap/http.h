@@ -47,7 +47,9 @@
  * the parameter) and whether the bearer token is required (401/403). The
  * server checks route, token and parameters as soon as the request head is
  * complete, before reading the body and before the handler runs; only then
- * does it answer `Expect: 100-continue` with 100 Continue. Chunked trailers
+ * does it answer `Expect: 100-continue` with 100 Continue. A request to a GET
+ * route must not carry a body (400), so only requests that passed their
+ * route's checks ever hold a slot while a body arrives. Chunked trailers
  * are read and dropped: they never become request headers.
  *
  * Paths are percent-decoded once and must be normalised: "//", "." and ".."
