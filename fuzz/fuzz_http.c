@@ -3,8 +3,9 @@
  * input byte picks how the rest is split into feed() calls, so partial
  * reads are exercised as the server sees them. Invariants: a request that
  * parses has a validated path (no "//", dot segments or control bytes) and
- * fits the limits; routing never lets HEAD reach a POST route; the bearer
- * check accepts exactly "Bearer <token>". */
+ * fits the limits; a query the route check accepts decodes cleanly; routing
+ * never lets HEAD reach a POST route; the bearer check accepts exactly
+ * "Bearer <token>". */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,16 @@ static void check_request(struct qs_http_req *req)
     check(q == 0 || q == 1 || q == QS_EINVAL || q == QS_ETOOBIG);
     if (q == 1)
         check(strlen(v) < sizeof(v));
+    /* a query the route check lets through decodes cleanly, and names no
+     * parameter twice or other than the accepted one */
+    static const char *const params[] = {"collection", NULL};
+    char msg[160];
+    int qc = qs_http_query_check(qs_http_req_query(req), params, msg, sizeof(msg));
+    check(qc == 0 || qc == QS_EINVAL);
+    if (qc == 0)
+        check(q != QS_EINVAL);
+    else
+        check(strlen(msg) < sizeof(msg));
 
     qs_http_handler_fn fn = NULL;
     void *ud = NULL;

@@ -146,17 +146,30 @@ static int get_plain(struct loader *L, const char *name, const char **out)
     return 0;
 }
 
+/* Opens path (named by var) for reading into *fd (owned) when it is a regular
+ * file. O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+ * writer (start-up would hang); the type is checked on the opened file, so
+ * nothing can be swapped in between. */
+static int open_regular_file(struct loader *L, const char *var, const char *path, int *fd)
+{
+    int f = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (f < 0)
+        return fail(L, "%s: cannot read '%s': %s", var, show(path).s, strerror(errno));
+    struct stat st;
+    if (fstat(f, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(f);
+        return fail(L, "%s: cannot read '%s': not a regular file", var, show(path).s);
+    }
+    *fd = f;
+    return 0;
+}
+
 /* Reads a secret file into *out (owned), stripping one trailing newline. */
 static int read_secret_file(struct loader *L, const char *var, const char *path, char **out)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fail(L, "%s: cannot read '%s': %s", var, show(path).s, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return fail(L, "%s: cannot read '%s': not a regular file", var, show(path).s);
-    }
+    int fd, rc;
+    if ((rc = open_regular_file(L, var, path, &fd)) != 0)
+        return rc;
     char *buf = malloc(MAX_SECRET_FILE + 1);
     if (buf == NULL) {
         close(fd);
@@ -245,6 +258,14 @@ static int get_secret(struct loader *L, const char *name, size_t min_len, char *
     if (has_ctl(val)) {
         free(val);
         return fail(L, "%s: the value contains control characters or line breaks", src);
+    }
+    /* One rule for every secret: no surrounding whitespace. HTTP header
+     * values lose it on the way, so such a token could never match; a
+     * mounted file's trailing newline was stripped above. */
+    size_t vlen = strlen(val);
+    if (vlen > 0 && (isspace((unsigned char)val[0]) || isspace((unsigned char)val[vlen - 1]))) {
+        free(val);
+        return fail(L, "%s: the value begins or ends with whitespace (remove it)", src);
     }
     if (is_placeholder(val)) {
         free(val);
@@ -563,14 +584,10 @@ static int load_s3(struct loader *L)
     if ((rc = get_plain(L, "QSNAP_S3_CA_FILE", &v)) != 0)
         return rc;
     if (v != NULL) {
-        int fd = open(v, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (fd < 0)
-            return fail(L, "QSNAP_S3_CA_FILE: cannot read '%s': %s", show(v).s, strerror(errno));
-        int regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+        int fd;
+        if ((rc = open_regular_file(L, "QSNAP_S3_CA_FILE", v, &fd)) != 0)
+            return rc;
         close(fd);
-        if (!regular)
-            return fail(L, "QSNAP_S3_CA_FILE: '%s' is not a regular file", show(v).s);
         if ((rc = set_str(L, &cfg->s3_ca_file, v, strlen(v))) != 0)
             return rc;
     }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "qsnap/log.h"
@@ -48,6 +49,81 @@ static uint64_t test_knob_ms(const char *name)
     char *end;
     unsigned long long ms = strtoull(v, &end, 10);
     return *end == '\0' && ms > 0 && ms <= 600000 ? (uint64_t)ms : 0;
+}
+
+/* Soft open-file limit the daemon asks for (at most the hard limit): room for
+ * the HTTP server's connection caps (4 x 256 open connections) and the rest
+ * of the process. */
+#define NOFILE_WANT 65536
+#define NOFILE_NEEDED 1200
+
+/* Raises the soft RLIMIT_NOFILE towards the hard limit, so a flood of
+ * connections meets the HTTP server's own caps, not accept() failing with
+ * EMFILE (which would drop health probes with the flood). */
+static void raise_nofile_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = NOFILE_WANT;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want)
+        want = rl.rlim_max;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        rlim_t before = rl.rlim_cur;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            QS_DEBUG("open-file limit raised from %llu to %llu", (unsigned long long)before,
+                     (unsigned long long)want);
+        else
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < NOFILE_NEEDED)
+        qs_log(QS_LOG_WARN, NULL,
+               "the open-file limit is %llu (hard limit %llu): the HTTP endpoint keeps fewer "
+               "connections open under load; raise it to at least %d",
+               (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, NOFILE_NEEDED);
+}
+
+/* ---- metrics of the HTTP endpoint ------------------------------------------ */
+
+static const struct {
+    const char *name;
+    const char *help;
+} http_counters[] = {
+    {"qsnap_http_connections_accepted_total", "Connections accepted by the HTTP endpoint."},
+    {"qsnap_http_connections_shed_total",
+     "Connections closed before their request was complete, to make room for new ones."},
+    {"qsnap_http_connections_refused_total",
+     "Connections answered 503 because none could be closed to make room."},
+    {"qsnap_http_connections_timed_out_total",
+     "Connections cut off by the deadline before their request was complete."},
+    {"qsnap_http_requests_busy_total",
+     "Requests answered 503 because their endpoint had too many requests in progress."},
+};
+
+static void http_metrics_cb(struct qs_metrics *m, void *ud)
+{
+    struct qs_daemon *d = ud;
+    struct qs_http_server_stats st;
+    qs_http_server_stats(d->http, &st);
+    const uint64_t v[] = {st.accepted, st.shed, st.refused, st.timed_out, st.busy};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        qs_metrics_set(m, http_counters[i].name, NULL, (double)v[i]);
+    qs_metrics_set(m, "qsnap_http_connections_open", NULL, (double)st.open);
+}
+
+static int register_http_metrics(struct qs_daemon *d)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < sizeof(http_counters) / sizeof(http_counters[0]); i++)
+        rc = qs_metrics_register(d->metrics, http_counters[i].name, QS_METRIC_COUNTER,
+                                 http_counters[i].help, NULL);
+    if (rc == 0)
+        rc = qs_metrics_register(d->metrics, "qsnap_http_connections_open", QS_METRIC_GAUGE,
+                                 "Connections open on the HTTP endpoint.", NULL);
+    if (rc == 0)
+        rc = qs_metrics_on_render(d->metrics, http_metrics_cb, d);
+    return rc;
 }
 
 /* ---- routes -------------------------------------------------------------- */
@@ -218,6 +294,7 @@ int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     d->cfg = cfg;
     signal(SIGPIPE, SIG_IGN);
+    raise_nofile_limit();
     int rc = uv_loop_init(&d->loop);
     if (rc != 0) {
         free(d);
@@ -231,7 +308,8 @@ int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
     if ((rc = qs_http_route(d->http, "GET", "/healthz", healthz_cb, d)) != 0 ||
-        (rc = qs_http_route(d->http, "GET", "/metrics", metrics_cb, d)) != 0) {
+        (rc = qs_http_route(d->http, "GET", "/metrics", metrics_cb, d)) != 0 ||
+        (rc = register_http_metrics(d)) != 0) {
         qs_daemon_free(d);
         return qs_error_set(err, rc, "adding routes: %s", qs_strerror(rc));
     }

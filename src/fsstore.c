@@ -243,8 +243,8 @@ static int read_meta(const char *metapath, struct qs_storage_meta *m)
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
-    cJSON *o = cJSON_Parse(buf);
-    if (o == NULL)
+    cJSON *o = NULL;
+    if (qs_json_parse(buf, n, &o, NULL) != 0)
         return QS_EPROTO;
     int rc = 0;
     for (cJSON *c = o->child; rc == 0 && c != NULL; c = c->next)

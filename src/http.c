@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <http_parser.h>
 #include <zlib.h>
@@ -15,7 +17,15 @@
 #define READ_BUF_SIZE 4096
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (256 * 1024)
-#define LINGER_FACTOR 4 /* lingering + refused connections: at most 4 x max_conns */
+#define OPEN_FACTOR 4  /* open connections of every kind: at most 4 x max_conns */
+#define FD_RESERVE 128 /* descriptors left to the rest of the process */
+#define MIN_OPEN 16
+#define PRESSURE_HEAD_MS 2000 /* head deadline while more than half the slots are taken */
+#define LOG_EVERY_MS 10000    /* at most one line per kind of trouble */
+/* Pending connections the kernel queues (capped by net.core.somaxconn): deep
+ * enough that a flood does not fill it, since a full queue drops a probe's
+ * SYN and the retry comes a second later. */
+#define LISTEN_BACKLOG 4096
 
 /* ---- requests --------------------------------------------------------------- */
 
@@ -31,13 +41,23 @@ struct qs_http_req {
     size_t nhdrs;
     struct qs_buf body;
     int expect_continue;
+    int has_body;      /* Content-Length > 0 or chunked */
     struct conn *conn; /* NULL when detached (client gone, or from a reader) */
+    /* While a handler holds it, the request counts against its route's
+     * max_pending (server != NULL), until answered or freed -- also after the
+     * client has gone, as the handler's work goes on. */
+    struct qs_http_server *server;
+    size_t route;
+    struct qs_http_req *pprev, *pnext; /* the server's pending list */
 };
+
+static void req_unpend(struct qs_http_req *req);
 
 static void req_free(struct qs_http_req *req)
 {
     if (req == NULL)
         return;
+    req_unpend(req);
     free(req->path);
     free(req->query);
     qs_buf_free(&req->hdrs);
@@ -104,8 +124,9 @@ static int hexval(char c)
     return -1;
 }
 
-/* Percent-decodes n bytes of s into out (cap bytes incl. NUL). Rejects
- * malformed escapes, NUL, and (when no_slash) an encoded '/'. */
+/* Percent-decodes n bytes of s into out (cap bytes incl. NUL; out NULL =
+ * only validate). Rejects malformed escapes, NUL, and (when no_slash) an
+ * encoded '/'. */
 static int pct_decode(const char *s, size_t n, int plus_space, int no_slash, char *out, size_t cap,
                       size_t *outlen)
 {
@@ -127,10 +148,14 @@ static int pct_decode(const char *s, size_t n, int plus_space, int no_slash, cha
         } else if (c == 0) {
             return QS_EINVAL;
         }
+        if (out == NULL)
+            continue;
         if (o + 1 >= cap)
             return QS_ETOOBIG;
         out[o++] = (char)c;
     }
+    if (out == NULL)
+        return 0;
     if (cap == 0)
         return QS_ETOOBIG;
     out[o] = '\0';
@@ -197,6 +222,84 @@ int qs_http_query_get(const char *query, const char *name, char *out, size_t cap
         p = amp + 1;
     }
     return 0;
+}
+
+/* A parameter name for a message: printable and bounded. */
+static void show_name(const char *name, size_t n, char *out, size_t cap)
+{
+    size_t o = 0, i = 0;
+    for (; i < n && o + 4 < cap && o < 64; i++)
+        out[o++] = (name[i] > 0x20 && name[i] < 0x7f) ? name[i] : '?';
+    if (i < n && cap > 4) {
+        memcpy(out + o, "...", 3);
+        o += 3;
+    }
+    if (cap > 0)
+        out[o] = '\0';
+}
+
+int qs_http_query_check(const char *query, const char *const *allowed, char *msg, size_t cap)
+{
+    if (query == NULL || *query == '\0')
+        return 0;
+    size_t nallowed = 0;
+    while (allowed != NULL && allowed[nallowed] != NULL)
+        nallowed++;
+    unsigned char seen[64] = {0};
+    char key[256], shown[80];
+    const char *p = query;
+    for (;;) {
+        const char *amp = strchr(p, '&');
+        size_t plen = amp != NULL ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', plen);
+        size_t klen = eq != NULL ? (size_t)(eq - p) : plen;
+        if (plen == 0) {
+            snprintf(msg, cap, "empty query parameter (\"&&\" or a trailing '&')");
+            return QS_EINVAL;
+        }
+        if (klen == 0) {
+            snprintf(msg, cap, "empty query parameter name");
+            return QS_EINVAL;
+        }
+        size_t kn;
+        int rc = pct_decode(p, klen, 1, 0, key, sizeof(key), &kn);
+        if (rc == QS_ETOOBIG) {
+            show_name(p, klen, shown, sizeof(shown));
+            snprintf(msg, cap, "unknown query parameter '%s'", shown);
+            return QS_EINVAL;
+        }
+        if (rc != 0) {
+            snprintf(msg, cap, "malformed query parameter name (bad %%-escape)");
+            return QS_EINVAL;
+        }
+        size_t k = 0;
+        while (k < nallowed && strcmp(allowed[k], key) != 0)
+            k++;
+        show_name(key, kn, shown, sizeof(shown));
+        if (k == nallowed) {
+            snprintf(msg, cap, "unknown query parameter '%s'", shown);
+            return QS_EINVAL;
+        }
+        if (k < sizeof(seen) && seen[k]) {
+            snprintf(msg, cap, "query parameter '%s' is given twice", shown);
+            return QS_EINVAL;
+        }
+        if (k < sizeof(seen))
+            seen[k] = 1;
+        /* The value is only validated here; the handler decodes it into a
+         * buffer of its own size. */
+        if (eq != NULL && pct_decode(eq + 1, plen - klen - 1, 1, 0, NULL, 0, NULL) != 0) {
+            snprintf(msg, cap, "query parameter '%s': malformed %%-escape or %%00", shown);
+            return QS_EINVAL;
+        }
+        if (amp == NULL)
+            return 0;
+        p = amp + 1;
+        if (*p == '\0') {
+            snprintf(msg, cap, "empty query parameter (\"&&\" or a trailing '&')");
+            return QS_EINVAL;
+        }
+    }
 }
 
 static const char *skip_ws(const char *p, const char *end)
@@ -418,14 +521,21 @@ static int format_response(struct qs_buf *out, int status, const char *ctype, co
     return rc != 0 ? UV_ENOMEM : 0;
 }
 
+/* Error messages are at most this long in a body (after redaction). */
+#define ERROR_MSG_MAX 1024
+
 static int format_json_error(struct qs_buf *body, const char *message)
 {
-    char msg[512];
-    qs_strlcpy(msg, message != NULL ? message : "", sizeof(msg));
-    qs_log_redact(msg, sizeof(msg));
+    /* Redact first: a secret cut by the length limit would go unrecognised. */
+    char *msg = qs_log_redacted(message);
+    if (msg == NULL)
+        return UV_ENOMEM;
+    if (strlen(msg) > ERROR_MSG_MAX)
+        msg[ERROR_MSG_MAX] = '\0';
     int rc = qs_buf_append(body, "{\"error\":\"", 10);
     rc |= json_escape(body, msg);
     rc |= qs_buf_append(body, "\"}", 2);
+    free(msg);
     return rc != 0 ? UV_ENOMEM : 0;
 }
 
@@ -439,6 +549,7 @@ struct qs_http_reader {
     struct qs_buf url, field, value;
     int in_value;
     size_t head_bytes;
+    size_t trailer_bytes;
     int head_done;
     int complete;
     int err_status;
@@ -458,6 +569,8 @@ static void apply_defaults(struct qs_http_server_opts *o, const struct qs_http_s
         o->max_head = QS_HTTP_DEFAULT_MAX_HEAD;
     if (o->max_body == 0)
         o->max_body = QS_HTTP_DEFAULT_MAX_BODY;
+    if (o->max_pending == 0)
+        o->max_pending = QS_HTTP_DEFAULT_MAX_PENDING;
 }
 
 static int fail(struct qs_http_reader *r, int status)
@@ -501,9 +614,20 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return qs_buf_append(&r->url, at, len) == 0 ? 0 : fail(r, 500);
 }
 
+/* Chunked trailers (header lines after the body) are read and dropped: a
+ * request's headers are the ones its head carried, which is what the server
+ * checked before reading the body. They are bounded like the head. */
+static int on_trailer(struct qs_http_reader *r, size_t len)
+{
+    r->trailer_bytes += len;
+    return r->trailer_bytes > r->opts.max_head ? fail(r, 431) : 0;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     struct qs_http_reader *r = p->data;
+    if (r->head_done)
+        return on_trailer(r, len);
     if (r->in_value && commit_header(r) != 0)
         return -1;
     return qs_buf_append(&r->field, at, len) == 0 ? 0 : fail(r, 500);
@@ -512,6 +636,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     struct qs_http_reader *r = p->data;
+    if (r->head_done)
+        return on_trailer(r, len);
     r->in_value = 1;
     return qs_buf_append(&r->value, at, len) == 0 ? 0 : fail(r, 500);
 }
@@ -551,6 +677,8 @@ static int on_headers_complete(http_parser *p)
     const char *expect = qs_http_req_header(req, "Expect");
     if (expect != NULL && strcasecmp(expect, "100-continue") == 0)
         req->expect_continue = 1;
+    req->has_body =
+        (p->flags & F_CHUNKED) || (p->content_length != ULLONG_MAX && p->content_length > 0);
     return 0;
 }
 
@@ -668,6 +796,9 @@ struct route {
     int prefix;
     qs_http_handler_fn fn;
     void *ud;
+    char **params; /* owned, NULL-terminated; NULL = none */
+    unsigned flags;
+    size_t pending; /* requests its handler holds unanswered */
 };
 
 enum listener_state {
@@ -676,25 +807,58 @@ enum listener_state {
     LISTENER_CLOSED = 2,
 };
 
+/* Every connection is in exactly one queue, by what it is doing; a queue is
+ * oldest first, so the connection to close when room is needed is always at
+ * a head. */
+enum conn_class {
+    CLS_IDLE = 0,     /* nothing received yet */
+    CLS_HEAD = 1,     /* reading the request head */
+    CLS_BODY = 2,     /* head accepted (route, token, parameters): reading the body */
+    CLS_HANDLING = 3, /* a handler holds the request */
+    CLS_WRITING = 4,  /* writing the answer */
+    CLS_LINGER = 5,   /* answered: draining what the client still sends */
+    CLS_CLOSING = 6,  /* closed, waiting for the handle callbacks */
+    CLS_COUNT = 7,
+};
+
+struct conn;
+
+struct conn_queue {
+    struct conn *head, *tail;
+    size_t n;
+};
+
 struct qs_http_server {
     uv_loop_t *loop;
     uv_tcp_t listener;
     enum listener_state lstate;
     int port;
     struct qs_http_server_opts opts;
+    size_t max_open; /* open connections of every kind (not closing) */
     struct route *routes;
     size_t nroutes;
-    struct conn *conns; /* doubly linked list */
-    size_t nconns;      /* reading, handling or writing: counted against max_conns */
-    size_t nall;        /* all, including rejected and lingering ones */
+    char *bearer;     /* owned; NULL = none configured */
+    char *bearer_off; /* owned: the 403 message when none is configured */
+    struct conn_queue q[CLS_COUNT];
+    struct qs_http_req *pending; /* requests handlers hold (their routes count them) */
+    struct qs_http_server_stats stats;
     int closing;
-    uint64_t last_reject_log; /* uv_now() of the last "too many connections" line */
+    uint64_t last_shed_log, last_refuse_log, last_busy_log; /* uv_now() of the last line */
     void (*done)(void *ud);
     void *done_ud;
 };
 
-int qs_http_route(struct qs_http_server *s, const char *method, const char *path,
-                  qs_http_handler_fn fn, void *ud)
+static void route_free(struct route *r)
+{
+    free(r->path);
+    if (r->params != NULL)
+        for (size_t i = 0; r->params[i] != NULL; i++)
+            free(r->params[i]);
+    free(r->params);
+}
+
+int qs_http_route_ex(struct qs_http_server *s, const char *method, const char *path,
+                     qs_http_handler_fn fn, void *ud, const struct qs_http_route_opts *opts)
 {
     if (s == NULL || method == NULL || path == NULL || fn == NULL || path[0] != '/' ||
         strlen(method) == 0 || strlen(method) >= sizeof(((struct route *)0)->method))
@@ -702,21 +866,64 @@ int qs_http_route(struct qs_http_server *s, const char *method, const char *path
     for (size_t i = 0; i < s->nroutes; i++)
         if (strcmp(s->routes[i].method, method) == 0 && strcmp(s->routes[i].path, path) == 0)
             return QS_EINVAL;
+    struct route r;
+    memset(&r, 0, sizeof(r));
+    qs_strlcpy(r.method, method, sizeof(r.method));
+    r.path = strdup(path);
+    if (r.path == NULL)
+        return UV_ENOMEM;
+    r.len = strlen(path);
+    r.prefix = r.len > 1 && path[r.len - 1] == '/';
+    r.fn = fn;
+    r.ud = ud;
+    if (opts != NULL) {
+        r.flags = opts->flags;
+        size_t n = 0;
+        while (opts->params != NULL && opts->params[n] != NULL)
+            n++;
+        if (n > 0) {
+            r.params = calloc(n + 1, sizeof(char *));
+            for (size_t i = 0; r.params != NULL && i < n; i++) {
+                if ((r.params[i] = strdup(opts->params[i])) == NULL) {
+                    route_free(&r);
+                    return UV_ENOMEM;
+                }
+            }
+            if (r.params == NULL) {
+                route_free(&r);
+                return UV_ENOMEM;
+            }
+        }
+    }
     struct route *p = realloc(s->routes, (s->nroutes + 1) * sizeof(*p));
-    if (p == NULL)
+    if (p == NULL) {
+        route_free(&r);
         return UV_ENOMEM;
+    }
     s->routes = p;
-    struct route *r = &s->routes[s->nroutes];
-    memset(r, 0, sizeof(*r));
-    qs_strlcpy(r->method, method, sizeof(r->method));
-    r->path = strdup(path);
-    if (r->path == NULL)
+    s->routes[s->nroutes++] = r;
+    return 0;
+}
+
+int qs_http_route(struct qs_http_server *s, const char *method, const char *path,
+                  qs_http_handler_fn fn, void *ud)
+{
+    return qs_http_route_ex(s, method, path, fn, ud, NULL);
+}
+
+int qs_http_server_set_bearer(struct qs_http_server *s, const char *token, const char *disabled_msg)
+{
+    char *t = token != NULL && token[0] != '\0' ? strdup(token) : NULL;
+    char *m = strdup(disabled_msg != NULL ? disabled_msg : "no bearer token is configured");
+    if (m == NULL || (t == NULL && token != NULL && token[0] != '\0')) {
+        free(t);
+        free(m);
         return UV_ENOMEM;
-    r->len = strlen(path);
-    r->prefix = r->len > 1 && path[r->len - 1] == '/';
-    r->fn = fn;
-    r->ud = ud;
-    s->nroutes++;
+    }
+    free(s->bearer);
+    free(s->bearer_off);
+    s->bearer = t;
+    s->bearer_off = m;
     return 0;
 }
 
@@ -727,9 +934,10 @@ static int route_matches_path(const struct route *r, const char *path, size_t pl
     return plen > r->len && strncmp(r->path, path, r->len) == 0;
 }
 
-int qs_http_match(const struct qs_http_server *s, const char *method, const char *path,
-                  qs_http_handler_fn *fn, void **ud, size_t *prefix_len, char *allow,
-                  size_t allow_cap)
+/* The route for method and path: 0 with its index in *idx, 404 or 405 (the
+ * allowed methods in allow, capacity allow_cap, may be NULL). */
+static int match_route(const struct qs_http_server *s, const char *method, const char *path,
+                       size_t *idx, char *allow, size_t allow_cap)
 {
     size_t plen = strlen(path);
     /* Which route path wins: exact first, then the longest prefix. */
@@ -745,23 +953,20 @@ int qs_http_match(const struct qs_http_server *s, const char *method, const char
     if (best == NULL)
         return 404;
     int is_head = strcmp(method, "HEAD") == 0;
-    const struct route *hit = NULL, *get = NULL;
+    size_t hit = SIZE_MAX, get = SIZE_MAX;
     for (size_t i = 0; i < s->nroutes; i++) {
         const struct route *r = &s->routes[i];
         if (r->prefix != best->prefix || strcmp(r->path, best->path) != 0)
             continue;
         if (strcmp(r->method, method) == 0)
-            hit = r;
+            hit = i;
         if (strcmp(r->method, "GET") == 0)
-            get = r;
+            get = i;
     }
-    if (hit == NULL && is_head)
+    if (hit == SIZE_MAX && is_head)
         hit = get;
-    if (hit != NULL) {
-        *fn = hit->fn;
-        *ud = hit->ud;
-        if (prefix_len != NULL)
-            *prefix_len = hit->prefix ? hit->len : plen;
+    if (hit != SIZE_MAX) {
+        *idx = hit;
         return 0;
     }
     if (allow != NULL && allow_cap > 0) {
@@ -780,14 +985,53 @@ int qs_http_match(const struct qs_http_server *s, const char *method, const char
     return 405;
 }
 
-/* ---- connections ----------------------------------------------------------- */
+int qs_http_match(const struct qs_http_server *s, const char *method, const char *path,
+                  qs_http_handler_fn *fn, void **ud, size_t *prefix_len, char *allow,
+                  size_t allow_cap)
+{
+    size_t i;
+    int rc = match_route(s, method, path, &i, allow, allow_cap);
+    if (rc != 0)
+        return rc;
+    const struct route *r = &s->routes[i];
+    *fn = r->fn;
+    *ud = r->ud;
+    if (prefix_len != NULL)
+        *prefix_len = r->prefix ? r->len : strlen(path);
+    return 0;
+}
 
-enum conn_state {
-    CONN_READING = 0,
-    CONN_HANDLING = 1,
-    CONN_WRITING = 2,
-    CONN_LINGER = 3,
-};
+/* ---- pending requests --------------------------------------------------------- */
+
+static void req_pend(struct qs_http_server *s, struct qs_http_req *req, size_t route)
+{
+    req->server = s;
+    req->route = route;
+    s->routes[route].pending++;
+    req->pprev = NULL;
+    req->pnext = s->pending;
+    if (s->pending != NULL)
+        s->pending->pprev = req;
+    s->pending = req;
+}
+
+static void req_unpend(struct qs_http_req *req)
+{
+    struct qs_http_server *s = req->server;
+    if (s == NULL)
+        return;
+    s->routes[req->route].pending--;
+    if (req->pprev != NULL)
+        req->pprev->pnext = req->pnext;
+    else
+        s->pending = req->pnext;
+    if (req->pnext != NULL)
+        req->pnext->pprev = req->pprev;
+    req->server = NULL;
+    req->pprev = req->pnext = NULL;
+}
+
+/* ---- connections ----------------------------------------------------------- */
 
 struct conn {
     uv_tcp_t tcp;
@@ -796,12 +1040,14 @@ struct conn {
     uv_write_t creq; /* 100 Continue */
     uv_shutdown_t sreq;
     struct qs_http_server *server;
-    struct conn *prev, *next;
+    struct conn *prev, *next; /* in server->q[cls] */
+    enum conn_class cls;
+    int queued;
     struct qs_http_reader *reader;
     struct qs_http_req *req; /* while a handler holds it */
-    enum conn_state state;
-    int rejected;
-    int counted; /* included in server->nconns */
+    uint64_t accepted_at;    /* uv_now() */
+    int full_deadline;       /* the head deadline is the full timeout */
+    int gated;               /* the head passed route, token and parameter checks */
     int closing;
     int open_handles;
     int continue_sent;
@@ -813,20 +1059,77 @@ struct conn {
 static const char reject_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                  "Content-Type: application/json\r\n"
                                  "Content-Length: 32\r\n"
+                                 "Retry-After: 1\r\n"
                                  "Connection: close\r\n"
                                  "\r\n"
                                  "{\"error\":\"too many connections\"}";
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+static void conn_enqueue(struct conn *c, enum conn_class cls)
+{
+    struct qs_http_server *s = c->server;
+    if (c->queued) {
+        struct conn_queue *q = &s->q[c->cls];
+        if (c->prev != NULL)
+            c->prev->next = c->next;
+        else
+            q->head = c->next;
+        if (c->next != NULL)
+            c->next->prev = c->prev;
+        else
+            q->tail = c->prev;
+        q->n--;
+    }
+    struct conn_queue *q = &s->q[cls];
+    c->cls = cls;
+    c->queued = 1;
+    c->next = NULL;
+    c->prev = q->tail;
+    if (q->tail != NULL)
+        q->tail->next = c;
+    else
+        q->head = c;
+    q->tail = c;
+    q->n++;
+}
+
+static size_t conns_reading(const struct qs_http_server *s)
+{
+    return s->q[CLS_IDLE].n + s->q[CLS_HEAD].n + s->q[CLS_BODY].n;
+}
+
+static int is_reading(const struct conn *c)
+{
+    return c->cls == CLS_IDLE || c->cls == CLS_HEAD || c->cls == CLS_BODY;
+}
+
+static size_t conns_open(const struct qs_http_server *s)
+{
+    size_t n = 0;
+    for (int i = 0; i < CLS_CLOSING; i++)
+        n += s->q[i].n;
+    return n;
+}
+
+static size_t conns_all(const struct qs_http_server *s)
+{
+    return conns_open(s) + s->q[CLS_CLOSING].n;
+}
+
 static void server_maybe_done(struct qs_http_server *s)
 {
-    if (!s->closing || s->lstate != LISTENER_CLOSED || s->nall > 0)
+    if (!s->closing || s->lstate != LISTENER_CLOSED || conns_all(s) > 0)
         return;
     void (*done)(void *) = s->done;
     void *ud = s->done_ud;
+    /* Requests handlers still hold outlive the server: they stop counting. */
+    while (s->pending != NULL)
+        req_unpend(s->pending);
     for (size_t i = 0; i < s->nroutes; i++)
-        free(s->routes[i].path);
+        route_free(&s->routes[i]);
     free(s->routes);
+    free(s->bearer);
+    free(s->bearer_off);
     free(s);
     if (done != NULL)
         done(ud);
@@ -838,15 +1141,16 @@ static void conn_handle_closed_cb(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     struct qs_http_server *s = c->server;
+    struct conn_queue *q = &s->q[c->cls];
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
-        s->conns = c->next;
+        q->head = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
-    if (c->counted)
-        s->nconns--;
-    s->nall--;
+    else
+        q->tail = c->prev;
+    q->n--;
     qs_http_reader_free(c->reader);
     free(c->wbuf);
     free(c);
@@ -863,6 +1167,7 @@ static void conn_close(struct conn *c)
         c->req->conn = NULL;
         c->req = NULL;
     }
+    conn_enqueue(c, CLS_CLOSING);
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
 }
@@ -870,9 +1175,54 @@ static void conn_close(struct conn *c)
 static void conn_timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
-    if (c->state == CONN_READING && !c->rejected)
+    if (is_reading(c)) {
+        c->server->stats.timed_out++;
         QS_DEBUG("http: connection timed out while reading the request");
+    }
     conn_close(c);
+}
+
+/* Makes room for one more connection: while the reading slots or the open
+ * connections are at their cap, closes the connection that matters least --
+ * an answered one still draining (only for the open cap), then the oldest
+ * one that has sent nothing at all, then the one that has waited longest
+ * without completing its request head, then the oldest one still sending its
+ * body, then (open cap only) the oldest one being answered. Requests handlers
+ * hold are never closed here; they are bounded by max_pending per route.
+ * Returns 0, or -1 when nothing could be closed. */
+static int make_room(struct qs_http_server *s)
+{
+    for (;;) {
+        int open_full = conns_open(s) >= s->max_open;
+        int reading_full = conns_reading(s) >= s->opts.max_conns;
+        if (!open_full && !reading_full)
+            return 0;
+        struct conn *v = NULL;
+        if (open_full && s->q[CLS_LINGER].head != NULL)
+            v = s->q[CLS_LINGER].head;
+        else if (s->q[CLS_IDLE].head != NULL)
+            v = s->q[CLS_IDLE].head;
+        else if (s->q[CLS_HEAD].head != NULL)
+            v = s->q[CLS_HEAD].head;
+        else if (s->q[CLS_BODY].head != NULL)
+            v = s->q[CLS_BODY].head;
+        else if (open_full && s->q[CLS_WRITING].head != NULL)
+            v = s->q[CLS_WRITING].head;
+        if (v == NULL)
+            return -1;
+        if (v->cls != CLS_LINGER)
+            s->stats.shed++;
+        if (is_reading(v)) {
+            uint64_t now = uv_now(s->loop);
+            if (s->last_shed_log == 0 || now - s->last_shed_log >= LOG_EVERY_MS) {
+                s->last_shed_log = now;
+                QS_WARN("http: %zu connections are reading a request (limit %zu): closing the "
+                        "oldest incomplete ones to serve new ones (%llu closed so far)",
+                        conns_reading(s), s->opts.max_conns, (unsigned long long)s->stats.shed);
+            }
+        }
+        conn_close(v);
+    }
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -903,6 +1253,22 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
         conn_close(c);
 }
 
+/* Lingering close: send FIN, drain what the client still sends, so it reads
+ * our answer instead of a reset. */
+static void conn_linger(struct conn *c)
+{
+    conn_enqueue(c, CLS_LINGER);
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->sreq.data = c;
+    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0 ||
+        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, linger_read_cb) != 0) {
+        conn_close(c);
+        return;
+    }
+    uint64_t t = c->server->opts.timeout_ms < LINGER_MS ? c->server->opts.timeout_ms : LINGER_MS;
+    uv_timer_start(&c->timer, conn_timer_cb, t, 0);
+}
+
 static void write_cb(uv_write_t *w, int status)
 {
     struct conn *c = w->data;
@@ -914,23 +1280,7 @@ static void write_cb(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
-    /* Lingering close: send FIN, drain what the client still sends, so it
-     * reads our answer instead of a reset. */
-    c->state = CONN_LINGER;
-    if (c->counted) {
-        /* Answered: a draining connection no longer takes a slot. */
-        c->counted = 0;
-        c->server->nconns--;
-    }
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, linger_read_cb) != 0) {
-        conn_close(c);
-        return;
-    }
-    uint64_t t = c->server->opts.timeout_ms < LINGER_MS ? c->server->opts.timeout_ms : LINGER_MS;
-    uv_timer_start(&c->timer, conn_timer_cb, t, 0);
+    conn_linger(c);
 }
 
 static void continue_cb(uv_write_t *w, int status)
@@ -943,7 +1293,7 @@ static void continue_cb(uv_write_t *w, int status)
 /* Takes ownership of resp->data. */
 static void conn_write(struct conn *c, struct qs_buf *resp)
 {
-    c->state = CONN_WRITING;
+    conn_enqueue(c, CLS_WRITING);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->wbuf = resp->data;
     resp->data = NULL;
@@ -992,6 +1342,54 @@ static const char *error_message(int status)
     }
 }
 
+/* Checks a request whose head is complete (req borrowed): route (404/405),
+ * bearer token when the route requires one (401/403), query parameters
+ * (400). Returns 0 with the route's index in *route, or answers the request
+ * on c and returns -1. Runs before the body is read and again before the
+ * handler, so a request is never dispatched unchecked. */
+static int gate(struct conn *c, const struct qs_http_req *req, size_t *route)
+{
+    struct qs_http_server *s = c->server;
+    int head = strcmp(req->method, "HEAD") == 0;
+    char allow[128];
+    int rc = match_route(s, req->method, req->path, route, allow, sizeof(allow));
+    if (rc == 404) {
+        conn_send_error(c, 404, "not found", NULL, head);
+        return -1;
+    }
+    if (rc == 405) {
+        char extra[160];
+        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+        conn_send_error(c, 405, "method not allowed", extra, head);
+        return -1;
+    }
+    const struct route *r = &s->routes[*route];
+    if (req->has_body && strcmp(r->method, "GET") == 0) {
+        /* Nothing is read that no handler wants: only requests that passed
+         * their route's checks ever occupy a slot while a body arrives. */
+        conn_send_error(c, 400, "this endpoint takes no request body", NULL, head);
+        return -1;
+    }
+    if (r->flags & QS_HTTP_ROUTE_BEARER) {
+        int a = qs_http_bearer_ok(req, s->bearer);
+        if (a == 403) {
+            conn_send_error(c, 403, s->bearer_off, NULL, head);
+            return -1;
+        }
+        if (a != 0) {
+            conn_send_error(c, 401, "missing or invalid bearer token",
+                            "WWW-Authenticate: Bearer\r\n", head);
+            return -1;
+        }
+    }
+    char msg[160];
+    if (qs_http_query_check(req->query, (const char *const *)r->params, msg, sizeof(msg)) != 0) {
+        conn_send_error(c, 400, msg, NULL, head);
+        return -1;
+    }
+    return 0;
+}
+
 static void dispatch(struct conn *c)
 {
     struct qs_http_req *req = qs_http_reader_take(c->reader);
@@ -1001,32 +1399,80 @@ static void dispatch(struct conn *c)
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
-    c->state = CONN_HANDLING;
-    qs_http_handler_fn fn = NULL;
-    void *ud = NULL;
-    size_t prefix_len = 0;
-    char allow[128];
-    int rc = qs_http_match(c->server, req->method, req->path, &fn, &ud, &prefix_len, allow,
-                           sizeof(allow));
-    int head = strcmp(req->method, "HEAD") == 0;
+    conn_enqueue(c, CLS_HANDLING);
     QS_DEBUG("http: %s %s", req->method, req->path);
-    if (rc == 404) {
+    size_t ri;
+    if (gate(c, req, &ri) != 0) {
         req_free(req);
-        conn_send_error(c, 404, "not found", NULL, head);
         return;
     }
-    if (rc == 405) {
-        char extra[160];
-        snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
+    struct qs_http_server *s = c->server;
+    struct route *r = &s->routes[ri];
+    if (r->pending >= s->opts.max_pending) {
+        s->stats.busy++;
+        uint64_t now = uv_now(s->loop);
+        if (s->last_busy_log == 0 || now - s->last_busy_log >= LOG_EVERY_MS) {
+            s->last_busy_log = now;
+            QS_WARN("http: %s %s already has %zu requests in progress; answering 503", r->method,
+                    r->path, r->pending);
+        }
+        int head = strcmp(req->method, "HEAD") == 0;
         req_free(req);
-        conn_send_error(c, 405, "method not allowed", extra, head);
+        conn_send_error(c, 503, "too many requests to this endpoint in progress, retry later",
+                        "Retry-After: 1\r\n", head);
         return;
     }
-    req->rest_off = prefix_len;
+    req->rest_off = r->prefix ? r->len : strlen(req->path);
     req->conn = c;
     c->req = req;
-    fn(req, ud);
+    req_pend(s, req, ri);
+    r->fn(req, r->ud);
     /* req may be gone here (answered synchronously). */
+}
+
+/* The head is complete but the body is still coming: check the request now,
+ * so a refused one never has its body read (and is never told to send it). */
+static void head_done(struct conn *c)
+{
+    size_t ri;
+    c->gated = 1;
+    if (gate(c, c->reader->req, &ri) != 0)
+        return;
+    conn_enqueue(c, CLS_BODY);
+    if (!c->full_deadline) {
+        /* The short head deadline of a busy moment is over: the rest of the
+         * request gets what is left of the full one. */
+        uint64_t now = uv_now(c->server->loop), end = c->accepted_at + c->server->opts.timeout_ms;
+        uv_timer_start(&c->timer, conn_timer_cb, end > now ? end - now : 1, 0);
+    }
+    if (c->reader->req->expect_continue && !c->continue_sent) {
+        c->continue_sent = 1;
+        uv_buf_t b = uv_buf_init((char *)continue_100, sizeof(continue_100) - 1);
+        c->creq.data = c;
+        if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, continue_cb) != 0)
+            conn_close(c);
+    }
+}
+
+/* Request bytes (borrowed) from the client. */
+static void conn_input(struct conn *c, const char *data, size_t n)
+{
+    int status = 0;
+    int rc = qs_http_reader_feed(c->reader, data, n, &status);
+    if (rc < 0) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_timer_stop(&c->timer);
+        conn_send_error(c, status, error_message(status), NULL, 0);
+        return;
+    }
+    if (rc == 1) {
+        dispatch(c);
+        return;
+    }
+    if (c->cls == CLS_IDLE)
+        conn_enqueue(c, CLS_HEAD);
+    if (!c->gated && qs_http_reader_head_done(c->reader))
+        head_done(c);
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -1038,26 +1484,7 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
         conn_close(c);
         return;
     }
-    int status = 0;
-    int rc = qs_http_reader_feed(c->reader, buf->base, (size_t)nread, &status);
-    if (rc < 0) {
-        uv_read_stop(st);
-        uv_timer_stop(&c->timer);
-        conn_send_error(c, status, error_message(status), NULL, 0);
-        return;
-    }
-    if (rc == 1) {
-        dispatch(c);
-        return;
-    }
-    if (!c->continue_sent && qs_http_reader_head_done(c->reader) &&
-        c->reader->req->expect_continue) {
-        c->continue_sent = 1;
-        uv_buf_t b = uv_buf_init((char *)continue_100, sizeof(continue_100) - 1);
-        c->creq.data = c;
-        if (uv_write(&c->creq, st, &b, 1, continue_cb) != 0)
-            conn_close(c);
-    }
+    conn_input(c, buf->base, (size_t)nread);
 }
 
 static void reject_write_cb(uv_write_t *w, int status)
@@ -1069,10 +1496,7 @@ static void reject_write_cb(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
-    c->sreq.data = c;
-    if (uv_shutdown(&c->sreq, (uv_stream_t *)&c->tcp, shutdown_cb) != 0 ||
-        uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, linger_read_cb) != 0)
-        conn_close(c);
+    conn_linger(c);
 }
 
 static void connection_cb(uv_stream_t *listener, int status)
@@ -1082,6 +1506,8 @@ static void connection_cb(uv_stream_t *listener, int status)
         QS_WARN("http: accept failed: %s", uv_strerror(status));
         return;
     }
+    /* Room first, so the new connection is never the one closed. */
+    int refuse = make_room(s) != 0;
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL)
         return;
@@ -1094,29 +1520,24 @@ static void connection_cb(uv_stream_t *listener, int status)
     }
     uv_timer_init(s->loop, &c->timer);
     c->open_handles = 2;
-    c->next = s->conns;
-    if (s->conns != NULL)
-        s->conns->prev = c;
-    s->conns = c;
-    s->nall++;
-    c->rejected = s->nconns >= s->opts.max_conns;
-    c->counted = !c->rejected;
-    if (c->counted)
-        s->nconns++;
+    c->accepted_at = uv_now(s->loop);
     /* Accept even when closing at once: libuv stops polling the listener
-     * while a pending connection is left unaccepted. Lingering and refused
-     * connections are bounded too. */
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 ||
-        s->nall > LINGER_FACTOR * s->opts.max_conns) {
+     * while a pending connection is left unaccepted. */
+    conn_enqueue(c, CLS_IDLE);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
         conn_close(c);
         return;
     }
-    if (c->rejected) {
-        /* At most one line per 10 s, whatever the flood. */
-        if (s->last_reject_log == 0 || uv_now(s->loop) - s->last_reject_log >= 10000) {
-            s->last_reject_log = uv_now(s->loop);
-            QS_WARN("http: too many connections (%zu), rejecting new ones", s->nconns);
+    s->stats.accepted++;
+    if (refuse) {
+        s->stats.refused++;
+        uint64_t now = uv_now(s->loop);
+        if (s->last_refuse_log == 0 || now - s->last_refuse_log >= LOG_EVERY_MS) {
+            s->last_refuse_log = now;
+            QS_WARN("http: %zu connections open and none can be closed: refusing new ones",
+                    conns_open(s));
         }
+        conn_enqueue(c, CLS_WRITING);
         uv_buf_t b = uv_buf_init((char *)reject_503, sizeof(reject_503) - 1);
         c->wreq.data = c;
         uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
@@ -1129,10 +1550,28 @@ static void connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    c->state = CONN_READING;
-    uv_timer_start(&c->timer, conn_timer_cb, s->opts.timeout_ms, 0);
-    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+    uint64_t deadline = s->opts.timeout_ms;
+    c->full_deadline = 1;
+    if (conns_reading(s) > s->opts.max_conns / 2 && deadline > PRESSURE_HEAD_MS) {
+        deadline = PRESSURE_HEAD_MS;
+        c->full_deadline = 0;
+    }
+    uv_timer_start(&c->timer, conn_timer_cb, deadline, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
         conn_close(c);
+        return;
+    }
+    /* What the client sent right after connecting (a probe's request) is
+     * read now, inside the accept batch: libuv accepts the whole backlog
+     * before it polls again, and under a flood that batch is long. A probe is
+     * then answered at once, and the idle connections accepted after it
+     * never push it out. The rest arrives through read_cb as usual. */
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        ssize_t n = recv(fd, c->rbuf, sizeof(c->rbuf), MSG_DONTWAIT);
+        if (n > 0)
+            conn_input(c, c->rbuf, (size_t)n);
+    }
 }
 
 void qs_http_req_free(struct qs_http_req *req)
@@ -1206,6 +1645,22 @@ int qs_http_response_format(const struct qs_http_req *req, int status, const cha
 
 /* ---- server ------------------------------------------------------------------- */
 
+/* Open connections of every kind: OPEN_FACTOR x max_conns, and never so many
+ * that accept() would run out of descriptors (the rest of the process keeps
+ * FD_RESERVE of them). */
+static size_t open_limit(const struct qs_http_server_opts *o)
+{
+    size_t lim = o->max_conns > SIZE_MAX / OPEN_FACTOR ? SIZE_MAX : OPEN_FACTOR * o->max_conns;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        size_t fds =
+            rl.rlim_cur > FD_RESERVE + MIN_OPEN ? (size_t)(rl.rlim_cur - FD_RESERVE) : MIN_OPEN;
+        if (fds < lim)
+            lim = fds;
+    }
+    return lim;
+}
+
 int qs_http_server_new(uv_loop_t *loop, const struct qs_http_server_opts *opts,
                        struct qs_http_server **out)
 {
@@ -1215,8 +1670,15 @@ int qs_http_server_new(uv_loop_t *loop, const struct qs_http_server_opts *opts,
     s->loop = loop;
     s->port = -1;
     apply_defaults(&s->opts, opts);
+    s->max_open = open_limit(&s->opts);
+    s->bearer_off = strdup("no bearer token is configured");
+    if (s->bearer_off == NULL) {
+        free(s);
+        return UV_ENOMEM;
+    }
     int rc = uv_tcp_init(loop, &s->listener);
     if (rc != 0) {
+        free(s->bearer_off);
         free(s);
         return rc;
     }
@@ -1251,7 +1713,7 @@ int qs_http_server_listen(struct qs_http_server *s, const char *host, int port,
         return qs_error_set(err, UV_EINVAL, "listen address: '%s' is not an IP address", h);
     int rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, connection_cb);
+        rc = uv_listen((uv_stream_t *)&s->listener, LISTEN_BACKLOG, connection_cb);
     if (rc != 0)
         return qs_error_set(err, rc, "listen on %s port %d: %s", h, port, uv_strerror(rc));
     struct sockaddr_storage bound;
@@ -1272,7 +1734,17 @@ int qs_http_server_port(const struct qs_http_server *s)
 
 size_t qs_http_server_connections(const struct qs_http_server *s)
 {
-    return s != NULL ? s->nall : 0;
+    return s != NULL ? conns_all(s) : 0;
+}
+
+void qs_http_server_stats(const struct qs_http_server *s, struct qs_http_server_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (s == NULL)
+        return;
+    *out = s->stats;
+    out->open = conns_open(s);
+    out->reading = conns_reading(s);
 }
 
 static void listener_closed_cb(uv_handle_t *h)
@@ -1297,8 +1769,10 @@ void qs_http_server_close(struct qs_http_server *s, void (*done)(void *ud), void
     s->closing = 1;
     s->done = done;
     s->done_ud = ud;
-    for (struct conn *c = s->conns; c != NULL; c = c->next)
-        conn_close(c);
+    /* conn_close() moves each connection to the closing queue. */
+    for (int cls = 0; cls < CLS_CLOSING; cls++)
+        while (s->q[cls].head != NULL)
+            conn_close(s->q[cls].head);
     if (s->lstate == LISTENER_IDLE)
         qs_http_server_stop_accepting(s);
     else

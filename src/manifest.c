@@ -288,7 +288,8 @@ int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
         if (m->mode == QS_MODE_COLLECTIONS)
             return field_error(err, "vectors", "missing");
     } else {
-        cJSON *v = cJSON_Parse(m->vectors);
+        cJSON *v = NULL;
+        qs_json_parse(m->vectors, strlen(m->vectors), &v, NULL);
         bool ok = cJSON_IsObject(v);
         cJSON_Delete(v);
         if (!ok)
@@ -340,7 +341,8 @@ int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out)
         return QS_EINVAL;
     char *vectors = NULL;
     if (m->vectors != NULL) {
-        cJSON *v = cJSON_Parse(m->vectors);
+        cJSON *v = NULL;
+        qs_json_parse(m->vectors, strlen(m->vectors), &v, NULL);
         if (v != NULL)
             vectors = cJSON_PrintUnformatted(v);
         cJSON_Delete(v);
@@ -563,9 +565,10 @@ int qs_manifest_parse(const char *json, size_t len, struct qs_manifest *out, str
     memset(out, 0, sizeof(*out));
     if (json == NULL)
         return qs_error_set(err, QS_EINVAL, "manifest: empty");
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (root == NULL)
-        return qs_error_set(err, QS_EINVAL, "manifest: not valid JSON");
+    cJSON *root = NULL;
+    struct qs_error jerr;
+    if (qs_json_parse(json, len, &root, &jerr) != 0)
+        return qs_error_set(err, QS_EINVAL, "manifest: %s", jerr.msg);
     int rc = parse_tree(root, out, err);
     cJSON_Delete(root);
     if (rc != 0)

@@ -401,7 +401,9 @@ static void server_message(const struct xfer *x, char *out, size_t cap)
         qs_strlcpy(out, "(empty body)", cap);
         return;
     }
-    cJSON *j = x->body_truncated ? NULL : cJSON_ParseWithLength(x->body.data, x->body.len);
+    cJSON *j = NULL;
+    if (!x->body_truncated)
+        qs_json_parse(x->body.data, x->body.len, &j, NULL);
     if (j != NULL) {
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(st, "error");
@@ -641,9 +643,10 @@ static const cJSON *parse_result(struct xfer *x, const char *op, cJSON **root, s
         qs_error_set(err, QS_EPROTO, "%s: answer larger than %u bytes", op, QD_JSON_CAP);
         return NULL;
     }
-    cJSON *j = cJSON_ParseWithLength(x->body.data ? x->body.data : "", x->body.len);
-    if (j == NULL) {
-        qs_error_set(err, QS_EPROTO, "%s: answer is not JSON", op);
+    cJSON *j = NULL;
+    struct qs_error jerr;
+    if (qs_json_parse(x->body.data, x->body.len, &j, &jerr) != 0) {
+        qs_error_set(err, QS_EPROTO, "%s: answer is not JSON: %s", op, jerr.msg);
         return NULL;
     }
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
@@ -1241,7 +1244,9 @@ int qs_qdrant_version(struct qs_qdrant *q, char *out, size_t cap, struct qs_erro
     struct req r = {.method = "GET", .path = "/", .op = op, .timeout_ms = q->request_timeout_ms};
     int rc = perform(&x, &r, err);
     if (rc == 0) {
-        cJSON *j = x.body_truncated ? NULL : cJSON_ParseWithLength(x.body.data, x.body.len);
+        cJSON *j = NULL;
+        if (!x.body_truncated)
+            qs_json_parse(x.body.data, x.body.len, &j, NULL);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "version");
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0')
             rc = proto_err(err, op, "no version");

@@ -1277,13 +1277,33 @@ static void h_restore(struct qs_http_req *req, void *ud)
     }
     size_t len = 0;
     const char *body = qs_http_req_body(req, &len);
-    cJSON *root = cJSON_ParseWithLength(body, len);
-    if (root == NULL || !cJSON_IsObject(root)) {
+    cJSON *root = NULL;
+    struct qs_error jerr;
+    if (qs_json_parse(body, len, &root, &jerr) != 0 || !cJSON_IsObject(root)) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "body: must be a JSON object like {\"collection\":\"c\"}%s%s",
+                 root == NULL ? ": " : "", root == NULL ? jerr.msg : "");
         cJSON_Delete(root);
-        {
-            qs_http_respond_json_error(req, 400,
-                                       "body: must be a JSON object like "
-                                       "{\"collection\":\"c\"}");
+        qs_http_respond_json_error(req, 400, msg);
+        return;
+    }
+    /* A misspelt field must not fall back to a default ("snaphsot" would
+     * restore the latest backup instead of the one asked for). */
+    static const char *const restore_fields[] = {"collection", "snapshot", "target", NULL};
+    for (const cJSON *f = root->child; f != NULL; f = f->next) {
+        size_t k = 0;
+        while (restore_fields[k] != NULL && strcmp(restore_fields[k], f->string) != 0)
+            k++;
+        if (restore_fields[k] == NULL) {
+            char name[68], msg[160];
+            size_t n = 0;
+            for (; f->string[n] != '\0' && n < 64; n++)
+                name[n] = f->string[n] > 0x20 && f->string[n] < 0x7f ? f->string[n] : '?';
+            name[n] = '\0';
+            snprintf(msg, sizeof(msg),
+                     "body: unknown field '%s' (accepted: collection, snapshot, target)", name);
+            cJSON_Delete(root);
+            qs_http_respond_json_error(req, 400, msg);
             return;
         }
     }
@@ -1480,19 +1500,29 @@ int qs_service_start(struct qs_service *svc)
     uv_timer_init(svc->loop, &svc->probe_timer);
     svc->probe_timer.data = svc;
     svc->handles_open = 3;
-    struct {
+    /* What each route accepts: the server refuses other query parameters
+     * (400) and checks the token (401/403) before the body is read and the
+     * handler runs; the handlers' own checks stay as a second line. */
+    static const char *const p_collection[] = {"collection", NULL};
+    const struct {
         const char *method, *path;
         qs_http_handler_fn fn;
+        struct qs_http_route_opts opts;
     } routes[] = {
-        {"GET", "/readyz", h_readyz},       {"POST", "/v1/backup", h_backup},
-        {"POST", "/v1/restore", h_restore}, {"GET", "/v1/jobs/", h_job},
-        {"GET", "/v1/backups", h_backups},
+        {"GET", "/readyz", h_readyz, {NULL, 0}},
+        {"POST", "/v1/backup", h_backup, {p_collection, QS_HTTP_ROUTE_BEARER}},
+        {"POST", "/v1/restore", h_restore, {NULL, QS_HTTP_ROUTE_BEARER}},
+        {"GET", "/v1/jobs/", h_job, {NULL, 0}},
+        {"GET", "/v1/backups", h_backups, {p_collection, 0}},
     };
-    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-        rc = qs_http_route(svc->http, routes[i].method, routes[i].path, routes[i].fn, svc);
-        if (rc != 0)
-            return rc;
-    }
+    rc = qs_http_server_set_bearer(svc->http, svc->cfg->admin_token,
+                                   "POST endpoints are disabled: no admin token configured "
+                                   "(QSNAP_ADMIN_TOKEN)");
+    for (size_t i = 0; rc == 0 && i < sizeof(routes) / sizeof(routes[0]); i++)
+        rc = qs_http_route_ex(svc->http, routes[i].method, routes[i].path, routes[i].fn, svc,
+                              &routes[i].opts);
+    if (rc != 0)
+        return rc;
     svc->next_backup = next_fire(&svc->cfg->cron, now, svc->cfg->jitter_s);
     svc->next_drill = next_fire(&svc->cfg->drill_cron, now, 0);
     if (svc->next_backup > 0) {

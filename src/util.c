@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <cJSON.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <uv.h>
@@ -352,4 +353,94 @@ int qs_consttime_streq(const char *a, const char *b)
         diff |= (unsigned char)(ca ^ (unsigned char)b[i]);
     }
     return diff == 0;
+}
+
+/* ---- JSON ------------------------------------------------------------------ */
+
+/* A key for an error message: printable and bounded. */
+static void show_key(const char *k, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *k != '\0' && o + 4 < cap; k++)
+        out[o++] = (*k >= 0x20 && *k < 0x7f) ? *k : '?';
+    if (*k != '\0' && cap >= 4) {
+        out[o++] = '.';
+        out[o++] = '.';
+        out[o++] = '.';
+    }
+    out[o] = '\0';
+}
+
+static int json_no_duplicate_keys(const cJSON *item, struct qs_error *err)
+{
+    for (const cJSON *c = item->child; c != NULL; c = c->next) {
+        if (cJSON_IsObject(item) && c->string != NULL) {
+            for (const cJSON *p = item->child; p != c; p = p->next) {
+                if (p->string != NULL && strcmp(p->string, c->string) == 0) {
+                    char k[72];
+                    show_key(c->string, k, sizeof(k));
+                    return qs_error_set(err, QS_EINVAL, "the key \"%s\" appears twice in an object",
+                                        k);
+                }
+            }
+        }
+        if (c->child != NULL && json_no_duplicate_keys(c, err) != 0)
+            return QS_EINVAL;
+    }
+    return 0;
+}
+
+int qs_json_parse(const char *text, size_t len, struct cJSON **out, struct qs_error *err)
+{
+    *out = NULL;
+    if (text == NULL)
+        text = "";
+    /* Lexical pass, before cJSON (which takes every byte below 0x21 for
+     * whitespace, and turns \u0000 into a C string that ends early:
+     * "a\u0000../x" would read as "a"). */
+    int in_string = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (c == '\0')
+            return qs_error_set(err, QS_EINVAL, "a NUL byte at byte %zu", i);
+        /* JSON allows no other control characters: outside strings only
+         * space, tab, CR and LF, inside strings none (they must be escaped). */
+        if ((unsigned char)c < 0x20 && (in_string || (c != '\t' && c != '\r' && c != '\n')))
+            return qs_error_set(err, QS_EINVAL, "a control character at byte %zu", i);
+        if (!in_string) {
+            in_string = c == '"';
+            continue;
+        }
+        if (c == '"') {
+            in_string = 0;
+        } else if (c == '\\' && i + 1 < len) {
+            if (text[i + 1] == 'u' && i + 5 < len && memcmp(text + i + 2, "0000", 4) == 0)
+                return qs_error_set(err, QS_EINVAL,
+                                    "a string holds U+0000 (\\u0000) at byte %zu; NUL characters "
+                                    "are not accepted",
+                                    i);
+            i++; /* the escaped character cannot end the string */
+        }
+    }
+    const char *end = NULL;
+    cJSON *j = len > 0 ? cJSON_ParseWithLengthOpts(text, len, &end, 0) : NULL;
+    if (j == NULL) {
+        if (len == 0)
+            return qs_error_set(err, QS_EINVAL, "empty, not JSON");
+        size_t at = end != NULL && end >= text && end <= text + len ? (size_t)(end - text) : 0;
+        return qs_error_set(err, QS_EINVAL, "not valid JSON (syntax error at byte %zu)", at);
+    }
+    for (const char *p = end; p != NULL && p < text + len; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\r' && *p != '\n') {
+            cJSON_Delete(j);
+            return qs_error_set(err, QS_EINVAL, "unexpected data after the JSON value at byte %zu",
+                                (size_t)(p - text));
+        }
+    }
+    if (json_no_duplicate_keys(j, err) != 0) {
+        cJSON_Delete(j);
+        return QS_EINVAL;
+    }
+    *out = j;
+    return 0;
 }

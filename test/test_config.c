@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "qsnap/config.h"
@@ -306,6 +307,37 @@ Test(config, file_variant_unreadable_names_variable_and_path)
     /* a directory is not a secret file */
     expect_error("QSNAP_ADMIN_TOKEN_FILE", "regular file", "QSNAP_ADMIN_TOKEN_FILE=/tmp", NULL);
     expect_error("QSNAP_ADMIN_TOKEN_FILE", "empty", "QSNAP_ADMIN_TOKEN_FILE=", NULL);
+}
+
+/* A FIFO (or any non-regular file) must be refused at once: opening one for
+ * reading would block until a writer appears, and start-up would hang. The
+ * timeout turns a regression into a failure instead of a hang. */
+Test(config, file_variants_refuse_a_fifo_without_blocking, .timeout = 10)
+{
+    char dir[] = "/tmp/qsnap-config-fifo-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char fifo[128];
+    snprintf(fifo, sizeof(fifo), "%s/secret", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *vars[] = {"QSNAP_QDRANT_API_KEY_FILE", "QSNAP_S3_ACCESS_KEY_ID_FILE",
+                          "QSNAP_S3_SECRET_ACCESS_KEY_FILE", "QSNAP_ADMIN_TOKEN_FILE",
+                          "QSNAP_S3_CA_FILE"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        char v[256];
+        snprintf(v, sizeof(v), "%s=%s", vars[i], fifo);
+        expect_error(vars[i], "not a regular file", v, NULL);
+        /* the message names the path too */
+        struct qs_config cfg;
+        struct qs_error err;
+        cr_assert_eq(load(&cfg, &err, v, NULL), QS_ECONFIG);
+        cr_assert_not_null(strstr(err.msg, fifo), "%s", err.msg);
+    }
+    /* a character device is not a file to read a secret from either */
+    expect_error("QSNAP_ADMIN_TOKEN_FILE", "not a regular file", "QSNAP_ADMIN_TOKEN_FILE=/dev/zero",
+                 NULL);
+    expect_error("QSNAP_S3_CA_FILE", "not a regular file", "QSNAP_S3_CA_FILE=/dev/null", NULL);
+    unlink(fifo);
+    rmdir(dir);
 }
 
 Test(config, file_variant_empty_file)
@@ -923,6 +955,58 @@ Test(config, admin_token)
     expect_error("QSNAP_ADMIN_TOKEN", "at least 16", "QSNAP_ADMIN_TOKEN=0123456789abcde", NULL);
     expect_error("QSNAP_ADMIN_TOKEN", "empty", "QSNAP_ADMIN_TOKEN=", NULL);
     expect_error("QSNAP_ADMIN_TOKEN", "control", "QSNAP_ADMIN_TOKEN=0123456789abcdef\r", NULL);
+}
+
+/* One rule for every secret: surrounding whitespace is refused (the bearer
+ * check and HTTP header values drop it, so such a token could never match);
+ * the one trailing newline a mounted secret file ends with is not part of
+ * the value. */
+Test(config, secrets_with_surrounding_spaces_are_refused)
+{
+    const char *bad[] = {
+        "QSNAP_ADMIN_TOKEN= " ADMIN_TOKEN,         "QSNAP_ADMIN_TOKEN=" ADMIN_TOKEN " ",
+        "QSNAP_ADMIN_TOKEN=  " ADMIN_TOKEN "  ",   "QSNAP_QDRANT_API_KEY=" API_KEY " ",
+        "QSNAP_S3_SECRET_ACCESS_KEY= " SECRET_KEY, "QSNAP_S3_ACCESS_KEY_ID=" ACCESS_KEY " ",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char var[64];
+        size_t n = strcspn(bad[i], "=");
+        memcpy(var, bad[i], n);
+        var[n] = '\0';
+        struct qs_config cfg;
+        struct qs_error err;
+        cr_assert_eq(load(&cfg, &err, bad[i], NULL), QS_ECONFIG, "accepted: '%s'", bad[i]);
+        cr_assert_not_null(strstr(err.msg, var), "%s", err.msg);
+        cr_assert_not_null(strstr(err.msg, "whitespace"), "%s", err.msg);
+        /* never echoed */
+        cr_assert_null(strstr(err.msg, ADMIN_TOKEN), "%s", err.msg);
+        cr_assert_null(strstr(err.msg, API_KEY), "%s", err.msg);
+        cr_assert_null(strstr(err.msg, SECRET_KEY), "%s", err.msg);
+        cr_assert_null(strstr(err.msg, ACCESS_KEY), "%s", err.msg);
+    }
+    /* spaces inside a token are part of it */
+    struct qs_config cfg;
+    LOAD_OK(&cfg, "QSNAP_ADMIN_TOKEN=admin token with spaces");
+    cr_assert_str_eq(cfg.admin_token, "admin token with spaces");
+    qs_config_free(&cfg);
+
+    /* files: the trailing newline of a mounted secret keeps working ... */
+    const char *ok = temp_file(ADMIN_TOKEN "\n", strlen(ADMIN_TOKEN) + 1);
+    char v[128];
+    snprintf(v, sizeof(v), "QSNAP_ADMIN_TOKEN_FILE=%s", ok);
+    LOAD_OK(&cfg, v);
+    cr_assert_str_eq(cfg.admin_token, ADMIN_TOKEN);
+    qs_config_free(&cfg);
+    unlink(ok);
+    /* ... but spaces around the value in the file are refused, naming the
+     * _FILE variable */
+    const char *contents[] = {ADMIN_TOKEN " \n", " " ADMIN_TOKEN "\n", ADMIN_TOKEN " "};
+    for (size_t i = 0; i < 3; i++) {
+        const char *f = temp_file(contents[i], strlen(contents[i]));
+        snprintf(v, sizeof(v), "QSNAP_ADMIN_TOKEN_FILE=%s", f);
+        expect_error("QSNAP_ADMIN_TOKEN_FILE", "whitespace", v, NULL);
+        unlink(f);
+    }
 }
 
 Test(config, heartbeat_url)

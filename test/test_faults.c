@@ -27,6 +27,7 @@
 #include <zlib.h>
 
 #include "proxy.h"
+#include "qsnap/manifest.h"
 #include "qsnap/qdrant.h"
 #include "qsnap/util.h"
 #include "support.h"
@@ -1150,7 +1151,7 @@ Test(security, names_from_requests_are_validated)
     char longname[400];
     memset(longname, 'a', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
-    char bodies[8][600];
+    char bodies[12][600];
     snprintf(bodies[0], sizeof(bodies[0]), "{\"collection\":\"../../etc\"}");
     snprintf(bodies[1], sizeof(bodies[1]), "{\"collection\":\"sec\",\"snapshot\":\"../x.json\"}");
     snprintf(bodies[2], sizeof(bodies[2]), "{\"collection\":\"a/b\"}");
@@ -1159,14 +1160,26 @@ Test(security, names_from_requests_are_validated)
     snprintf(bodies[5], sizeof(bodies[5]), "{\"collection\":\"sec\",\"target\":\"../y\"}");
     snprintf(bodies[6], sizeof(bodies[6]), "{\"collection\":\"sec\",\"snapshot\":\"a\\nb\"}");
     snprintf(bodies[7], sizeof(bodies[7]), "{\"collection\":\"..\"}");
+    /* strict JSON: U+0000 would cut the name to "sec", trailing data, a
+     * field twice, a misspelt field that would fall back to "latest" */
+    snprintf(bodies[8], sizeof(bodies[8]), "{\"collection\":\"sec\\u0000../../x\"}");
+    snprintf(bodies[9], sizeof(bodies[9]), "{\"collection\":\"sec\"}{\"target\":\"x\"}");
+    snprintf(bodies[10], sizeof(bodies[10]), "{\"collection\":\"x\",\"collection\":\"sec\"}");
+    snprintf(bodies[11], sizeof(bodies[11]), "{\"collection\":\"sec\",\"snaphsot\":\"s\"}");
+    const char *why[12] = {[8] = "U+0000",
+                           [9] = "after the JSON value",
+                           [10] = "\\\"collection\\\"",
+                           [11] = "'snaphsot'"};
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/restore", E.url);
     const char *h[] = {AUTH, "Content-Type: application/json", NULL};
-    for (size_t i = 0; i < 8; i++) {
+    for (size_t i = 0; i < 12; i++) {
         struct qs_test_resp r;
         cr_assert_eq(qs_test_http("POST", url, h, bodies[i], strlen(bodies[i]), &r), 0);
         cr_assert_eq(r.status, 400, "restore body %zu answered %ld: %s", i, r.status, r.body);
         cr_assert_not_null(strstr(r.body, "\"error\""));
+        if (why[i] != NULL)
+            cr_assert_not_null(strstr(r.body, why[i]), "body %zu: %s", i, r.body);
         for (const char *p = r.body; *p; p++)
             cr_assert((unsigned char)*p >= 0x20, "control character in the error body");
         assert_no_secret("error body", r.body);
@@ -1264,4 +1277,43 @@ Test(security, qdrant_whitespace_error_body_has_a_message)
     rc =
         qs_qdrant_parse_answer(QS_QDRANT_ANSWER_SNAPSHOTS, "{\"result\":[{\"name\":1}]}", 23, &err);
     cr_assert_eq(rc, QS_EPROTO);
+}
+
+/* JSON from outside is parsed strictly everywhere: a U+0000 would cut a name
+ * short (a snapshot "c1\u0000x" was stored as object c1/c1), and data after
+ * the value is not silently ignored. */
+Test(security, qdrant_answers_and_manifests_are_parsed_strictly)
+{
+    struct qs_error err;
+    const char *answers[] = {
+        "{\"result\":[{\"name\":\"c1\\u0000x.snapshot\",\"creation_time\":\"2025-01-01T00:00:00\","
+        "\"size\":1,\"checksum\":"
+        "\"0000000000000000000000000000000000000000000000000000000000000000\"}],"
+        "\"status\":\"ok\"}",
+        "{\"result\":[],\"status\":\"ok\"} {\"result\":[]}",
+        "{\"result\":[],\"result\":[{\"name\":\"x\"}],\"status\":\"ok\"}",
+    };
+    for (size_t i = 0; i < sizeof(answers) / sizeof(answers[0]); i++) {
+        int rc = qs_qdrant_parse_answer(QS_QDRANT_ANSWER_SNAPSHOTS, answers[i], strlen(answers[i]),
+                                        &err);
+        cr_assert_eq(rc, QS_EPROTO, "answer %zu accepted (%d)", i, rc);
+        cr_assert_not_null(strstr(err.msg, "not JSON"), "%s", err.msg);
+    }
+    const char *ok = "{\"result\":[],\"status\":\"ok\"}\n";
+    cr_assert_eq(qs_qdrant_parse_answer(QS_QDRANT_ANSWER_SNAPSHOTS, ok, strlen(ok), &err), 0, "%s",
+                 err.msg);
+    const char *cols =
+        "{\"result\":{\"collections\":[{\"name\":\"a\\u0000b\"}]},\"status\":\"ok\"}";
+    cr_assert_eq(qs_qdrant_parse_answer(QS_QDRANT_ANSWER_COLLECTIONS, cols, strlen(cols), &err),
+                 QS_EPROTO);
+    cr_assert_not_null(strstr(err.msg, "U+0000"), "%s", err.msg);
+
+    /* a manifest whose collection holds U+0000, or with trailing data */
+    const char *m1 = "{\"format\":1,\"collection\":\"agent-memory\\u0000../../x\"}";
+    struct qs_manifest m;
+    cr_assert_eq(qs_manifest_parse(m1, strlen(m1), &m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "U+0000"), "%s", err.msg);
+    const char *m2 = "{\"format\":1} x";
+    cr_assert_eq(qs_manifest_parse(m2, strlen(m2), &m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "after the JSON value"), "%s", err.msg);
 }

@@ -7,6 +7,7 @@
 
 #include "qsnap/error.h"
 #include "qsnap/http.h"
+#include "qsnap/util.h"
 
 /* ---- reader ------------------------------------------------------------------ */
 
@@ -107,6 +108,45 @@ Test(reader, post_with_body_and_chunked_body)
     cr_assert_str_eq(qs_http_req_body(req, &len), "hello world");
     cr_assert_eq(len, 11);
     qs_http_req_free(req);
+}
+
+/* Chunked trailers are dropped: a trailer never becomes a request header (an
+ * Authorization trailer would otherwise authenticate a request whose head was
+ * checked without it), whatever the chunking. */
+Test(reader, trailers_never_become_headers)
+{
+    const char *raw = "POST /v1/backup HTTP/1.1\r\n"
+                      "Host: x\r\n"
+                      "Transfer-Encoding: chunked\r\n"
+                      "\r\n"
+                      "2\r\n{}\r\n0\r\n"
+                      "Authorization: Bearer s3cret-token\r\n"
+                      "X-Trailer-1: one\r\n"
+                      "X-Last: last\r\n"
+                      "\r\n";
+    size_t chunks[] = {0, 1, 3, 17};
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        struct qs_http_req *req = parse_ok(raw, chunks[i]);
+        cr_assert_str_eq(qs_http_req_header(req, "Host"), "x");
+        cr_assert_null(qs_http_req_header(req, "Authorization"), "chunk %zu", chunks[i]);
+        cr_assert_null(qs_http_req_header(req, "X-Trailer-1"));
+        cr_assert_null(qs_http_req_header(req, "X-Last"));
+        cr_assert_eq(qs_http_bearer_ok(req, "s3cret-token"), 401);
+        size_t len;
+        cr_assert_str_eq(qs_http_req_body(req, &len), "{}");
+        qs_http_req_free(req);
+    }
+    /* Trailers are bounded like the head. */
+    struct qs_http_server_opts o = {.max_head = 256};
+    struct qs_buf b;
+    qs_buf_init(&b);
+    qs_buf_printf(&b, "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Big: ");
+    for (int k = 0; k < 300; k++)
+        qs_buf_append(&b, "t", 1);
+    qs_buf_printf(&b, "\r\n\r\n");
+    cr_assert_eq(parse_status(&o, b.data, b.len, 0), 431);
+    cr_assert_eq(parse_status(&o, b.data, b.len, 5), 431);
+    qs_buf_free(&b);
 }
 
 Test(reader, incomplete_request_needs_more)
@@ -261,6 +301,52 @@ Test(query, get_parameters)
     cr_assert_eq(qs_http_query_get("a=x%00", "a", v, sizeof(v)), QS_EINVAL);
     cr_assert_eq(qs_http_query_get("a=0123456789abcdefXYZ", "a", v, sizeof(v)), QS_ETOOBIG);
     cr_assert_eq(qs_http_query_get(NULL, "a", v, sizeof(v)), 0);
+}
+
+/* Routes name the parameters they accept; anything else is refused with a
+ * message naming the parameter. */
+Test(query, check_against_the_accepted_names)
+{
+    const char *coll[] = {"collection", NULL};
+    char msg[160];
+    const char *ok[] = {"",           "collection=notes", "collection=",
+                        "collection", "c%6Fllection=x",   "collection=a%20b+c"};
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        cr_assert_eq(qs_http_query_check(ok[i], coll, msg, sizeof(msg)), 0, "'%s': %s", ok[i], msg);
+    cr_assert_eq(qs_http_query_check("", NULL, msg, sizeof(msg)), 0);
+
+    const struct {
+        const char *query;
+        const char *const *allowed;
+        const char *want;
+    } bad[] = {
+        {"COLLECTION=notes", coll, "unknown query parameter 'COLLECTION'"},
+        {"collections=notes", coll, "unknown query parameter 'collections'"},
+        {"collection=a&collection=b", coll, "query parameter 'collection' is given twice"},
+        {"collection=a&c%6Fllection=b", coll, "query parameter 'collection' is given twice"},
+        {"collection=a&x=1", coll, "unknown query parameter 'x'"},
+        {"x=1", NULL, "unknown query parameter 'x'"},
+        {"collection=a&&x=1", coll, "empty query parameter"},
+        {"&", coll, "empty query parameter"},
+        {"collection=a&", coll, "empty query parameter"},
+        {"=a", coll, "empty query parameter name"},
+        {"collection=%zz", coll, "query parameter 'collection': malformed"},
+        {"collection=a%00b", coll, "query parameter 'collection': malformed"},
+        {"col%zz=1", coll, "malformed query parameter name"},
+        {"a%0Ab=1", coll, "unknown query parameter 'a?b'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        msg[0] = '\0';
+        cr_assert_eq(qs_http_query_check(bad[i].query, bad[i].allowed, msg, sizeof(msg)), QS_EINVAL,
+                     "accepted '%s'", bad[i].query);
+        cr_assert_not_null(strstr(msg, bad[i].want), "'%s': '%s'", bad[i].query, msg);
+    }
+    /* a long name is shown bounded */
+    char longq[600];
+    memset(longq, 'k', 500);
+    strcpy(longq + 500, "=1");
+    cr_assert_eq(qs_http_query_check(longq, coll, msg, sizeof(msg)), QS_EINVAL);
+    cr_assert_lt(strlen(msg), 120, "%s", msg);
 }
 
 /* ---- Accept-Encoding and gzip ------------------------------------------------- */

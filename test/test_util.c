@@ -1,4 +1,6 @@
+#include <cJSON.h>
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "qsnap/error.h"
@@ -118,4 +120,85 @@ Test(util, error_set_and_prefix)
     cr_assert_str_eq(e.msg, "upload: PUT k: 403");
     cr_assert_str_eq(qs_strerror(QS_EHTTP), "EHTTP");
     cr_assert_str_eq(qs_strerror(-2), "ENOENT");
+}
+
+/* ---- strict JSON ------------------------------------------------------------ */
+
+static int jparse(const char *s, struct qs_error *err)
+{
+    cJSON *j = NULL;
+    int rc = qs_json_parse(s, strlen(s), &j, err);
+    if (rc == 0)
+        cr_assert_not_null(j);
+    else
+        cr_assert_null(j);
+    cJSON_Delete(j);
+    return rc;
+}
+
+Test(json, strict_parse_accepts_ordinary_json)
+{
+    struct qs_error err;
+    const char *ok[] = {
+        "{\"collection\":\"agent-memory\"}",
+        " \r\n\t{\"a\":[1,2,{\"b\":null}],\"c\":\"x\\\\u0000y\"}\n\n ",
+        "[]",
+        "\"caf\xc3\xa9 \\u00e9 \\u0001\"",
+        "{\"a\":{\"k\":1},\"b\":{\"k\":2}}",
+        "{\"nul\":\"\\\\\\\\u0000\"}", /* an escaped backslash, then the text u0000 */
+    };
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        cr_assert_eq(jparse(ok[i], &err), 0, "%s: %s", ok[i], err.msg);
+    /* the value is the parsed document */
+    cJSON *j = NULL;
+    const char *doc = "{\"collection\":\"agent-memory\",\"n\":3}  ";
+    cr_assert_eq(qs_json_parse(doc, strlen(doc), &j, &err), 0);
+    cr_assert_str_eq(cJSON_GetObjectItemCaseSensitive(j, "collection")->valuestring,
+                     "agent-memory");
+    cJSON_Delete(j);
+    /* length-delimited: bytes after len are not looked at */
+    cr_assert_eq(qs_json_parse("{}garbage", 2, &j, &err), 0);
+    cJSON_Delete(j);
+}
+
+Test(json, strict_parse_refuses_nul_trailing_data_duplicates_and_controls)
+{
+    struct qs_error err;
+    const struct {
+        const char *text;
+        const char *why;
+    } bad[] = {
+        {"{\"collection\":\"agent-memory\\u0000../../x\"}", "U+0000"},
+        {"{\"a\\u0000b\":1}", "U+0000"},
+        {"[\"\\u0000\"]", "U+0000"},
+        {"{\"collection\":\"c\"} trailing", "after the JSON value"},
+        {"{\"collection\":\"c\"}{\"collection\":\"d\"}", "after the JSON value"},
+        {"{}\x01", "control character"},
+        {"\x01{}", "control character"},
+        {"{\"a\":\"x\ny\"}", "control character"},
+        {"{\"collection\":\"a\",\"collection\":\"b\"}", "appears twice"},
+        {"{\"o\":{\"k\":1,\"k\":2}}", "appears twice"},
+        {"[{\"k\":1,\"k\":1}]", "appears twice"},
+        {"{\"a\":", "not valid JSON"},
+        {"", "empty"},
+        {"   ", "not valid JSON"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        qs_error_clear(&err);
+        cr_assert_eq(jparse(bad[i].text, &err), QS_EINVAL, "accepted: %s", bad[i].text);
+        cr_assert_eq(err.code, QS_EINVAL);
+        cr_assert_not_null(strstr(err.msg, bad[i].why), "%s: '%s'", bad[i].text, err.msg);
+    }
+    /* a NUL byte inside the given length */
+    cJSON *j = NULL;
+    cr_assert_eq(qs_json_parse("{\"a\":\"b\0c\"}", 11, &j, &err), QS_EINVAL);
+    cr_assert_null(j);
+    cr_assert_not_null(strstr(err.msg, "NUL"), "%s", err.msg);
+    /* messages show keys printable and bounded */
+    char big[400];
+    snprintf(big, sizeof(big), "{\"%0300d\x7f\":1,\"%0300d\x7f\":2}", 0, 0);
+    cr_assert_eq(jparse(big, &err), QS_EINVAL);
+    cr_assert_lt(strlen(err.msg), 200, "%s", err.msg);
+    for (const char *p = err.msg; *p; p++)
+        cr_assert((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f, "%s", err.msg);
 }

@@ -88,10 +88,13 @@ typedef const char *(*qs_getenv_fn)(const char *name, void *ud);
 /* Fills cfg from the variables that getenv_fn (NULL = getenv) returns; ud is
  * passed through to it (borrowed). QSNAP_DESTINATION is always required. An
  * empty value is an error, not "unset". *_FILE variants win over the plain
- * variable; one trailing newline of the file is stripped. Secrets are
- * registered with qs_log_add_secret(); a secret that is evidently a template
- * placeholder (it contains "REPLACE" or "CHANGEME", any case) is an error, so
- * a template Secret can never grant access. Logs nothing.
+ * variable; one trailing newline of the file is stripped. Every file read
+ * (*_FILE, QSNAP_S3_CA_FILE) must be a regular file: a FIFO, device or
+ * directory is refused at once (never waited on). A secret that begins or
+ * ends with whitespace is refused (it could never match an HTTP header); a
+ * secret that is evidently a template placeholder (it contains "REPLACE" or
+ * "CHANGEME", any case) is refused, so a template Secret can never grant
+ * access. Secrets are registered with qs_log_add_secret(). Logs nothing.
  * On error returns QS_ECONFIG with err->msg like
  * "QSNAP_S3_PART_SIZE: must be at least 5MiB (got 1MiB)" (never a secret), and
  * cfg is left zeroed with nothing to free. cfg borrowed (caller owns the

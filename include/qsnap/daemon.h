@@ -8,7 +8,13 @@
  * with qs_http_route(), register metrics, and register shutdown hooks.
  *
  * Built-in routes: GET /healthz -> 200 {"status":"ok"}; GET /metrics ->
- * Prometheus text 0.0.4 (gzip when accepted).
+ * Prometheus text 0.0.4 (gzip when accepted), including the HTTP endpoint's
+ * own counters (qsnap_http_connections_{accepted,shed,refused,timed_out}_total,
+ * qsnap_http_requests_busy_total, qsnap_http_connections_open).
+ *
+ * At start the soft RLIMIT_NOFILE is raised to the hard limit (at most
+ * 65536), so connection floods meet the HTTP server's own caps instead of
+ * accept() failing; a warning says when the hard limit is too low.
  *
  * Shutdown (first SIGTERM/SIGINT, or qs_daemon_shutdown()):
  *   1. the listener stops accepting; connections in progress continue;

@@ -6,11 +6,34 @@
  *
  * Limits (struct qs_http_server_opts): request head <= 8 KiB (431), body
  * <= 64 KiB (413, rejected as soon as Content-Length or the chunked body
- * exceeds it), at most 256 concurrent connections (beyond that a new
- * connection gets a 503 and is closed), and a per-connection deadline
- * (default 10 s) for receiving the whole request and for writing the answer;
- * the deadline is not extended by progress, so a client trickling one byte per
- * second is cut off when it expires.
+ * exceeds it), and a per-connection deadline (default 10 s) for receiving the
+ * whole request and for writing the answer; the deadline is not extended by
+ * progress, so a client trickling one byte per second is cut off when it
+ * expires.
+ *
+ * Connection floods: at most max_conns connections (default 256) may be
+ * reading a request at a time. The cap protects the server without ever
+ * turning it off: when a new connection arrives at the cap, the server closes
+ * the oldest connection that has sent nothing, else the one that has waited
+ * longest without completing its request head, else the oldest one still
+ * sending its body, and serves the new one; so a client that sends its
+ * request promptly (a health probe) is answered however many idle
+ * connections are held open. What a client sent right after connecting is
+ * read as soon as the connection is accepted (libuv accepts a whole backlog
+ * before it polls again), so a probe is answered within that batch and is
+ * never taken for idle; the kernel's accept queue is 4096 deep (capped by
+ * net.core.somaxconn), so a flood does not make it drop a probe's SYN. While more than half
+ * of the slots are taken, new connections get 2 s instead of the full
+ * deadline to send their head. Connections a handler holds or that are
+ * being answered do not take reading slots; every open connection, lingering
+ * ones included, is bounded by 4 x max_conns and by the open-file limit
+ * (RLIMIT_NOFILE minus a reserve for the rest of the process), beyond which
+ * the oldest answered, then idle, then incomplete connection is closed. Only
+ * when nothing can be closed does a new connection get a 503.
+ *
+ * Each route holds at most max_pending (default 16) unanswered requests at a
+ * time; a request beyond that is answered 503 (with Retry-After) before its
+ * handler runs, so one slow route can never hold every connection.
  *
  * Routing: exact paths, and prefix routes (a route path ending in '/', e.g.
  * "/v1/jobs/", matches every longer path below it; exact routes win, then the
@@ -18,6 +41,16 @@
  * `Allow` header. HEAD is served only by GET routes (the GET handler runs and
  * the body is dropped); HEAD on a POST-only path is a 405, so HEAD never
  * reaches a POST handler.
+ *
+ * Routes declare what they accept (struct qs_http_route_opts): the query
+ * parameters (any other, a repeated one or a malformed query is a 400 naming
+ * the parameter) and whether the bearer token is required (401/403). The
+ * server checks route, token and parameters as soon as the request head is
+ * complete, before reading the body and before the handler runs; only then
+ * does it answer `Expect: 100-continue` with 100 Continue. A request to a GET
+ * route must not carry a body (400), so only requests that passed their
+ * route's checks ever hold a slot while a body arrives. Chunked trailers
+ * are read and dropped: they never become request headers.
  *
  * Paths are percent-decoded once and must be normalised: "//", "." and ".."
  * segments, "%2F", "%00", control characters and malformed escapes are
@@ -47,6 +80,7 @@
 #define QS_HTTP_DEFAULT_MAX_CONNS 256
 #define QS_HTTP_DEFAULT_MAX_HEAD 8192
 #define QS_HTTP_DEFAULT_MAX_BODY 65536
+#define QS_HTTP_DEFAULT_MAX_PENDING 16
 #define QS_HTTP_MAX_HEADERS 64
 /* Bodies at least this large are gzipped when the client accepts it. */
 #define QS_HTTP_GZIP_MIN 1024
@@ -54,9 +88,21 @@
 /* Zero fields take the defaults above. */
 struct qs_http_server_opts {
     uint64_t timeout_ms; /* deadline to receive a request / write a response */
-    size_t max_conns;
+    size_t max_conns;    /* connections reading a request at once */
     size_t max_head;
     size_t max_body;
+    size_t max_pending; /* unanswered requests per route */
+};
+
+/* Counters since the server started, and what is open now. */
+struct qs_http_server_stats {
+    uint64_t accepted;  /* connections accepted */
+    uint64_t shed;      /* closed before their request was complete, to make room */
+    uint64_t refused;   /* answered 503 because nothing could be closed to make room */
+    uint64_t timed_out; /* cut off by the deadline before their request was complete */
+    uint64_t busy;      /* requests answered 503 because their route had max_pending */
+    size_t open;        /* connections open now */
+    size_t reading;     /* of those, reading a request */
 };
 
 struct qs_http_server;
@@ -90,6 +136,16 @@ void qs_http_server_stop_accepting(struct qs_http_server *s);
 /* Number of open connections. */
 size_t qs_http_server_connections(const struct qs_http_server *s);
 
+/* Fills *out (borrowed) with the server's counters. */
+void qs_http_server_stats(const struct qs_http_server *s, struct qs_http_server_stats *out);
+
+/* Sets the bearer token that routes with QS_HTTP_ROUTE_BEARER require (token
+ * borrowed and copied; NULL or "" = none configured, then those routes answer
+ * 403 with disabled_msg, borrowed and copied, NULL for a default). Returns 0
+ * or UV_ENOMEM. */
+int qs_http_server_set_bearer(struct qs_http_server *s, const char *token,
+                              const char *disabled_msg);
+
 /* Closes the listener and every connection, then frees the server and calls
  * done(ud) from the loop (done may be NULL). Requests still pending on a
  * handler stay valid until answered (the answer is then dropped). done may
@@ -97,9 +153,24 @@ size_t qs_http_server_connections(const struct qs_http_server *s);
  * not called then). */
 void qs_http_server_close(struct qs_http_server *s, void (*done)(void *ud), void *ud);
 
+enum {
+    QS_HTTP_ROUTE_BEARER = 1, /* requires `Authorization: Bearer <token>` (401/403) */
+};
+
+/* What a route accepts. Zeroed (or NULL) = no query parameters, no token. */
+struct qs_http_route_opts {
+    const char *const *params; /* accepted query parameter names, NULL-terminated */
+    unsigned flags;            /* QS_HTTP_ROUTE_* */
+};
+
 /* Adds a route. method ("GET", "POST", ...) and path are copied; a path
- * ending in '/' (other than "/") is a prefix route. ud borrowed. Returns 0,
- * QS_EINVAL (bad method/path, or the same method+path twice) or UV_ENOMEM. */
+ * ending in '/' (other than "/") is a prefix route. opts borrowed (copied),
+ * may be NULL; ud borrowed. Returns 0, QS_EINVAL (bad method/path, or the
+ * same method+path twice) or UV_ENOMEM. */
+int qs_http_route_ex(struct qs_http_server *s, const char *method, const char *path,
+                     qs_http_handler_fn fn, void *ud, const struct qs_http_route_opts *opts);
+
+/* qs_http_route_ex() with no query parameters and no token. */
 int qs_http_route(struct qs_http_server *s, const char *method, const char *path,
                   qs_http_handler_fn fn, void *ud);
 
@@ -178,6 +249,13 @@ int qs_http_path_decode(const char *raw, size_t len, char *out, size_t cap);
  * when absent, QS_EINVAL for malformed escapes or %00, QS_ETOOBIG when the
  * value does not fit. A parameter without '=' has the value "". */
 int qs_http_query_get(const char *query, const char *name, char *out, size_t cap);
+
+/* Checks a raw query string (borrowed, "" when none) against the accepted
+ * parameter names (borrowed, NULL-terminated; NULL = none accepted). Returns
+ * 0, or QS_EINVAL with a message naming the parameter in msg (cap bytes):
+ * an unknown name (names are case-sensitive), a name given twice, an empty
+ * parameter ("a=1&&b=2"), or a malformed escape or %00 in a name or value. */
+int qs_http_query_check(const char *query, const char *const *allowed, char *msg, size_t cap);
 
 /* 1 when an Accept-Encoding value (borrowed, may be NULL) allows gzip:
  * "gzip" or "x-gzip" with q > 0, or "*" with q > 0 when gzip is not listed. */

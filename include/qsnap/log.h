@@ -1,8 +1,14 @@
 /* Structured logging to stderr (SPEC section 9).
  *
  * One line per event, written with a single write(2) under a mutex, so any
- * thread may log. Secret values registered with qs_log_add_secret() are
- * replaced by "[REDACTED]" wherever they would appear in a line.
+ * thread may log. Control characters in values are escaped in both formats,
+ * so a value can never start a line of its own.
+ *
+ * Secret values registered with qs_log_add_secret() are replaced by
+ * "[REDACTED]" in the message and in every context field before anything is
+ * escaped or truncated, so a secret holding quotes, backslashes, control
+ * characters or UTF-8 is found as it is; its JSON-escaped form (as a peer may
+ * quote it in an error message) is replaced too.
  */
 #ifndef QSNAP_LOG_H
 #define QSNAP_LOG_H
@@ -54,9 +60,15 @@ void qs_log_add_secret(const char *secret);
 void qs_log_clear_secrets(void);
 
 /* Replaces every registered secret in buf (borrowed, NUL-terminated, size cap)
- * by "[REDACTED]" in place, truncating if needed. Exposed for error messages
- * that leave the process through HTTP. */
+ * by "[REDACTED]" in place, truncating if needed. Where secrets overlap the
+ * longest one wins. Redact before truncating a string: a secret already cut
+ * in half is no longer recognised. */
 void qs_log_redact(char *buf, size_t cap);
+
+/* A copy of s (borrowed, NULL = "") with every registered secret replaced,
+ * owned by the caller (free()); NULL when out of memory. For error messages
+ * that leave the process through HTTP. */
+char *qs_log_redacted(const char *s);
 
 /* Redirects output to fd (default 2). For tests. */
 void qs_log_set_fd(int fd);

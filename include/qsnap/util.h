@@ -97,6 +97,20 @@ int qs_buf_printf(struct qs_buf *b, const char *fmt, ...) __attribute__((format(
 /* Empties without freeing. */
 void qs_buf_reset(struct qs_buf *b);
 
+/* ---- JSON ------------------------------------------------------------------ */
+struct cJSON;
+struct qs_error;
+
+/* The one JSON parser for input qsnap did not just produce itself (request
+ * bodies, Qdrant answers, manifests and sidecar files). Parses len bytes of
+ * text (borrowed) as exactly one JSON value, strictly: refuses anything but
+ * whitespace after the value, any string (value or key) holding U+0000
+ * (C strings would silently end there), a NUL byte anywhere, and an object
+ * with the same key twice. Returns 0 with *out (owned, cJSON_Delete()), or
+ * QS_EINVAL with the reason in err (borrowed, may be NULL), e.g. "unexpected
+ * data after the JSON value at byte 17"; *out is then NULL. */
+int qs_json_parse(const char *text, size_t len, struct cJSON **out, struct qs_error *err);
+
 /* ---- strings -------------------------------------------------------------- */
 /* Copies src into dst of size cap, always NUL-terminates. Returns strlen(src). */
 size_t qs_strlcpy(char *dst, const char *src, size_t cap);
