@@ -6,6 +6,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -517,4 +518,195 @@ double qs_test_backups_total(const char *text, const char *coll, const char *res
     char s[512];
     snprintf(s, sizeof(s), "qsnap_backups_total{collection=\"%s\",result=\"%s\"}", coll, result);
     return qs_test_metric(text, s);
+}
+
+/* ---- multi-peer stand-in --------------------------------------------------- */
+
+/* A port that is free on 127.0.0.2 .. 127.0.0.(n+1) (bound and released). */
+static int cluster_free_port(int n)
+{
+    for (int attempt = 0; attempt < 50; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            return -1;
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+        a.sin_addr.s_addr = htonl(0x7f000002);
+        socklen_t len = sizeof(a);
+        int port = -1;
+        if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+            getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+            port = ntohs(a.sin_port);
+        close(fd);
+        if (port <= 0)
+            continue;
+        int ok = 1;
+        for (int i = 2; i <= n && ok; i++) {
+            int t = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+            b.sin_addr.s_addr = htonl(0x7f000001u + (uint32_t)i);
+            if (t < 0 || bind(t, (struct sockaddr *)&b, sizeof(b)) != 0)
+                ok = 0;
+            if (t >= 0)
+                close(t);
+        }
+        if (ok)
+            return port;
+    }
+    return -1;
+}
+
+static pid_t cluster_spawn_peer(struct qs_test_cluster *c, int i)
+{
+    char peer[16], port[16];
+    snprintf(peer, sizeof(peer), "%d", i);
+    snprintf(port, sizeof(port), "%d", c->port);
+    char *argv[64];
+    size_t k = 0;
+    argv[k++] = (char *)qs_test_env("QSNAP_TEST_PYTHON");
+    argv[k++] = (char *)qs_test_env("QSNAP_TEST_STANDIN");
+    argv[k++] = "--cluster-dir";
+    argv[k++] = c->dir;
+    argv[k++] = "--peer";
+    argv[k++] = peer;
+    argv[k++] = "--bind";
+    argv[k++] = c->peer[i].host;
+    argv[k++] = "--port";
+    argv[k++] = port;
+    for (size_t j = 0; c->extra != NULL && c->extra[j] != NULL && k < 63; j++)
+        argv[k++] = c->extra[j];
+    argv[k] = NULL;
+    return qs_test_spawn(argv, NULL, c->log);
+}
+
+static size_t count_substr(const char *s, const char *needle)
+{
+    size_t n = 0, len = strlen(needle);
+    for (const char *p = strstr(s, needle); p != NULL; p = strstr(p + len, needle))
+        n++;
+    return n;
+}
+
+/* Every running peer sees all n peers and a leader. */
+static int cluster_ready(struct qs_test_cluster *c)
+{
+    for (int i = 1; i <= c->n; i++) {
+        if (c->peer[i].pid <= 0)
+            continue;
+        char url[128];
+        snprintf(url, sizeof(url), "%s/cluster", c->peer[i].url);
+        struct qs_test_resp r;
+        int rc = qs_test_http("GET", url, NULL, NULL, 0, &r);
+        int ok = rc == 0 && r.status == 200 && count_substr(r.body, "\"uri\":") == (size_t)c->n &&
+                 strstr(r.body, "\"leader\":0,") == NULL;
+        qs_test_resp_free(&r);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* 1 when some peer exited; *bind_failed when it exited with 98 (port taken). */
+static int cluster_peer_exited(struct qs_test_cluster *c, int *bind_failed)
+{
+    for (int i = 1; i <= c->n; i++) {
+        int st;
+        if (c->peer[i].pid > 0 && waitpid(c->peer[i].pid, &st, WNOHANG) == c->peer[i].pid) {
+            c->peer[i].pid = -1;
+            *bind_failed = WIFEXITED(st) && WEXITSTATUS(st) == 98;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void cluster_kill_all(struct qs_test_cluster *c)
+{
+    for (int i = 1; i <= QS_TEST_CLUSTER_MAX; i++) {
+        qs_test_kill(c->peer[i].pid);
+        c->peer[i].pid = -1;
+    }
+}
+
+int qs_test_cluster_start(struct qs_test_cluster *c, int n, const char *const *extra_args)
+{
+    memset(c, 0, sizeof(*c));
+    if (n < 1 || n > QS_TEST_CLUSTER_MAX)
+        return -1;
+    c->n = n;
+    size_t ne = 0;
+    while (extra_args != NULL && extra_args[ne] != NULL)
+        ne++;
+    c->extra = calloc(ne + 1, sizeof(char *));
+    for (size_t j = 0; c->extra != NULL && j < ne; j++)
+        c->extra[j] = strdup(extra_args[j]);
+    c->dir = qs_test_mkdtemp("cluster");
+    char logfile[600];
+    snprintf(logfile, sizeof(logfile), "%s.log", c->dir);
+    c->log = strdup(logfile);
+    for (int attempt = 0; attempt < 5; attempt++) {
+        c->port = cluster_free_port(n);
+        if (c->port <= 0)
+            break;
+        for (int i = 1; i <= n; i++) {
+            snprintf(c->peer[i].host, sizeof(c->peer[i].host), "127.0.0.%d", i + 1);
+            snprintf(c->peer[i].url, sizeof(c->peer[i].url), "http://%s:%d", c->peer[i].host,
+                     c->port);
+            c->peer[i].pid = cluster_spawn_peer(c, i);
+        }
+        double end = now_s() + 30;
+        int bind_failed = 0, exited = 0;
+        while (now_s() < end) {
+            if ((exited = cluster_peer_exited(c, &bind_failed)) != 0)
+                break;
+            if (cluster_ready(c))
+                return 0;
+            usleep(50000);
+        }
+        cluster_kill_all(c);
+        if (!exited || !bind_failed)
+            break;
+        /* a port was taken on one address meanwhile: start over elsewhere */
+        qs_test_rmrf(c->dir);
+        if (mkdir(c->dir, 0700) != 0)
+            break;
+    }
+    qs_test_cluster_stop(c);
+    return -1;
+}
+
+void qs_test_cluster_kill(struct qs_test_cluster *c, int i)
+{
+    if (i < 1 || i > c->n)
+        return;
+    qs_test_kill(c->peer[i].pid);
+    c->peer[i].pid = -1;
+}
+
+int qs_test_cluster_restart(struct qs_test_cluster *c, int i)
+{
+    if (i < 1 || i > c->n || c->dir == NULL)
+        return -1;
+    qs_test_cluster_kill(c, i);
+    c->peer[i].pid = cluster_spawn_peer(c, i);
+    if (c->peer[i].pid <= 0)
+        return -1;
+    char url[128];
+    snprintf(url, sizeof(url), "%s/healthz", c->peer[i].url);
+    return qs_test_wait_http(url, 20);
+}
+
+void qs_test_cluster_stop(struct qs_test_cluster *c)
+{
+    cluster_kill_all(c);
+    if (c->dir != NULL)
+        qs_test_rmrf(c->dir);
+    if (c->log != NULL)
+        unlink(c->log);
+    for (size_t j = 0; c->extra != NULL && c->extra[j] != NULL; j++)
+        free(c->extra[j]);
+    free(c->extra);
+    free(c->dir);
+    free(c->log);
+    c->extra = NULL;
+    c->dir = c->log = NULL;
 }

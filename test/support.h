@@ -68,6 +68,42 @@ struct qs_test_standin {
 int qs_test_standin_start(struct qs_test_standin *s, const char *const *extra_args);
 void qs_test_standin_stop(struct qs_test_standin *s);
 
+/* A multi-peer Qdrant stand-in: n peers sharing one cluster directory, peer i
+ * (1-based) listening on 127.0.0.(i+1) and all on the same REST port, the way
+ * qsnap reaches a peer (the host of its P2P uri in GET /cluster plus one REST
+ * port). Peers are children of the test (killed with it); the stand-in's
+ * control API (/__standin/cluster/...) on any peer changes the shared view. */
+#define QS_TEST_CLUSTER_MAX 8
+
+struct qs_test_cluster_peer {
+    pid_t pid;     /* -1 while the peer is not running */
+    char host[32]; /* 127.0.0.(i+1) */
+    char url[64];  /* http://127.0.0.(i+1):PORT */
+};
+
+struct qs_test_cluster {
+    int n;
+    int port;     /* the REST port of every peer */
+    char *dir;    /* cluster directory: cluster.json, peer-<i>/ (owned) */
+    char *log;    /* log of all peers (owned) */
+    char **extra; /* copy of the extra arguments, NULL-terminated (owned) */
+    struct qs_test_cluster_peer peer[QS_TEST_CLUSTER_MAX + 1]; /* [1..n] */
+};
+
+/* Starts n (1..QS_TEST_CLUSTER_MAX) peers with extra_args (borrowed,
+ * NULL-terminated, may be NULL) on every command line, and waits until every
+ * peer's GET /cluster lists n peers and a leader (peer 1 leads at first).
+ * Returns 0; on failure -1, with everything it started stopped and removed. */
+int qs_test_cluster_start(struct qs_test_cluster *c, int n, const char *const *extra_args);
+/* SIGKILLs peer i and reaps it (a peer lost for real); no-op if not running. */
+void qs_test_cluster_kill(struct qs_test_cluster *c, int i);
+/* Starts peer i again (same peer id, same data; it re-syncs like a Qdrant peer
+ * coming back). Returns 0 when it answers /healthz, else -1. */
+int qs_test_cluster_restart(struct qs_test_cluster *c, int i);
+/* Kills every peer and removes the directory and log; safe to call on a zeroed,
+ * partly started or already stopped cluster. */
+void qs_test_cluster_stop(struct qs_test_cluster *c);
+
 /* A running `qsnap serve` (QSNAP_TEST_BINARY) with env_extra on top of a
  * clean QSNAP_* environment. */
 struct qs_test_daemon {
