@@ -386,29 +386,38 @@ int qs_metrics_off_render(struct qs_metrics *m, qs_metrics_render_fn cb, void *u
     return QS_ENOTFOUND;
 }
 
+/* ---- the metric table ----------------------------------------------------- */
+
+const struct qs_metric_def qs_metric_defs[QS_M_COUNT] = {
+#define QS_METRIC_DEF(id, name, type, help, ...)                                                   \
+    [QS_M_##id] = {name, QS_METRIC_##type, help, (const char *const[]){__VA_ARGS__, NULL}},
+#include "qsnap/metric_names.def"
+#undef QS_METRIC_DEF
+};
+
+int qs_metrics_register_id(struct qs_metrics *m, enum qs_metric_id id)
+{
+    if ((unsigned)id >= QS_M_COUNT)
+        return QS_EINVAL;
+    const struct qs_metric_def *d = &qs_metric_defs[id];
+    return qs_metrics_register(m, d->name, d->type, d->help, d->labels);
+}
+
 /* ---- built-in metrics ---------------------------------------------------- */
 
 static void register_builtin(struct qs_metrics *m)
 {
     if (m->flags & QS_METRICS_BUILD_INFO) {
-        qs_metrics_register(m, "qsnap_build_info", QS_METRIC_GAUGE,
-                            "qsnap build information; the value is always 1.",
-                            (const char *[]){"version", NULL});
-        qs_metrics_set(m, "qsnap_build_info", (const char *[]){"version", QSNAP_VERSION, NULL}, 1);
+        qs_metrics_register_id(m, QS_M_BUILD_INFO);
+        qs_metrics_set(m, QS_MN(BUILD_INFO), (const char *[]){"version", QSNAP_VERSION, NULL}, 1);
     }
     if (m->flags & QS_METRICS_PROCESS) {
-        qs_metrics_register(m, "process_cpu_seconds_total", QS_METRIC_COUNTER,
-                            "Total user and system CPU time spent in seconds.", NULL);
-        qs_metrics_register(m, "process_resident_memory_bytes", QS_METRIC_GAUGE,
-                            "Resident memory size in bytes.", NULL);
-        qs_metrics_register(m, "process_virtual_memory_bytes", QS_METRIC_GAUGE,
-                            "Virtual memory size in bytes.", NULL);
-        qs_metrics_register(m, "process_start_time_seconds", QS_METRIC_GAUGE,
-                            "Start time of the process since unix epoch in seconds.", NULL);
-        qs_metrics_register(m, "process_open_fds", QS_METRIC_GAUGE,
-                            "Number of open file descriptors.", NULL);
-        qs_metrics_register(m, "process_max_fds", QS_METRIC_GAUGE,
-                            "Maximum number of open file descriptors.", NULL);
+        static const enum qs_metric_id process[] = {
+            QS_M_PROCESS_CPU,   QS_M_PROCESS_RSS,      QS_M_PROCESS_VSIZE,
+            QS_M_PROCESS_START, QS_M_PROCESS_OPEN_FDS, QS_M_PROCESS_MAX_FDS,
+        };
+        for (size_t i = 0; i < sizeof(process) / sizeof(process[0]); i++)
+            qs_metrics_register_id(m, process[i]);
     }
 }
 
@@ -442,16 +451,15 @@ static void refresh_process(struct qs_metrics *m)
                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
                    "%*d %llu %lu %ld",
                    &utime, &stime, &start, &vsize, &rss) == 5) {
-            qs_metrics_set(m, "process_cpu_seconds_total", NULL,
-                           (double)(utime + stime) / (double)ticks);
-            qs_metrics_set(m, "process_virtual_memory_bytes", NULL, (double)vsize);
-            qs_metrics_set(m, "process_resident_memory_bytes", NULL, (double)rss * (double)page);
+            qs_metrics_set(m, QS_MN(PROCESS_CPU), NULL, (double)(utime + stime) / (double)ticks);
+            qs_metrics_set(m, QS_MN(PROCESS_VSIZE), NULL, (double)vsize);
+            qs_metrics_set(m, QS_MN(PROCESS_RSS), NULL, (double)rss * (double)page);
             char sbuf[4096];
             if (read_small_file("/proc/stat", sbuf, sizeof(sbuf)) != NULL) {
                 char *bt = strstr(sbuf, "\nbtime ");
                 if (bt != NULL) {
                     double btime = strtod(bt + 7, NULL);
-                    qs_metrics_set(m, "process_start_time_seconds", NULL,
+                    qs_metrics_set(m, QS_MN(PROCESS_START), NULL,
                                    btime + (double)start / (double)ticks);
                 }
             }
@@ -465,11 +473,11 @@ static void refresh_process(struct qs_metrics *m)
             if (e->d_name[0] != '.')
                 n++;
         closedir(d);
-        qs_metrics_set(m, "process_open_fds", NULL, (double)(n > 0 ? n - 1 : 0));
+        qs_metrics_set(m, QS_MN(PROCESS_OPEN_FDS), NULL, (double)(n > 0 ? n - 1 : 0));
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        qs_metrics_set(m, "process_max_fds", NULL,
+        qs_metrics_set(m, QS_MN(PROCESS_MAX_FDS), NULL,
                        rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur);
 }
 
