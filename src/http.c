@@ -524,7 +524,7 @@ static int format_response(struct qs_buf *out, int status, const char *ctype, co
 /* Error messages are at most this long in a body (after redaction). */
 #define ERROR_MSG_MAX 1024
 
-static int format_json_error(struct qs_buf *body, const char *message)
+int qs_http_json_error_body(const char *message, struct qs_buf *body)
 {
     /* Redact first: a secret cut by the length limit would go unrecognised. */
     char *msg = qs_log_redacted(message);
@@ -1313,7 +1313,7 @@ static void conn_send_error(struct conn *c, int status, const char *msg, const c
     struct qs_buf body, resp;
     qs_buf_init(&body);
     qs_buf_init(&resp);
-    if (format_json_error(&body, msg) != 0 ||
+    if (qs_http_json_error_body(msg, &body) != 0 ||
         format_response(&resp, status, "application/json", extra, body.data, body.len, 0, NULL,
                         head) != 0) {
         qs_buf_free(&body);
@@ -1624,7 +1624,7 @@ void qs_http_respond_json_error(struct qs_http_req *req, int status, const char 
 {
     struct qs_buf body;
     qs_buf_init(&body);
-    if (format_json_error(&body, message) != 0) {
+    if (qs_http_json_error_body(message, &body) != 0) {
         qs_buf_free(&body);
         qs_http_respond(req, 500, NULL, NULL, 0);
         return;
