@@ -1065,21 +1065,26 @@ static const char reject_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                  "{\"error\":\"too many connections\"}";
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/* Takes c out of the queue of its class. */
+static void conn_unlink(struct conn *c)
+{
+    struct conn_queue *q = &c->server->q[c->cls];
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        q->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        q->tail = c->prev;
+    q->n--;
+}
+
 static void conn_enqueue(struct conn *c, enum conn_class cls)
 {
     struct qs_http_server *s = c->server;
-    if (c->queued) {
-        struct conn_queue *q = &s->q[c->cls];
-        if (c->prev != NULL)
-            c->prev->next = c->next;
-        else
-            q->head = c->next;
-        if (c->next != NULL)
-            c->next->prev = c->prev;
-        else
-            q->tail = c->prev;
-        q->n--;
-    }
+    if (c->queued)
+        conn_unlink(c);
     struct conn_queue *q = &s->q[cls];
     c->cls = cls;
     c->queued = 1;
@@ -1141,16 +1146,7 @@ static void conn_handle_closed_cb(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     struct qs_http_server *s = c->server;
-    struct conn_queue *q = &s->q[c->cls];
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        q->head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        q->tail = c->prev;
-    q->n--;
+    conn_unlink(c);
     qs_http_reader_free(c->reader);
     free(c->wbuf);
     free(c);
@@ -1487,18 +1483,6 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     conn_input(c, buf->base, (size_t)nread);
 }
 
-static void reject_write_cb(uv_write_t *w, int status)
-{
-    struct conn *c = w->data;
-    if (c->closing)
-        return;
-    if (status != 0) {
-        conn_close(c);
-        return;
-    }
-    conn_linger(c);
-}
-
 static void connection_cb(uv_stream_t *listener, int status)
 {
     struct qs_http_server *s = listener->data;
@@ -1541,7 +1525,8 @@ static void connection_cb(uv_stream_t *listener, int status)
         uv_buf_t b = uv_buf_init((char *)reject_503, sizeof(reject_503) - 1);
         c->wreq.data = c;
         uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
-        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, reject_write_cb) != 0)
+        /* write_cb as for any answer (this one is static: c->wbuf stays NULL). */
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0)
             conn_close(c);
         return;
     }

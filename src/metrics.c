@@ -314,32 +314,37 @@ int qs_metrics_add(struct qs_metrics *m, const char *name, const char *const *la
     return 0;
 }
 
+/* The existing series of name with labels: 0 with *fout and *sout, or
+ * QS_ENOTFOUND / lookup()'s error. */
+static int lookup_series(const struct qs_metrics *m, const char *name, const char *const *labels,
+                         struct family **fout, struct series **sout)
+{
+    const char *vals[MAX_LABELS];
+    int rc = lookup(m, name, labels, fout, vals);
+    if (rc != 0)
+        return rc;
+    *sout = find_series(*fout, vals);
+    return *sout != NULL ? 0 : QS_ENOTFOUND;
+}
+
 int qs_metrics_get(const struct qs_metrics *m, const char *name, const char *const *labels,
                    double *out)
 {
-    const char *vals[MAX_LABELS];
     struct family *f;
-    int rc = lookup(m, name, labels, &f, vals);
-    if (rc != 0)
-        return rc;
-    struct series *s = find_series(f, vals);
-    if (s == NULL)
-        return QS_ENOTFOUND;
-    if (out != NULL)
+    struct series *s;
+    int rc = lookup_series(m, name, labels, &f, &s);
+    if (rc == 0 && out != NULL)
         *out = s->value;
-    return 0;
+    return rc;
 }
 
 int qs_metrics_remove(struct qs_metrics *m, const char *name, const char *const *labels)
 {
-    const char *vals[MAX_LABELS];
     struct family *f;
-    int rc = lookup(m, name, labels, &f, vals);
+    struct series *s;
+    int rc = lookup_series(m, name, labels, &f, &s);
     if (rc != 0)
         return rc;
-    struct series *s = find_series(f, vals);
-    if (s == NULL)
-        return QS_ENOTFOUND;
     size_t idx = (size_t)(s - f->series);
     free_series(s, f->nlabels);
     memmove(&f->series[idx], &f->series[idx + 1], (f->nseries - idx - 1) * sizeof(*s));
@@ -483,13 +488,15 @@ static void refresh_process(struct qs_metrics *m)
 
 /* ---- rendering ------------------------------------------------------------ */
 
-int qs_metrics_escape_label(struct qs_buf *out, const char *value)
+/* The text format's escaping: backslash and line feed, and in label values
+ * the double quote too. */
+static int escape(struct qs_buf *out, const char *s, int quote)
 {
-    for (const char *p = value; *p != '\0'; p++) {
+    for (const char *p = s; *p != '\0'; p++) {
         int rc;
         if (*p == '\\')
             rc = qs_buf_append(out, "\\\\", 2);
-        else if (*p == '"')
+        else if (*p == '"' && quote)
             rc = qs_buf_append(out, "\\\"", 2);
         else if (*p == '\n')
             rc = qs_buf_append(out, "\\n", 2);
@@ -501,20 +508,14 @@ int qs_metrics_escape_label(struct qs_buf *out, const char *value)
     return 0;
 }
 
+int qs_metrics_escape_label(struct qs_buf *out, const char *value)
+{
+    return escape(out, value, 1);
+}
+
 static int escape_help(struct qs_buf *out, const char *help)
 {
-    for (const char *p = help; *p != '\0'; p++) {
-        int rc;
-        if (*p == '\\')
-            rc = qs_buf_append(out, "\\\\", 2);
-        else if (*p == '\n')
-            rc = qs_buf_append(out, "\\n", 2);
-        else
-            rc = qs_buf_append(out, p, 1);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return escape(out, help, 0);
 }
 
 void qs_metrics_format_value(double v, char out[static 32])
