@@ -44,7 +44,7 @@ int qs_api_new(const struct qs_api_env *env, struct qs_api **out);
 int qs_api_start(struct qs_api *api, struct qs_http_server *http);
 
 /* From now on /readyz and the job triggers answer 503 (shutting down). */
-void qs_api_stop(struct qs_api *api);
+void qs_api_stop(struct qs_api *api); /* api borrowed, NULL accepted */
 
 /* NULL accepted. */
 void qs_api_free(struct qs_api *api);

@@ -50,6 +50,7 @@ struct qs_jobs_outcome {
     struct qs_backup_summary summary; /* backups: items by outcome */
 };
 
+/* Initialise / release o (borrowed; deinit accepts NULL). */
 void qs_jobs_outcome_init(struct qs_jobs_outcome *o);
 void qs_jobs_outcome_deinit(struct qs_jobs_outcome *o);
 

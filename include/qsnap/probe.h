@@ -44,7 +44,7 @@ int qs_probe_start(struct qs_probe *p);
 void qs_probe_status(const struct qs_probe *p, struct qs_probe_status *st);
 
 /* Stops probing and calls done(ud) once a probe in flight has returned and
- * the timer is closed. */
+ * the timer is closed (done may be NULL; ud borrowed until then). */
 void qs_probe_close(struct qs_probe *p, void (*done)(void *ud), void *ud);
 
 /* Frees a closed prober. NULL accepted. */

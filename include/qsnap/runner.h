@@ -61,12 +61,13 @@ int qs_runner_start(struct qs_runner *r, struct qs_job *job, struct qs_job_param
 /* The running job (borrowed), or NULL. */
 const struct qs_job *qs_runner_current(const struct qs_runner *r);
 
-/* The running or an archived job with this id (borrowed), or NULL. */
+/* The running or an archived job with this id (borrowed), or NULL (the
+ * result is borrowed from the runner). */
 const struct qs_job *qs_runner_find(const struct qs_runner *r, const char *id);
 
 /* Refuses new jobs, cancels the running one and calls done(ud) once its
  * worker has been joined and the runner's handle is closed (at once when it
- * is already closed). */
+ * is already closed). done may be NULL; ud borrowed until then. */
 void qs_runner_close(struct qs_runner *r, void (*done)(void *ud), void *ud);
 
 /* Frees a closed (or never used) runner and its archive. NULL accepted. */

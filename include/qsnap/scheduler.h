@@ -37,7 +37,8 @@ void qs_scheduler_tick(struct qs_scheduler *s, int64_t now);
 int64_t qs_scheduler_next_backup(const struct qs_scheduler *s);
 int64_t qs_scheduler_next_drill(const struct qs_scheduler *s);
 
-/* Stops the schedule and calls done(ud) once the timer is closed. */
+/* Stops the schedule and calls done(ud) once the timer is closed (done may
+ * be NULL; ud borrowed until then). */
 void qs_scheduler_close(struct qs_scheduler *s, void (*done)(void *ud), void *ud);
 
 /* Frees a closed scheduler. NULL accepted. */
