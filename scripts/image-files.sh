@@ -28,7 +28,7 @@ if [ -e "$dest" ] && [ -n "$(ls -A "$dest")" ]; then
     exit 1
 fi
 
-set -- --buildtype=release -Dtests=false -Dfuzz=false
+set -- --buildtype=release -Dtests=false -Dtest_hooks=false -Dfuzz=false
 if [ "$arch" != "$native" ]; then
     cross=$root/cross/$arch.ini
     if [ ! -f "$cross" ]; then

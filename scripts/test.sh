@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The test command: installs dependencies, builds a normal and an
-# ASan+UBSan configuration, starts a throwaway radosgw, runs every meson test
-# suite (unit + integration) in both builds plus the extra check scripts, and
-# prints a summary ending in "N passed, N failed". Exits non-zero on any
+# ASan+UBSan configuration (both with the test hooks), starts a throwaway
+# radosgw, runs every meson test suite (unit + integration) in both builds
+# plus the extra check scripts (test/check-*.sh: among them, that a release
+# build holds no test hook), and prints a summary ending in "N passed, N
+# failed". Exits non-zero on any
 # failure. Runs from any directory, without a terminal (CI=true).
 #
 # Environment knobs:
@@ -173,12 +175,16 @@ configure() { # dir cc [meson options...]
     CC=$cc meson setup "$dir" "$@"
 }
 
+# Both test builds compile the test hooks (include/qsnap/testhooks.h) the
+# suites drive qsnap with; test/check-test-hooks.sh checks that a release
+# build holds none of them.
 build_normal() {
-    configure "$BUILD" "${CC:-gcc}" -Dtests=true && ninja -C "$BUILD"
+    configure "$BUILD" "${CC:-gcc}" -Dtests=true -Dtest_hooks=true && ninja -C "$BUILD"
 }
 
 build_asan() {
-    configure "$ASAN_BUILD" "$ASAN_CC" -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false &&
+    configure "$ASAN_BUILD" "$ASAN_CC" -Dtests=true -Dtest_hooks=true \
+        -Db_sanitize=address,undefined -Db_lundef=false &&
         ninja -C "$ASAN_BUILD"
 }
 

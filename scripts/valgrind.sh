@@ -18,7 +18,7 @@ export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
 
 if [ ! -f "$BUILD/build.ninja" ]; then
-    CC=${CC:-gcc} meson setup "$BUILD" -Dtests=true -Dbuildtype=debugoptimized >/dev/null || exit 1
+    CC=${CC:-gcc} meson setup "$BUILD" -Dtests=true -Dtest_hooks=true -Dbuildtype=debugoptimized >/dev/null || exit 1
 fi
 ninja -C "$BUILD" >/dev/null || { ninja -C "$BUILD"; exit 1; }
 

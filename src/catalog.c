@@ -238,6 +238,8 @@ done:
     free(keys);
     qs_manifest_listing_deinit(&listing);
     qs_storage_list_deinit(&list);
+    if (rc != 0)
+        qs_catalog_deinit(out);
     return rc;
 }
 
@@ -272,6 +274,19 @@ int qs_catalog_latest(const struct qs_catalog *cat, const char *collection,
     *out = qs_catalog_find(cat, collection, NULL);
     if (*out == NULL)
         return qs_error_set(err, QS_ENOTFOUND, "no backup of collection '%s' found", collection);
+    return 0;
+}
+
+int qs_catalog_take_latest(struct qs_catalog *cat, const char *collection, struct qs_manifest *out,
+                           struct qs_error *err)
+{
+    const struct qs_catalog_backup *b = NULL;
+    int rc = qs_catalog_latest(cat, collection, &b, err);
+    if (rc != 0)
+        return rc;
+    struct qs_catalog_backup *own = &cat->backups[b - cat->backups];
+    *out = own->m;
+    memset(&own->m, 0, sizeof(own->m));
     return 0;
 }
 

@@ -4,44 +4,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "qsnap/backup.h"
 #include "qsnap/catalog.h"
 #include "qsnap/drill.h"
+#include "qsnap/jobs.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
 #include "qsnap/prune.h"
 #include "qsnap/qdrant.h"
 #include "qsnap/restore.h"
 #include "qsnap/storage.h"
-
-static int64_t test_clock_offset;
-
-static int64_t offset_clock(void *ud)
-{
-    (void)ud;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec + test_clock_offset;
-}
-
-void qs_cli_apply_test_clock(void)
-{
-    const char *v = getenv("QSNAP_TEST_NOW");
-    if (v == NULL || *v == '\0')
-        return;
-    char *end;
-    long long t = strtoll(v, &end, 10);
-    if (*end != '\0' || t <= 0)
-        return;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    test_clock_offset = (int64_t)t - (int64_t)ts.tv_sec;
-    qs_clock_set(offset_clock, NULL);
-    QS_WARN("test clock in use: time is shifted by %lld s", (long long)test_clock_offset);
-}
+#include "qsnap/testhooks.h"
 
 int qs_cli_open_peers(const struct qs_config *cfg, struct qs_storage **storage,
                       struct qs_qdrant **qdrant, struct qs_error *err)
@@ -52,9 +26,8 @@ int qs_cli_open_peers(const struct qs_config *cfg, struct qs_storage **storage,
     if (rc != 0)
         return rc;
     struct qs_qdrant_opts qo = {.url = cfg->qdrant_url, .api_key = cfg->qdrant_api_key};
-    const char *t = getenv("QSNAP_TEST_QDRANT_TIMEOUT_MS");
-    if (t != NULL)
-        qo.snapshot_timeout_ms = qo.request_timeout_ms = atol(t);
+    qo.snapshot_timeout_ms = qo.request_timeout_ms =
+        (long)qs_testhook_ms(QS_TESTHOOK_QDRANT_TIMEOUT);
     rc = qs_qdrant_new(&qo, qdrant, err);
     if (rc != 0) {
         qs_storage_free(*storage);
@@ -73,23 +46,16 @@ static void cli_phase(struct qs_progress *p, const char *collection, const char 
     qs_log(QS_LOG_DEBUG, &c, "phase %s", phase);
 }
 
-struct cli_items {
-    struct qs_progress p;
-    size_t ok, failed;
-    int print; /* print one line per item to stdout */
-};
-
+/* CLI progress of a backup: one line per collection on stdout. */
 static void cli_item(struct qs_progress *p, const struct qs_job_item *it)
 {
-    struct cli_items *ci = (struct cli_items *)p;
-    if (it->ok)
-        ci->ok++;
-    else
-        ci->failed++;
-    if (ci->print)
-        printf("%-8s %s %s%s%s\n", it->ok ? "ok" : "FAILED", it->collection,
-               it->snapshot != NULL ? it->snapshot : "-", it->error != NULL ? ": " : "",
-               it->error != NULL ? it->error : "");
+    (void)p;
+    char line[2048];
+    snprintf(line, sizeof(line), "%-8s %s %s%s%s", it->ok ? "ok" : "FAILED", it->collection,
+             it->snapshot != NULL ? it->snapshot : "-", it->error != NULL ? ": " : "",
+             it->error != NULL ? it->error : "");
+    qs_log_redact(line, sizeof(line));
+    printf("%s\n", line);
 }
 
 static struct qs_cancel cli_cancel;
@@ -105,12 +71,7 @@ static void on_signal(int sig)
 
 static void install_signals(void)
 {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    qs_on_stop_signals(on_signal);
     signal(SIGPIPE, SIG_IGN);
 }
 
@@ -118,6 +79,28 @@ static int usage_error(const char *cmd, const char *msg)
 {
     fprintf(stderr, "qsnap %s: %s (see qsnap --help)\n", cmd, msg);
     return 2;
+}
+
+/* A usage error for a collection name the one rule refuses (manifest.h):
+ * the same message as the configuration and the HTTP API give. Returns 2,
+ * or 0 when name is fine. */
+static int name_error(const char *cmd, const char *option, const char *name)
+{
+    char why[400], msg[480];
+    if (qs_manifest_collection_name_error(name, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(msg, sizeof(msg), "%s: %s", option, why);
+    return usage_error(cmd, msg);
+}
+
+/* Prints "qsnap CMD: MSG" on stderr. Messages quote peers' answers: every
+ * registered secret is redacted, as in log lines. */
+static void cli_error(const char *cmd, const char *msg)
+{
+    char buf[2048];
+    snprintf(buf, sizeof(buf), "qsnap %s: %s", cmd, msg);
+    qs_log_redact(buf, sizeof(buf));
+    fprintf(stderr, "%s\n", buf);
 }
 
 int qs_cli_backup(const struct qs_config *cfg, int argc, char **argv)
@@ -128,9 +111,9 @@ int qs_cli_backup(const struct qs_config *cfg, int argc, char **argv)
         return 1;
     for (int i = 0; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--collection") == 0) && i + 1 < argc) {
-            if (!qs_manifest_is_valid_collection_name(argv[i + 1])) {
+            if (name_error("backup", "-c", argv[i + 1]) != 0) {
                 free(names);
-                return usage_error("backup", "-c: not a valid collection name");
+                return 2;
             }
             if (qs_drill_is_scratch(argv[i + 1])) {
                 free(names);
@@ -149,36 +132,27 @@ int qs_cli_backup(const struct qs_config *cfg, int argc, char **argv)
     struct qs_error err;
     qs_error_clear(&err);
     if (qs_cli_open_peers(cfg, &st, &q, &err) != 0) {
-        fprintf(stderr, "qsnap backup: %s\n", err.msg);
+        cli_error("backup", err.msg);
         free(names);
         return 1;
     }
     install_signals();
-    struct cli_items ci = {.p = {.phase = cli_phase,
-                                 .item_done = cli_item,
-                                 .cancel = &cli_cancel,
-                                 .job_id = "cli-backup"},
-                           .print = 1};
-    struct qs_backup_env env = {.cfg = cfg, .storage = st, .qdrant = q, .progress = &ci.p};
-    struct qs_backup_summary sum = {0};
-    int rc = qs_backup_run(&env, names, n, &sum, &err);
-    if (rc != QS_ECANCELED) {
-        struct qs_prune_result pr;
-        qs_prune_result_init(&pr);
-        struct qs_error perr;
-        qs_error_clear(&perr);
-        if (qs_prune_run(st, cfg, 0, qs_clock_now(), &ci.p, &pr, &perr) != 0)
-            fprintf(stderr, "qsnap backup: remote pruning failed: %s\n", perr.msg);
-        qs_prune_result_deinit(&pr);
-    }
+    struct qs_progress p = {
+        .phase = cli_phase, .item_done = cli_item, .cancel = &cli_cancel, .job_id = "cli-backup"};
+    struct qs_backup_env env = {.cfg = cfg, .storage = st, .qdrant = q, .progress = &p};
+    struct qs_jobs_outcome o;
+    qs_jobs_outcome_init(&o);
+    int rc = qs_jobs_backup_and_prune(&env, names, n, &o);
     qs_qdrant_free(q);
     qs_storage_free(st);
     free(names);
     if (rc != 0)
-        fprintf(stderr, "qsnap backup: %s\n", err.msg);
+        cli_error("backup", o.err.msg);
+    int partial = o.summary.ok > 0 && o.summary.failed > 0;
+    qs_jobs_outcome_deinit(&o);
     if (rc == 0)
         return 0;
-    return sum.ok > 0 && sum.failed > 0 ? 3 : 1;
+    return partial ? 3 : 1;
 }
 
 int qs_cli_restore(const struct qs_config *cfg, int argc, char **argv)
@@ -199,8 +173,8 @@ int qs_cli_restore(const struct qs_config *cfg, int argc, char **argv)
     }
     if (coll == NULL)
         return usage_error("restore", "-c NAME is required");
-    if (!qs_manifest_is_valid_collection_name(coll))
-        return usage_error("restore", "-c: not a valid collection name");
+    if (name_error("restore", "-c", coll) != 0)
+        return 2;
     if (target != NULL && !qs_restore_target_ok(target))
         return usage_error("restore", "--to: not a valid collection name");
     if (strcmp(snap, "latest") != 0 && !qs_manifest_is_valid_snapshot_name(snap))
@@ -210,23 +184,20 @@ int qs_cli_restore(const struct qs_config *cfg, int argc, char **argv)
     struct qs_error err;
     qs_error_clear(&err);
     if (qs_cli_open_peers(cfg, &st, &q, &err) != 0) {
-        fprintf(stderr, "qsnap restore: %s\n", err.msg);
+        cli_error("restore", err.msg);
         return 1;
     }
     install_signals();
-    struct cli_items ci = {
-        .p = {.phase = cli_phase, .cancel = &cli_cancel, .job_id = "cli-restore"}};
-    struct qs_backup_env env = {.cfg = cfg, .storage = st, .qdrant = q, .progress = &ci.p};
+    struct qs_progress p = {.phase = cli_phase, .cancel = &cli_cancel, .job_id = "cli-restore"};
+    struct qs_backup_env env = {.cfg = cfg, .storage = st, .qdrant = q, .progress = &p};
     struct qs_restore_req req = {.collection = coll, .snapshot = snap, .target = target};
     struct qs_job_item item = {0};
     int rc = qs_restore_run(&env, &req, &item, &err);
     if (rc == 0)
         printf("restored %s into collection %s\n", item.snapshot, target != NULL ? target : coll);
     else
-        fprintf(stderr, "qsnap restore: %s\n", err.msg);
-    free(item.snapshot);
-    free(item.object);
-    free(item.error);
+        cli_error("restore", err.msg);
+    qs_job_item_deinit(&item);
     qs_qdrant_free(q);
     qs_storage_free(st);
     return rc == 0 ? 0 : 1;
@@ -244,20 +215,20 @@ int qs_cli_list(const struct qs_config *cfg, int argc, char **argv)
         else
             return usage_error("list", "unexpected argument");
     }
-    if (coll != NULL && !qs_manifest_is_valid_collection_name(coll) &&
-        strcmp(coll, QS_MANIFEST_FULL_DIR) != 0)
-        return usage_error("list", "-c: not a valid collection name");
+    if (coll != NULL && strcmp(coll, QS_MANIFEST_FULL_DIR) != 0 &&
+        name_error("list", "-c", coll) != 0)
+        return 2;
     struct qs_storage *st = NULL;
     struct qs_error err;
     qs_error_clear(&err);
     if (qs_storage_new_from_config(cfg, &st, &err) != 0) {
-        fprintf(stderr, "qsnap list: %s\n", err.msg);
+        cli_error("list", err.msg);
         return 1;
     }
     struct qs_catalog cat;
     int rc = qs_catalog_load(st, coll, QS_CATALOG_DRILLS, &cat, &err);
     if (rc != 0) {
-        fprintf(stderr, "qsnap list: %s\n", err.msg);
+        cli_error("list", err.msg);
     } else if (json) {
         struct qs_buf b;
         qs_buf_init(&b);
@@ -304,7 +275,7 @@ int qs_cli_prune(const struct qs_config *cfg, int argc, char **argv)
     struct qs_error err;
     qs_error_clear(&err);
     if (qs_storage_new_from_config(cfg, &st, &err) != 0) {
-        fprintf(stderr, "qsnap prune: %s\n", err.msg);
+        cli_error("prune", err.msg);
         return 1;
     }
     struct qs_prune_result pr;
@@ -318,10 +289,22 @@ int qs_cli_prune(const struct qs_config *cfg, int argc, char **argv)
            dry ? "would delete" : "deleted", pr.deleted_backups, pr.deleted_incomplete,
            pr.aborted_uploads, dry ? " (dry run: nothing deleted)" : "", pr.stored);
     if (rc != 0)
-        fprintf(stderr, "qsnap prune: %s\n", err.msg);
+        cli_error("prune", err.msg);
     qs_prune_result_deinit(&pr);
     qs_storage_free(st);
     return rc == 0 ? 0 : 1;
+}
+
+/* One line of check-config's probe report on stdout, secrets redacted. */
+static void probe_line(const char *peer, int rc, const char *msg)
+{
+    char line[2048];
+    if (rc == 0)
+        snprintf(line, sizeof(line), "# %s: reachable", peer);
+    else
+        snprintf(line, sizeof(line), "# %s: UNREACHABLE: %s", peer, msg);
+    qs_log_redact(line, sizeof(line));
+    printf("%s\n", line);
 }
 
 int qs_cli_check_reachability(const struct qs_config *cfg)
@@ -331,25 +314,19 @@ int qs_cli_check_reachability(const struct qs_config *cfg)
     struct qs_error err;
     qs_error_clear(&err);
     if (qs_cli_open_peers(cfg, &st, &q, &err) != 0) {
-        printf("# peers: %s\n", err.msg);
+        char line[2048];
+        snprintf(line, sizeof(line), "# peers: %s", err.msg);
+        qs_log_redact(line, sizeof(line));
+        printf("%s\n", line);
         return 1;
     }
-    int bad = 0;
     qs_error_clear(&err);
-    if (qs_qdrant_probe(q, &err) == 0) {
-        printf("# qdrant: reachable\n");
-    } else {
-        printf("# qdrant: UNREACHABLE: %s\n", err.msg);
-        bad = 1;
-    }
+    int qrc = qs_qdrant_probe(q, &err);
+    probe_line("qdrant", qrc, err.msg);
     qs_error_clear(&err);
-    if (qs_storage_probe(st, &err) == 0) {
-        printf("# destination: reachable\n");
-    } else {
-        printf("# destination: UNREACHABLE: %s\n", err.msg);
-        bad = 1;
-    }
+    int drc = qs_storage_probe(st, &err);
+    probe_line("destination", drc, err.msg);
     qs_qdrant_free(q);
     qs_storage_free(st);
-    return bad;
+    return qrc != 0 || drc != 0;
 }

@@ -14,6 +14,7 @@
 
 #include "qsnap/drill.h"
 #include "qsnap/manifest.h"
+#include "qsnap/testhooks.h"
 #include "qsnap/util.h"
 
 extern char **environ;
@@ -25,40 +26,56 @@ extern char **environ;
 #define DEFAULT_STALE_WHEN_OFF (26 * 3600)
 #define STALE_MARGIN (2 * 3600)
 
-/* Every variable qsnap reads, for typo detection. */
-static const char *const known_vars[] = {
-    "QSNAP_QDRANT_URL",
-    "QSNAP_QDRANT_API_KEY",
-    "QSNAP_QDRANT_API_KEY_FILE",
-    "QSNAP_DESTINATION",
-    "QSNAP_S3_ENDPOINT",
-    "QSNAP_S3_REGION",
-    "QSNAP_S3_ACCESS_KEY_ID",
-    "QSNAP_S3_ACCESS_KEY_ID_FILE",
-    "QSNAP_S3_SECRET_ACCESS_KEY",
-    "QSNAP_S3_SECRET_ACCESS_KEY_FILE",
-    "QSNAP_S3_URI_STYLE",
-    "QSNAP_S3_CA_FILE",
-    "QSNAP_S3_PART_SIZE",
-    "QSNAP_SCHEDULE",
-    "QSNAP_JITTER",
-    "QSNAP_COLLECTIONS",
-    "QSNAP_MODE",
-    "QSNAP_RETENTION",
-    "QSNAP_KEEP_MIN",
-    "QSNAP_LOCAL_KEEP",
-    "QSNAP_COMPRESSION",
-    "QSNAP_MAX_BANDWIDTH",
-    "QSNAP_LISTEN",
-    "QSNAP_ADMIN_TOKEN",
-    "QSNAP_ADMIN_TOKEN_FILE",
-    "QSNAP_STALE_AFTER",
-    "QSNAP_DRILL_SCHEDULE",
-    "QSNAP_HEARTBEAT_URL",
-    "QSNAP_LOG_LEVEL",
-    "QSNAP_LOG_FORMAT",
-    NULL,
+/* Every variable qsnap reads: the one table the loader, the unknown-variable
+ * warning and check-config's output share. VAR_FILE: NAME_FILE is read
+ * too (a file holding the value); VAR_SECRET: never printed. */
+enum { VAR_FILE = 1, VAR_SECRET = 2 };
+#define CONFIG_VARS(X)                                                                             \
+    X(QDRANT_URL, 0)                                                                               \
+    X(QDRANT_API_KEY, VAR_FILE | VAR_SECRET)                                                       \
+    X(DESTINATION, 0)                                                                              \
+    X(S3_ENDPOINT, 0)                                                                              \
+    X(S3_REGION, 0)                                                                                \
+    X(S3_ACCESS_KEY_ID, VAR_FILE | VAR_SECRET)                                                     \
+    X(S3_SECRET_ACCESS_KEY, VAR_FILE | VAR_SECRET)                                                 \
+    X(S3_URI_STYLE, 0)                                                                             \
+    X(S3_CA_FILE, 0)                                                                               \
+    X(S3_PART_SIZE, 0)                                                                             \
+    X(SCHEDULE, 0)                                                                                 \
+    X(JITTER, 0)                                                                                   \
+    X(COLLECTIONS, 0)                                                                              \
+    X(MODE, 0)                                                                                     \
+    X(RETENTION, 0)                                                                                \
+    X(KEEP_MIN, 0)                                                                                 \
+    X(LOCAL_KEEP, 0)                                                                               \
+    X(COMPRESSION, 0)                                                                              \
+    X(MAX_BANDWIDTH, 0)                                                                            \
+    X(LISTEN, 0)                                                                                   \
+    X(ADMIN_TOKEN, VAR_FILE | VAR_SECRET)                                                          \
+    X(STALE_AFTER, 0)                                                                              \
+    X(DRILL_SCHEDULE, 0)                                                                           \
+    X(HEARTBEAT_URL, VAR_SECRET)                                                                   \
+    X(LOG_LEVEL, 0)                                                                                \
+    X(LOG_FORMAT, 0)
+
+enum var {
+#define X(id, flags) V_##id,
+    CONFIG_VARS(X)
+#undef X
+        V_COUNT
 };
+
+static const struct {
+    const char *name;
+    unsigned flags;
+} vars[V_COUNT] = {
+#define X(id, fl) [V_##id] = {"QSNAP_" #id, fl},
+    CONFIG_VARS(X)
+#undef X
+};
+
+/* The name of variable id ("QSNAP_..."). */
+#define VN(id) (vars[V_##id].name)
 
 struct loader {
     qs_getenv_fn getenv_fn;
@@ -89,6 +106,20 @@ static int fail(struct loader *L, const char *fmt, ...)
     return QS_ECONFIG;
 }
 
+/* fail() with the message prefixed by the variable's name. */
+static int fail_var(struct loader *L, enum var v, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail_var(struct loader *L, enum var v, const char *fmt, ...)
+{
+    char msg[sizeof(L->err->msg)];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return fail(L, "%s: %s", vars[v].name, msg);
+}
+
 static int fail_nomem(struct loader *L)
 {
     qs_error_set(L->err, -ENOMEM, "out of memory while loading the configuration");
@@ -104,14 +135,7 @@ struct shown {
 static struct shown show(const char *v)
 {
     struct shown r;
-    size_t n = 0;
-    for (; v[n] != '\0' && n < 64; n++)
-        r.s[n] = isprint((unsigned char)v[n]) ? v[n] : '?';
-    if (v[n] != '\0') {
-        memcpy(r.s + n, "...", 3);
-        n += 3;
-    }
-    r.s[n] = '\0';
+    qs_printable(r.s, sizeof(r.s), v, 64);
     return r;
 }
 
@@ -425,9 +449,9 @@ static int check_segments(struct loader *L, const char *what, const char *s, siz
             j++;
         size_t seg = j - i;
         if (seg == 0)
-            return fail(L, "QSNAP_DESTINATION: empty path segment ('//') in the %s", what);
+            return fail_var(L, V_DESTINATION, "empty path segment ('//') in the %s", what);
         if ((seg == 1 && s[i] == '.') || (seg == 2 && s[i] == '.' && s[i + 1] == '.'))
-            return fail(L, "QSNAP_DESTINATION: '.' and '..' are not allowed in the %s", what);
+            return fail_var(L, V_DESTINATION, "'.' and '..' are not allowed in the %s", what);
         i = j + 1;
     }
     return 0;
@@ -436,26 +460,26 @@ static int check_segments(struct loader *L, const char *what, const char *s, siz
 static int check_bucket(struct loader *L, const char *b, size_t n)
 {
     if (n < 3 || n > 63)
-        return fail(L, "QSNAP_DESTINATION: bucket name must be 3-63 characters (got %zu)", n);
+        return fail_var(L, V_DESTINATION, "bucket name must be 3-63 characters (got %zu)", n);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)b[i];
         if (!(islower(c) || isdigit(c) || c == '.' || c == '-'))
-            return fail(L,
-                        "QSNAP_DESTINATION: bucket name may only contain lowercase letters, "
-                        "digits, '.' and '-' (found '%c')",
-                        isprint(c) ? c : '?');
+            return fail_var(L, V_DESTINATION,
+                            "bucket name may only contain lowercase letters, "
+                            "digits, '.' and '-' (found '%c')",
+                            isprint(c) ? c : '?');
     }
     if (!isalnum((unsigned char)b[0]) || !isalnum((unsigned char)b[n - 1]))
-        return fail(L, "QSNAP_DESTINATION: bucket name must begin and end with a letter or digit");
+        return fail_var(L, V_DESTINATION, "bucket name must begin and end with a letter or digit");
     for (size_t i = 0; i + 1 < n; i++)
         if (b[i] == '.' && (b[i + 1] == '.' || b[i + 1] == '-' || (i > 0 && b[i - 1] == '-')))
-            return fail(L, "QSNAP_DESTINATION: bucket name has adjacent '.' or '-.' characters");
+            return fail_var(L, V_DESTINATION, "bucket name has adjacent '.' or '-.' characters");
     char tmp[64];
     struct in_addr a;
     memcpy(tmp, b, n);
     tmp[n] = '\0';
     if (inet_pton(AF_INET, tmp, &a) == 1)
-        return fail(L, "QSNAP_DESTINATION: bucket name must not look like an IP address");
+        return fail_var(L, V_DESTINATION, "bucket name must not look like an IP address");
     return 0;
 }
 
@@ -464,12 +488,12 @@ static int load_destination(struct loader *L)
     struct qs_config *cfg = L->cfg;
     const char *v;
     int rc;
-    if ((rc = get_plain(L, "QSNAP_DESTINATION", &v)) != 0)
+    if ((rc = get_plain(L, VN(DESTINATION), &v)) != 0)
         return rc;
     if (v == NULL)
-        return fail(L, "QSNAP_DESTINATION: required (s3://BUCKET[/PREFIX] or file:///ABS/PATH)");
+        return fail_var(L, V_DESTINATION, "required (s3://BUCKET[/PREFIX] or file:///ABS/PATH)");
     if (has_ctl(v))
-        return fail(L, "QSNAP_DESTINATION: contains control characters");
+        return fail_var(L, V_DESTINATION, "contains control characters");
     if ((rc = set_str(L, &cfg->destination, v, strlen(v))) != 0)
         return rc;
     if (strncmp(v, "s3://", 5) == 0) {
@@ -495,10 +519,10 @@ static int load_destination(struct loader *L)
     if (strncmp(v, "file://", 7) == 0) {
         const char *p = v + 7;
         if (p[0] != '/')
-            return fail(L,
-                        "QSNAP_DESTINATION: file:// needs an absolute path, as in "
-                        "file:///ABS/PATH (got '%s')",
-                        show(v).s);
+            return fail_var(L, V_DESTINATION,
+                            "file:// needs an absolute path, as in "
+                            "file:///ABS/PATH (got '%s')",
+                            show(v).s);
         size_t plen = strlen(p);
         while (plen > 1 && p[plen - 1] == '/')
             plen--;
@@ -509,8 +533,8 @@ static int load_destination(struct loader *L)
             return rc;
         return set_str(L, &cfg->dest_path, p, plen);
     }
-    return fail(L, "QSNAP_DESTINATION: must be s3://BUCKET[/PREFIX] or file:///ABS/PATH (got '%s')",
-                show(v).s);
+    return fail_var(L, V_DESTINATION, "must be s3://BUCKET[/PREFIX] or file:///ABS/PATH (got '%s')",
+                    show(v).s);
 }
 
 /* ---- individual settings ----------------------------------------------------- */
@@ -520,15 +544,15 @@ static int load_qdrant(struct loader *L)
     const char *v;
     size_t auth_end;
     int rc;
-    if ((rc = get_plain(L, "QSNAP_QDRANT_URL", &v)) != 0)
+    if ((rc = get_plain(L, VN(QDRANT_URL), &v)) != 0)
         return rc;
     if (v == NULL)
         v = "http://localhost:6333";
-    if ((rc = check_url(L, "QSNAP_QDRANT_URL", v, URL_PATH_OK, 0, &auth_end)) != 0)
+    if ((rc = check_url(L, VN(QDRANT_URL), v, URL_PATH_OK, 0, &auth_end)) != 0)
         return rc;
     if ((rc = set_url_trimmed(L, &L->cfg->qdrant_url, v, auth_end)) != 0)
         return rc;
-    return get_secret(L, "QSNAP_QDRANT_API_KEY", 4, &L->cfg->qdrant_api_key);
+    return get_secret(L, VN(QDRANT_API_KEY), 4, &L->cfg->qdrant_api_key);
 }
 
 static int load_s3(struct loader *L)
@@ -538,39 +562,40 @@ static int load_s3(struct loader *L)
     size_t auth_end;
     int rc;
 
-    if ((rc = get_plain(L, "QSNAP_S3_ENDPOINT", &v)) != 0)
+    if ((rc = get_plain(L, VN(S3_ENDPOINT), &v)) != 0)
         return rc;
     if (v != NULL) {
-        if ((rc = check_url(L, "QSNAP_S3_ENDPOINT", v, 0, 0, &auth_end)) != 0)
+        if ((rc = check_url(L, VN(S3_ENDPOINT), v, 0, 0, &auth_end)) != 0)
             return rc;
         if ((rc = set_url_trimmed(L, &cfg->s3_endpoint, v, auth_end)) != 0)
             return rc;
     }
 
-    if ((rc = get_plain(L, "QSNAP_S3_REGION", &v)) != 0)
+    if ((rc = get_plain(L, VN(S3_REGION), &v)) != 0)
         return rc;
     if (v == NULL)
         v = "us-east-1";
     if (strlen(v) > 64 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(v))
-        return fail(L, "QSNAP_S3_REGION: only lowercase letters, digits and '-' (got '%s')",
-                    show(v).s);
+        return fail_var(L, V_S3_REGION, "only lowercase letters, digits and '-' (got '%s')",
+                        show(v).s);
     if ((rc = set_str(L, &cfg->s3_region, v, strlen(v))) != 0)
         return rc;
 
-    if ((rc = get_secret(L, "QSNAP_S3_ACCESS_KEY_ID", 1, &cfg->s3_access_key_id)) != 0)
+    if ((rc = get_secret(L, VN(S3_ACCESS_KEY_ID), 1, &cfg->s3_access_key_id)) != 0)
         return rc;
-    if ((rc = get_secret(L, "QSNAP_S3_SECRET_ACCESS_KEY", 4, &cfg->s3_secret_access_key)) != 0)
+    if ((rc = get_secret(L, VN(S3_SECRET_ACCESS_KEY), 4, &cfg->s3_secret_access_key)) != 0)
         return rc;
     if (cfg->dest_kind == QS_DEST_S3) {
         if (cfg->s3_access_key_id == NULL)
-            return fail(L, "QSNAP_S3_ACCESS_KEY_ID: required for an s3:// destination (or "
-                           "QSNAP_S3_ACCESS_KEY_ID_FILE)");
+            return fail_var(L, V_S3_ACCESS_KEY_ID, "required for an s3:// destination (or %s_FILE)",
+                            VN(S3_ACCESS_KEY_ID));
         if (cfg->s3_secret_access_key == NULL)
-            return fail(L, "QSNAP_S3_SECRET_ACCESS_KEY: required for an s3:// destination (or "
-                           "QSNAP_S3_SECRET_ACCESS_KEY_FILE)");
+            return fail_var(L, V_S3_SECRET_ACCESS_KEY,
+                            "required for an s3:// destination (or %s_FILE)",
+                            VN(S3_SECRET_ACCESS_KEY));
     }
 
-    if ((rc = get_plain(L, "QSNAP_S3_URI_STYLE", &v)) != 0)
+    if ((rc = get_plain(L, VN(S3_URI_STYLE), &v)) != 0)
         return rc;
     if (v == NULL)
         cfg->s3_uri_style = cfg->s3_endpoint != NULL ? QS_URI_PATH : QS_URI_VIRTUAL;
@@ -579,29 +604,29 @@ static int load_s3(struct loader *L)
     else if (strcmp(v, "virtual") == 0)
         cfg->s3_uri_style = QS_URI_VIRTUAL;
     else
-        return fail(L, "QSNAP_S3_URI_STYLE: must be 'path' or 'virtual' (got '%s')", show(v).s);
+        return fail_var(L, V_S3_URI_STYLE, "must be 'path' or 'virtual' (got '%s')", show(v).s);
 
-    if ((rc = get_plain(L, "QSNAP_S3_CA_FILE", &v)) != 0)
+    if ((rc = get_plain(L, VN(S3_CA_FILE), &v)) != 0)
         return rc;
     if (v != NULL) {
         int fd;
-        if ((rc = open_regular_file(L, "QSNAP_S3_CA_FILE", v, &fd)) != 0)
+        if ((rc = open_regular_file(L, VN(S3_CA_FILE), v, &fd)) != 0)
             return rc;
         close(fd);
         if ((rc = set_str(L, &cfg->s3_ca_file, v, strlen(v))) != 0)
             return rc;
     }
 
-    if ((rc = get_plain(L, "QSNAP_S3_PART_SIZE", &v)) != 0)
+    if ((rc = get_plain(L, VN(S3_PART_SIZE), &v)) != 0)
         return rc;
     cfg->s3_part_size = QS_CONFIG_DEFAULT_PART_SIZE;
     if (v != NULL) {
         if (qs_parse_size(v, &cfg->s3_part_size) != 0)
-            return fail(L, "QSNAP_S3_PART_SIZE: expected a size like 8MiB (got '%s')", show(v).s);
+            return fail_var(L, V_S3_PART_SIZE, "expected a size like 8MiB (got '%s')", show(v).s);
         if (cfg->s3_part_size < MIN_PART_SIZE)
-            return fail(L, "QSNAP_S3_PART_SIZE: must be at least 5MiB (got %s)", show(v).s);
+            return fail_var(L, V_S3_PART_SIZE, "must be at least 5MiB (got %s)", show(v).s);
         if (cfg->s3_part_size > MAX_PART_SIZE)
-            return fail(L, "QSNAP_S3_PART_SIZE: must be at most 5GiB (got %s)", show(v).s);
+            return fail_var(L, V_S3_PART_SIZE, "must be at most 5GiB (got %s)", show(v).s);
     }
     return 0;
 }
@@ -668,15 +693,16 @@ static int load_count(struct loader *L, const char *name, uint32_t def, uint32_t
 static int check_collection_name(struct loader *L, const char *s, size_t n)
 {
     if (n == 0)
-        return fail(L, "QSNAP_COLLECTIONS: empty collection name in the list");
+        return fail_var(L, V_COLLECTIONS, "empty collection name in the list");
     char *name = strndup(s, n);
     if (name == NULL)
         return fail_nomem(L);
-    char why[200];
+    char why[400];
     int rc = 0;
-    /* The one rule of names qsnap can back up (keys, API, manifests). */
-    if (qs_manifest_check_collection_name(name, why, sizeof(why)) != 0)
-        rc = fail(L, "QSNAP_COLLECTIONS: collection name '%s' %s", show(name).s, why);
+    /* The one rule of names qsnap can back up, with the message the HTTP API
+     * and the CLI give too. */
+    if (qs_manifest_collection_name_error(name, why, sizeof(why)) != 0)
+        rc = fail_var(L, V_COLLECTIONS, "%s", why);
     free(name);
     return rc;
 }
@@ -686,7 +712,7 @@ static int load_collections(struct loader *L)
     struct qs_config *cfg = L->cfg;
     const char *v;
     int rc;
-    if ((rc = get_plain(L, "QSNAP_COLLECTIONS", &v)) != 0)
+    if ((rc = get_plain(L, VN(COLLECTIONS), &v)) != 0)
         return rc;
     if (v == NULL)
         return 0;
@@ -709,8 +735,8 @@ static int load_collections(struct loader *L)
             return rc;
         for (size_t j = 0; j < i; j++)
             if (strlen(cfg->collections[j]) == n && memcmp(cfg->collections[j], s, n) == 0)
-                return fail(L, "QSNAP_COLLECTIONS: collection '%s' is listed twice",
-                            show(cfg->collections[j]).s);
+                return fail_var(L, V_COLLECTIONS, "collection '%s' is listed twice",
+                                show(cfg->collections[j]).s);
         if ((rc = set_str(L, &cfg->collections[i], s, n)) != 0)
             return rc;
         cfg->ncollections = i + 1;
@@ -718,11 +744,10 @@ static int load_collections(struct loader *L)
     }
     for (size_t i = 0; i < cfg->ncollections; i++)
         if (qs_drill_is_scratch(cfg->collections[i]))
-            return fail(
-                L,
-                "QSNAP_COLLECTIONS: '%s' is a restore-drill scratch collection (*" QS_DRILL_SUFFIX
-                "); those are never backed up",
-                show(cfg->collections[i]).s);
+            return fail_var(L, V_COLLECTIONS,
+                            "'%s' is a restore-drill scratch collection (*" QS_DRILL_SUFFIX
+                            "); those are never backed up",
+                            show(cfg->collections[i]).s);
     return 0;
 }
 
@@ -731,7 +756,7 @@ static int load_listen(struct loader *L)
     struct qs_config *cfg = L->cfg;
     const char *v;
     int rc;
-    if ((rc = get_plain(L, "QSNAP_LISTEN", &v)) != 0)
+    if ((rc = get_plain(L, VN(LISTEN), &v)) != 0)
         return rc;
     if (v == NULL)
         v = "0.0.0.0:9633";
@@ -741,42 +766,42 @@ static int load_listen(struct loader *L)
     if (v[0] == '[') {
         const char *rb = strchr(v, ']');
         if (rb == NULL || rb[1] != ':')
-            return fail(L, "QSNAP_LISTEN: expected [IPv6]:PORT (got '%s')", show(v).s);
+            return fail_var(L, V_LISTEN, "expected [IPv6]:PORT (got '%s')", show(v).s);
         hlen = (size_t)(rb - v - 1);
         if (hlen == 0 || hlen >= sizeof(host))
-            return fail(L, "QSNAP_LISTEN: invalid IPv6 address (got '%s')", show(v).s);
+            return fail_var(L, V_LISTEN, "invalid IPv6 address (got '%s')", show(v).s);
         memcpy(host, v + 1, hlen);
         host[hlen] = '\0';
         struct in6_addr a6;
         if (inet_pton(AF_INET6, host, &a6) != 1)
-            return fail(L, "QSNAP_LISTEN: invalid IPv6 address '%s'", show(host).s);
+            return fail_var(L, V_LISTEN, "invalid IPv6 address '%s'", show(host).s);
         cfg->listen_ipv6 = 1;
         port = rb + 2;
     } else {
         const char *colon = strrchr(v, ':');
         if (colon == NULL)
-            return fail(L, "QSNAP_LISTEN: expected HOST:PORT, e.g. 0.0.0.0:9633 (got '%s')",
-                        show(v).s);
+            return fail_var(L, V_LISTEN, "expected HOST:PORT, e.g. 0.0.0.0:9633 (got '%s')",
+                            show(v).s);
         hlen = (size_t)(colon - v);
         if (memchr(v, ':', hlen) != NULL)
-            return fail(L, "QSNAP_LISTEN: IPv6 addresses need brackets, e.g. [::]:9633 (got '%s')",
-                        show(v).s);
+            return fail_var(L, V_LISTEN, "IPv6 addresses need brackets, e.g. [::]:9633 (got '%s')",
+                            show(v).s);
         if (hlen == 0 || hlen >= sizeof(host))
-            return fail(L, "QSNAP_LISTEN: expected HOST:PORT, e.g. 0.0.0.0:9633 (got '%s')",
-                        show(v).s);
+            return fail_var(L, V_LISTEN, "expected HOST:PORT, e.g. 0.0.0.0:9633 (got '%s')",
+                            show(v).s);
         memcpy(host, v, hlen);
         host[hlen] = '\0';
         struct in_addr a4;
         if (inet_pton(AF_INET, host, &a4) != 1)
-            return fail(L, "QSNAP_LISTEN: host must be a numeric IPv4 address or [IPv6] (got '%s')",
-                        show(host).s);
+            return fail_var(L, V_LISTEN, "host must be a numeric IPv4 address or [IPv6] (got '%s')",
+                            show(host).s);
         cfg->listen_ipv6 = 0;
         port = colon + 1;
     }
     uint64_t pv;
     if (parse_uint(port, 65535, &pv) != 0 || pv == 0)
-        return fail(L, "QSNAP_LISTEN: port must be a number from 1 to 65535 (got '%s')",
-                    show(port).s);
+        return fail_var(L, V_LISTEN, "port must be a number from 1 to 65535 (got '%s')",
+                        show(port).s);
     cfg->listen_port = (int)pv;
     return set_str(L, &cfg->listen_host, host, hlen);
 }
@@ -787,28 +812,29 @@ static int load_misc(struct loader *L)
     const char *v;
     int rc;
 
-    if ((rc = get_plain(L, "QSNAP_MODE", &v)) != 0)
+    if ((rc = get_plain(L, VN(MODE), &v)) != 0)
         return rc;
     if (v == NULL || strcmp(v, "collections") == 0)
         cfg->mode = QS_MODE_COLLECTIONS;
     else if (strcmp(v, "full") == 0)
         cfg->mode = QS_MODE_FULL;
     else
-        return fail(L, "QSNAP_MODE: must be 'collections' or 'full' (got '%s')", show(v).s);
+        return fail_var(L, V_MODE, "must be 'collections' or 'full' (got '%s')", show(v).s);
     if ((rc = load_collections(L)) != 0)
         return rc;
     if (cfg->mode == QS_MODE_FULL && cfg->collections != NULL)
-        return fail(L, "QSNAP_COLLECTIONS: cannot be combined with QSNAP_MODE=full (a full "
-                       "snapshot holds every collection)");
+        return fail_var(L, V_COLLECTIONS,
+                        "cannot be combined with %s=full (a full snapshot holds every collection)",
+                        VN(MODE));
 
-    if ((rc = load_duration(L, "QSNAP_RETENTION", "7d", 1, &cfg->retention_s)) != 0)
+    if ((rc = load_duration(L, VN(RETENTION), "7d", 1, &cfg->retention_s)) != 0)
         return rc;
-    if ((rc = load_count(L, "QSNAP_KEEP_MIN", 3, 1, &cfg->keep_min)) != 0)
+    if ((rc = load_count(L, VN(KEEP_MIN), 3, 1, &cfg->keep_min)) != 0)
         return rc;
-    if ((rc = load_count(L, "QSNAP_LOCAL_KEEP", 1, 0, &cfg->local_keep)) != 0)
+    if ((rc = load_count(L, VN(LOCAL_KEEP), 1, 0, &cfg->local_keep)) != 0)
         return rc;
 
-    if ((rc = get_plain(L, "QSNAP_COMPRESSION", &v)) != 0)
+    if ((rc = get_plain(L, VN(COMPRESSION), &v)) != 0)
         return rc;
     if (v == NULL)
         v = QS_CONFIG_DEFAULT_COMPRESSION;
@@ -819,43 +845,42 @@ static int load_misc(struct loader *L)
     else if (strncmp(v, "gzip:", 5) == 0 && v[5] >= '1' && v[5] <= '9' && v[6] == '\0')
         cfg->compression_level = v[5] - '0';
     else
-        return fail(L, "QSNAP_COMPRESSION: must be 'none', 'gzip' or 'gzip:1'..'gzip:9' (got '%s')",
-                    show(v).s);
+        return fail_var(L, V_COMPRESSION, "must be 'none', 'gzip' or 'gzip:1'..'gzip:9' (got '%s')",
+                        show(v).s);
 
-    if ((rc = get_plain(L, "QSNAP_MAX_BANDWIDTH", &v)) != 0)
+    if ((rc = get_plain(L, VN(MAX_BANDWIDTH), &v)) != 0)
         return rc;
     cfg->max_bandwidth = 0;
     if (v != NULL && qs_parse_rate(v, &cfg->max_bandwidth) != 0)
-        return fail(L, "QSNAP_MAX_BANDWIDTH: expected a rate like 50MiB/s (got '%s')", show(v).s);
+        return fail_var(L, V_MAX_BANDWIDTH, "expected a rate like 50MiB/s (got '%s')", show(v).s);
 
     if ((rc = load_listen(L)) != 0)
         return rc;
-    if ((rc = get_secret(L, "QSNAP_ADMIN_TOKEN", QS_CONFIG_MIN_ADMIN_TOKEN, &cfg->admin_token)) !=
-        0)
+    if ((rc = get_secret(L, VN(ADMIN_TOKEN), QS_CONFIG_MIN_ADMIN_TOKEN, &cfg->admin_token)) != 0)
         return rc;
 
-    if ((rc = get_plain(L, "QSNAP_HEARTBEAT_URL", &v)) != 0)
+    if ((rc = get_plain(L, VN(HEARTBEAT_URL), &v)) != 0)
         return rc;
     if (v != NULL) {
         size_t auth_end;
         qs_log_add_secret(v);
-        if ((rc = check_url(L, "QSNAP_HEARTBEAT_URL", v,
-                            URL_PATH_OK | URL_QUERY_OK | URL_USERINFO_OK, 1, &auth_end)) != 0)
+        if ((rc = check_url(L, VN(HEARTBEAT_URL), v, URL_PATH_OK | URL_QUERY_OK | URL_USERINFO_OK,
+                            1, &auth_end)) != 0)
             return rc;
         if ((rc = set_str(L, &cfg->heartbeat_url, v, strlen(v))) != 0)
             return rc;
     }
 
-    if ((rc = get_plain(L, "QSNAP_LOG_LEVEL", &v)) != 0)
+    if ((rc = get_plain(L, VN(LOG_LEVEL), &v)) != 0)
         return rc;
     cfg->log_level = QS_LOG_INFO;
     if (v != NULL && qs_log_parse_level(v, &cfg->log_level) != 0)
-        return fail(L, "QSNAP_LOG_LEVEL: must be debug, info, warn or error (got '%s')", show(v).s);
-    if ((rc = get_plain(L, "QSNAP_LOG_FORMAT", &v)) != 0)
+        return fail_var(L, V_LOG_LEVEL, "must be debug, info, warn or error (got '%s')", show(v).s);
+    if ((rc = get_plain(L, VN(LOG_FORMAT), &v)) != 0)
         return rc;
     cfg->log_format = QS_LOG_JSON;
     if (v != NULL && qs_log_parse_format(v, &cfg->log_format) != 0)
-        return fail(L, "QSNAP_LOG_FORMAT: must be json or text (got '%s')", show(v).s);
+        return fail_var(L, V_LOG_FORMAT, "must be json or text (got '%s')", show(v).s);
     return 0;
 }
 
@@ -863,22 +888,22 @@ static int load_schedule(struct loader *L)
 {
     struct qs_config *cfg = L->cfg;
     int rc;
-    if ((rc = load_cron(L, "QSNAP_SCHEDULE", "0 3 * * *", &cfg->schedule, &cfg->cron)) != 0)
+    if ((rc = load_cron(L, VN(SCHEDULE), "0 3 * * *", &cfg->schedule, &cfg->cron)) != 0)
         return rc;
     int64_t interval = qs_cron_interval(&cfg->cron, qs_clock_now());
-    if ((rc = load_duration(L, "QSNAP_JITTER", "0s", 0, &cfg->jitter_s)) != 0)
+    if ((rc = load_duration(L, VN(JITTER), "0s", 0, &cfg->jitter_s)) != 0)
         return rc;
     if (interval > 0 && cfg->jitter_s >= interval) {
         char j[32], i[32];
         fmt_duration(cfg->jitter_s, j, sizeof(j));
         fmt_duration(interval, i, sizeof(i));
-        return fail(L, "QSNAP_JITTER: %s must be shorter than the schedule interval (%s)", j, i);
+        return fail_var(L, V_JITTER, "%s must be shorter than the schedule interval (%s)", j, i);
     }
     char def[32];
     fmt_duration(interval > 0 ? interval + STALE_MARGIN : DEFAULT_STALE_WHEN_OFF, def, sizeof(def));
-    if ((rc = load_duration(L, "QSNAP_STALE_AFTER", def, 1, &cfg->stale_after_s)) != 0)
+    if ((rc = load_duration(L, VN(STALE_AFTER), def, 1, &cfg->stale_after_s)) != 0)
         return rc;
-    return load_cron(L, "QSNAP_DRILL_SCHEDULE", "off", &cfg->drill_schedule, &cfg->drill_cron);
+    return load_cron(L, VN(DRILL_SCHEDULE), "off", &cfg->drill_schedule, &cfg->drill_cron);
 }
 
 int qs_config_load(struct qs_config *cfg, qs_getenv_fn getenv_fn, void *ud, struct qs_error *err)
@@ -960,6 +985,25 @@ static size_t edit_distance(const char *a, const char *b)
     return row[lb];
 }
 
+/* Compares name with the variable's name (and its _FILE form): 1 when it
+ * is one of them; else lowers *best_d / sets *best when it is close. */
+static int known_or_close(const char *name, enum var k, size_t *best_d, const char **best)
+{
+    char file_name[64];
+    snprintf(file_name, sizeof(file_name), "%s_FILE", vars[k].name);
+    const char *forms[] = {vars[k].name, (vars[k].flags & VAR_FILE) ? file_name : NULL};
+    for (size_t f = 0; f < 2 && forms[f] != NULL; f++) {
+        if (strcmp(name, forms[f]) == 0)
+            return 1;
+        size_t d = edit_distance(name, forms[f]);
+        if (d < *best_d) {
+            *best_d = d;
+            *best = vars[k].name; /* a table name: static storage */
+        }
+    }
+    return 0;
+}
+
 size_t qs_config_warn_unknown(char *const *envp)
 {
     if (envp == NULL)
@@ -967,28 +1011,19 @@ size_t qs_config_warn_unknown(char *const *envp)
     size_t found = 0;
     for (size_t i = 0; envp != NULL && envp[i] != NULL; i++) {
         const char *e = envp[i];
-        if (strncmp(e, "QSNAP_", 6) != 0 || strncmp(e, "QSNAP_TEST_", 11) == 0)
-            continue;
         size_t n = strcspn(e, "=");
         char name[128];
         if (n >= sizeof(name))
             n = sizeof(name) - 1;
         memcpy(name, e, n);
         name[n] = '\0';
+        if (strncmp(name, "QSNAP_", 6) != 0 || qs_testhook_owns_variable(name))
+            continue;
         const char *best = NULL;
         size_t best_d = 4;
         int known = 0;
-        for (size_t k = 0; known_vars[k] != NULL; k++) {
-            if (strcmp(name, known_vars[k]) == 0) {
-                known = 1;
-                break;
-            }
-            size_t d = edit_distance(name, known_vars[k]);
-            if (d < best_d) {
-                best_d = d;
-                best = known_vars[k];
-            }
-        }
+        for (int k = 0; k < V_COUNT && !known; k++)
+            known = known_or_close(name, (enum var)k, &best_d, &best);
         if (known)
             continue;
         found++;
@@ -1001,67 +1036,135 @@ size_t qs_config_warn_unknown(char *const *envp)
     return found;
 }
 
-static void print_secret(FILE *out, const char *name, const char *v)
+/* The effective value of variable k as check-config prints it, into out. */
+static void format_value(const struct qs_config *cfg, enum var k, char *out, size_t cap)
 {
-    fprintf(out, "%s=%s\n", name, v != NULL ? "[REDACTED]" : "");
+    static const char *const levels[] = {"debug", "info", "warn", "error"};
+    char buf[64];
+    out[0] = '\0';
+    switch (k) {
+    case V_QDRANT_URL:
+        snprintf(out, cap, "%s", cfg->qdrant_url);
+        break;
+    case V_DESTINATION:
+        if (cfg->dest_kind == QS_DEST_S3)
+            snprintf(out, cap, "s3://%s%s%s", cfg->dest_bucket,
+                     cfg->dest_prefix[0] != '\0' ? "/" : "", cfg->dest_prefix);
+        else
+            snprintf(out, cap, "file://%s", cfg->dest_path);
+        break;
+    case V_S3_ENDPOINT:
+        snprintf(out, cap, "%s", cfg->s3_endpoint != NULL ? cfg->s3_endpoint : "");
+        break;
+    case V_S3_REGION:
+        snprintf(out, cap, "%s", cfg->s3_region);
+        break;
+    case V_S3_URI_STYLE:
+        snprintf(out, cap, "%s", cfg->s3_uri_style == QS_URI_PATH ? "path" : "virtual");
+        break;
+    case V_S3_CA_FILE:
+        snprintf(out, cap, "%s", cfg->s3_ca_file != NULL ? cfg->s3_ca_file : "");
+        break;
+    case V_S3_PART_SIZE:
+        fmt_size(cfg->s3_part_size, out, cap);
+        break;
+    case V_SCHEDULE:
+        snprintf(out, cap, "%s", cfg->schedule);
+        break;
+    case V_JITTER:
+        fmt_duration(cfg->jitter_s, out, cap);
+        break;
+    case V_COLLECTIONS: /* printed name by name: the list has no bound */
+        break;
+    case V_MODE:
+        snprintf(out, cap, "%s", cfg->mode == QS_MODE_FULL ? "full" : "collections");
+        break;
+    case V_RETENTION:
+        fmt_duration(cfg->retention_s, out, cap);
+        break;
+    case V_KEEP_MIN:
+        snprintf(out, cap, "%u", (unsigned)cfg->keep_min);
+        break;
+    case V_LOCAL_KEEP:
+        snprintf(out, cap, "%u", (unsigned)cfg->local_keep);
+        break;
+    case V_COMPRESSION:
+        if (cfg->compression_level == 0)
+            snprintf(out, cap, "none");
+        else
+            snprintf(out, cap, "gzip:%d", cfg->compression_level);
+        break;
+    case V_MAX_BANDWIDTH:
+        if (cfg->max_bandwidth != 0) {
+            fmt_size(cfg->max_bandwidth, buf, sizeof(buf));
+            snprintf(out, cap, "%s/s", buf);
+        }
+        break;
+    case V_LISTEN:
+        snprintf(out, cap, cfg->listen_ipv6 ? "[%s]:%d" : "%s:%d", cfg->listen_host,
+                 cfg->listen_port);
+        break;
+    case V_STALE_AFTER:
+        fmt_duration(cfg->stale_after_s, out, cap);
+        break;
+    case V_DRILL_SCHEDULE:
+        snprintf(out, cap, "%s", cfg->drill_schedule);
+        break;
+    case V_LOG_LEVEL:
+        snprintf(out, cap, "%s", (unsigned)cfg->log_level < 4 ? levels[cfg->log_level] : "info");
+        break;
+    case V_LOG_FORMAT:
+        snprintf(out, cap, "%s", cfg->log_format == QS_LOG_TEXT ? "text" : "json");
+        break;
+    case V_S3_ACCESS_KEY_ID:
+        /* A long access key id shows its first 4 characters. */
+        if (cfg->s3_access_key_id != NULL && strlen(cfg->s3_access_key_id) >= 12)
+            snprintf(out, cap, "%.4s\xe2\x80\xa6", cfg->s3_access_key_id);
+        else if (cfg->s3_access_key_id != NULL)
+            snprintf(out, cap, "[REDACTED]");
+        break;
+    case V_QDRANT_API_KEY:
+    case V_S3_SECRET_ACCESS_KEY:
+    case V_ADMIN_TOKEN:
+    case V_HEARTBEAT_URL:
+    case V_COUNT:
+        break;
+    }
+}
+
+/* The value of a secret variable, NULL when unset. */
+static const char *secret_value(const struct qs_config *cfg, enum var k)
+{
+    switch (k) {
+    case V_QDRANT_API_KEY:
+        return cfg->qdrant_api_key;
+    case V_S3_SECRET_ACCESS_KEY:
+        return cfg->s3_secret_access_key;
+    case V_ADMIN_TOKEN:
+        return cfg->admin_token;
+    case V_HEARTBEAT_URL:
+        return cfg->heartbeat_url;
+    default:
+        return NULL;
+    }
 }
 
 void qs_config_print(const struct qs_config *cfg, FILE *out)
 {
-    char buf[64];
-    fprintf(out, "QSNAP_QDRANT_URL=%s\n", cfg->qdrant_url);
-    print_secret(out, "QSNAP_QDRANT_API_KEY", cfg->qdrant_api_key);
-    if (cfg->dest_kind == QS_DEST_S3)
-        fprintf(out, "QSNAP_DESTINATION=s3://%s%s%s\n", cfg->dest_bucket,
-                cfg->dest_prefix[0] != '\0' ? "/" : "", cfg->dest_prefix);
-    else
-        fprintf(out, "QSNAP_DESTINATION=file://%s\n", cfg->dest_path);
-    fprintf(out, "QSNAP_S3_ENDPOINT=%s\n", cfg->s3_endpoint != NULL ? cfg->s3_endpoint : "");
-    fprintf(out, "QSNAP_S3_REGION=%s\n", cfg->s3_region);
-    if (cfg->s3_access_key_id == NULL)
-        fprintf(out, "QSNAP_S3_ACCESS_KEY_ID=\n");
-    else if (strlen(cfg->s3_access_key_id) >= 12)
-        fprintf(out, "QSNAP_S3_ACCESS_KEY_ID=%.4s\xe2\x80\xa6\n", cfg->s3_access_key_id);
-    else
-        print_secret(out, "QSNAP_S3_ACCESS_KEY_ID", cfg->s3_access_key_id);
-    print_secret(out, "QSNAP_S3_SECRET_ACCESS_KEY", cfg->s3_secret_access_key);
-    fprintf(out, "QSNAP_S3_URI_STYLE=%s\n", cfg->s3_uri_style == QS_URI_PATH ? "path" : "virtual");
-    fprintf(out, "QSNAP_S3_CA_FILE=%s\n", cfg->s3_ca_file != NULL ? cfg->s3_ca_file : "");
-    fmt_size(cfg->s3_part_size, buf, sizeof(buf));
-    fprintf(out, "QSNAP_S3_PART_SIZE=%s\n", buf);
-    fprintf(out, "QSNAP_SCHEDULE=%s\n", cfg->schedule);
-    fmt_duration(cfg->jitter_s, buf, sizeof(buf));
-    fprintf(out, "QSNAP_JITTER=%s\n", buf);
-    fputs("QSNAP_COLLECTIONS=", out);
-    for (size_t i = 0; i < cfg->ncollections; i++)
-        fprintf(out, "%s%s", i > 0 ? "," : "", cfg->collections[i]);
-    fputc('\n', out);
-    fprintf(out, "QSNAP_MODE=%s\n", cfg->mode == QS_MODE_FULL ? "full" : "collections");
-    fmt_duration(cfg->retention_s, buf, sizeof(buf));
-    fprintf(out, "QSNAP_RETENTION=%s\n", buf);
-    fprintf(out, "QSNAP_KEEP_MIN=%u\n", (unsigned)cfg->keep_min);
-    fprintf(out, "QSNAP_LOCAL_KEEP=%u\n", (unsigned)cfg->local_keep);
-    if (cfg->compression_level == 0)
-        fprintf(out, "QSNAP_COMPRESSION=none\n");
-    else
-        fprintf(out, "QSNAP_COMPRESSION=gzip:%d\n", cfg->compression_level);
-    if (cfg->max_bandwidth == 0) {
-        fprintf(out, "QSNAP_MAX_BANDWIDTH=\n");
-    } else {
-        fmt_size(cfg->max_bandwidth, buf, sizeof(buf));
-        fprintf(out, "QSNAP_MAX_BANDWIDTH=%s/s\n", buf);
+    char value[4096];
+    for (int i = 0; i < V_COUNT; i++) {
+        enum var k = (enum var)i;
+        if (k == V_COLLECTIONS) {
+            fprintf(out, "%s=", vars[k].name);
+            for (size_t c = 0; c < cfg->ncollections; c++)
+                fprintf(out, "%s%s", c > 0 ? "," : "", cfg->collections[c]);
+            fputc('\n', out);
+            continue;
+        }
+        if ((vars[k].flags & VAR_SECRET) && k != V_S3_ACCESS_KEY_ID)
+            snprintf(value, sizeof(value), "%s", secret_value(cfg, k) != NULL ? "[REDACTED]" : "");
+        else
+            format_value(cfg, k, value, sizeof(value));
+        fprintf(out, "%s=%s\n", vars[k].name, value);
     }
-    if (cfg->listen_ipv6)
-        fprintf(out, "QSNAP_LISTEN=[%s]:%d\n", cfg->listen_host, cfg->listen_port);
-    else
-        fprintf(out, "QSNAP_LISTEN=%s:%d\n", cfg->listen_host, cfg->listen_port);
-    print_secret(out, "QSNAP_ADMIN_TOKEN", cfg->admin_token);
-    fmt_duration(cfg->stale_after_s, buf, sizeof(buf));
-    fprintf(out, "QSNAP_STALE_AFTER=%s\n", buf);
-    fprintf(out, "QSNAP_DRILL_SCHEDULE=%s\n", cfg->drill_schedule);
-    print_secret(out, "QSNAP_HEARTBEAT_URL", cfg->heartbeat_url);
-    static const char *const levels[] = {"debug", "info", "warn", "error"};
-    fprintf(out, "QSNAP_LOG_LEVEL=%s\n",
-            (unsigned)cfg->log_level < 4 ? levels[cfg->log_level] : "info");
-    fprintf(out, "QSNAP_LOG_FORMAT=%s\n", cfg->log_format == QS_LOG_TEXT ? "text" : "json");
 }

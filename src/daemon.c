@@ -22,9 +22,8 @@ struct qs_daemon {
     struct qs_http_server *http;
     struct qs_metrics *metrics;
     uv_signal_t sigterm, sigint;
-    uv_timer_t deadline;   /* forced exit after QS_DAEMON_DEADLINE_S */
-    uv_timer_t finish;     /* completes shutdown from a fresh loop iteration */
-    uv_timer_t test_delay; /* test-only: holds shutdown, see daemon.h */
+    uv_timer_t deadline; /* forced exit after QS_DAEMON_DEADLINE_S */
+    uv_timer_t finish;   /* completes shutdown from a fresh loop iteration */
     int handles_ready;
     struct hook *hooks;
     size_t nhooks;
@@ -38,17 +37,6 @@ static void exit_now_handler(int sig)
 {
     (void)sig;
     _exit(0);
-}
-
-/* Test-only knobs, see daemon.h. */
-static uint64_t test_knob_ms(const char *name)
-{
-    const char *v = getenv(name);
-    if (v == NULL || *v == '\0')
-        return 0;
-    char *end;
-    unsigned long long ms = strtoull(v, &end, 10);
-    return *end == '\0' && ms > 0 && ms <= 600000 ? (uint64_t)ms : 0;
 }
 
 /* Soft open-file limit the daemon asks for (at most the hard limit): room for
@@ -86,19 +74,10 @@ static void raise_nofile_limit(void)
 
 /* ---- metrics of the HTTP endpoint ------------------------------------------ */
 
-static const struct {
-    const char *name;
-    const char *help;
-} http_counters[] = {
-    {"qsnap_http_connections_accepted_total", "Connections accepted by the HTTP endpoint."},
-    {"qsnap_http_connections_shed_total",
-     "Connections closed before their request was complete, to make room for new ones."},
-    {"qsnap_http_connections_refused_total",
-     "Connections answered 503 because none could be closed to make room."},
-    {"qsnap_http_connections_timed_out_total",
-     "Connections cut off by the deadline before their request was complete."},
-    {"qsnap_http_requests_busy_total",
-     "Requests answered 503 because their endpoint had too many requests in progress."},
+/* The families of the HTTP endpoint, in the order of the values below. */
+static const enum qs_metric_id http_families[] = {
+    QS_M_HTTP_ACCEPTED,  QS_M_HTTP_SHED, QS_M_HTTP_REFUSED,
+    QS_M_HTTP_TIMED_OUT, QS_M_HTTP_BUSY, QS_M_HTTP_OPEN,
 };
 
 static void http_metrics_cb(struct qs_metrics *m, void *ud)
@@ -106,21 +85,16 @@ static void http_metrics_cb(struct qs_metrics *m, void *ud)
     struct qs_daemon *d = ud;
     struct qs_http_server_stats st;
     qs_http_server_stats(d->http, &st);
-    const uint64_t v[] = {st.accepted, st.shed, st.refused, st.timed_out, st.busy};
+    const uint64_t v[] = {st.accepted, st.shed, st.refused, st.timed_out, st.busy, st.open};
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-        qs_metrics_set(m, http_counters[i].name, NULL, (double)v[i]);
-    qs_metrics_set(m, "qsnap_http_connections_open", NULL, (double)st.open);
+        qs_metrics_set(m, qs_metric_defs[http_families[i]].name, NULL, (double)v[i]);
 }
 
 static int register_http_metrics(struct qs_daemon *d)
 {
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < sizeof(http_counters) / sizeof(http_counters[0]); i++)
-        rc = qs_metrics_register(d->metrics, http_counters[i].name, QS_METRIC_COUNTER,
-                                 http_counters[i].help, NULL);
-    if (rc == 0)
-        rc = qs_metrics_register(d->metrics, "qsnap_http_connections_open", QS_METRIC_GAUGE,
-                                 "Connections open on the HTTP endpoint.", NULL);
+    for (size_t i = 0; rc == 0 && i < sizeof(http_families) / sizeof(http_families[0]); i++)
+        rc = qs_metrics_register_id(d->metrics, http_families[i]);
     if (rc == 0)
         rc = qs_metrics_on_render(d->metrics, http_metrics_cb, d);
     return rc;
@@ -174,7 +148,6 @@ static void close_own_handles(struct qs_daemon *d)
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->deadline, NULL);
     uv_close((uv_handle_t *)&d->finish, NULL);
-    uv_close((uv_handle_t *)&d->test_delay, NULL);
     d->handles_ready = 0;
 }
 
@@ -187,12 +160,7 @@ static void finish_shutdown(struct qs_daemon *d)
     close_own_handles(d);
     /* libuv restored the default dispositions when the signal handles
      * closed; a signal from now on still means "exit 0 now". */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = exit_now_handler;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
+    qs_on_stop_signals(exit_now_handler);
     uv_walk(&d->loop, walk_close_cb, NULL);
 }
 
@@ -210,11 +178,6 @@ static void deadline_cb(uv_timer_t *t)
     _exit(0);
 }
 
-static void test_delay_cb(uv_timer_t *t)
-{
-    qs_daemon_release(t->data);
-}
-
 void qs_daemon_shutdown(struct qs_daemon *d, const char *reason)
 {
     if (d == NULL || d->shutting_down)
@@ -224,11 +187,6 @@ void qs_daemon_shutdown(struct qs_daemon *d, const char *reason)
     qs_http_server_stop_accepting(d->http);
     if (d->handles_ready)
         uv_timer_start(&d->deadline, deadline_cb, (uint64_t)QS_DAEMON_DEADLINE_S * 1000, 0);
-    uint64_t delay = test_knob_ms("QSNAP_TEST_SHUTDOWN_DELAY_MS");
-    if (delay > 0 && d->handles_ready) {
-        qs_daemon_hold(d);
-        uv_timer_start(&d->test_delay, test_delay_cb, delay, 0);
-    }
     /* Hooks may register holds; run them with one hold of our own so that a
      * hook releasing synchronously cannot finish shutdown mid-iteration. */
     d->holds++;
@@ -252,11 +210,6 @@ void qs_daemon_release(struct qs_daemon *d)
         else
             finish_shutdown(d);
     }
-}
-
-int qs_daemon_shutting_down(const struct qs_daemon *d)
-{
-    return d->shutting_down;
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -286,7 +239,8 @@ int qs_daemon_on_shutdown(struct qs_daemon *d, qs_daemon_shutdown_fn cb, void *u
     return 0;
 }
 
-int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs_error *err)
+int qs_daemon_new(const struct qs_config *cfg, const struct qs_daemon_opts *opts,
+                  struct qs_daemon **out, struct qs_error *err)
 {
     *out = NULL;
     struct qs_daemon *d = calloc(1, sizeof(*d));
@@ -302,8 +256,8 @@ int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs
     }
     d->loop_ready = 1;
     d->metrics = qs_metrics_new(QS_METRICS_DEFAULT);
-    struct qs_http_server_opts opts = {.timeout_ms = test_knob_ms("QSNAP_TEST_HTTP_TIMEOUT_MS")};
-    if (d->metrics == NULL || (rc = qs_http_server_new(&d->loop, &opts, &d->http)) != 0) {
+    struct qs_http_server_opts hopts = {.timeout_ms = opts != NULL ? opts->http_timeout_ms : 0};
+    if (d->metrics == NULL || (rc = qs_http_server_new(&d->loop, &hopts, &d->http)) != 0) {
         qs_daemon_free(d);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
@@ -322,9 +276,8 @@ int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs
     uv_signal_init(&d->loop, &d->sigint);
     uv_timer_init(&d->loop, &d->deadline);
     uv_timer_init(&d->loop, &d->finish);
-    uv_timer_init(&d->loop, &d->test_delay);
     d->sigterm.data = d->sigint.data = d;
-    d->deadline.data = d->finish.data = d->test_delay.data = d;
+    d->deadline.data = d->finish.data = d;
     d->handles_ready = 1;
     if ((rc = uv_signal_start(&d->sigterm, signal_cb, SIGTERM)) != 0 ||
         (rc = uv_signal_start(&d->sigint, signal_cb, SIGINT)) != 0) {
@@ -348,11 +301,6 @@ struct qs_http_server *qs_daemon_http(struct qs_daemon *d)
 struct qs_metrics *qs_daemon_metrics(struct qs_daemon *d)
 {
     return d->metrics;
-}
-
-const struct qs_config *qs_daemon_config(const struct qs_daemon *d)
-{
-    return d->cfg;
 }
 
 /* Closes every handle and runs the loop until uv_loop_close() succeeds. */
@@ -410,9 +358,4 @@ void qs_daemon_free(struct qs_daemon *d)
     qs_metrics_free(d->metrics);
     free(d->hooks);
     free(d);
-}
-
-uint64_t qs_daemon_test_knob_ms(const char *name)
-{
-    return test_knob_ms(name);
 }

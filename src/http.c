@@ -168,7 +168,7 @@ int qs_http_path_decode(const char *raw, size_t len, char *out, size_t cap)
 {
     if (raw == NULL || len == 0 || raw[0] != '/')
         return QS_EINVAL;
-    size_t n;
+    size_t n = 0;
     int rc = pct_decode(raw, len, 0, 1, out, cap, &n);
     if (rc != 0)
         return rc;
@@ -524,7 +524,7 @@ static int format_response(struct qs_buf *out, int status, const char *ctype, co
 /* Error messages are at most this long in a body (after redaction). */
 #define ERROR_MSG_MAX 1024
 
-static int format_json_error(struct qs_buf *body, const char *message)
+int qs_http_json_error_body(const char *message, struct qs_buf *body)
 {
     /* Redact first: a secret cut by the length limit would go unrecognised. */
     char *msg = qs_log_redacted(message);
@@ -1065,21 +1065,26 @@ static const char reject_503[] = "HTTP/1.1 503 Service Unavailable\r\n"
                                  "{\"error\":\"too many connections\"}";
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
+/* Takes c out of the queue of its class. */
+static void conn_unlink(struct conn *c)
+{
+    struct conn_queue *q = &c->server->q[c->cls];
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        q->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        q->tail = c->prev;
+    q->n--;
+}
+
 static void conn_enqueue(struct conn *c, enum conn_class cls)
 {
     struct qs_http_server *s = c->server;
-    if (c->queued) {
-        struct conn_queue *q = &s->q[c->cls];
-        if (c->prev != NULL)
-            c->prev->next = c->next;
-        else
-            q->head = c->next;
-        if (c->next != NULL)
-            c->next->prev = c->prev;
-        else
-            q->tail = c->prev;
-        q->n--;
-    }
+    if (c->queued)
+        conn_unlink(c);
     struct conn_queue *q = &s->q[cls];
     c->cls = cls;
     c->queued = 1;
@@ -1141,16 +1146,7 @@ static void conn_handle_closed_cb(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     struct qs_http_server *s = c->server;
-    struct conn_queue *q = &s->q[c->cls];
-    if (c->prev != NULL)
-        c->prev->next = c->next;
-    else
-        q->head = c->next;
-    if (c->next != NULL)
-        c->next->prev = c->prev;
-    else
-        q->tail = c->prev;
-    q->n--;
+    conn_unlink(c);
     qs_http_reader_free(c->reader);
     free(c->wbuf);
     free(c);
@@ -1313,7 +1309,7 @@ static void conn_send_error(struct conn *c, int status, const char *msg, const c
     struct qs_buf body, resp;
     qs_buf_init(&body);
     qs_buf_init(&resp);
-    if (format_json_error(&body, msg) != 0 ||
+    if (qs_http_json_error_body(msg, &body) != 0 ||
         format_response(&resp, status, "application/json", extra, body.data, body.len, 0, NULL,
                         head) != 0) {
         qs_buf_free(&body);
@@ -1487,18 +1483,6 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     conn_input(c, buf->base, (size_t)nread);
 }
 
-static void reject_write_cb(uv_write_t *w, int status)
-{
-    struct conn *c = w->data;
-    if (c->closing)
-        return;
-    if (status != 0) {
-        conn_close(c);
-        return;
-    }
-    conn_linger(c);
-}
-
 static void connection_cb(uv_stream_t *listener, int status)
 {
     struct qs_http_server *s = listener->data;
@@ -1541,7 +1525,8 @@ static void connection_cb(uv_stream_t *listener, int status)
         uv_buf_t b = uv_buf_init((char *)reject_503, sizeof(reject_503) - 1);
         c->wreq.data = c;
         uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
-        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, reject_write_cb) != 0)
+        /* write_cb as for any answer (this one is static: c->wbuf stays NULL). */
+        if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0)
             conn_close(c);
         return;
     }
@@ -1624,7 +1609,7 @@ void qs_http_respond_json_error(struct qs_http_req *req, int status, const char 
 {
     struct qs_buf body;
     qs_buf_init(&body);
-    if (format_json_error(&body, message) != 0) {
+    if (qs_http_json_error_body(message, &body) != 0) {
         qs_buf_free(&body);
         qs_http_respond(req, 500, NULL, NULL, 0);
         return;

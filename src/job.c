@@ -8,6 +8,7 @@
 #include <uv.h>
 
 #include "qsnap/error.h"
+#include "qsnap/log.h"
 
 static atomic_uint job_seq;
 
@@ -25,6 +26,10 @@ struct qs_job *qs_job_new(enum qs_job_kind kind, const char *trigger)
     j->state = QS_JOB_QUEUED;
     j->created_at = qs_clock_now();
     j->trigger = dup_or_null(trigger != NULL ? trigger : "api");
+    if (j->trigger == NULL) {
+        free(j);
+        return NULL;
+    }
     unsigned seq = atomic_fetch_add(&job_seq, 1) + 1;
     unsigned char rnd[4] = {0};
     uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL);
@@ -39,12 +44,8 @@ void qs_job_free(struct qs_job *j)
 {
     if (j == NULL)
         return;
-    for (size_t i = 0; i < j->nitems; i++) {
-        free(j->items[i].collection);
-        free(j->items[i].snapshot);
-        free(j->items[i].object);
-        free(j->items[i].error);
-    }
+    for (size_t i = 0; i < j->nitems; i++)
+        qs_job_item_deinit(&j->items[i]);
     free(j->items);
     free(j->current);
     free(j->trigger);
@@ -130,6 +131,34 @@ int qs_job_set_phase(struct qs_job *j, const char *collection, const char *phase
     if (collection == NULL || j->current == NULL || strcmp(collection, j->current) != 0) {
         free(j->current);
         j->current = dup_or_null(collection);
+    }
+    return 0;
+}
+
+void qs_job_item_deinit(struct qs_job_item *it)
+{
+    if (it == NULL)
+        return;
+    free(it->collection);
+    free(it->snapshot);
+    free(it->object);
+    free(it->error);
+    memset(it, 0, sizeof(*it));
+}
+
+int qs_job_item_copy(struct qs_job_item *dst, const struct qs_job_item *src)
+{
+    *dst = *src;
+    dst->collection = dup_or_null(src->collection);
+    dst->snapshot = dup_or_null(src->snapshot);
+    dst->object = dup_or_null(src->object);
+    dst->error = dup_or_null(src->error);
+    if ((src->collection != NULL && dst->collection == NULL) ||
+        (src->snapshot != NULL && dst->snapshot == NULL) ||
+        (src->object != NULL && dst->object == NULL) ||
+        (src->error != NULL && dst->error == NULL)) {
+        qs_job_item_deinit(dst);
+        return UV_ENOMEM;
     }
     return 0;
 }
@@ -228,8 +257,14 @@ int qs_job_to_json(const struct qs_job *j, struct qs_buf *out)
     cJSON_Delete(o);
     if (s == NULL)
         return UV_ENOMEM;
-    int rc = qs_buf_append(out, s, strlen(s));
+    /* Errors quote peers' answers: they leave through the same secret
+     * redaction as log lines and HTTP error bodies. */
+    char *r = qs_log_redacted(s);
     cJSON_free(s);
+    if (r == NULL)
+        return UV_ENOMEM;
+    int rc = qs_buf_append(out, r, strlen(r));
+    free(r);
     return rc;
 }
 

@@ -4,13 +4,18 @@
 
 #include <curl/curl.h>
 
+#include "qsnap/api.h"
 #include "qsnap/cli.h"
 #include "qsnap/config.h"
 #include "qsnap/daemon.h"
 #include "qsnap/log.h"
+#include "qsnap/probe.h"
 #include "qsnap/qdrant.h"
-#include "qsnap/service.h"
+#include "qsnap/runner.h"
+#include "qsnap/scheduler.h"
+#include "qsnap/series.h"
 #include "qsnap/storage.h"
+#include "qsnap/testhooks.h"
 
 static void usage(FILE *out)
 {
@@ -37,12 +42,13 @@ static int load_config(struct qs_config *cfg)
 {
     struct qs_error err;
     if (qs_config_load(cfg, NULL, NULL, &err) != 0) {
+        qs_log_redact(err.msg, sizeof(err.msg));
         fprintf(stderr, "qsnap: invalid configuration: %s\n", err.msg);
         return 2;
     }
     qs_config_apply_log(cfg);
     qs_config_warn_unknown(NULL);
-    qs_cli_apply_test_clock();
+    qs_testhook_apply_clock();
     return 0;
 }
 
@@ -69,19 +75,6 @@ static int cmd_check_config(int argc, char **argv)
     return rc;
 }
 
-static void service_stopped(void *ud)
-{
-    qs_daemon_release(ud);
-}
-
-/* Shutdown hook: hold the daemon open until the running job has been
- * cancelled and its worker has ended. */
-static void on_shutdown(struct qs_daemon *d, void *ud)
-{
-    qs_daemon_hold(d);
-    qs_service_shutdown(ud, service_stopped, d);
-}
-
 /* Runs a one-shot command with the loaded configuration. */
 static int cmd_oneshot(int (*fn)(const struct qs_config *, int, char **), int argc, char **argv)
 {
@@ -93,6 +86,89 @@ static int cmd_oneshot(int (*fn)(const struct qs_config *, int, char **), int ar
     qs_config_free(&cfg);
     qs_log_clear_secrets();
     return rc;
+}
+
+/* The backup service of `qsnap serve`: its parts, each closed by the
+ * daemon's shutdown hook. */
+struct service {
+    struct qs_series *series;
+    struct qs_runner *runner;
+    struct qs_probe *probe;
+    struct qs_scheduler *scheduler;
+    struct qs_api *api;
+};
+
+static void part_closed(void *ud)
+{
+    qs_daemon_release(ud);
+}
+
+/* Shutdown hook: refuse new triggers, stop the schedule and the probes,
+ * cancel the running job; the daemon stays open until each part has
+ * closed (one hold each). */
+static void on_shutdown(struct qs_daemon *d, void *ud)
+{
+    struct service *s = ud;
+    qs_api_stop(s->api);
+    if (s->scheduler != NULL) {
+        qs_daemon_hold(d);
+        qs_scheduler_close(s->scheduler, part_closed, d);
+    }
+    if (s->probe != NULL) {
+        qs_daemon_hold(d);
+        qs_probe_close(s->probe, part_closed, d);
+    }
+    if (s->runner != NULL) {
+        qs_daemon_hold(d);
+        qs_runner_close(s->runner, part_closed, d);
+    }
+}
+
+static int service_start(struct qs_daemon *d, const struct qs_config *cfg,
+                         struct qs_storage *storage, struct qs_qdrant *qdrant, struct service *s)
+{
+    uv_loop_t *loop = qs_daemon_loop(d);
+    struct qs_backup_env env = {.cfg = cfg, .storage = storage, .qdrant = qdrant};
+    int rc = qs_daemon_on_shutdown(d, on_shutdown, s);
+    if (rc == 0)
+        rc = qs_series_new(qs_daemon_metrics(d), cfg, &s->series);
+    if (rc == 0) {
+        struct qs_runner_observer obs = {
+            .started = qs_series_on_job_started,
+            .phase = qs_series_on_job_phase,
+            .item = qs_series_on_job_item,
+            .finished = qs_series_on_job_finished,
+            .ud = s->series,
+        };
+        rc = qs_runner_new(loop, &env, &obs, NULL, &s->runner);
+    }
+    if (rc == 0)
+        rc = qs_probe_new(loop, cfg, storage, qdrant, s->series,
+                          qs_testhook_ms(QS_TESTHOOK_PROBE_INTERVAL), &s->probe);
+    if (rc == 0)
+        rc = qs_scheduler_new(loop, cfg, s->runner, s->series, &s->scheduler);
+    if (rc == 0) {
+        struct qs_api_env aenv = {loop, cfg, storage, qdrant, s->runner, s->probe};
+        rc = qs_api_new(&aenv, &s->api);
+    }
+    if (rc == 0)
+        rc = qs_api_start(s->api, qs_daemon_http(d));
+    if (rc == 0)
+        rc = qs_scheduler_start(s->scheduler);
+    if (rc == 0)
+        rc = qs_probe_start(s->probe);
+    if (rc == 0)
+        rc = qs_testhook_install(d);
+    return rc;
+}
+
+static void service_free(struct service *s)
+{
+    qs_api_free(s->api);
+    qs_scheduler_free(s->scheduler);
+    qs_probe_free(s->probe);
+    qs_runner_free(s->runner);
+    qs_series_free(s->series);
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -110,22 +186,25 @@ static int cmd_serve(int argc, char **argv)
     struct qs_daemon *d = NULL;
     struct qs_storage *storage = NULL;
     struct qs_qdrant *qdrant = NULL;
-    struct qs_service *svc = NULL;
+    struct service svc = {0};
+    struct qs_daemon_opts dopts = {.http_timeout_ms = qs_testhook_ms(QS_TESTHOOK_HTTP_TIMEOUT)};
     rc = 1;
-    if (qs_daemon_new(&cfg, &d, &err) != 0 ||
+    if (qs_daemon_new(&cfg, &dopts, &d, &err) != 0 ||
         qs_cli_open_peers(&cfg, &storage, &qdrant, &err) != 0) {
         qs_log(QS_LOG_ERROR, NULL, "cannot start: %s", err.msg);
         goto out;
     }
-    if (qs_service_new(qs_daemon_loop(d), qs_daemon_http(d), qs_daemon_metrics(d), &cfg, storage,
-                       qdrant, &svc) != 0 ||
-        qs_service_start(svc) != 0 || qs_daemon_on_shutdown(d, on_shutdown, svc) != 0) {
-        qs_log(QS_LOG_ERROR, NULL, "cannot start the backup service");
-        goto out;
+    int src = service_start(d, &cfg, storage, qdrant, &svc);
+    if (src != 0) {
+        /* Close what did start through the shutdown path. */
+        qs_log(QS_LOG_ERROR, NULL, "cannot start the backup service: %s", qs_strerror(src));
+        qs_daemon_shutdown(d, "startup failed");
     }
-    rc = qs_daemon_run(d) == 0 ? 0 : 1;
+    if (qs_daemon_run(d) == 0 && src == 0)
+        rc = 0;
 out:
-    qs_service_free(svc);
+    /* The parts use the daemon's metrics registry; the loop has closed. */
+    service_free(&svc);
     qs_daemon_free(d);
     qs_qdrant_free(qdrant);
     qs_storage_free(storage);

@@ -108,6 +108,16 @@ int qs_manifest_check_collection_name(const char *name, char *why, size_t cap)
     return 0;
 }
 
+int qs_manifest_collection_name_error(const char *name, char *msg, size_t cap)
+{
+    char why[200], shown[80];
+    int rc = qs_manifest_check_collection_name(name, why, sizeof(why));
+    if (rc != 0 && msg != NULL && cap > 0)
+        snprintf(msg, cap, "collection name '%s' %s", qs_printable(shown, sizeof(shown), name, 64),
+                 why);
+    return rc;
+}
+
 int qs_manifest_is_valid_collection_name(const char *name)
 {
     return qs_manifest_check_collection_name(name, NULL, 0) == 0;

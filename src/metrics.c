@@ -314,32 +314,37 @@ int qs_metrics_add(struct qs_metrics *m, const char *name, const char *const *la
     return 0;
 }
 
+/* The existing series of name with labels: 0 with *fout and *sout, or
+ * QS_ENOTFOUND / lookup()'s error. */
+static int lookup_series(const struct qs_metrics *m, const char *name, const char *const *labels,
+                         struct family **fout, struct series **sout)
+{
+    const char *vals[MAX_LABELS];
+    int rc = lookup(m, name, labels, fout, vals);
+    if (rc != 0)
+        return rc;
+    *sout = find_series(*fout, vals);
+    return *sout != NULL ? 0 : QS_ENOTFOUND;
+}
+
 int qs_metrics_get(const struct qs_metrics *m, const char *name, const char *const *labels,
                    double *out)
 {
-    const char *vals[MAX_LABELS];
     struct family *f;
-    int rc = lookup(m, name, labels, &f, vals);
-    if (rc != 0)
-        return rc;
-    struct series *s = find_series(f, vals);
-    if (s == NULL)
-        return QS_ENOTFOUND;
-    if (out != NULL)
+    struct series *s;
+    int rc = lookup_series(m, name, labels, &f, &s);
+    if (rc == 0 && out != NULL)
         *out = s->value;
-    return 0;
+    return rc;
 }
 
 int qs_metrics_remove(struct qs_metrics *m, const char *name, const char *const *labels)
 {
-    const char *vals[MAX_LABELS];
     struct family *f;
-    int rc = lookup(m, name, labels, &f, vals);
+    struct series *s;
+    int rc = lookup_series(m, name, labels, &f, &s);
     if (rc != 0)
         return rc;
-    struct series *s = find_series(f, vals);
-    if (s == NULL)
-        return QS_ENOTFOUND;
     size_t idx = (size_t)(s - f->series);
     free_series(s, f->nlabels);
     memmove(&f->series[idx], &f->series[idx + 1], (f->nseries - idx - 1) * sizeof(*s));
@@ -386,29 +391,38 @@ int qs_metrics_off_render(struct qs_metrics *m, qs_metrics_render_fn cb, void *u
     return QS_ENOTFOUND;
 }
 
+/* ---- the metric table ----------------------------------------------------- */
+
+const struct qs_metric_def qs_metric_defs[QS_M_COUNT] = {
+#define QS_METRIC_DEF(id, name, type, help, ...)                                                   \
+    [QS_M_##id] = {name, QS_METRIC_##type, help, (const char *const[]){__VA_ARGS__, NULL}},
+#include "qsnap/metric_names.def"
+#undef QS_METRIC_DEF
+};
+
+int qs_metrics_register_id(struct qs_metrics *m, enum qs_metric_id id)
+{
+    if ((unsigned)id >= QS_M_COUNT)
+        return QS_EINVAL;
+    const struct qs_metric_def *d = &qs_metric_defs[id];
+    return qs_metrics_register(m, d->name, d->type, d->help, d->labels);
+}
+
 /* ---- built-in metrics ---------------------------------------------------- */
 
 static void register_builtin(struct qs_metrics *m)
 {
     if (m->flags & QS_METRICS_BUILD_INFO) {
-        qs_metrics_register(m, "qsnap_build_info", QS_METRIC_GAUGE,
-                            "qsnap build information; the value is always 1.",
-                            (const char *[]){"version", NULL});
-        qs_metrics_set(m, "qsnap_build_info", (const char *[]){"version", QSNAP_VERSION, NULL}, 1);
+        qs_metrics_register_id(m, QS_M_BUILD_INFO);
+        qs_metrics_set(m, QS_MN(BUILD_INFO), (const char *[]){"version", QSNAP_VERSION, NULL}, 1);
     }
     if (m->flags & QS_METRICS_PROCESS) {
-        qs_metrics_register(m, "process_cpu_seconds_total", QS_METRIC_COUNTER,
-                            "Total user and system CPU time spent in seconds.", NULL);
-        qs_metrics_register(m, "process_resident_memory_bytes", QS_METRIC_GAUGE,
-                            "Resident memory size in bytes.", NULL);
-        qs_metrics_register(m, "process_virtual_memory_bytes", QS_METRIC_GAUGE,
-                            "Virtual memory size in bytes.", NULL);
-        qs_metrics_register(m, "process_start_time_seconds", QS_METRIC_GAUGE,
-                            "Start time of the process since unix epoch in seconds.", NULL);
-        qs_metrics_register(m, "process_open_fds", QS_METRIC_GAUGE,
-                            "Number of open file descriptors.", NULL);
-        qs_metrics_register(m, "process_max_fds", QS_METRIC_GAUGE,
-                            "Maximum number of open file descriptors.", NULL);
+        static const enum qs_metric_id process[] = {
+            QS_M_PROCESS_CPU,   QS_M_PROCESS_RSS,      QS_M_PROCESS_VSIZE,
+            QS_M_PROCESS_START, QS_M_PROCESS_OPEN_FDS, QS_M_PROCESS_MAX_FDS,
+        };
+        for (size_t i = 0; i < sizeof(process) / sizeof(process[0]); i++)
+            qs_metrics_register_id(m, process[i]);
     }
 }
 
@@ -442,16 +456,15 @@ static void refresh_process(struct qs_metrics *m)
                    "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d "
                    "%*d %llu %lu %ld",
                    &utime, &stime, &start, &vsize, &rss) == 5) {
-            qs_metrics_set(m, "process_cpu_seconds_total", NULL,
-                           (double)(utime + stime) / (double)ticks);
-            qs_metrics_set(m, "process_virtual_memory_bytes", NULL, (double)vsize);
-            qs_metrics_set(m, "process_resident_memory_bytes", NULL, (double)rss * (double)page);
+            qs_metrics_set(m, QS_MN(PROCESS_CPU), NULL, (double)(utime + stime) / (double)ticks);
+            qs_metrics_set(m, QS_MN(PROCESS_VSIZE), NULL, (double)vsize);
+            qs_metrics_set(m, QS_MN(PROCESS_RSS), NULL, (double)rss * (double)page);
             char sbuf[4096];
             if (read_small_file("/proc/stat", sbuf, sizeof(sbuf)) != NULL) {
                 char *bt = strstr(sbuf, "\nbtime ");
                 if (bt != NULL) {
                     double btime = strtod(bt + 7, NULL);
-                    qs_metrics_set(m, "process_start_time_seconds", NULL,
+                    qs_metrics_set(m, QS_MN(PROCESS_START), NULL,
                                    btime + (double)start / (double)ticks);
                 }
             }
@@ -465,23 +478,25 @@ static void refresh_process(struct qs_metrics *m)
             if (e->d_name[0] != '.')
                 n++;
         closedir(d);
-        qs_metrics_set(m, "process_open_fds", NULL, (double)(n > 0 ? n - 1 : 0));
+        qs_metrics_set(m, QS_MN(PROCESS_OPEN_FDS), NULL, (double)(n > 0 ? n - 1 : 0));
     }
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
-        qs_metrics_set(m, "process_max_fds", NULL,
+        qs_metrics_set(m, QS_MN(PROCESS_MAX_FDS), NULL,
                        rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur);
 }
 
 /* ---- rendering ------------------------------------------------------------ */
 
-int qs_metrics_escape_label(struct qs_buf *out, const char *value)
+/* The text format's escaping: backslash and line feed, and in label values
+ * the double quote too. */
+static int escape(struct qs_buf *out, const char *s, int quote)
 {
-    for (const char *p = value; *p != '\0'; p++) {
+    for (const char *p = s; *p != '\0'; p++) {
         int rc;
         if (*p == '\\')
             rc = qs_buf_append(out, "\\\\", 2);
-        else if (*p == '"')
+        else if (*p == '"' && quote)
             rc = qs_buf_append(out, "\\\"", 2);
         else if (*p == '\n')
             rc = qs_buf_append(out, "\\n", 2);
@@ -493,20 +508,14 @@ int qs_metrics_escape_label(struct qs_buf *out, const char *value)
     return 0;
 }
 
+int qs_metrics_escape_label(struct qs_buf *out, const char *value)
+{
+    return escape(out, value, 1);
+}
+
 static int escape_help(struct qs_buf *out, const char *help)
 {
-    for (const char *p = help; *p != '\0'; p++) {
-        int rc;
-        if (*p == '\\')
-            rc = qs_buf_append(out, "\\\\", 2);
-        else if (*p == '\n')
-            rc = qs_buf_append(out, "\\n", 2);
-        else
-            rc = qs_buf_append(out, p, 1);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return escape(out, help, 0);
 }
 
 void qs_metrics_format_value(double v, char out[static 32])

@@ -128,13 +128,8 @@ static int load_manifest(const struct qs_backup_env *env, const char *collection
     if (snapshot == NULL || strcmp(snapshot, "latest") == 0) {
         struct qs_catalog cat;
         int rc = qs_catalog_load(env->storage, collection, 0, &cat, err);
-        const struct qs_catalog_backup *b = NULL;
         if (rc == 0)
-            rc = qs_catalog_latest(&cat, collection, &b, err);
-        if (rc == 0) {
-            *m = b->m; /* steal */
-            memset((void *)&b->m, 0, sizeof(b->m));
-        }
+            rc = qs_catalog_take_latest(&cat, collection, m, err);
         qs_catalog_deinit(&cat);
         return rc;
     }

@@ -106,6 +106,24 @@ static struct qs_retention_action *add_action(struct builder *b, enum qs_retenti
     return failed ? NULL : a;
 }
 
+/* An action on a leftover past the grace (an object without manifest, an
+ * open upload), its reason "<what> <time>, age Ns > grace Ns". */
+static struct qs_retention_action *
+add_leftover(struct builder *b, enum qs_retention_action_kind kind, const char *collection,
+             const char *snapshot, const char *key, const char *upload_id, size_t index,
+             const char *what, int64_t t, int64_t now, const struct qs_retention_policy *policy)
+{
+    struct qs_retention_action *a =
+        add_action(b, kind, collection, snapshot, key, upload_id, index);
+    if (a == NULL)
+        return NULL;
+    char when[32];
+    time_str(t, when);
+    snprintf(a->reason, sizeof(a->reason), "%s %s, age %" PRId64 "s > grace %" PRId64 "s", what,
+             when, age_of(now, t), policy->incomplete_grace_s);
+    return a;
+}
+
 __attribute__((format(printf, 2, 3))) static int add_warning(struct builder *b, const char *fmt,
                                                              ...)
 {
@@ -351,21 +369,15 @@ int qs_retention_plan(const struct qs_retention_backup *backups, size_t n,
     if ((rc = plan_complete(&bld, backups, n, now, policy)) != 0)
         goto nomem;
 
-    char when[32];
     for (size_t i = 0; i < n; i++) {
         const struct qs_retention_backup *b = &backups[i];
         if (b->complete || b->last_modified > now ||
             age_of(now, b->last_modified) <= policy->incomplete_grace_s)
             continue;
-        struct qs_retention_action *a =
-            add_action(&bld, QS_RETENTION_DELETE_INCOMPLETE, b->collection, b->snapshot,
-                       b->object_key, NULL, i);
-        if (a == NULL)
+        if (add_leftover(&bld, QS_RETENTION_DELETE_INCOMPLETE, b->collection, b->snapshot,
+                         b->object_key, NULL, i, "no manifest, last modified", b->last_modified,
+                         now, policy) == NULL)
             goto nomem;
-        time_str(b->last_modified, when);
-        snprintf(a->reason, sizeof(a->reason),
-                 "no manifest, last modified %s, age %" PRId64 "s > grace %" PRId64 "s", when,
-                 age_of(now, b->last_modified), policy->incomplete_grace_s);
         out->keep[i] = false;
         out->deleted_incomplete++;
     }
@@ -373,14 +385,9 @@ int qs_retention_plan(const struct qs_retention_backup *backups, size_t n,
         const struct qs_retention_upload *u = &uploads[i];
         if (u->initiated > now || age_of(now, u->initiated) <= policy->incomplete_grace_s)
             continue;
-        struct qs_retention_action *a =
-            add_action(&bld, QS_RETENTION_ABORT_UPLOAD, NULL, NULL, u->key, u->upload_id, i);
-        if (a == NULL)
+        if (add_leftover(&bld, QS_RETENTION_ABORT_UPLOAD, NULL, NULL, u->key, u->upload_id, i,
+                         "multipart upload initiated", u->initiated, now, policy) == NULL)
             goto nomem;
-        time_str(u->initiated, when);
-        snprintf(a->reason, sizeof(a->reason),
-                 "multipart upload initiated %s, age %" PRId64 "s > grace %" PRId64 "s", when,
-                 age_of(now, u->initiated), policy->incomplete_grace_s);
         out->aborted_uploads++;
     }
     return 0;

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,6 +344,33 @@ size_t qs_strlcpy(char *dst, const char *src, size_t cap)
     return n;
 }
 
+void qs_on_stop_signals(void (*handler)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+char *qs_printable(char *out, size_t cap, const char *s, size_t max)
+{
+    if (s == NULL)
+        s = "";
+    if (max > cap - 4)
+        max = cap - 4;
+    size_t n = 0;
+    for (; s[n] != '\0' && n < max; n++)
+        out[n] = s[n] >= 0x20 && s[n] < 0x7f ? s[n] : '?';
+    if (s[n] != '\0') {
+        memcpy(out + n, "...", 3);
+        n += 3;
+    }
+    out[n] = '\0';
+    return out;
+}
+
 int qs_consttime_streq(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
@@ -357,20 +385,6 @@ int qs_consttime_streq(const char *a, const char *b)
 
 /* ---- JSON ------------------------------------------------------------------ */
 
-/* A key for an error message: printable and bounded. */
-static void show_key(const char *k, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (; *k != '\0' && o + 4 < cap; k++)
-        out[o++] = (*k >= 0x20 && *k < 0x7f) ? *k : '?';
-    if (*k != '\0' && cap >= 4) {
-        out[o++] = '.';
-        out[o++] = '.';
-        out[o++] = '.';
-    }
-    out[o] = '\0';
-}
-
 static int json_no_duplicate_keys(const cJSON *item, struct qs_error *err)
 {
     for (const cJSON *c = item->child; c != NULL; c = c->next) {
@@ -378,7 +392,7 @@ static int json_no_duplicate_keys(const cJSON *item, struct qs_error *err)
             for (const cJSON *p = item->child; p != c; p = p->next) {
                 if (p->string != NULL && strcmp(p->string, c->string) == 0) {
                     char k[72];
-                    show_key(c->string, k, sizeof(k));
+                    qs_printable(k, sizeof(k), c->string, sizeof(k));
                     return qs_error_set(err, QS_EINVAL, "the key \"%s\" appears twice in an object",
                                         k);
                 }

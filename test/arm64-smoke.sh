@@ -4,8 +4,8 @@
 # registration needed):
 #
 #  1. cross-compiles the release binary and builds its runtime file set
-#     (scripts/image-files.sh arm64), which must hold no ICU and no libxml2
-#     and only arm64 ELF files;
+#     (scripts/image-files.sh arm64), which must hold no ICU and no libxml2,
+#     only arm64 ELF files, and no test hook (QSNAP_TEST_ string);
 #  2. runs `qsnap serve` from the set and checks that the libraries the
 #     process mapped are exactly the set's (so the set is complete and
 #     nothing came from the host's own arm64 libraries);
@@ -65,6 +65,13 @@ while IFS= read -r f; do
     m=$(LC_ALL=C readelf -h "$f" 2>/dev/null | sed -n 's/^ *Machine: *//p')
     [ -z "$m" ] || [ "$m" = AArch64 ] || bad "$f is for $m"
 done < <(find "$ROOTFS" -type f)
+
+# a release build: no test hook (test/check-test-hooks.sh checks amd64)
+if grep -a -q 'QSNAP_TEST_' "$ROOTFS/usr/local/bin/qsnap"; then
+    bad "the arm64 release binary holds QSNAP_TEST_ strings (test hooks)"
+else
+    ok "the arm64 release binary holds no test hook"
+fi
 
 WRAP=$WORK/qsnap-arm64
 cat >"$WRAP" <<EOF

@@ -256,3 +256,110 @@ Test(cli, backup_refuses_drill_scratch_collection)
     cr_assert_not_null(strstr(out, "never backed up"), "%s", out);
     free(out);
 }
+
+/* The reason after `prefix` in text (owned copy up to the end of its line
+ * or JSON string), or NULL when prefix is absent. */
+static char *reason_after(const char *text, const char *prefix)
+{
+    const char *p = strstr(text, prefix);
+    if (p == NULL)
+        return NULL;
+    p += strlen(prefix);
+    return strndup(p, strcspn(p, "\n\""));
+}
+
+/* One rule for collection names, one message: the configuration (exit 2,
+ * naming the variable), the CLI's -c and every HTTP route that takes a
+ * collection refuse ".." with the same reason. */
+Test(cli, dotdot_collection_is_refused_alike_everywhere, .timeout = 120)
+{
+    char *env[] = {CLEAN_ENV, "QSNAP_DESTINATION=file:///tmp", "QSNAP_COLLECTIONS=..", NULL};
+    char *out = NULL;
+    cr_assert_eq(run_qsnap("check-config", env, &out), 2, "%s", out);
+    char *want = reason_after(out, "invalid configuration: QSNAP_COLLECTIONS: ");
+    cr_assert_not_null(want, "the variable is not named: %s", out);
+    cr_assert_not_null(strstr(want, "'..'"), "%s", want);
+    free(out);
+
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "..", NULL};
+    char *env_ok[] = {CLEAN_ENV, "QSNAP_DESTINATION=file:///tmp", NULL};
+    cr_assert_eq(qs_test_run(argv, env_ok, &out), 2, "%s", out);
+    char *got = reason_after(out, "qsnap backup: -c: ");
+    cr_assert_not_null(got, "%s", out);
+    /* followed by the usage hint " (see qsnap --help)" */
+    cr_assert_eq(strncmp(got, want, strlen(want)), 0, "'%s' vs '%s'", got, want);
+    free(got);
+    free(out);
+
+    char *dir = qs_test_mkdtemp("cli-names");
+    char dest[600];
+    snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+    char *denv[] = {dest, "QSNAP_QDRANT_URL=http://127.0.0.1:9", "QSNAP_ADMIN_TOKEN=" ADMIN_TOKEN,
+                    "QSNAP_SCHEDULE=off", NULL};
+    struct qs_test_daemon d;
+    cr_assert_eq(qs_test_daemon_start(&d, denv), 0, "qsnap serve did not start");
+    const char *auth[] = {"Authorization: Bearer " ADMIN_TOKEN, "Content-Type: application/json",
+                          NULL};
+    const struct {
+        const char *method, *path, *body, *prefix;
+    } calls[] = {
+        {"POST", "/v1/backup?collection=..", NULL, "query parameter 'collection': "},
+        {"GET", "/v1/backups?collection=..", NULL, "query parameter 'collection': "},
+        {"POST", "/v1/restore", "{\"collection\":\"..\"}", "field 'collection': "},
+    };
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+        char url[256];
+        snprintf(url, sizeof(url), "%s%s", d.url, calls[i].path);
+        struct qs_test_resp r = {0};
+        const char *body = calls[i].body;
+        cr_assert_eq(qs_test_http(calls[i].method, url, auth, body, body ? strlen(body) : 0, &r),
+                     0);
+        cr_expect_eq(r.status, 400, "%s %s: %ld %s", calls[i].method, calls[i].path, r.status,
+                     r.body);
+        char *http = reason_after(r.body, calls[i].prefix);
+        cr_expect_not_null(http, "%s %s: %s", calls[i].method, calls[i].path, r.body);
+        if (http != NULL)
+            cr_expect_str_eq(http, want, "%s %s", calls[i].method, calls[i].path);
+        free(http);
+        qs_test_resp_free(&r);
+    }
+    qs_test_daemon_stop(&d, 10);
+    qs_test_rmrf(dir);
+    free(dir);
+    free(want);
+}
+
+/* Error messages quote names and peers' answers; when one of those happens
+ * to be a secret (here a collection named like the admin token), the CLI's
+ * stderr and the daemon's HTTP error bodies show [REDACTED] instead. */
+Test(cli, errors_quoting_a_secret_are_redacted, .timeout = 120)
+{
+    char *dir = qs_test_mkdtemp("cli-redact");
+    char dest[600];
+    snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+    char *env[] = {CLEAN_ENV, dest, "QSNAP_QDRANT_URL=http://127.0.0.1:9",
+                   "QSNAP_ADMIN_TOKEN=" ADMIN_TOKEN, NULL};
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "restore", "-c", ADMIN_TOKEN, NULL};
+    char *out = NULL;
+    cr_assert_eq(qs_test_run(argv, env, &out), 1, "%s", out);
+    cr_expect_null(strstr(out, ADMIN_TOKEN), "%s", out);
+    cr_expect_not_null(strstr(out, "qsnap restore: no backup of collection '[REDACTED]'"), "%s",
+                       out);
+    free(out);
+
+    char *denv[] = {dest, "QSNAP_QDRANT_URL=http://127.0.0.1:9", "QSNAP_ADMIN_TOKEN=" ADMIN_TOKEN,
+                    "QSNAP_SCHEDULE=off", NULL};
+    struct qs_test_daemon d;
+    cr_assert_eq(qs_test_daemon_start(&d, denv), 0, "qsnap serve did not start");
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/backups?collection=%s%%3A", d.url, ADMIN_TOKEN);
+    struct qs_test_resp r = {0};
+    cr_assert_eq(qs_test_http("GET", url, NULL, NULL, 0, &r), 0);
+    cr_expect_eq(r.status, 400, "%ld %s", r.status, r.body);
+    cr_expect_null(strstr(r.body, ADMIN_TOKEN), "%s", r.body);
+    cr_expect_not_null(strstr(r.body, "collection name '[REDACTED]:'"), "%s", r.body);
+    qs_test_resp_free(&r);
+    qs_test_daemon_stop(&d, 10);
+    qs_test_rmrf(dir);
+    free(dir);
+}

@@ -9,6 +9,10 @@
 
 #include <cJSON.h>
 
+#include "qsnap/config.h"
+#include "qsnap/error.h"
+#include "qsnap/http.h"
+#include "qsnap/job.h"
 #include "qsnap/log.h"
 
 /* Captures what the log writes into a temporary file. */
@@ -259,4 +263,226 @@ Test(log, short_values_are_not_secrets_and_levels_filter)
     cr_assert_eq(count_lines(out), 1, "%s", out);
     cr_assert_not_null(strstr(out, "\"msg\":\"kept abc\""), "%s", out);
     free(out);
+}
+
+/* ---- every secret kind, as the configuration registers it -----------------
+ * The admin token, both S3 keys, the Qdrant API key and the heartbeat URL
+ * (which may carry a token) are registered when the configuration is
+ * loaded: from then on no log line, HTTP error body or job JSON shows them,
+ * and no configuration error quotes one. */
+
+#define S_API_KEY "ZqApiKey-qdrant-0001"
+#define S_ACCESS_KEY "ZqAccessKeyId-0002"
+#define S_SECRET_KEY "ZqSecretAccessKey-0003"
+#define S_TOKEN "ZqAdminToken-0004-abcdefgh"
+#define S_HEARTBEAT "https://hc.example/ping/ZqHeartbeat-0005"
+
+static const char *const secret_kinds[] = {S_API_KEY, S_ACCESS_KEY, S_SECRET_KEY, S_TOKEN,
+                                           S_HEARTBEAT};
+#define NKINDS (sizeof(secret_kinds) / sizeof(secret_kinds[0]))
+
+/* out holds no secret kind. The heartbeat URL starts like any URL, so only
+ * its token part counts as a prefix that must not leak. */
+static void assert_no_secret_kind(const char *out)
+{
+    for (size_t i = 0; i < NKINDS; i++) {
+        const char *s = secret_kinds[i];
+        const char *tail = strstr(s, "Zq");
+        cr_assert_null(strstr(out, s), "secret %zu leaked:\n%s", i, out);
+        assert_no_secret(out, tail);
+    }
+}
+
+/* A fake environment: NULL-terminated "K=V" list. */
+static const char *env_get(const char *name, void *ud)
+{
+    const char *const *env = ud;
+    size_t n = strlen(name);
+    for (size_t i = 0; env[i] != NULL; i++)
+        if (strncmp(env[i], name, n) == 0 && env[i][n] == '=')
+            return env[i] + n + 1;
+    return NULL;
+}
+
+static void load_every_secret(struct qs_config *cfg, int from_files, char *dir)
+{
+    static const char *const vars[] = {"QSNAP_QDRANT_API_KEY", "QSNAP_S3_ACCESS_KEY_ID",
+                                       "QSNAP_S3_SECRET_ACCESS_KEY", "QSNAP_ADMIN_TOKEN"};
+    char entries[4][600];
+    const char *env[12] = {"QSNAP_DESTINATION=file:///tmp", "QSNAP_HEARTBEAT_URL=" S_HEARTBEAT};
+    size_t n = 2;
+    for (size_t i = 0; i < 4; i++) {
+        if (from_files) {
+            char path[512];
+            snprintf(path, sizeof(path), "%s/secret%zu", dir, i);
+            FILE *f = fopen(path, "w");
+            cr_assert_not_null(f);
+            fprintf(f, "%s\n", secret_kinds[i]);
+            fclose(f);
+            snprintf(entries[i], sizeof(entries[i]), "%s_FILE=%s", vars[i], path);
+        } else {
+            snprintf(entries[i], sizeof(entries[i]), "%s=%s", vars[i], secret_kinds[i]);
+        }
+        env[n++] = entries[i];
+    }
+    env[n] = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_config_load(cfg, env_get, env, &err), 0, "%s", err.msg);
+}
+
+/* Logs every secret kind in the message and in every context field. */
+static void log_every_field(void)
+{
+    for (size_t i = 0; i < NKINDS; i++) {
+        char err[300];
+        snprintf(err, sizeof(err), "peer said: bad credential %s", secret_kinds[i]);
+        struct qs_log_ctx ctx = {.job = secret_kinds[i],
+                                 .collection = secret_kinds[i],
+                                 .snapshot = secret_kinds[i],
+                                 .phase = secret_kinds[i],
+                                 .error = err,
+                                 .bytes = -1,
+                                 .duration_s = -1};
+        qs_log(QS_LOG_ERROR, &ctx, "request to %s failed", secret_kinds[i]);
+    }
+}
+
+Test(log, every_secret_kind_from_the_configuration_is_redacted_in_log_lines)
+{
+    char *dir = strdup("/tmp/qsnap-log-secrets-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    for (int from_files = 0; from_files < 2; from_files++) {
+        struct qs_config cfg;
+        load_every_secret(&cfg, from_files, dir);
+        for (int fmt = 0; fmt < 2; fmt++) {
+            qs_log_set_format(fmt == 0 ? QS_LOG_JSON : QS_LOG_TEXT);
+            struct capture c;
+            capture_start(&c);
+            log_every_field();
+            char *out = capture_end(&c);
+            cr_assert_eq(count_lines(out), NKINDS, "%s", out);
+            assert_no_secret_kind(out);
+            cr_assert_not_null(strstr(out, "[REDACTED]"), "%s", out);
+            free(out);
+        }
+        qs_config_free(&cfg);
+    }
+    for (size_t i = 0; i < 4; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/secret%zu", dir, i);
+        unlink(path);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
+Test(log, every_secret_kind_is_redacted_in_http_error_bodies)
+{
+    struct qs_config cfg;
+    load_every_secret(&cfg, 0, NULL);
+    for (size_t i = 0; i < NKINDS; i++) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "destination lookup failed: %s refused", secret_kinds[i]);
+        struct qs_buf b;
+        qs_buf_init(&b);
+        cr_assert_eq(qs_http_json_error_body(msg, &b), 0);
+        assert_no_secret_kind(b.data);
+        cJSON *j = cJSON_Parse(b.data);
+        cr_assert_not_null(j, "not JSON: %s", b.data);
+        cr_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring,
+                         "destination lookup failed: [REDACTED] refused");
+        cJSON_Delete(j);
+        qs_buf_free(&b);
+    }
+    qs_config_free(&cfg);
+}
+
+/* GET /v1/jobs/{id}: a job's error and its items' errors quote peers. */
+Test(log, every_secret_kind_is_redacted_in_job_errors)
+{
+    struct qs_config cfg;
+    load_every_secret(&cfg, 0, NULL);
+    struct qs_job *job = qs_job_new(QS_JOB_BACKUP, "api");
+    cr_assert_not_null(job);
+    cr_assert_eq(qs_job_transition(job, QS_JOB_RUNNING, NULL), 0);
+    for (size_t i = 0; i < NKINDS; i++) {
+        char name[16], err[300];
+        snprintf(name, sizeof(name), "c%zu", i);
+        snprintf(err, sizeof(err), "Qdrant answered 403: wrong key %s", secret_kinds[i]);
+        struct qs_job_item *it = qs_job_item(job, name);
+        cr_assert_not_null(it);
+        it->done = 1;
+        it->error = strdup(err);
+    }
+    cr_assert_eq(qs_job_transition(job, QS_JOB_FAILED, "first failure: " S_TOKEN S_SECRET_KEY), 0);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_job_to_json(job, &b), 0);
+    assert_no_secret_kind(b.data);
+    cJSON *j = cJSON_Parse(b.data);
+    cr_assert_not_null(j, "not JSON: %s", b.data);
+    cr_assert_str_eq(cJSON_GetObjectItem(j, "error")->valuestring,
+                     "first failure: [REDACTED][REDACTED]");
+    cJSON_Delete(j);
+    qs_buf_free(&b);
+    qs_job_free(job);
+    qs_config_free(&cfg);
+}
+
+/* A configuration error names the variable and never quotes the value of a
+ * secret, whatever is wrong with it and wherever it came from. */
+Test(log, configuration_errors_never_quote_a_secret)
+{
+    struct {
+        const char *var, *value;
+    } bad[] = {
+        {"QSNAP_QDRANT_API_KEY", " ZqApiKey-leading-space"},
+        {"QSNAP_QDRANT_API_KEY", "ZqApiKey-REPLACE-me"},
+        {"QSNAP_QDRANT_API_KEY", "ZqApiKey\x01control"},
+        {"QSNAP_S3_ACCESS_KEY_ID", "ZqAccessKey trailing "},
+        {"QSNAP_S3_ACCESS_KEY_ID", "ZqAccessKey-changeme"},
+        {"QSNAP_S3_SECRET_ACCESS_KEY", "ZqSecret\nline"},
+        {"QSNAP_S3_SECRET_ACCESS_KEY", "ZqSecret-CHANGEME-now"},
+        {"QSNAP_ADMIN_TOKEN", "ZqShort-token"},
+        {"QSNAP_ADMIN_TOKEN", "ZqAdminToken-REPLACE-with-real"},
+        {"QSNAP_ADMIN_TOKEN", "ZqAdminToken-with space\t"},
+        {"QSNAP_HEARTBEAT_URL", "ftp://ZqHeartbeat-token@hc.example/ping"},
+        {"QSNAP_HEARTBEAT_URL", "https://hc.example/ping/ZqHeartbeat token"},
+    };
+    char *dir = strdup("/tmp/qsnap-log-config-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (int from_file = 0; from_file < 2; from_file++) {
+            if (from_file && strcmp(bad[i].var, "QSNAP_HEARTBEAT_URL") == 0)
+                continue; /* no _FILE form */
+            char entry[600], path[512];
+            if (from_file) {
+                snprintf(path, sizeof(path), "%s/value", dir);
+                FILE *f = fopen(path, "w");
+                cr_assert_not_null(f);
+                fputs(bad[i].value, f);
+                fclose(f);
+                snprintf(entry, sizeof(entry), "%s_FILE=%s", bad[i].var, path);
+            } else {
+                snprintf(entry, sizeof(entry), "%s=%s", bad[i].var, bad[i].value);
+            }
+            const char *env[] = {"QSNAP_DESTINATION=file:///tmp", entry, NULL};
+            struct qs_config cfg;
+            struct qs_error err;
+            int rc = qs_config_load(&cfg, env_get, env, &err);
+            cr_assert_eq(rc, QS_ECONFIG, "%s (file %d) was accepted", bad[i].var, from_file);
+            cr_assert_not_null(strstr(err.msg, bad[i].var), "%s", err.msg);
+            assert_no_secret(err.msg, "ZqApiKey");
+            assert_no_secret(err.msg, "ZqAccessKey");
+            assert_no_secret(err.msg, "ZqSecret");
+            assert_no_secret(err.msg, "ZqShort");
+            assert_no_secret(err.msg, "ZqAdminToken");
+            assert_no_secret(err.msg, "ZqHeartbeat");
+        }
+    }
+    char path[512];
+    snprintf(path, sizeof(path), "%s/value", dir);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
 }

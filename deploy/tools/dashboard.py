@@ -1,12 +1,12 @@
 #!/usr/bin/python3
 """Checks of the Grafana dashboard (deploy/grafana/qsnap.json).
 
-  dashboard.py check DASHBOARD SRC_DIR
+  dashboard.py check DASHBOARD METRIC_TABLE
       Importable shape (a "datasource" variable of type datasource that
       every panel and query uses as ${datasource}, a "collection" query
-      variable) and every metric name in every query either registered by
-      qsnap (the qs_metrics_register definitions in SRC_DIR/*.c) or one of
-      Qdrant's documented metrics (QDRANT_METRICS below).
+      variable) and every metric name in every query either exported by
+      qsnap (an entry of METRIC_TABLE, include/qsnap/metric_names.def) or
+      one of Qdrant's documented metrics (QDRANT_METRICS below).
 
   dashboard.py rules DASHBOARD OUT
       Writes every query as a recording rule (Grafana variables replaced by
@@ -16,9 +16,7 @@
       Every qsnap/process metric name in the queries has a "# TYPE" line in
       a running qsnap's /metrics, every Qdrant name in Qdrant's /metrics.
 """
-import glob
 import json
-import os
 import re
 import sys
 import urllib.request
@@ -105,15 +103,14 @@ def base_name(name):
     return name
 
 
-def registered(src_dir):
-    names = set()
-    for path in glob.glob(os.path.join(src_dir, "*.c")):
-        with open(path, encoding="utf-8") as f:
-            names.update(re.findall(r'"((?:qsnap|process)_[a-z0-9_]+)",\s*QS_METRIC_', f.read()))
-    return names
+def registered(table_path):
+    """The metric names of qsnap's one metric table (include/qsnap/metric_names.def)."""
+    with open(table_path, encoding="utf-8") as f:
+        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
+    return set(re.findall(r'QS_METRIC_DEF\(\s*[A-Z0-9_]+\s*,\s*"([a-z0-9_]+)"', text))
 
 
-def cmd_check(dash_path, src_dir):
+def cmd_check(dash_path, table_path):
     dash = load(dash_path)
     bad = []
     tmpl = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
@@ -135,9 +132,9 @@ def cmd_check(dash_path, src_dir):
                 bad.append(f"panel '{p.get('title')}' {t.get('refId')}: datasource {t.get('datasource')}")
     if tmpl.get("collection", {}).get("datasource") != want:
         bad.append("variable collection: datasource is not ${datasource}")
-    qsnap = registered(src_dir)
+    qsnap = registered(table_path)
     if not qsnap:
-        bad.append(f"no metric registrations found in {src_dir}/*.c")
+        bad.append(f"no metric found in {table_path}")
     used = set()
     n = 0
     for where, expr in queries(dash):

@@ -65,7 +65,8 @@ enum {
 
 /* Loads the catalog of one collection (borrowed; NULL = all) from storage
  * (borrowed). flags: QS_CATALOG_* (0 = backups and incomplete objects only).
- * out borrowed (filled; caller deinits even on error). */
+ * out borrowed: filled on success; on error left empty (deinit is harmless,
+ * nothing to free). */
 int qs_catalog_load(struct qs_storage *storage, const char *collection, int flags,
                     struct qs_catalog *out, struct qs_error *err);
 void qs_catalog_deinit(struct qs_catalog *cat);
@@ -82,6 +83,14 @@ const struct qs_catalog_backup *qs_catalog_find(const struct qs_catalog *cat,
  * format version). err borrowed, may be NULL. */
 int qs_catalog_latest(const struct qs_catalog *cat, const char *collection,
                       const struct qs_catalog_backup **out, struct qs_error *err);
+
+/* Moves the manifest of the backup "latest" means for collection (as
+ * qs_catalog_latest() picks it) out of cat into *out (borrowed; the caller
+ * owns what it then holds: qs_manifest_deinit). The catalog's copy is left
+ * empty (deinit still frees the rest). Returns 0, or an error as
+ * qs_catalog_latest() with nothing moved. */
+int qs_catalog_take_latest(struct qs_catalog *cat, const char *collection, struct qs_manifest *out,
+                           struct qs_error *err);
 
 /* Appends {"backups":[...]} (newest first; each: collection, snapshot,
  * created, size, sha256, compression, stored_size, object, points_count,

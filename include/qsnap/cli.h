@@ -1,8 +1,9 @@
-/* One-shot commands: `qsnap backup`, `restore`, `list`, `prune` (SPEC
- * section 2). They run the same worker code as the daemon, on the calling
- * thread, and return the process exit code: 0 success, 1 failure, 2 bad
- * usage, 3 partial success. cfg borrowed; argv borrowed (the arguments
- * after the command name). */
+/* One-shot commands: `qsnap backup`, `restore`, `list`, `prune`. They run
+ * the same job sequences as the daemon's worker (jobs.h), on the calling
+ * thread (the first SIGTERM/SIGINT cancels, the second exits), and return
+ * the process exit code: 0 success, 1 failure, 2 bad usage, 3 partial
+ * success. Messages on stdout and stderr pass the secret redaction of the
+ * log. cfg borrowed; argv borrowed (the arguments after the command name). */
 #ifndef QSNAP_CLI_H
 #define QSNAP_CLI_H
 
@@ -18,16 +19,11 @@ int qs_cli_prune(const struct qs_config *cfg, int argc, char **argv);
 int qs_cli_check_reachability(const struct qs_config *cfg);
 
 /* Creates the storage and Qdrant client described by cfg (both owned by the
- * caller; free with qs_storage_free / qs_qdrant_free). Returns 0 or a code
- * with err filled. */
+ * caller; free with qs_storage_free / qs_qdrant_free). Returns 0, or a code
+ * with err filled and both *storage and *qdrant NULL (nothing to free). */
 struct qs_storage;
 struct qs_qdrant;
 int qs_cli_open_peers(const struct qs_config *cfg, struct qs_storage **storage,
                       struct qs_qdrant **qdrant, struct qs_error *err);
-
-/* Test-only: when QSNAP_TEST_NOW (UTC seconds) is set, the injectable clock
- * starts at that time and advances with real time. Not part of the
- * configuration contract. */
-void qs_cli_apply_test_clock(void);
 
 #endif

@@ -28,12 +28,7 @@
  *      process logs a warning and exits with status 0 at once (SPEC 10: exit
  *      0 within 25 s).
  * A second signal exits with status 0 immediately. SIGPIPE is ignored.
- *
- * Test-only knobs (not part of the configuration contract, milliseconds):
- * QSNAP_TEST_HTTP_TIMEOUT_MS overrides the HTTP per-connection deadline
- * (default 10 s) so tests of slow clients run quickly;
- * QSNAP_TEST_SHUTDOWN_DELAY_MS holds shutdown that long, standing in for a job
- * that takes time to cancel (tests of the second signal and the deadline).
+
  */
 #ifndef QSNAP_DAEMON_H
 #define QSNAP_DAEMON_H
@@ -52,12 +47,17 @@ struct qs_daemon;
 /* Shutdown hook: d borrowed, ud as registered. Runs on the loop thread. */
 typedef void (*qs_daemon_shutdown_fn)(struct qs_daemon *d, void *ud);
 
+struct qs_daemon_opts {
+    uint64_t http_timeout_ms; /* HTTP per-connection deadline, 0 = the server's default */
+};
+
 /* Creates the loop, the metrics registry and the HTTP server, and binds the
  * listen address (cfg->listen_host, cfg->listen_port). cfg is borrowed and
- * must outlive the daemon. Returns 0, or a negative code with the reason in
- * err (borrowed, may be NULL); *out is owned by the caller
- * (qs_daemon_free()). */
-int qs_daemon_new(const struct qs_config *cfg, struct qs_daemon **out, struct qs_error *err);
+ * must outlive the daemon; opts borrowed for the call (NULL = defaults).
+ * Returns 0, or a negative code with the reason in err (borrowed, may be
+ * NULL) and nothing to free; *out is owned by the caller (qs_daemon_free()). */
+int qs_daemon_new(const struct qs_config *cfg, const struct qs_daemon_opts *opts,
+                  struct qs_daemon **out, struct qs_error *err);
 
 /* Runs the loop until shutdown has completed. Returns 0 after a clean
  * shutdown (loop closed), or a negative code when the loop could not be
@@ -72,7 +72,6 @@ void qs_daemon_free(struct qs_daemon *d);
 uv_loop_t *qs_daemon_loop(struct qs_daemon *d);
 struct qs_http_server *qs_daemon_http(struct qs_daemon *d);
 struct qs_metrics *qs_daemon_metrics(struct qs_daemon *d);
-const struct qs_config *qs_daemon_config(const struct qs_daemon *d);
 
 /* Registers a shutdown hook (ud borrowed; must stay valid until the hook has
  * run or the daemon is freed). Returns 0, UV_ENOMEM, or QS_EBUSY when shutdown
@@ -86,12 +85,5 @@ void qs_daemon_release(struct qs_daemon *d);
 
 /* Starts shutdown as a signal would (reason borrowed, logged). Idempotent. */
 void qs_daemon_shutdown(struct qs_daemon *d, const char *reason);
-
-/* 1 once shutdown has started (e.g. to refuse new triggers with 503). */
-int qs_daemon_shutting_down(const struct qs_daemon *d);
-
-/* A test-only knob in milliseconds: the environment variable name (borrowed)
- * holding 1..600000, else 0 (unset or invalid). */
-uint64_t qs_daemon_test_knob_ms(const char *name);
 
 #endif

@@ -228,6 +228,11 @@ int qs_http_response_format(const struct qs_http_req *req, int status, const cha
  * through qs_log_redact()) as application/json. */
 void qs_http_respond_json_error(struct qs_http_req *req, int status, const char *message);
 
+/* The body qs_http_respond_json_error() sends, appended to body (borrowed):
+ * message redacted, cut at 1024 bytes, JSON-escaped. Returns 0 or
+ * UV_ENOMEM. Exposed for tests. */
+int qs_http_json_error_body(const char *message, struct qs_buf *body);
+
 /* Bearer token check for POST routes (SPEC 7), comparing in constant time.
  * token borrowed (the configured admin token, NULL when unset). Returns 0
  * when the request carries `Authorization: Bearer <token>`, 403 when no token

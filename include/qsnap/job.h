@@ -84,6 +84,13 @@ int qs_job_transition(struct qs_job *job, enum qs_job_state to, const char *erro
  * NULL clears). Only while RUNNING; returns QS_EINVAL otherwise. */
 int qs_job_set_phase(struct qs_job *job, const char *collection, const char *phase);
 
+/* Frees the strings of item (borrowed; NULL accepted) and zeroes it. */
+void qs_job_item_deinit(struct qs_job_item *item);
+
+/* Deep copy of src (borrowed) into dst (borrowed, its old strings are not
+ * freed). Returns 0, or UV_ENOMEM with dst zeroed. */
+int qs_job_item_copy(struct qs_job_item *dst, const struct qs_job_item *src);
+
 /* Finds or appends the item for collection (borrowed). NULL on ENOMEM.
  * Appending may move the array: earlier item pointers become invalid. */
 struct qs_job_item *qs_job_item(struct qs_job *job, const char *collection);
@@ -98,7 +105,9 @@ const char *qs_job_state_name(enum qs_job_state s);
 const char *qs_job_kind_name(enum qs_job_kind k);
 
 /* JSON for GET /v1/jobs/{id}: id, kind, state, phase, collection, bytes,
- * created/started/finished (RFC 3339), error, items[]. Appends to out. */
+ * created/started/finished (RFC 3339), error, items[]. Appends to out
+ * (borrowed), with every registered secret redacted (log.h). Returns 0 or
+ * UV_ENOMEM. */
 int qs_job_to_json(const struct qs_job *job, struct qs_buf *out);
 
 /* How the work reports back. Implemented by the daemon (queue + uv_async)

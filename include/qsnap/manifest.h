@@ -134,6 +134,13 @@ int qs_manifest_parse(const char *json, size_t len, struct qs_manifest *out, str
  * follow the name: "must not contain ':'", "is not valid UTF-8", ... */
 int qs_manifest_check_collection_name(const char *name, char *why, size_t cap);
 
+/* The same check, with the message every front end shows after naming
+ * where the name came from ("QSNAP_COLLECTIONS: ", "query parameter
+ * 'collection': ", "-c: "): "collection name '<name>' <reason>", the name
+ * made printable and bounded (util.h qs_printable). Returns 0 (msg untouched)
+ * or QS_EINVAL with msg (borrowed, cap bytes) written. */
+int qs_manifest_collection_name_error(const char *name, char *msg, size_t cap);
+
 /* 1 when qs_manifest_check_collection_name() accepts name, else 0. */
 int qs_manifest_is_valid_collection_name(const char *name);
 

@@ -11,11 +11,14 @@
  *
  * Labels are passed as a NULL-terminated list of name/value pairs, e.g.
  *
- *     qs_metrics_register(m, "qsnap_backup_age_seconds", QS_METRIC_GAUGE,
- *                         "Seconds since the newest complete backup.",
- *                         (const char *[]){"collection", NULL});
- *     qs_metrics_set(m, "qsnap_backup_age_seconds",
- *                    (const char *[]){"collection", "c1", NULL}, 42.0);
+ *     qs_metrics_register(m, "app_queue_age_seconds", QS_METRIC_GAUGE,
+ *                         "Seconds the oldest item has waited.",
+ *                         (const char *[]){"queue", NULL});
+ *     qs_metrics_set(m, "app_queue_age_seconds",
+ *                    (const char *[]){"queue", "q1", NULL}, 42.0);
+ *
+ * qsnap's own families are declared in one table (metric_names.def) and
+ * registered by id (qs_metrics_register_id), named in code with QS_MN(ID).
  *
  * The pairs must name exactly the labels declared at registration (in any
  * order). A family without labels takes NULL as its label list.
@@ -29,12 +32,8 @@
 #ifndef QSNAP_METRICS_H
 #define QSNAP_METRICS_H
 
+#include "qsnap/metric_names.h"
 #include "qsnap/util.h"
-
-enum qs_metric_type {
-    QS_METRIC_GAUGE = 0,
-    QS_METRIC_COUNTER = 1, /* name must end in "_total" */
-};
 
 /* Flags for qs_metrics_new(). */
 enum {
@@ -65,6 +64,10 @@ void qs_metrics_free(struct qs_metrics *m);
  * re-registration; UV_ENOMEM when out of memory. */
 int qs_metrics_register(struct qs_metrics *m, const char *name, enum qs_metric_type type,
                         const char *help, const char *const *label_names);
+
+/* Declares family id of the metric table (metric_names.def), as
+ * qs_metrics_register() does with its name, type, help and labels. */
+int qs_metrics_register_id(struct qs_metrics *m, enum qs_metric_id id);
 
 /* Sets the series identified by labels (name/value pairs, borrowed,
  * NULL-terminated, NULL when the family has no labels) to value, creating it

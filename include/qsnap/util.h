@@ -111,9 +111,18 @@ struct qs_error;
  * data after the JSON value at byte 17"; *out is then NULL. */
 int qs_json_parse(const char *text, size_t len, struct cJSON **out, struct qs_error *err);
 
+/* ---- signals -------------------------------------------------------------- */
+/* Installs handler (async-signal-safe code only) for SIGTERM and SIGINT. */
+void qs_on_stop_signals(void (*handler)(int));
+
 /* ---- strings -------------------------------------------------------------- */
 /* Copies src into dst of size cap, always NUL-terminates. Returns strlen(src). */
 size_t qs_strlcpy(char *dst, const char *src, size_t cap);
+/* A user's value as it may appear in an error message: s (borrowed, NULL =
+ * "") copied into out (cap >= 8 bytes) with every byte outside printable
+ * ASCII replaced by '?', cut after max characters (or what fits), a cut
+ * marked by "...". Returns out. */
+char *qs_printable(char *out, size_t cap, const char *s, size_t max);
 /* Constant-time comparison of two NUL-terminated strings. 1 when equal. */
 int qs_consttime_streq(const char *a, const char *b);
 

@@ -1,0 +1,181 @@
+/* The daemon's schedules (see scheduler.h). */
+#include "qsnap/scheduler.h"
+
+#include <stdlib.h>
+
+#include "qsnap/jobs.h"
+#include "qsnap/log.h"
+
+/* The timer wakes up at least this often, so a clock that jumps is noticed. */
+#define TICK_MAX_MS 30000
+
+struct qs_scheduler {
+    uv_loop_t *loop;
+    const struct qs_config *cfg;
+    struct qs_runner *runner;
+    struct qs_series *series;
+    uv_timer_t timer;
+    int timer_open;
+    int closing;
+    int64_t next_backup; /* 0 = off */
+    int64_t next_drill;
+    void (*close_cb)(void *);
+    void *close_ud;
+};
+
+int64_t qs_scheduler_next_fire(const struct qs_cron *cron, int64_t now, int64_t jitter_s)
+{
+    int64_t t = qs_cron_next(cron, now);
+    if (t < 0)
+        return 0;
+    if (jitter_s > 0) {
+        uint64_t r = 0;
+        uv_random(NULL, NULL, &r, sizeof(r), 0, NULL);
+        t += (int64_t)(r % (uint64_t)(jitter_s + 1));
+    }
+    return t;
+}
+
+/* Starts a job of this kind; the caller keeps nothing either way. */
+static void trigger(struct qs_scheduler *s, enum qs_job_kind kind, const char *what)
+{
+    struct qs_job_params params = {.kind = kind};
+    struct qs_job *job = qs_job_new(kind, kind == QS_JOB_DRILL ? "drill" : "schedule");
+    int rc = job != NULL ? 0 : UV_ENOMEM;
+    /* Drills test the collections that have series: selected for backup
+     * and present in Qdrant. */
+    if (rc == 0 && kind == QS_JOB_DRILL)
+        rc = qs_series_present(s->series, &params.collections, &params.ncollections);
+    if (rc == 0)
+        rc = qs_runner_start(s->runner, job, &params);
+    if (rc == 0)
+        return;
+    if (rc == QS_EBUSY)
+        QS_WARN("%s skipped: another job is running", what);
+    else
+        QS_ERROR("%s could not start: %s", what, qs_strerror(rc));
+    /* A start that failed took nothing over. */
+    qs_job_free(job);
+    qs_job_params_deinit(&params);
+}
+
+static void timer_cb(uv_timer_t *t);
+
+/* Arms the timer for the sooner fire time (at most TICK_MAX_MS away). */
+static void arm(struct qs_scheduler *s, int64_t now)
+{
+    qs_series_next_backup(s->series, s->next_backup);
+    int64_t soonest = 0;
+    if (s->next_backup > 0)
+        soonest = s->next_backup;
+    if (s->next_drill > 0 && (soonest == 0 || s->next_drill < soonest))
+        soonest = s->next_drill;
+    uint64_t ms = TICK_MAX_MS;
+    if (soonest > 0) {
+        int64_t d = soonest - now;
+        if (d <= 0)
+            ms = 1;
+        else if ((uint64_t)d * 1000 < ms)
+            ms = (uint64_t)d * 1000;
+    }
+    uv_timer_start(&s->timer, timer_cb, ms, 0);
+}
+
+void qs_scheduler_tick(struct qs_scheduler *s, int64_t now)
+{
+    if (s->closing)
+        return;
+    if (s->next_backup > 0 && now >= s->next_backup) {
+        trigger(s, QS_JOB_BACKUP, "scheduled backup");
+        s->next_backup = qs_scheduler_next_fire(&s->cfg->cron, now, s->cfg->jitter_s);
+    }
+    if (s->next_drill > 0 && now >= s->next_drill) {
+        trigger(s, QS_JOB_DRILL, "restore drill");
+        s->next_drill = qs_scheduler_next_fire(&s->cfg->drill_cron, now, 0);
+    }
+    arm(s, now);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    qs_scheduler_tick(t->data, qs_clock_now());
+}
+
+int qs_scheduler_start(struct qs_scheduler *s)
+{
+    if (s->closing)
+        return QS_ECANCELED;
+    int64_t now = qs_clock_now();
+    s->next_backup = qs_scheduler_next_fire(&s->cfg->cron, now, s->cfg->jitter_s);
+    s->next_drill = qs_scheduler_next_fire(&s->cfg->drill_cron, now, 0);
+    if (s->next_backup > 0) {
+        char t[21];
+        qs_time_rfc3339(s->next_backup, t);
+        QS_INFO("next scheduled backup at %s", t);
+    } else {
+        QS_INFO("backup schedule is off");
+    }
+    arm(s, now);
+    return 0;
+}
+
+int64_t qs_scheduler_next_backup(const struct qs_scheduler *s)
+{
+    return s->next_backup;
+}
+
+int64_t qs_scheduler_next_drill(const struct qs_scheduler *s)
+{
+    return s->next_drill;
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+    struct qs_scheduler *s = h->data;
+    s->timer_open = 0;
+    void (*cb)(void *) = s->close_cb;
+    s->close_cb = NULL;
+    if (cb != NULL)
+        cb(s->close_ud);
+}
+
+void qs_scheduler_close(struct qs_scheduler *s, void (*done)(void *ud), void *ud)
+{
+    s->closing = 1;
+    if (!s->timer_open) {
+        if (done != NULL)
+            done(ud);
+        return;
+    }
+    s->close_cb = done;
+    s->close_ud = ud;
+    if (!uv_is_closing((uv_handle_t *)&s->timer))
+        uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
+}
+
+int qs_scheduler_new(uv_loop_t *loop, const struct qs_config *cfg, struct qs_runner *runner,
+                     struct qs_series *series, struct qs_scheduler **out)
+{
+    *out = NULL;
+    struct qs_scheduler *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return UV_ENOMEM;
+    s->loop = loop;
+    s->cfg = cfg;
+    s->runner = runner;
+    s->series = series;
+    int rc = uv_timer_init(loop, &s->timer);
+    if (rc != 0) {
+        free(s);
+        return rc;
+    }
+    s->timer.data = s;
+    s->timer_open = 1;
+    *out = s;
+    return 0;
+}
+
+void qs_scheduler_free(struct qs_scheduler *s)
+{
+    free(s);
+}
