@@ -8,6 +8,13 @@
 #      yamllint; the base renders no Secret and no monitoring.coreos.com
 #      object, the component sets the release label and absolute
 #      runbook_urls, a configuration change changes the pod template
+#   2b. NetworkPolicy: the rendered policies admit exactly the listed flows
+#      (deploy/tools/netpol.py: base, and cluster for overlays/cluster), and
+#      the check fails on each single mistake in them; single-node renderings
+#      stay single-node; the cluster overlay: its StatefulSet, headless
+#      Service, PodDisruptionBudget and qsnap settings, each pod scraped
+#      once with the monitoring component, the peer start script's
+#      decisions (deploy/tools/startcheck.py)
 #   3. the Grafana dashboard: importable shape, PromQL, metric names
 #   4. the runtime file set of the image (Containerfile's last stage) runs
 #      "qsnap --version" under chroot
@@ -89,8 +96,21 @@ render() { # dir-relative-to-deploy output-name
     fi
     return 1
 }
-render base base &&
-    { "$python" "$here/tools/manifests.py" base "$work/base.yaml" || fail "rendered base"; }
+# Single-node renderings: the base's flows; the cluster overlay: its own.
+topology() { # rendered-file what
+    if [ "$2" = overlays/cluster ]; then
+        "$python" "$here/tools/manifests.py" cluster "$1" "$here/overlays/cluster/qdrant-start.sh" ||
+            fail "cluster settings ($2)"
+        "$python" "$here/tools/netpol.py" check cluster "$1" || fail "NetworkPolicy flows ($2)"
+    else
+        "$python" "$here/tools/manifests.py" single "$1" || fail "single node ($2)"
+        "$python" "$here/tools/netpol.py" check base "$1" || fail "NetworkPolicy flows ($2)"
+    fi
+}
+if render base base; then
+    "$python" "$here/tools/manifests.py" base "$work/base.yaml" || fail "rendered base"
+    topology "$work/base.yaml" base
+fi
 for dir in "$here"/overlays/*/; do
     name=$(basename "$dir")
     render "overlays/$name" "overlay-$name" || continue
@@ -98,6 +118,7 @@ for dir in "$here"/overlays/*/; do
     if [ "$name" != example ]; then
         "$python" "$here/tools/manifests.py" base "$work/overlay-$name.yaml" || fail "overlays/$name"
     fi
+    topology "$work/overlay-$name.yaml" "overlays/$name"
 done
 if [ -s "$work/overlay-example.yaml" ]; then
     release=$(sed -n 's/^  release: *//p' "$here/overlays/example/monitoring.yaml")
@@ -109,6 +130,33 @@ fi
 [ ! -s "$work/overlay-plain-prometheus.yaml" ] ||
     "$python" "$here/tools/manifests.py" annotated "$work/overlay-plain-prometheus.yaml" ||
     fail "annotation discovery (overlays/plain-prometheus)"
+
+step "NetworkPolicy check can fail; cluster overlay with monitoring; peer start script"
+# Every single mistake in the policies (a rule, its ports or a selector's
+# scope lost, a protocol swapped, a policy dropped) must fail the check.
+[ ! -s "$work/base.yaml" ] ||
+    "$python" "$here/tools/netpol.py" mutants base "$work/base.yaml" || fail "NetworkPolicy mutants (base)"
+[ ! -s "$work/overlay-cluster.yaml" ] ||
+    "$python" "$here/tools/netpol.py" mutants cluster "$work/overlay-cluster.yaml" ||
+    fail "NetworkPolicy mutants (overlays/cluster)"
+# The cluster overlay used like overlays/example (monitoring component on
+# top): each ServiceMonitor must select one Service, so that the headless
+# Service does not get every pod scraped twice.
+mkdir "$copy/overlays/cluster-monitoring"
+cp "$here/overlays/example/monitoring.yaml" "$copy/overlays/cluster-monitoring/"
+cat >"$copy/overlays/cluster-monitoring/kustomization.yaml" <<'EOF'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [../cluster, monitoring.yaml]
+components: [../../components/monitoring]
+EOF
+render overlays/cluster-monitoring overlay-cluster-monitoring || true
+for r in overlay-example overlay-cluster-monitoring; do
+    [ ! -s "$work/$r.yaml" ] ||
+        "$python" "$here/tools/manifests.py" scrape-targets "$work/$r.yaml" || fail "scrape targets ($r)"
+done
+"$python" "$here/tools/startcheck.py" "$here/overlays/cluster/qdrant-start.sh" ||
+    fail "qdrant-start.sh decisions"
 
 step "a configuration change rolls the pod"
 # Applying the base twice with a changed qsnap.env must change the pod
@@ -131,6 +179,17 @@ for d in yaml.safe_load_all(open(sys.argv[1])):
         print(yaml.safe_dump(d["spec"]["template"]))' "$1"; }
     if [ "$(sts "$work/base.yaml")" = "$(sts "$work/base-changed.yaml")" ]; then
         fail "the StatefulSet's pod template is identical after the change"
+    fi
+    # A change of the cluster overlay's start script rolls the pods too.
+    if render overlays/cluster cluster-before; then
+        echo "# changed" >>"$copy/overlays/cluster/qdrant-start.sh"
+        if render overlays/cluster cluster-changed; then
+            if [ "$(sts "$work/cluster-before.yaml")" = "$(sts "$work/cluster-changed.yaml")" ]; then
+                fail "the cluster pod template is identical after a change of qdrant-start.sh"
+            else
+                echo "a change of qdrant-start.sh changes the cluster pod template"
+            fi
+        fi
     fi
 fi
 

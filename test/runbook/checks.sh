@@ -138,6 +138,19 @@ __end() {
         __check "qsnap runs the new schedule (hourly)" __has '^qsnap_schedule_interval_seconds 3600$'
         __check "and the new retention" grep -q "^QSNAP_KEEP_MIN=7$" "$RB_STATE/pod.env"
         ;;
+    "Cluster mode: enabling it#1") __check "the backup before the switch succeeded" __has '"state":"succeeded"' ;;
+    "Cluster mode: enabling it#2")
+        __check "the overlay now renders three peers started in parallel" \
+            grep -q '^  podManagementPolicy: Parallel$' "$RB_STATE/rendered.yaml"
+        __check "and shows it before applying" __has '^  replicas: 3$'
+        __check "the StatefulSet was deleted with its pod, waiting for it (foreground)" \
+            grep -q '^kubectl delete statefulset qdrant .*--cascade=foreground' "$RB_STATE/kubectl.log"
+        __check "the pod rolled" [ "$(__daemon_pid)" != "$__pid_before" ]
+        __check "qsnap runs in cluster mode auto, with the settings of the overlay" \
+            grep -q '^QSNAP_CLUSTER=auto$' "$RB_STATE/pod.env"
+        __check "the settings changed earlier are kept" grep -q "^QSNAP_KEEP_MIN=7$" "$RB_STATE/pod.env"
+        __check "qsnap is ready behind the new port-forward" __has '"status":"ready"'
+        ;;
     esac
 }
 
