@@ -137,7 +137,12 @@ def cmd_monitoring(path, release):
     kinds = sorted(d["kind"] for d in mon)
     c.expect(kinds == ["PrometheusRule", "ServiceMonitor", "ServiceMonitor"],
              f"monitoring objects: {kinds}")
+    home = statefulset(docs)["metadata"].get("namespace")
     for d in mon:
+        # kubectl apply would otherwise put it in the context's namespace,
+        # where a ServiceMonitor selects nothing.
+        ns = d["metadata"].get("namespace")
+        c.expect(ns == home, f"{d['kind']}/{d['metadata']['name']}: namespace {ns!r}, not {home!r}")
         got = d["metadata"].get("labels", {}).get("release")
         c.expect(got == release, f"{d['kind']}/{d['metadata']['name']}: release={got!r}")
     n = 0
@@ -328,10 +333,8 @@ def cmd_scrape_targets(path):
     c = Checks()
     mons = [d for d in docs if d["kind"] == "ServiceMonitor"]
     c.expect(mons, "no ServiceMonitor rendered")
-    home = statefulset(docs)["metadata"].get("namespace")
     for m in mons:
-        # Without a namespace of its own it is meant for the workload's.
-        ns = m["metadata"].get("namespace", home)
+        ns = m["metadata"].get("namespace")
         sel = m["spec"]["selector"].get("matchLabels")
         hits = [d["metadata"]["name"] for d in docs if d["kind"] == "Service"
                 and d["metadata"].get("namespace") == ns
