@@ -168,7 +168,7 @@ int qs_http_path_decode(const char *raw, size_t len, char *out, size_t cap)
 {
     if (raw == NULL || len == 0 || raw[0] != '/')
         return QS_EINVAL;
-    size_t n;
+    size_t n = 0;
     int rc = pct_decode(raw, len, 0, 1, out, cap, &n);
     if (rc != 0)
         return rc;
