@@ -1409,10 +1409,11 @@ static void conn_linger(struct conn *c)
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
 
-/* Reads again once the buffered bytes have been worked off. */
+/* Reads again once the buffered bytes have been worked off (never once the
+ * connection lingers: that reads with a callback of its own). */
 static void conn_read_more(struct conn *c)
 {
-    if (!c->read_paused || c->eof || c->closing || c->pend.len >= PEND_MAX)
+    if (!c->read_paused || c->eof || c->closing || c->cls == CLS_LINGER || c->pend.len >= PEND_MAX)
         return;
     c->read_paused = 0;
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)

@@ -142,6 +142,7 @@ struct rstream {
     int fd;
     struct qs_buf in;
     int eof;
+    int reset; /* the connection ended with an error (a reset), not a FIN */
 };
 
 static void rs_init(struct rstream *r, int fd)
@@ -149,6 +150,7 @@ static void rs_init(struct rstream *r, int fd)
     r->fd = fd;
     qs_buf_init(&r->in);
     r->eof = 0;
+    r->reset = 0;
 }
 
 static void rs_free(struct rstream *r)
@@ -226,10 +228,12 @@ static int rs_closes(struct rstream *r, double timeout_s)
             continue;
         char buf[4096];
         ssize_t got = recv(r->fd, buf, sizeof(buf), 0);
-        if (got <= 0)
+        if (got <= 0) {
             r->eof = 1;
-        else
+            r->reset = got < 0;
+        } else {
             qs_buf_append(&r->in, buf, (size_t)got);
+        }
     }
     return r->eof && r->in.len == 0;
 }
@@ -2320,4 +2324,49 @@ Test(serve_async, gzip_is_cached_per_version)
         free(ce);
         free(cl);
     }
+}
+
+static void *overflow_client(void *p)
+{
+    struct ka_ctx *c = p;
+    int fd = connect_raw(c->port);
+    struct rstream r;
+    rs_init(&r, fd);
+    /* a held request, then more than the 16 KiB the server buffers meanwhile,
+     * which is no request at all */
+    struct qs_buf b;
+    qs_buf_init(&b);
+    qs_buf_printf(&b, "GET /slow HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 24000; i++)
+        qs_buf_append(&b, "X", 1);
+    cr_assert_eq(send(fd, b.data, b.len, MSG_NOSIGNAL), (ssize_t)b.len);
+    qs_buf_free(&b);
+    for (int i = 0; i < 2; i++) {
+        char *resp = rs_next(&r, 5, 0);
+        cr_assert_not_null(resp, "answer %d missing", i);
+        qs_strlcpy(c->answers[c->nanswers++], resp, sizeof(c->answers[0]));
+        free(resp);
+    }
+    shutdown(fd, SHUT_WR);
+    c->closed_after_cap = rs_closes(&r, 5) && !r.reset;
+    rs_free(&r);
+    close(fd);
+    atomic_store(&c->client_done, 1);
+    return NULL;
+}
+
+/* Bytes that arrive while a request is held are buffered up to 16 KiB, then
+ * reading pauses; garbage among them is answered 400 after the held answer,
+ * and the connection then only drains and closes (nothing else is read as a
+ * request, nothing else is answered). */
+Test(serve_async, pipelined_garbage_past_the_buffer_is_refused_once)
+{
+    struct ka_ctx c;
+    memset(&c, 0, sizeof(c));
+    ka_run(&c, NULL, overflow_client);
+    cr_assert_eq(c.nanswers, 2);
+    cr_assert_not_null(strstr(c.answers[0], "\r\n\r\ndeferred"), "%s", c.answers[0]);
+    cr_assert_eq(status_of(c.answers[1]), 400, "%s", c.answers[1]);
+    cr_assert(says_close(c.answers[1]), "%s", c.answers[1]);
+    cr_assert_eq(c.closed_after_cap, 1, "more came after the 400, or no clean close");
 }
