@@ -11,7 +11,7 @@
 # /proc/PID/stat over the wrk run (for nginx: master and worker), divided by
 # the requests wrk completed. Prints qsnap's and nginx's CPU microseconds per
 # request, their ratio, the request rates, how many connections qsnap
-# accepted (keep-alive: about CONNS per run), and wrk's errors.
+# accepted (keep-alive: CONNS, plus one per 1,000 requests), and wrk's errors.
 #
 # Exits 1 when wrk saw socket errors or non-2xx answers, or when qsnap's
 # /metrics costs more than 1.5 x nginx's CPU per request.
@@ -30,8 +30,8 @@ case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 QSNAP="$BUILD/qsnap"
 [ -x "$QSNAP" ] || { echo "http_bench: no qsnap binary in $BUILD (build first)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "http_bench: wrk is not installed" >&2; exit 2; }
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-[ -x "$NGINX" ] || { echo "http_bench: nginx is not installed (scripts/install-deps.sh bench)" >&2; exit 2; }
+# shellcheck source=bench/nginx_common.sh
+. "$ROOT/bench/nginx_common.sh"
 PY=/usr/bin/python3
 SECS=${QSNAP_HTTP_BENCH_S:-10}
 ROUNDS=${QSNAP_HTTP_BENCH_ROUNDS:-2}
@@ -46,7 +46,7 @@ QSNAP_PID="" NGINX_PID=""
 cleanup() {
     set +e
     [ -n "$QSNAP_PID" ] && kill "$QSNAP_PID" 2>/dev/null && wait "$QSNAP_PID" 2>/dev/null
-    [ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
+    nginx_stop
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -68,55 +68,13 @@ QSNAP_PID=$!
 for _ in $(seq 100); do curl -sf "$QURL/healthz" -o /dev/null && break; sleep 0.1; done
 curl -sf "$QURL/healthz" -o /dev/null || { log "qsnap did not start"; tail -5 "$W/qsnap.log"; exit 1; }
 
-# nginx serves the same bytes as files
-mkdir -p "$W/www" "$W/tmp"
-curl -sf "$QURL/metrics" -o "$W/www/metrics" || { log "GET /metrics failed"; exit 1; }
-curl -sf "$QURL/healthz" -o "$W/www/healthz" || { log "GET /healthz failed"; exit 1; }
-chmod 755 "$W" "$W/www"
-chmod 644 "$W/www/metrics" "$W/www/healthz"
-NPORT=$(free_port)
-NURL="http://127.0.0.1:$NPORT"
+# nginx serves the same bytes as files (its worker may run as another user)
+chmod 755 "$W"
 ACCESS_LOG=off
-[ "${QSNAP_HTTP_BENCH_NGINX_LOG:-0}" = 1 ] && ACCESS_LOG="$W/access.log"
-cat >"$W/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $W/nginx.pid;
-error_log $W/nginx-error.log;
-events { worker_connections 1024; }
-http {
-    access_log $ACCESS_LOG;
-    client_body_temp_path $W/tmp/body;
-    proxy_temp_path $W/tmp/proxy;
-    fastcgi_temp_path $W/tmp/fastcgi;
-    uwsgi_temp_path $W/tmp/uwsgi;
-    scgi_temp_path $W/tmp/scgi;
-    sendfile on;
-    keepalive_timeout 75s;
-    keepalive_requests 1000;
-    default_type text/plain;
-    server {
-        listen 127.0.0.1:$NPORT;
-        root $W/www;
-    }
-}
-EOF
-"$NGINX" -p "$W" -c "$W/nginx.conf" -e "$W/nginx-error.log" >"$W/nginx.out" 2>&1 &
-NGINX_PID=$!
-for _ in $(seq 100); do curl -sf "$NURL/healthz" -o /dev/null && break; sleep 0.1; done
-curl -sf "$NURL/healthz" -o /dev/null ||
-    { log "nginx did not start"; cat "$W/nginx.out" "$W/nginx-error.log" >&2; exit 1; }
+[ "${QSNAP_HTTP_BENCH_NGINX_LOG:-0}" = 1 ] && ACCESS_LOG="$W/nginx/access.log"
+nginx_start "$W/nginx" "$QURL" "$ACCESS_LOG" || { log "nginx did not start"; exit 1; }
+NURL=$NGINX_URL
 
-# CPU ticks (utime + stime) of a process and its children (nginx: master + worker)
-ticks() {
-    local t=0 p
-    for p in "$@" $(pgrep -P "$1" 2>/dev/null); do
-        [ -r "/proc/$p/stat" ] || continue
-        # fields after the command name, which may contain spaces
-        t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-    done
-    echo "$t"
-}
 accepted() {
     curl -sf "$QURL/metrics" | awk '$1 == "qsnap_http_connections_accepted_total" {print $2}'
 }
@@ -131,9 +89,9 @@ run() {
     # qsnap's connection counter is computed when /metrics is rendered, at
     # most once a second while nothing else changes: wait that out
     case "$name" in qsnap*) sleep 1.1; a0=$(accepted) ;; esac
-    t0=$(ticks "$pid")
+    t0=$(proc_ticks "$pid")
     wrk -t1 -c"$CONNS" -d"${SECS}s" "$url" >"$out" 2>&1
-    t1=$(ticks "$pid")
+    t1=$(proc_ticks "$pid")
     case "$name" in qsnap*) sleep 1.1; a1=$(accepted) ;; esac
     "$PY" - "$name" "$out" $((t1 - t0)) "$a0" "$a1" >>"$RES" <<'PY'
 import re, sys
@@ -156,7 +114,7 @@ print(name, reqs, ticks, secs, errs, acc)
 PY
 }
 
-log "wrk -t1 -c$CONNS -d${SECS}s, $ROUNDS rounds; /metrics is $(wc -c <"$W/www/metrics") bytes"
+log "wrk -t1 -c$CONNS -d${SECS}s, $ROUNDS rounds; /metrics is $(wc -c <"$W/nginx/www/metrics") bytes"
 for r in $(seq "$ROUNDS"); do
     run qsnap-metrics "$QURL/metrics" "$QSNAP_PID" "$r" || exit 1
     run nginx-metrics "$NURL/metrics" "$NGINX_PID" "$r" || exit 1
@@ -166,8 +124,8 @@ done
 
 echo
 echo "== qsnap HTTP benchmark: CPU per request with keep-alive ($(nproc) CPUs, loopback; $QSNAP)"
-echo "   wrk -t1 -c$CONNS, ${SECS} s per run, $ROUNDS rounds; /metrics $(wc -c <"$W/www/metrics") bytes;" \
-    "nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///'), 1 worker, access log $([ "$ACCESS_LOG" = off ] && echo off || echo on)"
+echo "   wrk -t1 -c$CONNS, ${SECS} s per run, $ROUNDS rounds; /metrics $(wc -c <"$W/nginx/www/metrics") bytes;" \
+    "nginx $NGINX_VERSION, 1 worker, access log $([ "$ACCESS_LOG" = off ] && echo off || echo on)"
 "$PY" - "$RES" "$TCK" <<'PY'
 import sys
 from collections import defaultdict
