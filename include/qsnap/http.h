@@ -129,7 +129,7 @@ struct qs_http_server_stats {
     uint64_t timed_out; /* cut off by the deadline before their request was complete */
     uint64_t busy;      /* requests answered 503 because their route had max_pending */
     size_t open;        /* connections open now */
-    size_t reading;     /* of those, reading a request */
+    size_t reading;     /* of those, reading a request or waiting for the next one */
 };
 
 struct qs_http_server;
