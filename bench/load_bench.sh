@@ -8,14 +8,22 @@
 #   2. while two wrk processes (-t1 -c8) hammer GET /metrics and GET /healthz
 #      for the whole backup (at least 30 s).
 # Prints both throughputs (snapshot bytes / the job item's duration), the
-# drop in percent, and wrk's request rates, latencies and errors. Exits 1 when
-# wrk saw errors or non-2xx answers, or the drop is 10% or more.
+# drop in percent, wrk's request rates, latencies and errors, and the CPU time
+# of qsnap and of the load generator. wrk keeps its connections alive and
+# sends each next request as soon as the answer arrives, so the load takes
+# whatever CPU it gets: the faster the server answers, the more requests and
+# the more CPU wrk itself spends. Exits 1 when wrk saw errors or non-2xx
+# answers, or the drop is 10% or more.
 #
 #   bench/load_bench.sh [BUILD_DIR]         (default: build)
 #   QSNAP_LOAD_MIB=1024  QSNAP_LOAD_WRK_S=30  QSNAP_BENCH_REUSE_RGW=1 (use QSNAP_TEST_S3_*)
 #   QSNAP_LOAD_WRK_CPUS=LIST  pin both wrk processes to these CPUs (taskset), so that
 #                             on a machine with spare cores the load generator does
 #                             not compete with the backup for CPU
+#   QSNAP_LOAD_TARGET=nginx   control run: the same wrk load goes to nginx serving the
+#                             bytes of qsnap's /metrics and /healthz (bench/nginx_common.sh)
+#                             while qsnap runs the backup, so the drop the load
+#                             generator alone causes is measured on the same machine
 # Also prints the CPU time qsnap itself spent during each run (utime+stime), which
 # separates qsnap's cost of serving the load from the load generator's.
 set -uo pipefail
@@ -27,6 +35,10 @@ QSNAP="$BUILD/qsnap"
 [ -x "$QSNAP" ] || { echo "load_bench: no qsnap binary in $BUILD (build first)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "load_bench: wrk is not installed" >&2; exit 2; }
 PY=/usr/bin/python3
+# shellcheck source=bench/nginx_common.sh
+. "$ROOT/bench/nginx_common.sh"
+TARGET=${QSNAP_LOAD_TARGET:-qsnap}
+case "$TARGET" in qsnap | nginx) ;; *) echo "load_bench: QSNAP_LOAD_TARGET is qsnap or nginx" >&2; exit 2 ;; esac
 MIB=${QSNAP_LOAD_MIB:-1024}
 WRK_S=${QSNAP_LOAD_WRK_S:-30}
 TOKEN=load-bench-token-0123456789abcdef
@@ -36,7 +48,7 @@ unset CURL_CA_BUNDLE AWS_CA_BUNDLE http_proxy https_proxy HTTP_PROXY HTTPS_PROXY
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 
 W=$(mktemp -d "${TMPDIR:-/tmp}/qsnap-load.XXXXXX")
-RGW_DIR="" STANDIN_PID="" QSNAP_PID=""
+RGW_DIR="" STANDIN_PID="" QSNAP_PID="" NGINX_PID=""
 PREFIX="load-bench-$$"
 
 s3() { # METHOD PATH [curl args...]
@@ -50,6 +62,7 @@ s3() { # METHOD PATH [curl args...]
 
 cleanup() {
     set +e
+    nginx_stop
     [ -n "$QSNAP_PID" ] && kill "$QSNAP_PID" 2>/dev/null && wait "$QSNAP_PID" 2>/dev/null
     [ -n "$STANDIN_PID" ] && kill "$STANDIN_PID" 2>/dev/null && wait "$STANDIN_PID" 2>/dev/null
     if [ -n "${QSNAP_TEST_S3_ENDPOINT:-}" ]; then
@@ -120,8 +133,14 @@ it = json.load(sys.stdin)["collections"][0]
 print(int(it["size"]), it["duration_s"])'
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$QSNAP_PID/stat"; }
+cpu_ticks() { proc_ticks "$QSNAP_PID"; }
 TCK=$(getconf CLK_TCK)
+LOAD_URL=$URL
+if [ "$TARGET" = nginx ]; then
+    chmod 755 "$W"
+    nginx_start "$W/nginx" "$URL" || { log "nginx did not start"; exit 1; }
+    LOAD_URL=$NGINX_URL
+fi
 PIN=()
 [ -n "${QSNAP_LOAD_WRK_CPUS:-}" ] && PIN=(taskset -c "$QSNAP_LOAD_WRK_CPUS")
 
@@ -133,19 +152,29 @@ sleep 1.1 # never two snapshots of a collection in the same second
 
 # load for at least WRK_S seconds and long enough to cover the whole backup
 DUR=$("$PY" -c "import math; print(max($WRK_S, math.ceil($D1 * 1.5) + 5))")
-log "backup 2: with wrk -t1 -c8 -d${DUR}s on /metrics and /healthz"
-"${PIN[@]}" wrk -t1 -c8 -d"${DUR}s" --latency "$URL/metrics" >"$W/wrk-metrics.txt" 2>&1 &
+log "backup 2: with wrk -t1 -c8 -d${DUR}s on $TARGET's /metrics and /healthz"
+# each wrk under a shell that, once wrk is done, saves its own /proc stat:
+# its cutime and cstime are then wrk's CPU time
+load() { # ENDPOINT
+    sh -c '"$@"; cat /proc/$$/stat' sh "${PIN[@]}" wrk -t1 -c8 -d"${DUR}s" --latency \
+        "$LOAD_URL/$1" >"$W/wrk-$1.txt" 2>&1
+}
+load metrics &
 WM=$!
-"${PIN[@]}" wrk -t1 -c8 -d"${DUR}s" --latency "$URL/healthz" >"$W/wrk-healthz.txt" 2>&1 &
+load healthz &
 WH=$!
 sleep 1
 C2=$(cpu_ticks)
+N2=0
+[ "$TARGET" = nginx ] && N2=$(proc_ticks "$NGINX_PID")
 read -r B2 D2 < <(run_backup) || { kill $WM $WH 2>/dev/null; exit 1; }
 wait $WM $WH
 C3=$(cpu_ticks)
+N3=0
+[ "$TARGET" = nginx ] && N3=$(proc_ticks "$NGINX_PID")
 
 echo
-echo "== qsnap load benchmark ($MIB MiB collection, $(nproc) CPUs)"
+echo "== qsnap load benchmark ($MIB MiB collection, $(nproc) CPUs, load on $TARGET)"
 "$PY" - "$B1" "$D1" "$B2" "$D2" <<'PY'
 import sys
 b1, d1, b2, d2 = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -157,6 +186,14 @@ PY
 awk -v a=$((C1 - C0)) -v b=$((C3 - C2)) -v t="$TCK" -v d="$DUR" 'BEGIN {
     printf "qsnap CPU time:      %.2f s during backup 1; %.2f s during backup 2 and the %d s load\n",
         a / t, b / t, d }'
+[ "$TARGET" = nginx ] && awk -v n=$((N3 - N2)) -v t="$TCK" 'BEGIN {
+    printf "nginx CPU time:      %.2f s during backup 2 and the load\n", n / t }'
+# the last line of each wrk output is its shell's /proc stat
+for ep in metrics healthz; do
+    tail -1 "$W/wrk-$ep.txt" | sed 's/^.*) //' | awk -v t="$TCK" -v ep="$ep" '{
+        printf "wrk /%-8s CPU:    %.2f s (user %.2f, system %.2f)\n", ep, ($14 + $15) / t,
+            $14 / t, $15 / t }'
+done
 DROP=$("$PY" -c "print(($B1/$D1 - $B2/$D2) / ($B1/$D1) * 100)")
 fail=0
 for ep in metrics healthz; do

@@ -1,11 +1,16 @@
 /* libFuzzer target for the HTTP request reader (http_parser plus limits),
  * path decoding, query parsing, routing and the bearer check. The first
  * input byte picks how the rest is split into feed() calls, so partial
- * reads are exercised as the server sees them. Invariants: a request that
- * parses has a validated path (no "//", dot segments or control bytes) and
- * fits the limits; a query the route check accepts decodes cleanly; routing
- * never lets HEAD reach a POST route; the bearer check accepts exactly
- * "Bearer <token>". */
+ * reads are exercised as the server sees them. The input is a stream of
+ * pipelined requests, read as a kept-alive connection reads them: after a
+ * complete request the reader is readied for the next one and fed the bytes
+ * it left. Invariants: a request that parses has a validated path (no "//",
+ * dot segments or control bytes) and fits the limits; a query the route
+ * check accepts decodes cleanly; routing never lets HEAD reach a POST route;
+ * the bearer check accepts exactly "Bearer <token>"; the reader consumes
+ * every byte until a request completes, and then none after it; it carries a
+ * next request exactly when the previous one allowed keep-alive, and the
+ * answer's `Connection` header says the same. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +126,11 @@ static void check_request(struct qs_http_req *req)
     qs_buf_init(&out);
     check(qs_http_response_format(req, 200, "application/json", NULL, body, blen, 0, &out) == 0);
     check(out.len > 0);
+    const char *end = strstr(out.data, "\r\n\r\n");
+    check(end != NULL);
+    int says_close =
+        memmem(out.data, (size_t)(end - out.data), "\r\nConnection: close", 19) != NULL;
+    check(says_close == !qs_http_req_keep_alive(req));
     qs_buf_free(&out);
 }
 
@@ -151,20 +161,39 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct qs_http_reader *r = qs_http_reader_new(NULL);
     check(r != NULL);
-    int rc = 0, status = 0;
-    for (size_t off = 0; off < len && rc == 0; off += chunk) {
-        size_t n = len - off < chunk ? len - off : chunk;
-        rc = qs_http_reader_feed(r, raw + off, n, &status);
-    }
-    if (rc == 1) {
+    size_t off = 0;
+    for (int nreq = 0; nreq < 32 && off < len;) {
+        size_t n = len - off < chunk ? len - off : chunk, used = 0;
+        int status = 0;
+        int rc = qs_http_reader_feed_used(r, raw + off, n, &used, &status);
+        check(used <= n);
+        if (rc == 0) {
+            check(used == n);
+            off += n;
+            continue;
+        }
+        if (rc < 0) {
+            check(status == 400 || status == 413 || status == 431 || status == 505 ||
+                  status == 501 || status == 417);
+            check(qs_http_reader_take(r) == NULL);
+            break;
+        }
+        check(rc == 1);
+        off += used;
+        check(qs_http_reader_next(r) == QS_EINVAL); /* not taken yet */
         struct qs_http_req *req = qs_http_reader_take(r);
         check(req != NULL);
-        check_request(req);
-        qs_http_req_free(req);
-    } else if (rc < 0) {
-        check(status == 400 || status == 413 || status == 431 || status == 505 || status == 501 ||
-              status == 417);
         check(qs_http_reader_take(r) == NULL);
+        check_request(req);
+        int keep = qs_http_req_keep_alive(req);
+        qs_http_req_free(req);
+        nreq++;
+        int next = qs_http_reader_next(r);
+        check(next == 0 || next == QS_EINVAL || next == UV_ENOMEM);
+        if (next != UV_ENOMEM)
+            check((next == 0) == (keep != 0));
+        if (next != 0)
+            break;
     }
     qs_http_reader_free(r);
     return 0;

@@ -15,7 +15,7 @@
 #                (sanitizer build, fuzzing), criterion, valgrind, radosgw,
 #                promtool, yamllint, kubectl, qemu-user (the arm64 smoke
 #                test) and buildah (the image check)
-#   bench        the benchmarks (wrk)
+#   bench        the benchmarks (wrk; nginx for bench/http_bench.sh)
 #   all          every group
 #
 # Without a group: build + cross-arm64 + test, i.e. what the test command
@@ -62,7 +62,10 @@ group_test() {
 }
 
 group_bench() {
-    PKGS+=(wrk curl procps)
+    # nginx-light: the reference server of bench/http_bench.sh, which starts
+    # its own instance on a loopback port (it never uses the system service
+    # the package may start)
+    PKGS+=(wrk curl procps nginx-light)
 }
 
 PKGS=()

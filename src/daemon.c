@@ -21,6 +21,7 @@ struct qs_daemon {
     int loop_ready;
     struct qs_http_server *http;
     struct qs_metrics *metrics;
+    struct qs_http_gzip_cache metrics_gz; /* GET /metrics, gzipped */
     uv_signal_t sigterm, sigint;
     uv_timer_t deadline; /* forced exit after QS_DAEMON_DEADLINE_S */
     uv_timer_t finish;   /* completes shutdown from a fresh loop iteration */
@@ -109,18 +110,20 @@ static void healthz_cb(struct qs_http_req *req, void *ud)
     qs_http_respond(req, 200, "application/json", body, sizeof(body) - 1);
 }
 
+/* Rendered and gzipped only when the registry changed or the last render is
+ * a second old (see metrics.h). */
 static void metrics_cb(struct qs_http_req *req, void *ud)
 {
     struct qs_daemon *d = ud;
-    struct qs_buf b;
-    qs_buf_init(&b);
-    if (qs_metrics_render(d->metrics, &b) != 0) {
-        qs_buf_free(&b);
+    const char *text;
+    size_t len;
+    uint64_t version;
+    if (qs_metrics_render_cached(d->metrics, uv_now(&d->loop), &text, &len, &version) != 0) {
         qs_http_respond_json_error(req, 500, "rendering metrics failed");
         return;
     }
-    qs_http_respond_ex(req, 200, QS_METRICS_CONTENT_TYPE, NULL, b.data, b.len, QS_HTTP_GZIP_ALWAYS);
-    qs_buf_free(&b);
+    qs_http_respond_cached(req, 200, QS_METRICS_CONTENT_TYPE, NULL, text, len, QS_HTTP_GZIP_ALWAYS,
+                           version, &d->metrics_gz);
 }
 
 /* ---- shutdown ------------------------------------------------------------- */
@@ -247,6 +250,7 @@ int qs_daemon_new(const struct qs_config *cfg, const struct qs_daemon_opts *opts
     if (d == NULL)
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     d->cfg = cfg;
+    qs_http_gzip_cache_init(&d->metrics_gz);
     signal(SIGPIPE, SIG_IGN);
     raise_nofile_limit();
     int rc = uv_loop_init(&d->loop);
@@ -356,6 +360,7 @@ void qs_daemon_free(struct qs_daemon *d)
         close_loop(d);
     }
     qs_metrics_free(d->metrics);
+    qs_http_gzip_cache_deinit(&d->metrics_gz);
     free(d->hooks);
     free(d);
 }

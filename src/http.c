@@ -42,6 +42,8 @@ struct qs_http_req {
     struct qs_buf body;
     int expect_continue;
     int has_body;      /* Content-Length > 0 or chunked */
+    int keep_alive;    /* the connection may carry another request after this one */
+    int http10;        /* HTTP/1.0 */
     struct conn *conn; /* NULL when detached (client gone, or from a reader) */
     /* While a handler holds it, the request counts against its route's
      * max_pending (server != NULL), until answered or freed -- also after the
@@ -104,6 +106,11 @@ const char *qs_http_req_body(const struct qs_http_req *req, size_t *len)
 int qs_http_req_query_param(const struct qs_http_req *req, const char *name, char *out, size_t cap)
 {
     return qs_http_query_get(qs_http_req_query(req), name, out, cap);
+}
+
+int qs_http_req_keep_alive(const struct qs_http_req *req)
+{
+    return req->keep_alive;
 }
 
 int qs_http_req_closed(const struct qs_http_req *req)
@@ -486,37 +493,90 @@ static int json_escape(struct qs_buf *out, const char *s)
     return rc;
 }
 
-/* Serialises a response. accept_encoding borrowed (NULL = identity). */
-static int format_response(struct qs_buf *out, int status, const char *ctype, const char *extra,
-                           const void *body, size_t len, unsigned flags,
-                           const char *accept_encoding, int head)
+/* What a response says about the connection. */
+enum conn_mode {
+    CONN_CLOSE = 0,   /* "Connection: close": the connection ends after this answer */
+    CONN_KEEP = 1,    /* HTTP/1.1 persistent: no header needed */
+    CONN_KEEP_10 = 2, /* HTTP/1.0 client that asked to keep the connection */
+};
+
+#define APPEND_LIT(b, lit) qs_buf_append((b), (lit), sizeof(lit) - 1)
+
+/* Appends a response head (the body's length len, after any gzip) to out. */
+static int format_head(struct qs_buf *out, int status, const char *ctype, const char *extra,
+                       size_t len, int gzip, int vary, enum conn_mode conn)
 {
-    int may_gzip = len > 0 && ((flags & QS_HTTP_GZIP_ALWAYS) || len >= QS_HTTP_GZIP_MIN);
-    int gzip = may_gzip && qs_http_accepts_gzip(accept_encoding);
-    struct qs_buf z;
-    qs_buf_init(&z);
-    if (gzip && qs_http_gzip(body, len, &z) != 0)
-        gzip = 0;
-    if (gzip) {
-        body = z.data;
-        len = z.len;
+    char line[96];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, qs_http_status_text(status));
+    int rc = qs_buf_append(out, line, (size_t)n);
+    if (ctype != NULL) {
+        rc |= APPEND_LIT(out, "Content-Type: ");
+        rc |= qs_buf_append(out, ctype, strlen(ctype));
+        rc |= APPEND_LIT(out, "\r\n");
     }
-    int rc = qs_buf_printf(out, "HTTP/1.1 %d %s\r\n", status, qs_http_status_text(status));
-    if (ctype != NULL)
-        rc |= qs_buf_printf(out, "Content-Type: %s\r\n", ctype);
-    rc |= qs_buf_printf(out, "Content-Length: %zu\r\n", len);
+    n = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", len);
+    rc |= qs_buf_append(out, line, (size_t)n);
     if (gzip)
-        rc |= qs_buf_printf(out, "Content-Encoding: gzip\r\n");
-    if (may_gzip)
-        rc |= qs_buf_printf(out, "Vary: Accept-Encoding\r\n");
-    rc |= qs_buf_printf(out, "Cache-Control: no-store\r\n"
-                             "X-Content-Type-Options: nosniff\r\n"
-                             "Connection: close\r\n");
+        rc |= APPEND_LIT(out, "Content-Encoding: gzip\r\n");
+    if (vary)
+        rc |= APPEND_LIT(out, "Vary: Accept-Encoding\r\n");
+    rc |= APPEND_LIT(out, "Cache-Control: no-store\r\n"
+                          "X-Content-Type-Options: nosniff\r\n");
+    if (conn == CONN_CLOSE)
+        rc |= APPEND_LIT(out, "Connection: close\r\n");
+    else if (conn == CONN_KEEP_10)
+        rc |= APPEND_LIT(out, "Connection: keep-alive\r\n");
     if (extra != NULL)
         rc |= qs_buf_append(out, extra, strlen(extra));
-    rc |= qs_buf_append(out, "\r\n", 2);
-    if (!head && len > 0)
-        rc |= qs_buf_append(out, body, len);
+    rc |= APPEND_LIT(out, "\r\n");
+    return rc != 0 ? UV_ENOMEM : 0;
+}
+
+/* The body a response carries: gzipped when allowed and accepted (the gzip
+ * form from cache when it holds this version, else made into z or into the
+ * cache). body, accept_encoding, cache borrowed; *out_body points into body,
+ * z or the cache. Sets *gzip and *vary for the head. */
+static void choose_body(const void *body, size_t len, unsigned flags, const char *accept_encoding,
+                        uint64_t version, struct qs_http_gzip_cache *cache, struct qs_buf *z,
+                        const void **out_body, size_t *out_len, int *gzip, int *vary)
+{
+    *out_body = body;
+    *out_len = len;
+    *vary = len > 0 && ((flags & QS_HTTP_GZIP_ALWAYS) || len >= QS_HTTP_GZIP_MIN);
+    *gzip = *vary && qs_http_accepts_gzip(accept_encoding);
+    if (!*gzip)
+        return;
+    if (cache != NULL) {
+        if (!cache->valid || cache->version != version) {
+            qs_buf_reset(&cache->gz);
+            cache->valid = qs_http_gzip(body, len, &cache->gz) == 0;
+            cache->version = version;
+        }
+        if (cache->valid) {
+            *out_body = cache->gz.data;
+            *out_len = cache->gz.len;
+            return;
+        }
+    } else if (qs_http_gzip(body, len, z) == 0) {
+        *out_body = z->data;
+        *out_len = z->len;
+        return;
+    }
+    *gzip = 0; /* out of memory: the identity body still answers */
+}
+
+/* Serialises a whole response. accept_encoding borrowed (NULL = identity). */
+static int format_response(struct qs_buf *out, int status, const char *ctype, const char *extra,
+                           const void *body, size_t len, unsigned flags,
+                           const char *accept_encoding, int head, enum conn_mode conn)
+{
+    struct qs_buf z;
+    qs_buf_init(&z);
+    int gzip, vary;
+    choose_body(body, len, flags, accept_encoding, 0, NULL, &z, &body, &len, &gzip, &vary);
+    int rc = format_head(out, status, ctype, extra, len, gzip, vary, conn);
+    if (rc == 0 && !head && len > 0)
+        rc = qs_buf_append(out, body, len);
     qs_buf_free(&z);
     return rc != 0 ? UV_ENOMEM : 0;
 }
@@ -552,6 +612,7 @@ struct qs_http_reader {
     size_t trailer_bytes;
     int head_done;
     int complete;
+    int keep_alive; /* the completed request lets the connection carry another */
     int err_status;
 };
 
@@ -571,6 +632,10 @@ static void apply_defaults(struct qs_http_server_opts *o, const struct qs_http_s
         o->max_body = QS_HTTP_DEFAULT_MAX_BODY;
     if (o->max_pending == 0)
         o->max_pending = QS_HTTP_DEFAULT_MAX_PENDING;
+    if (o->idle_ms == 0)
+        o->idle_ms = QS_HTTP_DEFAULT_IDLE_MS;
+    if (o->max_requests == 0)
+        o->max_requests = QS_HTTP_DEFAULT_MAX_REQUESTS;
 }
 
 static int fail(struct qs_http_reader *r, int status)
@@ -651,6 +716,7 @@ static int on_headers_complete(http_parser *p)
     r->head_done = 1;
     if (p->http_major != 1)
         return fail(r, 505);
+    req->http10 = p->http_minor == 0;
     qs_strlcpy(req->method, http_method_str((enum http_method)p->method), sizeof(req->method));
     struct http_parser_url u;
     http_parser_url_init(&u);
@@ -694,6 +760,11 @@ static int on_message_complete(http_parser *p)
 {
     struct qs_http_reader *r = p->data;
     r->complete = 1;
+    /* Read before the parser starts on the next message, which resets the
+     * flags it is computed from. An upgrade is never honoured: the
+     * connection ends after the answer. */
+    r->keep_alive = http_should_keep_alive(p) && !p->upgrade;
+    r->req->keep_alive = r->keep_alive;
     http_parser_pause(p, 1);
     return 0;
 }
@@ -734,7 +805,15 @@ void qs_http_reader_free(struct qs_http_reader *r)
 
 int qs_http_reader_feed(struct qs_http_reader *r, const char *data, size_t len, int *status)
 {
+    size_t used;
+    return qs_http_reader_feed_used(r, data, len, &used, status);
+}
+
+int qs_http_reader_feed_used(struct qs_http_reader *r, const char *data, size_t len, size_t *used,
+                             int *status)
+{
     *status = 0;
+    *used = 0;
     if (r->complete)
         return 1;
     while (r->err_status == 0 && len > 0) {
@@ -747,6 +826,7 @@ int qs_http_reader_feed(struct qs_http_reader *r, const char *data, size_t len, 
         }
         int was_head_done = r->head_done;
         size_t n = http_parser_execute(&r->parser, &r->settings, data, slice);
+        *used += n;
         if (r->complete)
             return 1;
         if (r->err_status != 0)
@@ -787,6 +867,29 @@ struct qs_http_req *qs_http_reader_take(struct qs_http_reader *r)
     return req;
 }
 
+int qs_http_reader_next(struct qs_http_reader *r)
+{
+    if (!r->complete || r->req != NULL || !r->keep_alive)
+        return QS_EINVAL;
+    struct qs_http_req *req = calloc(1, sizeof(*req));
+    if (req == NULL)
+        return UV_ENOMEM;
+    r->req = req;
+    qs_buf_reset(&r->url);
+    qs_buf_reset(&r->field);
+    qs_buf_reset(&r->value);
+    r->in_value = 0;
+    r->head_bytes = 0;
+    r->trailer_bytes = 0;
+    r->head_done = 0;
+    r->complete = 0;
+    r->keep_alive = 0;
+    r->err_status = 0;
+    /* The parser already stands at the start of the next message. */
+    http_parser_pause(&r->parser, 0);
+    return 0;
+}
+
 /* ---- routing ----------------------------------------------------------------- */
 
 struct route {
@@ -811,14 +914,15 @@ enum listener_state {
  * oldest first, so the connection to close when room is needed is always at
  * a head. */
 enum conn_class {
-    CLS_IDLE = 0,     /* nothing received yet */
-    CLS_HEAD = 1,     /* reading the request head */
-    CLS_BODY = 2,     /* head accepted (route, token, parameters): reading the body */
-    CLS_HANDLING = 3, /* a handler holds the request */
-    CLS_WRITING = 4,  /* writing the answer */
-    CLS_LINGER = 5,   /* answered: draining what the client still sends */
-    CLS_CLOSING = 6,  /* closed, waiting for the handle callbacks */
-    CLS_COUNT = 7,
+    CLS_WAITING = 0,  /* answered and kept alive: nothing of the next request yet */
+    CLS_IDLE = 1,     /* new: nothing received yet */
+    CLS_HEAD = 2,     /* reading the request head */
+    CLS_BODY = 3,     /* head accepted (route, token, parameters): reading the body */
+    CLS_HANDLING = 4, /* a handler holds the request */
+    CLS_WRITING = 5,  /* writing the answer */
+    CLS_LINGER = 6,   /* answered for the last time: draining what the client still sends */
+    CLS_CLOSING = 7,  /* closed, waiting for the handle callbacks */
+    CLS_COUNT = 8,
 };
 
 struct conn;
@@ -841,6 +945,7 @@ struct qs_http_server {
     char *bearer_off; /* owned: the 403 message when none is configured */
     struct conn_queue q[CLS_COUNT];
     struct qs_http_req *pending; /* requests handlers hold (their routes count them) */
+    struct qs_buf head;          /* scratch: the response head being sent */
     struct qs_http_server_stats stats;
     int closing;
     uint64_t last_shed_log, last_refuse_log, last_busy_log; /* uv_now() of the last line */
@@ -1033,11 +1138,14 @@ static void req_unpend(struct qs_http_req *req)
 
 /* ---- connections ----------------------------------------------------------- */
 
+/* Bytes a connection buffers beyond the request it is answering (pipelined
+ * requests); past this the server stops reading until it has caught up. */
+#define PEND_MAX (16 * 1024)
+
 struct conn {
     uv_tcp_t tcp;
-    uv_timer_t timer;
+    uv_timer_t timer; /* the current deadline, or the resumption of pipelined bytes */
     uv_write_t wreq;
-    uv_write_t creq; /* 100 Continue */
     uv_shutdown_t sreq;
     struct qs_http_server *server;
     struct conn *prev, *next; /* in server->q[cls] */
@@ -1045,14 +1153,20 @@ struct conn {
     int queued;
     struct qs_http_reader *reader;
     struct qs_http_req *req; /* while a handler holds it */
-    uint64_t accepted_at;    /* uv_now() */
+    uint64_t started_at;     /* uv_now(): accept, then the first byte of each later request */
+    size_t nreq;             /* requests dispatched on this connection */
     int full_deadline;       /* the head deadline is the full timeout */
     int gated;               /* the head passed route, token and parameter checks */
+    int keep;                /* the answer being written leaves the connection open */
+    int eof;                 /* the client has finished sending */
+    int read_paused;         /* reading stopped: pend is full */
+    int resume;              /* the timer feeds pend to the reader (not a deadline) */
     int closing;
     int open_handles;
     int continue_sent;
     size_t drained;
-    char *wbuf; /* owned response bytes */
+    struct qs_buf pend; /* received after the current request, not parsed yet */
+    char *wbuf;         /* owned: what the kernel has not taken of an answer yet */
     char rbuf[READ_BUF_SIZE];
 };
 
@@ -1098,14 +1212,15 @@ static void conn_enqueue(struct conn *c, enum conn_class cls)
     q->n++;
 }
 
+/* Connections that take a reading slot: waiting for a request or reading one. */
 static size_t conns_reading(const struct qs_http_server *s)
 {
-    return s->q[CLS_IDLE].n + s->q[CLS_HEAD].n + s->q[CLS_BODY].n;
+    return s->q[CLS_WAITING].n + s->q[CLS_IDLE].n + s->q[CLS_HEAD].n + s->q[CLS_BODY].n;
 }
 
 static int is_reading(const struct conn *c)
 {
-    return c->cls == CLS_IDLE || c->cls == CLS_HEAD || c->cls == CLS_BODY;
+    return c->cls == CLS_WAITING || c->cls == CLS_IDLE || c->cls == CLS_HEAD || c->cls == CLS_BODY;
 }
 
 static size_t conns_open(const struct qs_http_server *s)
@@ -1119,6 +1234,12 @@ static size_t conns_open(const struct qs_http_server *s)
 static size_t conns_all(const struct qs_http_server *s)
 {
     return conns_open(s) + s->q[CLS_CLOSING].n;
+}
+
+/* More than half of the reading slots are taken: deadlines are short. */
+static int under_pressure(const struct qs_http_server *s)
+{
+    return conns_reading(s) > s->opts.max_conns / 2;
 }
 
 static void server_maybe_done(struct qs_http_server *s)
@@ -1135,6 +1256,7 @@ static void server_maybe_done(struct qs_http_server *s)
     free(s->routes);
     free(s->bearer);
     free(s->bearer_off);
+    qs_buf_free(&s->head);
     free(s);
     if (done != NULL)
         done(ud);
@@ -1148,6 +1270,7 @@ static void conn_handle_closed_cb(uv_handle_t *h)
     struct qs_http_server *s = c->server;
     conn_unlink(c);
     qs_http_reader_free(c->reader);
+    qs_buf_free(&c->pend);
     free(c->wbuf);
     free(c);
     server_maybe_done(s);
@@ -1168,10 +1291,17 @@ static void conn_close(struct conn *c)
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
 }
 
+static void conn_resume(struct conn *c);
+
 static void conn_timer_cb(uv_timer_t *t)
 {
     struct conn *c = t->data;
-    if (is_reading(c)) {
+    if (c->resume) {
+        c->resume = 0;
+        conn_resume(c);
+        return;
+    }
+    if (is_reading(c) && c->cls != CLS_WAITING) {
         c->server->stats.timed_out++;
         QS_DEBUG("http: connection timed out while reading the request");
     }
@@ -1180,7 +1310,8 @@ static void conn_timer_cb(uv_timer_t *t)
 
 /* Makes room for one more connection: while the reading slots or the open
  * connections are at their cap, closes the connection that matters least --
- * an answered one still draining (only for the open cap), then the oldest
+ * an answered one still draining (only for the open cap), then the one that
+ * has waited longest for its next request after an answer, then the oldest
  * one that has sent nothing at all, then the one that has waited longest
  * without completing its request head, then the oldest one still sending its
  * body, then (open cap only) the oldest one being answered. Requests handlers
@@ -1196,6 +1327,8 @@ static int make_room(struct qs_http_server *s)
         struct conn *v = NULL;
         if (open_full && s->q[CLS_LINGER].head != NULL)
             v = s->q[CLS_LINGER].head;
+        else if (s->q[CLS_WAITING].head != NULL)
+            v = s->q[CLS_WAITING].head;
         else if (s->q[CLS_IDLE].head != NULL)
             v = s->q[CLS_IDLE].head;
         else if (s->q[CLS_HEAD].head != NULL)
@@ -1212,8 +1345,8 @@ static int make_room(struct qs_http_server *s)
             uint64_t now = uv_now(s->loop);
             if (s->last_shed_log == 0 || now - s->last_shed_log >= LOG_EVERY_MS) {
                 s->last_shed_log = now;
-                QS_WARN("http: %zu connections are reading a request (limit %zu): closing the "
-                        "oldest incomplete ones to serve new ones (%llu closed so far)",
+                QS_WARN("http: %zu connections are reading or awaiting a request (limit %zu): "
+                        "closing idle and incomplete ones to serve new ones (%llu closed so far)",
                         conns_reading(s), s->opts.max_conns, (unsigned long long)s->stats.shed);
             }
         }
@@ -1249,10 +1382,15 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
         conn_close(c);
 }
 
-/* Lingering close: send FIN, drain what the client still sends, so it reads
- * our answer instead of a reset. */
+/* Lingering close after the last answer: send FIN, drain what the client
+ * still sends, so it reads our answer instead of a reset. A client that has
+ * already finished sending has nothing left to drain. */
 static void conn_linger(struct conn *c)
 {
+    if (c->eof) {
+        conn_close(c);
+        return;
+    }
     conn_enqueue(c, CLS_LINGER);
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->sreq.data = c;
@@ -1263,6 +1401,59 @@ static void conn_linger(struct conn *c)
     }
     uint64_t t = c->server->opts.timeout_ms < LINGER_MS ? c->server->opts.timeout_ms : LINGER_MS;
     uv_timer_start(&c->timer, conn_timer_cb, t, 0);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/* Reads again once the buffered bytes have been worked off (never once the
+ * connection lingers: that reads with a callback of its own). */
+static void conn_read_more(struct conn *c)
+{
+    if (!c->read_paused || c->eof || c->closing || c->cls == CLS_LINGER || c->pend.len >= PEND_MAX)
+        return;
+    c->read_paused = 0;
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+        conn_close(c);
+}
+
+/* The answer has been sent and the connection stays: wait for the next
+ * request, or work on the one already received. */
+static void conn_wait(struct conn *c)
+{
+    struct qs_http_server *s = c->server;
+    if (qs_http_reader_next(c->reader) != 0) {
+        conn_linger(c);
+        return;
+    }
+    c->gated = 0;
+    c->continue_sent = 0;
+    conn_enqueue(c, CLS_WAITING);
+    if (c->pend.len > 0) {
+        /* Pipelined bytes are parsed from the timer, in a later turn of the
+         * loop: a handler that answers at once never recurses into the next
+         * request. */
+        c->resume = 1;
+        uv_timer_start(&c->timer, conn_timer_cb, 0, 0);
+        return;
+    }
+    if (c->eof || conns_reading(s) > s->opts.max_conns) {
+        conn_linger(c);
+        return;
+    }
+    uint64_t idle = s->opts.idle_ms;
+    if (under_pressure(s) && idle > PRESSURE_HEAD_MS)
+        idle = PRESSURE_HEAD_MS;
+    uv_timer_start(&c->timer, conn_timer_cb, idle, 0);
+    conn_read_more(c);
+}
+
+/* The kernel has the whole answer. */
+static void conn_written(struct conn *c)
+{
+    if (c->keep)
+        conn_wait(c);
+    else
+        conn_linger(c);
 }
 
 static void write_cb(uv_write_t *w, int status)
@@ -1276,50 +1467,98 @@ static void write_cb(uv_write_t *w, int status)
         conn_close(c);
         return;
     }
-    conn_linger(c);
+    conn_written(c);
 }
 
 static void continue_cb(uv_write_t *w, int status)
 {
     struct conn *c = w->data;
+    free(w);
     if (status != 0 && !c->closing)
         conn_close(c);
 }
 
-/* Takes ownership of resp->data. */
-static void conn_write(struct conn *c, struct qs_buf *resp)
+/* Sends an answer: head, then body (both borrowed; body may be NULL when
+ * blen is 0). What the kernel takes at once is not copied; the rest is, and
+ * goes out under the write deadline. keep: the connection carries the next
+ * request afterwards. */
+static void conn_send(struct conn *c, const char *head, size_t hlen, const char *body, size_t blen,
+                      int keep)
 {
+    c->keep = keep;
     conn_enqueue(c, CLS_WRITING);
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->wbuf = resp->data;
-    resp->data = NULL;
-    uv_buf_t b = uv_buf_init(c->wbuf, (unsigned int)resp->len);
+    uv_timer_stop(&c->timer);
+    uv_buf_t b[2] = {uv_buf_init((char *)(uintptr_t)head, (unsigned int)hlen),
+                     uv_buf_init((char *)(uintptr_t)body, (unsigned int)blen)};
+    int n = uv_try_write((uv_stream_t *)&c->tcp, b, blen > 0 ? 2 : 1);
+    if (n < 0 && n != UV_EAGAIN) {
+        conn_close(c);
+        return;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    if (done == hlen + blen) {
+        conn_written(c);
+        return;
+    }
+    size_t rest = hlen + blen - done, o = 0;
+    c->wbuf = malloc(rest);
+    if (c->wbuf == NULL) {
+        conn_close(c);
+        return;
+    }
+    if (done < hlen) {
+        memcpy(c->wbuf, head + done, hlen - done);
+        o = hlen - done;
+        done = hlen;
+    }
+    if (o < rest)
+        memcpy(c->wbuf + o, body + (done - hlen), rest - o);
+    uv_buf_t ub = uv_buf_init(c->wbuf, (unsigned int)rest);
     c->wreq.data = c;
     uv_timer_start(&c->timer, conn_timer_cb, c->server->opts.timeout_ms, 0);
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, write_cb) != 0) {
+    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &ub, 1, write_cb) != 0) {
         free(c->wbuf);
         c->wbuf = NULL;
         conn_close(c);
     }
 }
 
-static void conn_send_error(struct conn *c, int status, const char *msg, const char *extra,
-                            int head)
+/* How the answer to req (borrowed, may be NULL: the request was not read
+ * completely) leaves the connection: open only when the client wants that,
+ * has sent (or may still send) another request, the connection has requests
+ * left, the server is not shutting down and a reading slot is free for it. */
+static enum conn_mode conn_keep_mode(const struct conn *c, const struct qs_http_req *req)
 {
-    struct qs_buf body, resp;
+    const struct qs_http_server *s = c->server;
+    if (req == NULL || !req->keep_alive || (c->eof && c->pend.len == 0) ||
+        c->nreq >= s->opts.max_requests || s->closing || s->lstate != LISTENER_IDLE ||
+        conns_reading(s) >= s->opts.max_conns)
+        return CONN_CLOSE;
+    return req->http10 ? CONN_KEEP_10 : CONN_KEEP;
+}
+
+/* Answers {"error": msg} on c. req (borrowed) is the request when it was
+ * read completely, so the connection may carry the next one; NULL when the
+ * stream is in an unknown state (a parse error, or a body left unread): the
+ * connection then closes. */
+static void conn_send_error(struct conn *c, const struct qs_http_req *req, int status,
+                            const char *msg, const char *extra)
+{
+    struct qs_http_server *s = c->server;
+    int head = req != NULL && strcmp(req->method, "HEAD") == 0;
+    enum conn_mode mode = conn_keep_mode(c, req);
+    struct qs_buf body;
     qs_buf_init(&body);
-    qs_buf_init(&resp);
+    qs_buf_reset(&s->head);
     if (qs_http_json_error_body(msg, &body) != 0 ||
-        format_response(&resp, status, "application/json", extra, body.data, body.len, 0, NULL,
-                        head) != 0) {
+        format_head(&s->head, status, "application/json", extra, body.len, 0, 0, mode) != 0) {
         qs_buf_free(&body);
-        qs_buf_free(&resp);
         conn_close(c);
         return;
     }
+    conn_send(c, s->head.data, s->head.len, head ? NULL : body.data, head ? 0 : body.len,
+              mode != CONN_CLOSE);
     qs_buf_free(&body);
-    conn_write(c, &resp);
-    qs_buf_free(&resp);
 }
 
 static const char *error_message(int status)
@@ -1341,46 +1580,47 @@ static const char *error_message(int status)
 /* Checks a request whose head is complete (req borrowed): route (404/405),
  * bearer token when the route requires one (401/403), query parameters
  * (400). Returns 0 with the route's index in *route, or answers the request
- * on c and returns -1. Runs before the body is read and again before the
- * handler, so a request is never dispatched unchecked. */
-static int gate(struct conn *c, const struct qs_http_req *req, size_t *route)
+ * on c and returns -1. Runs before the body is read (complete 0: a refused
+ * request closes the connection, its body unread) and again before the
+ * handler (complete 1), so a request is never dispatched unchecked. */
+static int gate(struct conn *c, const struct qs_http_req *req, int complete, size_t *route)
 {
     struct qs_http_server *s = c->server;
-    int head = strcmp(req->method, "HEAD") == 0;
+    const struct qs_http_req *done = complete ? req : NULL;
     char allow[128];
     int rc = match_route(s, req->method, req->path, route, allow, sizeof(allow));
     if (rc == 404) {
-        conn_send_error(c, 404, "not found", NULL, head);
+        conn_send_error(c, done, 404, "not found", NULL);
         return -1;
     }
     if (rc == 405) {
         char extra[160];
         snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow);
-        conn_send_error(c, 405, "method not allowed", extra, head);
+        conn_send_error(c, done, 405, "method not allowed", extra);
         return -1;
     }
     const struct route *r = &s->routes[*route];
     if (req->has_body && strcmp(r->method, "GET") == 0) {
         /* Nothing is read that no handler wants: only requests that passed
          * their route's checks ever occupy a slot while a body arrives. */
-        conn_send_error(c, 400, "this endpoint takes no request body", NULL, head);
+        conn_send_error(c, done, 400, "this endpoint takes no request body", NULL);
         return -1;
     }
     if (r->flags & QS_HTTP_ROUTE_BEARER) {
         int a = qs_http_bearer_ok(req, s->bearer);
         if (a == 403) {
-            conn_send_error(c, 403, s->bearer_off, NULL, head);
+            conn_send_error(c, done, 403, s->bearer_off, NULL);
             return -1;
         }
         if (a != 0) {
-            conn_send_error(c, 401, "missing or invalid bearer token",
-                            "WWW-Authenticate: Bearer\r\n", head);
+            conn_send_error(c, done, 401, "missing or invalid bearer token",
+                            "WWW-Authenticate: Bearer\r\n");
             return -1;
         }
     }
     char msg[160];
     if (qs_http_query_check(req->query, (const char *const *)r->params, msg, sizeof(msg)) != 0) {
-        conn_send_error(c, 400, msg, NULL, head);
+        conn_send_error(c, done, 400, msg, NULL);
         return -1;
     }
     return 0;
@@ -1393,12 +1633,12 @@ static void dispatch(struct conn *c)
         conn_close(c);
         return;
     }
-    uv_read_stop((uv_stream_t *)&c->tcp);
     uv_timer_stop(&c->timer);
+    c->nreq++;
     conn_enqueue(c, CLS_HANDLING);
     QS_DEBUG("http: %s %s", req->method, req->path);
     size_t ri;
-    if (gate(c, req, &ri) != 0) {
+    if (gate(c, req, 1, &ri) != 0) {
         req_free(req);
         return;
     }
@@ -1412,10 +1652,9 @@ static void dispatch(struct conn *c)
             QS_WARN("http: %s %s already has %zu requests in progress; answering 503", r->method,
                     r->path, r->pending);
         }
-        int head = strcmp(req->method, "HEAD") == 0;
+        conn_send_error(c, req, 503, "too many requests to this endpoint in progress, retry later",
+                        "Retry-After: 1\r\n");
         req_free(req);
-        conn_send_error(c, 503, "too many requests to this endpoint in progress, retry later",
-                        "Retry-After: 1\r\n", head);
         return;
     }
     req->rest_off = r->prefix ? r->len : strlen(req->path);
@@ -1432,43 +1671,107 @@ static void head_done(struct conn *c)
 {
     size_t ri;
     c->gated = 1;
-    if (gate(c, c->reader->req, &ri) != 0)
+    if (gate(c, c->reader->req, 0, &ri) != 0)
         return;
     conn_enqueue(c, CLS_BODY);
     if (!c->full_deadline) {
         /* The short head deadline of a busy moment is over: the rest of the
          * request gets what is left of the full one. */
-        uint64_t now = uv_now(c->server->loop), end = c->accepted_at + c->server->opts.timeout_ms;
+        uint64_t now = uv_now(c->server->loop), end = c->started_at + c->server->opts.timeout_ms;
         uv_timer_start(&c->timer, conn_timer_cb, end > now ? end - now : 1, 0);
     }
     if (c->reader->req->expect_continue && !c->continue_sent) {
         c->continue_sent = 1;
+        uv_write_t *w = malloc(sizeof(*w));
         uv_buf_t b = uv_buf_init((char *)continue_100, sizeof(continue_100) - 1);
-        c->creq.data = c;
-        if (uv_write(&c->creq, (uv_stream_t *)&c->tcp, &b, 1, continue_cb) != 0)
+        if (w == NULL) {
             conn_close(c);
+            return;
+        }
+        w->data = c;
+        if (uv_write(w, (uv_stream_t *)&c->tcp, &b, 1, continue_cb) != 0) {
+            free(w);
+            conn_close(c);
+        }
     }
+}
+
+/* The first byte of a request on a kept-alive connection: the request's
+ * deadline starts now (short while the slots are mostly taken). */
+static void conn_begin_request(struct conn *c)
+{
+    struct qs_http_server *s = c->server;
+    c->started_at = uv_now(s->loop);
+    conn_enqueue(c, CLS_HEAD);
+    uint64_t deadline = s->opts.timeout_ms;
+    c->full_deadline = 1;
+    if (under_pressure(s) && deadline > PRESSURE_HEAD_MS) {
+        deadline = PRESSURE_HEAD_MS;
+        c->full_deadline = 0;
+    }
+    uv_timer_start(&c->timer, conn_timer_cb, deadline, 0);
+}
+
+/* Keeps bytes (borrowed) that arrived after the request being answered.
+ * Returns 0, or -1 when the connection was closed. */
+static int conn_stash(struct conn *c, const char *data, size_t n)
+{
+    if (qs_buf_append(&c->pend, data, n) != 0) {
+        conn_close(c);
+        return -1;
+    }
+    if (c->pend.len >= PEND_MAX && !c->read_paused) {
+        c->read_paused = 1;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+    return 0;
 }
 
 /* Request bytes (borrowed) from the client. */
 static void conn_input(struct conn *c, const char *data, size_t n)
 {
-    int status = 0;
-    int rc = qs_http_reader_feed(c->reader, data, n, &status);
-    if (rc < 0) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        uv_timer_stop(&c->timer);
-        conn_send_error(c, status, error_message(status), NULL, 0);
+    if (c->cls == CLS_HANDLING || c->cls == CLS_WRITING || c->resume) {
+        /* Answers go out in order: the next request waits for this one. */
+        conn_stash(c, data, n);
         return;
     }
+    size_t used = 0;
+    int status = 0;
+    int rc = qs_http_reader_feed_used(c->reader, data, n, &used, &status);
+    if (rc < 0) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        conn_send_error(c, NULL, status, error_message(status), NULL);
+        return;
+    }
+    if (c->cls == CLS_WAITING)
+        conn_begin_request(c);
+    else if (c->cls == CLS_IDLE)
+        conn_enqueue(c, CLS_HEAD);
     if (rc == 1) {
+        if (used < n && conn_stash(c, data + used, n - used) != 0)
+            return;
         dispatch(c);
         return;
     }
-    if (c->cls == CLS_IDLE)
-        conn_enqueue(c, CLS_HEAD);
     if (!c->gated && qs_http_reader_head_done(c->reader))
         head_done(c);
+}
+
+/* Feeds the bytes that arrived while the previous request was answered. */
+static void conn_resume(struct conn *c)
+{
+    struct qs_buf b = c->pend;
+    qs_buf_init(&c->pend);
+    conn_input(c, b.data, b.len);
+    qs_buf_free(&b);
+    if (c->closing)
+        return;
+    if (c->eof && is_reading(c) && !c->resume) {
+        /* The client has finished sending, without completing a request. */
+        conn_close(c);
+        return;
+    }
+    conn_read_more(c);
 }
 
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -1476,6 +1779,12 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     struct conn *c = st->data;
     if (nread == 0)
         return;
+    if (nread == UV_EOF && (c->cls == CLS_HANDLING || c->cls == CLS_WRITING || c->resume)) {
+        /* The client has finished sending: it still gets the answers to
+         * what it sent, then the connection closes. */
+        c->eof = 1;
+        return;
+    }
     if (nread < 0) {
         conn_close(c);
         return;
@@ -1504,7 +1813,7 @@ static void connection_cb(uv_stream_t *listener, int status)
     }
     uv_timer_init(s->loop, &c->timer);
     c->open_handles = 2;
-    c->accepted_at = uv_now(s->loop);
+    c->started_at = uv_now(s->loop);
     /* Accept even when closing at once: libuv stops polling the listener
      * while a pending connection is left unaccepted. */
     conn_enqueue(c, CLS_IDLE);
@@ -1537,7 +1846,7 @@ static void connection_cb(uv_stream_t *listener, int status)
     }
     uint64_t deadline = s->opts.timeout_ms;
     c->full_deadline = 1;
-    if (conns_reading(s) > s->opts.max_conns / 2 && deadline > PRESSURE_HEAD_MS) {
+    if (under_pressure(s) && deadline > PRESSURE_HEAD_MS) {
         deadline = PRESSURE_HEAD_MS;
         c->full_deadline = 0;
     }
@@ -1573,8 +1882,22 @@ void qs_http_req_free(struct qs_http_req *req)
 
 /* ---- responses ---------------------------------------------------------------- */
 
-void qs_http_respond_ex(struct qs_http_req *req, int status, const char *content_type,
-                        const char *extra_headers, const void *body, size_t len, unsigned flags)
+void qs_http_gzip_cache_init(struct qs_http_gzip_cache *c)
+{
+    qs_buf_init(&c->gz);
+    c->version = 0;
+    c->valid = 0;
+}
+
+void qs_http_gzip_cache_deinit(struct qs_http_gzip_cache *c)
+{
+    qs_buf_free(&c->gz);
+    c->valid = 0;
+}
+
+static void respond(struct qs_http_req *req, int status, const char *content_type,
+                    const char *extra_headers, const void *body, size_t len, unsigned flags,
+                    uint64_t version, struct qs_http_gzip_cache *cache)
 {
     if (req == NULL)
         return;
@@ -1584,19 +1907,36 @@ void qs_http_respond_ex(struct qs_http_req *req, int status, const char *content
         return;
     }
     c->req = NULL;
-    struct qs_buf resp;
-    qs_buf_init(&resp);
+    struct qs_http_server *s = c->server;
+    struct qs_buf z;
+    qs_buf_init(&z);
+    int gzip, vary;
+    choose_body(body, len, flags, qs_http_req_header(req, "Accept-Encoding"), version, cache, &z,
+                &body, &len, &gzip, &vary);
     int head = strcmp(req->method, "HEAD") == 0;
-    int rc = format_response(&resp, status, content_type, extra_headers, body, len, flags,
-                             qs_http_req_header(req, "Accept-Encoding"), head);
+    enum conn_mode mode = conn_keep_mode(c, req);
     req_free(req);
-    if (rc != 0) {
-        qs_buf_free(&resp);
+    qs_buf_reset(&s->head);
+    if (format_head(&s->head, status, content_type, extra_headers, len, gzip, vary, mode) != 0) {
+        qs_buf_free(&z);
         conn_close(c);
         return;
     }
-    conn_write(c, &resp);
-    qs_buf_free(&resp);
+    conn_send(c, s->head.data, s->head.len, head ? NULL : body, head ? 0 : len, mode != CONN_CLOSE);
+    qs_buf_free(&z);
+}
+
+void qs_http_respond_ex(struct qs_http_req *req, int status, const char *content_type,
+                        const char *extra_headers, const void *body, size_t len, unsigned flags)
+{
+    respond(req, status, content_type, extra_headers, body, len, flags, 0, NULL);
+}
+
+void qs_http_respond_cached(struct qs_http_req *req, int status, const char *content_type,
+                            const char *extra_headers, const void *body, size_t len, unsigned flags,
+                            uint64_t version, struct qs_http_gzip_cache *cache)
+{
+    respond(req, status, content_type, extra_headers, body, len, flags, version, cache);
 }
 
 void qs_http_respond(struct qs_http_req *req, int status, const char *content_type,
@@ -1623,9 +1963,10 @@ int qs_http_response_format(const struct qs_http_req *req, int status, const cha
                             const char *extra_headers, const void *body, size_t len, unsigned flags,
                             struct qs_buf *out)
 {
+    enum conn_mode mode = !req->keep_alive ? CONN_CLOSE : req->http10 ? CONN_KEEP_10 : CONN_KEEP;
     return format_response(out, status, content_type, extra_headers, body, len, flags,
                            qs_http_req_header(req, "Accept-Encoding"),
-                           strcmp(req->method, "HEAD") == 0);
+                           strcmp(req->method, "HEAD") == 0, mode);
 }
 
 /* ---- server ------------------------------------------------------------------- */
@@ -1743,6 +2084,10 @@ void qs_http_server_stop_accepting(struct qs_http_server *s)
 {
     if (s == NULL || s->lstate != LISTENER_IDLE)
         return;
+    /* Connections that wait for a next request get none; every answer from
+     * now on closes its connection. */
+    while (s->q[CLS_WAITING].head != NULL)
+        conn_close(s->q[CLS_WAITING].head);
     s->lstate = LISTENER_CLOSING;
     uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
 }

@@ -41,6 +41,12 @@ struct qs_metrics {
     size_t cap;
     struct hook *hooks;
     size_t nhooks;
+    uint64_t changes; /* counts changes of series, values, families and hooks */
+    /* The render cache: the exposition as of `changes` == cache_changes,
+     * rendered at cache_ms. */
+    struct qs_buf cache;
+    int cache_ok;
+    uint64_t cache_changes, cache_ms, version;
 };
 
 static int valid_metric_name(const char *s)
@@ -127,6 +133,7 @@ void qs_metrics_free(struct qs_metrics *m)
         free_family(m->fams[i]);
     free(m->fams);
     free(m->hooks);
+    qs_buf_free(&m->cache);
     free(m);
 }
 
@@ -186,6 +193,7 @@ int qs_metrics_register(struct qs_metrics *m, const char *name, enum qs_metric_t
     }
     f->nlabels = nlabels;
     m->fams[m->nfams++] = f;
+    m->changes++;
     return 0;
 }
 
@@ -280,6 +288,7 @@ static int get_or_create(struct qs_metrics *m, const char *name, const char *con
         s = &f->series[f->nseries++];
         s->values = values;
         s->value = 0;
+        m->changes++;
     }
     *fout = f;
     *sout = s;
@@ -293,7 +302,11 @@ int qs_metrics_set(struct qs_metrics *m, const char *name, const char *const *la
     int rc = get_or_create(m, name, labels, &f, &s);
     if (rc != 0)
         return rc;
-    s->value = value;
+    /* Bit for bit: a NaN set again is no change, 0 set over -0 is one. */
+    if (memcmp(&s->value, &value, sizeof(value)) != 0) {
+        s->value = value;
+        m->changes++;
+    }
     return 0;
 }
 
@@ -310,7 +323,10 @@ int qs_metrics_add(struct qs_metrics *m, const char *name, const char *const *la
     int rc = get_or_create(m, name, labels, &f, &s);
     if (rc != 0)
         return rc;
-    s->value += delta;
+    if (delta != 0) {
+        s->value += delta;
+        m->changes++;
+    }
     return 0;
 }
 
@@ -349,6 +365,7 @@ int qs_metrics_remove(struct qs_metrics *m, const char *name, const char *const 
     free_series(s, f->nlabels);
     memmove(&f->series[idx], &f->series[idx + 1], (f->nseries - idx - 1) * sizeof(*s));
     f->nseries--;
+    m->changes++;
     return 0;
 }
 
@@ -359,6 +376,8 @@ int qs_metrics_clear(struct qs_metrics *m, const char *name)
     struct family *f = find_family(m, name);
     if (f == NULL)
         return QS_ENOTFOUND;
+    if (f->nseries > 0)
+        m->changes++;
     for (size_t i = 0; i < f->nseries; i++)
         free_series(&f->series[i], f->nlabels);
     f->nseries = 0;
@@ -374,6 +393,7 @@ int qs_metrics_on_render(struct qs_metrics *m, qs_metrics_render_fn cb, void *ud
         return UV_ENOMEM;
     m->hooks = p;
     m->hooks[m->nhooks++] = (struct hook){cb, ud};
+    m->changes++;
     return 0;
 }
 
@@ -385,6 +405,7 @@ int qs_metrics_off_render(struct qs_metrics *m, qs_metrics_render_fn cb, void *u
         if (m->hooks[i].cb == cb && m->hooks[i].ud == ud) {
             memmove(&m->hooks[i], &m->hooks[i + 1], (m->nhooks - i - 1) * sizeof(struct hook));
             m->nhooks--;
+            m->changes++;
             return 0;
         }
     }
@@ -609,4 +630,32 @@ int qs_metrics_render(struct qs_metrics *m, struct qs_buf *out)
         rc = render_family(sorted[i], out);
     free(sorted);
     return rc;
+}
+
+int qs_metrics_render_cached(struct qs_metrics *m, uint64_t now_ms, const char **text, size_t *len,
+                             uint64_t *version)
+{
+    if (m == NULL || text == NULL || len == NULL)
+        return QS_EINVAL;
+    if (!m->cache_ok || m->changes != m->cache_changes || now_ms < m->cache_ms ||
+        now_ms - m->cache_ms >= QS_METRICS_MAX_AGE_MS) {
+        qs_buf_reset(&m->cache);
+        m->cache_ok = 0;
+        m->version++;
+        int rc = qs_metrics_render(m, &m->cache);
+        if (rc != 0) {
+            qs_buf_reset(&m->cache);
+            return rc;
+        }
+        /* What the render hooks and the process metrics set while
+         * rendering is in these bytes. */
+        m->cache_ok = 1;
+        m->cache_changes = m->changes;
+        m->cache_ms = now_ms;
+    }
+    *text = m->cache.data != NULL ? m->cache.data : "";
+    *len = m->cache.len;
+    if (version != NULL)
+        *version = m->version;
+    return 0;
 }

@@ -157,11 +157,180 @@ Test(reader, incomplete_request_needs_more)
     cr_assert_eq(parse_status(NULL, raw, strlen(raw), 0), 0);
 }
 
-Test(reader, pipelined_bytes_are_ignored)
+Test(reader, feed_ignores_bytes_after_a_complete_request)
 {
     struct qs_http_req *req = parse_ok("GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n", 0);
     cr_assert_str_eq(qs_http_req_path(req), "/a");
     qs_http_req_free(req);
+}
+
+/* Reads every request of a pipelined stream fed in chunks of `chunk` bytes (0
+ * = all at once), as the server does: a completed request is taken, the
+ * reader readied for the next, and the bytes it left are fed again. Returns
+ * the number of requests; their paths go into paths (joined by ' '), the
+ * keep-alive flags into keep (as '0'/'1'). *last_rc gets the last feed's
+ * result (1 after a complete request the connection cannot follow). */
+static int read_stream(const struct qs_http_server_opts *opts, const char *raw, size_t chunk,
+                       char *paths, size_t cap, char *keep, int *last_rc)
+{
+    struct qs_http_reader *r = qs_http_reader_new(opts);
+    cr_assert_not_null(r);
+    size_t len = strlen(raw), off = 0;
+    int n = 0, rc = 0, status = 0;
+    paths[0] = '\0';
+    struct qs_buf pend;
+    qs_buf_init(&pend);
+    while (off < len || pend.len > 0) {
+        /* unconsumed bytes first, then the next chunk */
+        size_t take = chunk == 0 ? len - off : (len - off < chunk ? len - off : chunk);
+        qs_buf_append(&pend, raw + off, take);
+        off += take;
+        size_t used = 0;
+        rc = qs_http_reader_feed_used(r, pend.data, pend.len, &used, &status);
+        cr_assert_leq(used, pend.len);
+        if (rc < 0)
+            break;
+        memmove(pend.data, pend.data + used, pend.len - used);
+        pend.len -= used;
+        if (rc == 0) {
+            cr_assert_eq(pend.len, 0, "an incomplete request was not consumed whole");
+            if (off >= len)
+                break;
+            continue;
+        }
+        struct qs_http_req *req = qs_http_reader_take(r);
+        cr_assert_not_null(req);
+        if (n > 0)
+            qs_strlcpy(paths + strlen(paths), " ", cap - strlen(paths));
+        qs_strlcpy(paths + strlen(paths), qs_http_req_path(req), cap - strlen(paths));
+        keep[n] = qs_http_req_keep_alive(req) ? '1' : '0';
+        n++;
+        keep[n] = '\0';
+        qs_http_req_free(req);
+        if (qs_http_reader_next(r) != 0)
+            break;
+        rc = 0;
+    }
+    qs_buf_free(&pend);
+    qs_http_reader_free(r);
+    *last_rc = rc;
+    return n;
+}
+
+Test(reader, pipelined_requests_read_one_after_another)
+{
+    const char *raw = "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+                      "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nq\r\n0\r\n\r\n"
+                      "\r\nGET /d HTTP/1.1\r\n\r\n";
+    size_t chunks[] = {0, 1, 2, 7, 64};
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        char paths[128], keep[16];
+        int rc;
+        int n = read_stream(NULL, raw, chunks[i], paths, sizeof(paths), keep, &rc);
+        cr_assert_eq(n, 4, "chunk %zu: %d requests (%s)", chunks[i], n, paths);
+        cr_assert_str_eq(paths, "/a /b /c /d", "chunk %zu", chunks[i]);
+        cr_assert_str_eq(keep, "1111");
+    }
+}
+
+Test(reader, feed_used_leaves_the_next_request)
+{
+    struct qs_http_reader *r = qs_http_reader_new(NULL);
+    const char *raw = "POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /b HTTP/1.1\r\n\r\n";
+    size_t used = 99;
+    int st;
+    cr_assert_eq(qs_http_reader_feed_used(r, raw, strlen(raw), &used, &st), 1);
+    cr_assert_eq(used, strlen("POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi"));
+    /* not ready for the next one before the request was taken */
+    cr_assert_eq(qs_http_reader_next(r), QS_EINVAL);
+    struct qs_http_req *req = qs_http_reader_take(r);
+    size_t blen;
+    cr_assert_str_eq(qs_http_req_body(req, &blen), "hi");
+    qs_http_req_free(req);
+    cr_assert_eq(qs_http_reader_next(r), 0);
+    /* nothing completed yet: no next */
+    cr_assert_eq(qs_http_reader_next(r), QS_EINVAL);
+    cr_assert_eq(qs_http_reader_feed_used(r, raw + used, strlen(raw + used), &used, &st), 1);
+    req = qs_http_reader_take(r);
+    cr_assert_str_eq(qs_http_req_path(req), "/b");
+    cr_assert_eq(qs_http_req_body(req, &blen)[0], '\0');
+    qs_http_req_free(req);
+    qs_http_reader_free(r);
+}
+
+Test(reader, keep_alive_by_version_and_connection_header)
+{
+    const struct {
+        const char *raw;
+        int keep;
+    } cases[] = {
+        {"GET / HTTP/1.1\r\n\r\n", 1},
+        {"GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n", 1},
+        {"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 0},
+        {"GET / HTTP/1.1\r\nconnection: Close\r\n\r\n", 0},
+        {"GET / HTTP/1.0\r\n\r\n", 0},
+        {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 1},
+        {"GET / HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct qs_http_reader *r = qs_http_reader_new(NULL);
+        int st;
+        cr_assert_eq(qs_http_reader_feed(r, cases[i].raw, strlen(cases[i].raw), &st), 1, "%s",
+                     cases[i].raw);
+        struct qs_http_req *req = qs_http_reader_take(r);
+        cr_assert_eq(qs_http_req_keep_alive(req), cases[i].keep, "%s", cases[i].raw);
+        qs_http_req_free(req);
+        /* a connection that must close carries no next request */
+        cr_assert_eq(qs_http_reader_next(r), cases[i].keep ? 0 : QS_EINVAL, "%s", cases[i].raw);
+        qs_http_reader_free(r);
+    }
+    /* a stream stops at the request that closes the connection */
+    char paths[64], keep[8];
+    int rc;
+    int n = read_stream(NULL,
+                        "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nConnection: close\r\n\r\n"
+                        "GET /c HTTP/1.1\r\n\r\n",
+                        0, paths, sizeof(paths), keep, &rc);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(paths, "/a /b");
+    cr_assert_str_eq(keep, "10");
+}
+
+/* Every limit holds per request, however many came before on the stream. */
+Test(reader, limits_hold_per_request_on_a_stream)
+{
+    struct qs_buf b;
+    qs_buf_init(&b);
+    /* three heads of 6 KB each: every one under the 8 KiB limit */
+    for (int k = 0; k < 3; k++) {
+        qs_buf_printf(&b, "GET /%d HTTP/1.1\r\nX-Pad: ", k);
+        for (int i = 0; i < 6000; i++)
+            qs_buf_append(&b, "p", 1);
+        qs_buf_printf(&b, "\r\n\r\n");
+    }
+    char paths[64], keep[8];
+    int rc;
+    cr_assert_eq(read_stream(NULL, b.data, 1000, paths, sizeof(paths), keep, &rc), 3);
+    cr_assert_str_eq(paths, "/0 /1 /2");
+    /* then one over it: 431 after the first two */
+    qs_buf_reset(&b);
+    qs_buf_printf(&b,
+                  "GET /ok HTTP/1.1\r\n\r\nGET /ok2 HTTP/1.1\r\n\r\nGET /big HTTP/1.1\r\nX-Big: ");
+    for (int i = 0; i < 9000; i++)
+        qs_buf_append(&b, "a", 1);
+    qs_buf_printf(&b, "\r\n\r\n");
+    cr_assert_eq(read_stream(NULL, b.data, 0, paths, sizeof(paths), keep, &rc), 2);
+    cr_assert_eq(rc, QS_EINVAL);
+    /* bodies: 10 bytes each pass with max_body 10, 11 is 413 */
+    struct qs_http_server_opts o = {.max_body = 10};
+    const char *bodies = "POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"
+                         "POST /b HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"
+                         "POST /c HTTP/1.1\r\nContent-Length: 11\r\n\r\n01234567890";
+    cr_assert_eq(read_stream(&o, bodies, 5, paths, sizeof(paths), keep, &rc), 2);
+    cr_assert_str_eq(paths, "/a /b");
+    cr_assert_eq(rc, QS_ETOOBIG);
+    qs_buf_free(&b);
 }
 
 Test(reader, malformed_is_400)
@@ -430,7 +599,18 @@ static struct qs_buf fmt(const char *raw, int status, const void *body, size_t l
 Test(response, plain_small_body)
 {
     struct qs_buf out = fmt("GET / HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n", 200, "hi", 2, 0);
-    /* Small bodies are not compressed. */
+    /* Small bodies are not compressed; HTTP/1.1 connections persist without
+     * a header saying so. */
+    cr_assert_str_eq(out.data, "HTTP/1.1 200 OK\r\n"
+                               "Content-Type: text/plain\r\n"
+                               "Content-Length: 2\r\n"
+                               "Cache-Control: no-store\r\n"
+                               "X-Content-Type-Options: nosniff\r\n"
+                               "X-Extra: 1\r\n"
+                               "\r\n"
+                               "hi");
+    qs_buf_free(&out);
+    out = fmt("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 200, "hi", 2, 0);
     cr_assert_str_eq(out.data, "HTTP/1.1 200 OK\r\n"
                                "Content-Type: text/plain\r\n"
                                "Content-Length: 2\r\n"
@@ -440,6 +620,12 @@ Test(response, plain_small_body)
                                "X-Extra: 1\r\n"
                                "\r\n"
                                "hi");
+    qs_buf_free(&out);
+    out = fmt("GET / HTTP/1.0\r\n\r\n", 200, "hi", 2, 0);
+    cr_assert_not_null(strstr(out.data, "\r\nConnection: close\r\n"), "%s", out.data);
+    qs_buf_free(&out);
+    out = fmt("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", 200, "hi", 2, 0);
+    cr_assert_not_null(strstr(out.data, "\r\nConnection: keep-alive\r\n"), "%s", out.data);
     qs_buf_free(&out);
     out = fmt("GET / HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n", 200, "hi", 2, QS_HTTP_GZIP_ALWAYS);
     cr_assert_not_null(strstr(out.data, "Content-Encoding: gzip\r\n"));

@@ -256,3 +256,171 @@ Test(metrics, builtin_process_and_build_info)
     qs_buf_free(&b);
     qs_metrics_free(d);
 }
+
+/* ---- render cache -------------------------------------------------------- */
+
+static int renders; /* calls of counting_hook: one per render */
+
+static void counting_hook(struct qs_metrics *reg, void *ud)
+{
+    (void)ud;
+    renders++;
+    /* a value computed at render time, different at every render */
+    qs_metrics_set(reg, "computed", NULL, (double)renders);
+}
+
+/* The exposition through the cache at now_ms, its version in *version. */
+static const char *cached(uint64_t now_ms, uint64_t *version)
+{
+    const char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(qs_metrics_render_cached(m, now_ms, &text, &len, version), 0);
+    cr_assert_not_null(text);
+    cr_assert_eq(strlen(text), len);
+    return text;
+}
+
+static void cache_setup(void)
+{
+    renders = 0;
+    cr_assert_eq(qs_metrics_register(m, "g", QS_METRIC_GAUGE, "g", (const char *[]){"l", NULL}), 0);
+    cr_assert_eq(qs_metrics_register(m, "c_total", QS_METRIC_COUNTER, "c", NULL), 0);
+    cr_assert_eq(qs_metrics_register(m, "computed", QS_METRIC_GAUGE, "x", NULL), 0);
+    cr_assert_eq(qs_metrics_set(m, "g", (const char *[]){"l", "a", NULL}, 1), 0);
+    cr_assert_eq(qs_metrics_on_render(m, counting_hook, NULL), 0);
+}
+
+Test(metrics, cache_serves_the_same_bytes_while_nothing_changed)
+{
+    cache_setup();
+    uint64_t v1, v2;
+    const char *t1 = cached(5000, &v1);
+    cr_assert_eq(renders, 1);
+    cr_assert_not_null(strstr(t1, "\ncomputed 1\n"), "%s", t1);
+    char *copy = strdup(t1);
+    /* scrapes within the second: no render, the same bytes and version */
+    for (uint64_t t = 5000; t < 6000; t += 111) {
+        const char *t2 = cached(t, &v2);
+        cr_assert_eq(renders, 1, "rendered again at %llu", (unsigned long long)t);
+        cr_assert_eq(v2, v1);
+        cr_assert_str_eq(t2, copy);
+    }
+    /* setting a value to what it already is changes nothing */
+    cr_assert_eq(qs_metrics_set(m, "g", (const char *[]){"l", "a", NULL}, 1), 0);
+    cr_assert_eq(qs_metrics_add(m, "g", (const char *[]){"l", "a", NULL}, 0), 0);
+    cr_assert_eq(qs_metrics_remove(m, "g", (const char *[]){"l", "nope", NULL}), QS_ENOTFOUND);
+    cr_assert_eq(qs_metrics_clear(m, "c_total"), 0); /* already empty */
+    cr_assert_eq(qs_metrics_register(m, "g", QS_METRIC_GAUGE, "g", (const char *[]){"l", NULL}),
+                 0); /* same family again */
+    cached(5999, &v2);
+    cr_assert_eq(renders, 1);
+    cr_assert_eq(v2, v1);
+    /* a second after the last render, it is rendered again (computed values
+     * are at most that old) */
+    const char *t3 = cached(6000, &v2);
+    cr_assert_eq(renders, 2);
+    cr_assert_neq(v2, v1);
+    cr_assert_not_null(strstr(t3, "\ncomputed 2\n"), "%s", t3);
+    /* a clock that went backwards renders again */
+    cached(5500, &v1);
+    cr_assert_eq(renders, 3);
+    cr_assert_neq(v1, v2);
+    free(copy);
+}
+
+static void change_value(void)
+{
+    qs_metrics_set(m, "g", (const char *[]){"l", "a", NULL}, 2);
+}
+static void new_series(void)
+{
+    qs_metrics_set(m, "g", (const char *[]){"l", "b", NULL}, 0);
+}
+static void add_one(void)
+{
+    qs_metrics_add(m, "c_total", NULL, 1);
+}
+static void remove_series(void)
+{
+    qs_metrics_remove(m, "g", (const char *[]){"l", "b", NULL});
+}
+static void clear_family(void)
+{
+    qs_metrics_clear(m, "g");
+}
+static void new_family(void)
+{
+    qs_metrics_register(m, "h", QS_METRIC_GAUGE, "h", NULL);
+}
+static void set_nan(void)
+{
+    qs_metrics_set(m, "c_total", NULL, NAN);
+}
+static void set_minus_zero(void)
+{
+    qs_metrics_set(m, "computed", NULL, -0.0);
+}
+static void same_value(void)
+{
+    qs_metrics_set(m, "computed", NULL, -0.0);
+    qs_metrics_set(m, "c_total", NULL, NAN);
+    qs_metrics_add(m, "c_total", NULL, 0);
+}
+static void const_hook(struct qs_metrics *reg, void *ud)
+{
+    (void)ud;
+    qs_metrics_set(reg, "computed", NULL, 7);
+}
+static void hook_added(void)
+{
+    qs_metrics_on_render(m, const_hook, NULL);
+}
+static void hook_removed(void)
+{
+    qs_metrics_off_render(m, const_hook, NULL);
+}
+
+/* A change of any kind is served at the next scrape, however soon. */
+Test(metrics, cache_every_change_renders_again)
+{
+    renders = 0;
+    cr_assert_eq(qs_metrics_register(m, "g", QS_METRIC_GAUGE, "g", (const char *[]){"l", NULL}), 0);
+    cr_assert_eq(qs_metrics_register(m, "c_total", QS_METRIC_COUNTER, "c", NULL), 0);
+    cr_assert_eq(qs_metrics_register(m, "computed", QS_METRIC_GAUGE, "x", NULL), 0);
+    cr_assert_eq(qs_metrics_set(m, "g", (const char *[]){"l", "a", NULL}, 1), 0);
+    const struct {
+        const char *what;
+        void (*change)(void);
+        int renders;
+    } steps[] = {
+        {"a value set to a new one", change_value, 1},
+        {"a new series", new_series, 1},
+        {"a counter added to", add_one, 1},
+        {"a series removed", remove_series, 1},
+        {"a family cleared", clear_family, 1},
+        {"a family registered", new_family, 1},
+        {"NaN after a number", set_nan, 1},
+        {"-0 after 0", set_minus_zero, 1},
+        {"the same values again", same_value, 0},
+        {"a render hook added", hook_added, 1},
+        {"a render hook removed", hook_removed, 1},
+    };
+    uint64_t now = 100000, v, prev;
+    cached(now, &prev);
+    qs_metrics_set(m, "computed", NULL, 0);
+    cached(now, &prev);
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        steps[i].change();
+        const char *text = cached(++now, &v);
+        if (steps[i].renders)
+            cr_assert_neq(v, prev, "%s: not rendered again", steps[i].what);
+        else
+            cr_assert_eq(v, prev, "%s: rendered again", steps[i].what);
+        prev = v;
+        /* the cached bytes are what a render gives now */
+        char *copy = strdup(text);
+        cr_assert_str_eq(copy, render(), "%s", steps[i].what);
+        free(copy);
+        cached(now, &prev);
+    }
+}

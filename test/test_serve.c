@@ -136,15 +136,137 @@ static char *read_until_eof(int fd, double timeout_s, int *eof)
     return buf;
 }
 
-/* Sends raw bytes and returns the whole answer (owned). */
+/* Answers read one at a time from a connection (pipelined answers arrive
+ * back to back). */
+struct rstream {
+    int fd;
+    struct qs_buf in;
+    int eof;
+    int reset; /* the connection ended with an error (a reset), not a FIN */
+};
+
+static void rs_init(struct rstream *r, int fd)
+{
+    r->fd = fd;
+    qs_buf_init(&r->in);
+    r->eof = 0;
+    r->reset = 0;
+}
+
+static void rs_free(struct rstream *r)
+{
+    qs_buf_free(&r->in);
+}
+
+/* Length of the first complete answer in r->in (its head, then as many body
+ * bytes as Content-Length says unless no_body), or 0 while incomplete. */
+static size_t rs_complete(const struct rstream *r, int no_body)
+{
+    if (r->in.len < 12)
+        return 0;
+    const char *end = strstr(r->in.data, "\r\n\r\n");
+    if (end == NULL)
+        return 0;
+    size_t hlen = (size_t)(end + 4 - r->in.data);
+    char *head = strndup(r->in.data, hlen);
+    cr_assert_not_null(head);
+    char *cl = header_value(head, "Content-Length");
+    int status = atoi(head + 9);
+    size_t blen = !no_body && status >= 200 && cl != NULL ? strtoul(cl, NULL, 10) : 0;
+    free(cl);
+    free(head);
+    return r->in.len >= hlen + blen ? hlen + blen : 0;
+}
+
+/* The next answer (owned: head and body, NUL-terminated, its length in *len),
+ * or NULL when the connection closed (r->eof) or timeout_s passed first.
+ * no_body: the answer to a HEAD. */
+static char *rs_next_len(struct rstream *r, double timeout_s, int no_body, size_t *len)
+{
+    double end = now_s() + timeout_s;
+    size_t n;
+    while ((n = rs_complete(r, no_body)) == 0 && !r->eof) {
+        double left = end - now_s();
+        if (left <= 0)
+            return NULL;
+        struct pollfd p = {.fd = r->fd, .events = POLLIN};
+        if (poll(&p, 1, (int)(left * 1000) + 1) <= 0)
+            continue;
+        char buf[16384];
+        ssize_t got = recv(r->fd, buf, sizeof(buf), 0);
+        if (got <= 0)
+            r->eof = 1;
+        else
+            qs_buf_append(&r->in, buf, (size_t)got);
+    }
+    if (n == 0)
+        return NULL;
+    char *resp = malloc(n + 1);
+    cr_assert_not_null(resp);
+    memcpy(resp, r->in.data, n);
+    resp[n] = '\0';
+    memmove(r->in.data, r->in.data + n, r->in.len - n + 1);
+    r->in.len -= n;
+    *len = n;
+    return resp;
+}
+
+static char *rs_next(struct rstream *r, double timeout_s, int no_body)
+{
+    size_t len;
+    return rs_next_len(r, timeout_s, no_body, &len);
+}
+
+/* 1 when the peer closes the connection within timeout_s without sending
+ * anything more. */
+static int rs_closes(struct rstream *r, double timeout_s)
+{
+    double end = now_s() + timeout_s;
+    while (!r->eof && r->in.len == 0 && now_s() < end) {
+        struct pollfd p = {.fd = r->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t got = recv(r->fd, buf, sizeof(buf), 0);
+        if (got <= 0) {
+            r->eof = 1;
+            r->reset = got < 0;
+        } else {
+            qs_buf_append(&r->in, buf, (size_t)got);
+        }
+    }
+    return r->eof && r->in.len == 0;
+}
+
+/* Sends raw bytes on a new connection and returns the first answer (owned). */
 static char *raw_request(int port, const char *req)
 {
     int fd = connect_raw(port);
     cr_assert_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
-    int eof;
-    char *resp = read_until_eof(fd, 5, &eof);
+    struct rstream r;
+    rs_init(&r, fd);
+    char *resp = rs_next(&r, 5, strncmp(req, "HEAD ", 5) == 0);
+    rs_free(&r);
     close(fd);
-    cr_assert(eof, "server did not close the connection after answering");
+    cr_assert_not_null(resp, "no answer to %.80s", req);
+    return resp;
+}
+
+/* As raw_request(), and the server must close the connection after its
+ * answer (an error that leaves the request stream in an unknown state, or a
+ * request that asked for it). */
+static char *raw_request_closing(int port, const char *req)
+{
+    int fd = connect_raw(port);
+    cr_assert_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    struct rstream r;
+    rs_init(&r, fd);
+    char *resp = rs_next(&r, 5, 0);
+    cr_assert_not_null(resp, "no answer to %.80s", req);
+    cr_assert(rs_closes(&r, 5), "the connection stayed open after %.80s", resp);
+    cr_assert_not_null(strstr(resp, "\r\nConnection: close\r\n"), "%.300s", resp);
+    rs_free(&r);
+    close(fd);
     return resp;
 }
 
@@ -350,13 +472,12 @@ Test(serve, unknown_path_wrong_method_bad_path)
                          "GET //healthz HTTP/1.1\r\nHost: a\r\n\r\n",
                          "GET /healthz%00 HTTP/1.1\r\nHost: a\r\n\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        char *resp = raw_request(d.port, bad[i]);
+        char *resp = raw_request_closing(d.port, bad[i]);
         cr_assert_eq(strncmp(resp, "HTTP/1.1 400 ", 13), 0, "%s -> %s", bad[i], resp);
         free(resp);
     }
     char *resp = raw_request(d.port, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
     cr_assert_eq(strncmp(resp, "HTTP/1.1 200 ", 13), 0, "%s", resp);
-    cr_assert_not_null(strstr(resp, "Connection: close\r\n"));
     free(resp);
     cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
 }
@@ -380,8 +501,8 @@ Test(serve, body_over_64k_is_413)
     free(body);
 
     /* Refused from Content-Length alone, before any body byte is sent. */
-    char *resp = raw_request(d.port, "POST /healthz HTTP/1.1\r\nHost: a\r\n"
-                                     "Content-Length: 65537\r\n\r\n");
+    char *resp = raw_request_closing(d.port, "POST /healthz HTTP/1.1\r\nHost: a\r\n"
+                                             "Content-Length: 65537\r\n\r\n");
     cr_assert_eq(strncmp(resp, "HTTP/1.1 413 ", 13), 0, "%s", resp);
     free(resp);
 
@@ -470,8 +591,11 @@ Test(serve, expect_100_continue_only_after_route_and_token)
     cr_assert_str_eq(ans, "HTTP/1.1 100 Continue\r\n\r\n");
     free(ans);
     cr_assert_eq(send(fd, "abc", 3, MSG_NOSIGNAL), 3);
-    int eof;
-    char *resp = read_until_eof(fd, 5, &eof);
+    struct rstream rs;
+    rs_init(&rs, fd);
+    char *resp = rs_next(&rs, 5, 0);
+    cr_assert_not_null(resp);
+    rs_free(&rs);
     close(fd);
     cr_assert_eq(strncmp(resp, "HTTP/1.1 400 ", 13), 0, "%s", resp);
     cr_assert_not_null(strstr(resp, "body: must be a JSON object"), "%s", resp);
@@ -592,7 +716,7 @@ Test(serve, head_over_8k_is_431)
     for (int i = 0; i < 9000; i++)
         qs_buf_append(&b, "x", 1);
     qs_buf_printf(&b, "\r\n\r\n");
-    char *resp = raw_request(d.port, b.data);
+    char *resp = raw_request_closing(d.port, b.data);
     cr_assert_eq(strncmp(resp, "HTTP/1.1 431 ", 13), 0, "%.100s", resp);
     free(resp);
     qs_buf_free(&b);
@@ -709,11 +833,13 @@ static int timed_get(int port, const char *path, double limit_s, double *secs)
         char req[256];
         snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
         if (send(fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req)) {
-            int eof;
-            char *resp = read_until_eof(fd, limit_s, &eof);
-            if (strncmp(resp, "HTTP/1.1 ", 9) == 0)
+            struct rstream r;
+            rs_init(&r, fd);
+            char *resp = rs_next(&r, limit_s, 0);
+            if (resp != NULL && strncmp(resp, "HTTP/1.1 ", 9) == 0)
                 st = atoi(resp + 9);
             free(resp);
+            rs_free(&r);
         }
     }
     close(fd);
@@ -782,10 +908,13 @@ Test(serve, started_requests_outlive_idle_floods_and_deadlines_shrink_under_pres
         closed += peer_closed(fds[i]);
     cr_assert(closed >= N - 256, "only %d idle connections were shed", closed);
     cr_assert_eq(send(partial, "\r\n", 2, MSG_NOSIGNAL), 2);
-    int eof;
-    char *resp = read_until_eof(partial, 5, &eof);
+    struct rstream rs;
+    rs_init(&rs, partial);
+    char *resp = rs_next(&rs, 5, 0);
+    cr_assert_not_null(resp);
     cr_assert_eq(strncmp(resp, "HTTP/1.1 200 ", 13), 0, "%s", resp);
     free(resp);
+    rs_free(&rs);
     close(partial);
     /* Under pressure a new idle connection is cut after about 2 s, not 10 s. */
     int late = connect_raw(d.port);
@@ -798,6 +927,461 @@ Test(serve, started_requests_outlive_idle_floods_and_deadlines_shrink_under_pres
     close(late);
     for (int i = 0; i < N; i++)
         close(fds[i]);
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
+/* ---- keep-alive and pipelining ------------------------------------------------------ */
+
+/* Sends req on r's connection and returns the next answer (owned); fails the
+ * test when none comes within 5 s. */
+static char *ka_request(struct rstream *r, const char *req)
+{
+    cr_assert_eq(send(r->fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    char *resp = rs_next(r, 5, strncmp(req, "HEAD ", 5) == 0);
+    cr_assert_not_null(resp, "no answer to %.80s (connection closed: %d)", req, r->eof);
+    return resp;
+}
+
+static int status_of(const char *resp)
+{
+    return strncmp(resp, "HTTP/1.1 ", 9) == 0 ? atoi(resp + 9) : 0;
+}
+
+/* The value of a header in an answer's head (owned), or NULL. */
+static char *answer_header(const char *resp, const char *name)
+{
+    const char *end = strstr(resp, "\r\n\r\n");
+    char *head = strndup(resp, end != NULL ? (size_t)(end - resp) + 2 : strlen(resp));
+    cr_assert_not_null(head);
+    char *v = header_value(strchr(head, '\n') + 1, name);
+    free(head);
+    return v;
+}
+
+static int says_close(const char *resp)
+{
+    char *v = answer_header(resp, "Connection");
+    int close_ = v != NULL && strcasecmp(v, "close") == 0;
+    free(v);
+    return close_;
+}
+
+static double accepted_total(const struct qs_test_daemon *d)
+{
+    char *mt = qs_test_daemon_metrics(d);
+    double v = qs_test_metric(mt, "qsnap_http_connections_accepted_total");
+    free(mt);
+    return v;
+}
+
+/* One connection carries every kind of request, answers of every kind and
+ * size, and stays open; the server counts it once. */
+Test(serve, keep_alive_serves_many_requests_on_one_connection)
+{
+    struct qs_test_daemon d;
+    start(&d, NULL);
+    double a0 = accepted_total(&d);
+    int fd = connect_raw(d.port);
+    struct rstream r;
+    rs_init(&r, fd);
+    const struct {
+        const char *req;
+        int status;
+        const char *body;
+    } seq[] = {
+        {"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 200, "\r\n\r\n{\"status\":\"ok\"}"},
+        {"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", 200, "# TYPE qsnap_build_info gauge\n"},
+        {"HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n", 200, NULL},
+        {"GET /readyz HTTP/1.1\r\nHost: a\r\n\r\n", 503, "\"error\":"},
+        {"GET /metrics HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n", 200, NULL},
+        {"GET /v1/backups HTTP/1.1\r\nHost: a\r\n\r\n", 200, "{\"backups\":[]}"},
+        {"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n", 200,
+         "{\"status\":\"ok\"}"},
+    };
+    for (int round = 0; round < 3; round++) {
+        for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+            char *resp = ka_request(&r, seq[i].req);
+            cr_assert_eq(status_of(resp), seq[i].status, "%s -> %.200s", seq[i].req, resp);
+            cr_assert(!says_close(resp), "%s -> %.300s", seq[i].req, resp);
+            if (seq[i].body != NULL)
+                cr_assert_not_null(strstr(resp, seq[i].body), "%s -> %.300s", seq[i].req, resp);
+            if (strncmp(seq[i].req, "HEAD ", 5) == 0)
+                cr_assert_str_eq(strstr(resp, "\r\n\r\n"), "\r\n\r\n");
+            if (strstr(seq[i].req, "gzip") != NULL) {
+                char *ce = answer_header(resp, "Content-Encoding");
+                cr_assert_not_null(ce, "%.300s", resp);
+                cr_assert_str_eq(ce, "gzip");
+                free(ce);
+            }
+            free(resp);
+        }
+    }
+    cr_assert_eq(peer_closed(fd), 0, "the server closed the kept-alive connection");
+    /* One connection for those 21 requests, one for each scrape here
+     * (computed metrics are at most 1 s old). */
+    usleep(1100000);
+    double a1 = accepted_total(&d);
+    cr_assert_eq(a1 - a0, 2.0, "%.0f connections accepted for one kept-alive client", a1 - a0);
+    rs_free(&r);
+    close(fd);
+
+    /* HTTP/1.0 keeps the connection only when asked to, and says so. */
+    fd = connect_raw(d.port);
+    rs_init(&r, fd);
+    for (int i = 0; i < 2; i++) {
+        char *resp = ka_request(&r, "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        cr_assert_eq(status_of(resp), 200);
+        char *conn = answer_header(resp, "Connection");
+        cr_assert_not_null(conn, "%s", resp);
+        cr_assert_str_eq(conn, "keep-alive");
+        free(conn);
+        free(resp);
+    }
+    char *resp = ka_request(&r, "GET /healthz HTTP/1.0\r\n\r\n");
+    cr_assert(says_close(resp), "%s", resp);
+    free(resp);
+    cr_assert(rs_closes(&r, 5), "an HTTP/1.0 request without keep-alive left it open");
+    rs_free(&r);
+    close(fd);
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
+/* `Connection: close` from the client, and HTTP/1.0 without keep-alive, end
+ * the connection after the answer. */
+Test(serve, connection_close_and_http10_end_the_connection)
+{
+    struct qs_test_daemon d;
+    start(&d, NULL);
+    char *resp = raw_request_closing(
+        d.port, "GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    cr_assert_eq(status_of(resp), 200, "%s", resp);
+    free(resp);
+    resp = raw_request_closing(d.port, "GET /healthz HTTP/1.0\r\n\r\n");
+    cr_assert_eq(status_of(resp), 200, "%s", resp);
+    free(resp);
+    /* the same after other requests on a kept-alive connection, also for a
+     * request the server refuses */
+    const char *last[] = {"GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n",
+                          "GET /nope HTTP/1.1\r\nConnection: Close\r\n\r\n"};
+    for (size_t i = 0; i < 2; i++) {
+        int fd = connect_raw(d.port);
+        struct rstream r;
+        rs_init(&r, fd);
+        resp = ka_request(&r, "GET /healthz HTTP/1.1\r\n\r\n");
+        cr_assert(!says_close(resp));
+        free(resp);
+        resp = ka_request(&r, last[i]);
+        cr_assert(says_close(resp), "%s", resp);
+        free(resp);
+        cr_assert(rs_closes(&r, 5), "Connection: close was not honoured");
+        rs_free(&r);
+        close(fd);
+    }
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
+/* Requests written at once are answered one after the other, in order, also
+ * when a route answers later from the thread pool (GET /v1/backups lists the
+ * destination there), whatever the split of the bytes. */
+Test(serve, pipelined_requests_are_answered_in_order)
+{
+    struct qs_test_daemon d;
+    const char *tok[] = {"QSNAP_ADMIN_TOKEN=" TOKEN, NULL};
+    start(&d, tok);
+    static const char pipeline[] =
+        "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /v1/backups HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+        "POST /v1/restore HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " TOKEN "\r\n"
+        "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+        "GET /v1/backups?collection=c1 HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /nope HTTP/1.1\r\nHost: a\r\n\r\n"
+        "HEAD /healthz HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /v1/backups HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+    const struct {
+        int status;
+        const char *body;
+        int head;
+    } want[] = {
+        {200, "\r\n\r\n{\"status\":\"ok\"}", 0},
+        {200, "\r\n\r\n{\"backups\":[]}", 0},
+        {200, "\r\n\r\n{\"status\":\"ok\"}", 0},
+        {400, "field 'collection': required", 0},
+        {200, "\r\n\r\n{\"backups\":[]}", 0},
+        {404, "not found", 0},
+        {200, NULL, 1},
+        {200, "# TYPE process_open_fds gauge", 0},
+        {200, "\r\n\r\n{\"backups\":[]}", 0},
+        {200, "\r\n\r\n{\"status\":\"ok\"}", 0},
+    };
+    size_t n = sizeof(want) / sizeof(want[0]);
+    int fd = connect_raw(d.port);
+    struct rstream r;
+    rs_init(&r, fd);
+    /* all at once, then in 5-byte pieces, then one byte at a time, on the
+     * same connection */
+    size_t pieces[] = {sizeof(pipeline) - 1, 5, 1};
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t off = 0; off < sizeof(pipeline) - 1; off += pieces[k]) {
+            size_t len =
+                sizeof(pipeline) - 1 - off < pieces[k] ? sizeof(pipeline) - 1 - off : pieces[k];
+            cr_assert_eq(send(fd, pipeline + off, len, MSG_NOSIGNAL), (ssize_t)len);
+        }
+        for (size_t i = 0; i < n; i++) {
+            char *resp = rs_next(&r, 5, want[i].head);
+            cr_assert_not_null(resp, "pieces of %zu: answer %zu missing (closed: %d)", pieces[k], i,
+                               r.eof);
+            cr_assert_eq(status_of(resp), want[i].status, "pieces of %zu, answer %zu: %.300s",
+                         pieces[k], i, resp);
+            cr_assert(!says_close(resp), "%.300s", resp);
+            if (want[i].body != NULL)
+                cr_assert_not_null(strstr(resp, want[i].body), "pieces of %zu, answer %zu: %.300s",
+                                   pieces[k], i, resp);
+            free(resp);
+        }
+        cr_assert_eq(r.in.len, 0, "more answers than requests: %s", r.in.data);
+    }
+    /* A client that writes its requests and then finishes sending still
+     * gets every answer, then the connection closes. */
+    cr_assert_eq(send(fd, pipeline, sizeof(pipeline) - 1, MSG_NOSIGNAL),
+                 (ssize_t)sizeof(pipeline) - 1);
+    shutdown(fd, SHUT_WR);
+    for (size_t i = 0; i < n; i++) {
+        char *resp = rs_next(&r, 5, want[i].head);
+        cr_assert_not_null(resp, "after the client's FIN: answer %zu missing", i);
+        cr_assert_eq(status_of(resp), want[i].status, "answer %zu: %.300s", i, resp);
+        cr_assert_eq(says_close(resp), i == n - 1, "answer %zu: %.300s", i, resp);
+        free(resp);
+    }
+    cr_assert(rs_closes(&r, 5));
+    rs_free(&r);
+    close(fd);
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
+/* Opens a connection, has GET /healthz answered on it (kept alive), sends req
+ * and returns its answer (owned); *closed tells whether the server then
+ * closed the connection (within 3 s). */
+static char *after_a_kept_alive_request(int port, const char *req, int *closed)
+{
+    int fd = connect_raw(port);
+    struct rstream r;
+    rs_init(&r, fd);
+    char *resp = ka_request(&r, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    cr_assert_eq(status_of(resp), 200);
+    cr_assert(!says_close(resp));
+    free(resp);
+    cr_assert_eq(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    resp = rs_next(&r, 5, 0);
+    cr_assert_not_null(resp, "no answer to %.80s", req);
+    *closed = rs_closes(&r, 3);
+    rs_free(&r);
+    close(fd);
+    return resp;
+}
+
+/* Every limit of the endpoint holds per request on a kept-alive connection;
+ * an error that leaves the request stream in an unknown state closes the
+ * connection, one answered for a complete request does not. */
+Test(serve, limits_hold_per_request_on_a_kept_alive_connection)
+{
+    struct qs_test_daemon d;
+    const char *tok[] = {"QSNAP_ADMIN_TOKEN=" TOKEN, NULL};
+    start(&d, tok);
+    struct qs_buf big_head;
+    qs_buf_init(&big_head);
+    qs_buf_printf(&big_head, "GET /healthz HTTP/1.1\r\nX-Big: ");
+    for (int i = 0; i < 9000; i++)
+        qs_buf_append(&big_head, "x", 1);
+    qs_buf_printf(&big_head, "\r\n\r\n");
+    const struct {
+        const char *req;
+        int status;
+        int closes;
+    } cases[] = {
+        /* complete requests: answered, the connection goes on */
+        {"GET /nope HTTP/1.1\r\n\r\n", 404, 0},
+        {"DELETE /healthz HTTP/1.1\r\n\r\n", 405, 0},
+        {"POST /v1/backup HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 401, 0},
+        {"GET /healthz?x=1 HTTP/1.1\r\n\r\n", 400, 0},
+        {"POST /v1/restore HTTP/1.1\r\nAuthorization: Bearer " TOKEN
+         "\r\nContent-Length: 5\r\n\r\n{\"a\":",
+         400, 0},
+        /* the stream is left in an unknown state: answered, then closed */
+        {"POST /v1/restore HTTP/1.1\r\nAuthorization: Bearer " TOKEN
+         "\r\nContent-Length: 65537\r\n\r\n",
+         413, 1},
+        {big_head.data, 431, 1},
+        {"GARBAGE\r\n\r\n", 400, 1},
+        {"GET /x/../healthz HTTP/1.1\r\n\r\n", 400, 1},
+        {"POST /v1/restore HTTP/1.1\r\nContent-Length: 3\r\n\r\n", 401, 1}, /* body unread */
+        {"GET /healthz HTTP/1.1\r\nContent-Length: 3\r\n\r\n", 400, 1},     /* body unread */
+        {"GET /healthz HTTP/2.0\r\n\r\n", 505, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int closed;
+        char *resp = after_a_kept_alive_request(d.port, cases[i].req, &closed);
+        cr_assert_eq(status_of(resp), cases[i].status, "case %zu: %.200s", i, resp);
+        cr_assert_eq(says_close(resp), cases[i].closes, "case %zu: %.300s", i, resp);
+        cr_assert_eq(closed, cases[i].closes, "case %zu: closed %d", i, closed);
+        free(resp);
+    }
+    qs_buf_free(&big_head);
+
+    /* After a 404 the next request on the connection still works; after a
+     * 413 nothing more is read. */
+    int fd = connect_raw(d.port);
+    struct rstream r;
+    rs_init(&r, fd);
+    char *resp = ka_request(&r, "GET /nope HTTP/1.1\r\n\r\n");
+    cr_assert_eq(status_of(resp), 404);
+    free(resp);
+    resp = ka_request(&r, "GET /healthz HTTP/1.1\r\n\r\n");
+    cr_assert_eq(status_of(resp), 200);
+    free(resp);
+    resp = ka_request(&r, "POST /healthz HTTP/1.1\r\nContent-Length: 70000\r\n\r\n"
+                          "GET /healthz HTTP/1.1\r\n\r\n");
+    cr_assert_eq(status_of(resp), 413, "%s", resp);
+    free(resp);
+    cr_assert(rs_closes(&r, 5), "a request after a 413 was answered");
+    rs_free(&r);
+    close(fd);
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
+/* The request deadline runs from the first byte of each request on a
+ * kept-alive connection: a connection may wait between requests longer than
+ * the deadline, but a client trickling its next request is cut off when the
+ * deadline expires, while other clients, kept-alive or new, are served. */
+Test(serve, slow_client_on_a_kept_alive_connection_is_cut_off)
+{
+    struct qs_test_daemon d;
+    const char *extra[] = {"QSNAP_TEST_HTTP_TIMEOUT_MS=2000", NULL};
+    start(&d, extra);
+    int fd = connect_raw(d.port), other = connect_raw(d.port);
+    struct rstream r, ro;
+    rs_init(&r, fd);
+    rs_init(&ro, other);
+    char *resp = ka_request(&r, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    cr_assert_eq(status_of(resp), 200);
+    free(resp);
+    resp = ka_request(&ro, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    cr_assert_eq(status_of(resp), 200);
+    free(resp);
+    /* waiting between requests for longer than the request deadline is fine */
+    usleep(2600000);
+    cr_assert_eq(peer_closed(fd), 0, "a kept-alive connection was cut off by the request deadline");
+    resp = ka_request(&r, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    cr_assert_eq(status_of(resp), 200);
+    free(resp);
+    /* the next request trickles in, one byte per 250 ms */
+    const char *req =
+        "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    double t0 = now_s(), closed_at = -1, worst = 0;
+    int served = 0;
+    for (size_t i = 0; i < strlen(req) && closed_at < 0; i++) {
+        if (send(fd, req + i, 1, MSG_NOSIGNAL) != 1) {
+            closed_at = now_s();
+            break;
+        }
+        /* meanwhile: a new connection and another kept-alive one */
+        double h0 = now_s();
+        struct qs_test_resp h;
+        cr_assert_eq(qs_test_http("GET", url(&d, "/healthz"), NULL, NULL, 0, &h), 0);
+        cr_assert_eq(h.status, 200);
+        qs_test_resp_free(&h);
+        resp = ka_request(&ro, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+        cr_assert_eq(status_of(resp), 200);
+        free(resp);
+        served++;
+        if (now_s() - h0 > worst)
+            worst = now_s() - h0;
+        double next = h0 + 0.25;
+        while (now_s() < next) {
+            if (peer_closed(fd)) {
+                closed_at = now_s();
+                break;
+            }
+            usleep(10000);
+        }
+    }
+    cr_assert_geq(closed_at, 0, "the slow client was never cut off");
+    double after = closed_at - t0;
+    cr_assert(after >= 1.5 && after <= 3.0, "cut off %.2f s after its request began (deadline 2 s)",
+              after);
+    cr_assert_lt(worst, 0.5, "others took %.2f s while a slow client was connected", worst);
+    cr_assert_geq(served, 5);
+    cr_assert_eq(peer_closed(other), 0, "the other kept-alive connection was closed");
+    usleep(1100000);
+    char *mt = qs_test_daemon_metrics(&d);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_http_connections_timed_out_total"), 1.0, "%s", mt);
+    free(mt);
+    rs_free(&r);
+    rs_free(&ro);
+    close(fd);
+    close(other);
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
+/* A connection waiting between requests is the first closed to make room:
+ * before idle connections that are older. */
+Test(serve, kept_alive_idle_connections_are_shed_first)
+{
+    struct qs_test_daemon d;
+    start(&d, NULL);
+    enum { CAP = 256, BEFORE = 200 };
+    int fds[CAP];
+    usleep(300000);
+    /* (everything below happens well within the 2 s deadlines of a busy
+     * moment) */
+    for (int i = 0; i < BEFORE; i++)
+        fds[i] = connect_raw(d.port);
+    int ka = connect_raw(d.port);
+    struct rstream r;
+    rs_init(&r, ka);
+    char *resp = ka_request(&r, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    cr_assert(!says_close(resp), "%s", resp);
+    free(resp);
+    /* BEFORE idle + the kept-alive one take 201 slots: the 56th new idle
+     * connection needs room */
+    for (int i = BEFORE; i < CAP; i++)
+        fds[i] = connect_raw(d.port);
+    usleep(300000);
+    cr_assert(rs_closes(&r, 0.5), "the kept-alive connection was not shed first");
+    for (int i = 0; i < CAP; i++)
+        cr_assert_eq(peer_closed(fds[i]), 0, "idle connection %d was closed", i);
+    char *mt = qs_test_daemon_metrics(&d);
+    cr_assert_geq(qs_test_metric(mt, "qsnap_http_connections_shed_total"), 1.0, "%s", mt);
+    free(mt);
+    rs_free(&r);
+    close(ka);
+    for (int i = 0; i < CAP; i++)
+        close(fds[i]);
+    cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
+}
+
+/* At shutdown the connections that wait between requests are closed at
+ * once, while the daemon still finishes its work. */
+Test(serve, shutdown_closes_kept_alive_connections)
+{
+    struct qs_test_daemon d;
+    const char *extra[] = {"QSNAP_TEST_SHUTDOWN_DELAY_MS=3000", NULL};
+    start(&d, extra);
+    int fd = connect_raw(d.port);
+    struct rstream r;
+    rs_init(&r, fd);
+    char *resp = ka_request(&r, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
+    cr_assert(!says_close(resp));
+    free(resp);
+    double t0 = now_s();
+    kill(d.pid, SIGTERM);
+    cr_assert(rs_closes(&r, 2), "a kept-alive connection outlived the shutdown request");
+    cr_assert_lt(now_s() - t0, 1.0);
+    cr_assert_eq(waitpid(d.pid, NULL, WNOHANG), 0, "exited before its work ended");
+    rs_free(&r);
+    close(fd);
     cr_assert_eq(qs_test_daemon_stop(&d, 5), 0);
 }
 
@@ -1277,11 +1861,13 @@ static void *async_client(void *p)
         close(fd);
         return NULL;
     }
-    int eof;
-    char *resp = read_until_eof(fd, 5, &eof);
-    c->client_eof = eof;
-    qs_strlcpy(c->reply, resp, sizeof(c->reply));
+    struct rstream r;
+    rs_init(&r, fd);
+    char *resp = rs_next(&r, 5, 0);
+    c->client_eof = r.eof;
+    qs_strlcpy(c->reply, resp != NULL ? resp : "", sizeof(c->reply));
     free(resp);
+    rs_free(&r);
     close(fd);
     return NULL;
 }
@@ -1379,10 +1965,12 @@ static int send_get(int port, const char *path)
 
 static void read_reply(int fd, char *out, size_t cap)
 {
-    int eof;
-    char *resp = read_until_eof(fd, 5, &eof);
-    qs_strlcpy(out, resp, cap);
+    struct rstream r;
+    rs_init(&r, fd);
+    char *resp = rs_next(&r, 5, 0);
+    qs_strlcpy(out, resp != NULL ? resp : "", cap);
     free(resp);
+    rs_free(&r);
     close(fd);
 }
 
@@ -1451,4 +2039,334 @@ Test(serve_async, a_route_holds_at_most_max_pending_requests)
     uv_run(&loop, UV_RUN_DEFAULT);
     cr_assert_eq(closed, 1);
     cr_assert_eq(uv_loop_close(&loop), 0);
+}
+
+/* ---- keep-alive on the server itself: idle timeout, request cap, order ------- */
+
+struct ka_ctx {
+    uv_loop_t loop;
+    struct qs_http_server *srv;
+    int port;
+    atomic_int client_done;
+    /* /slow: held, answered from a timer */
+    struct qs_http_req *held;
+    uv_timer_t timer;
+    int timer_ready;
+    int quick_calls;
+    int quick_calls_when_slow_answered;
+    /* /cached */
+    int cached_calls;
+    struct qs_http_gzip_cache cache;
+    /* what the client saw */
+    char answers[6][4096];
+    size_t answer_len[6];
+    int nanswers;
+    double answered_at[6];
+    double idle_closed_after;
+    int closed_after_cap;
+};
+
+static void ka_quick(struct qs_http_req *req, void *ud)
+{
+    struct ka_ctx *c = ud;
+    c->quick_calls++;
+    qs_http_respond(req, 200, "text/plain", "quick", 5);
+}
+
+static void ka_answer_slow(uv_timer_t *t)
+{
+    struct ka_ctx *c = t->data;
+    c->quick_calls_when_slow_answered = c->quick_calls;
+    qs_http_respond(c->held, 200, "text/plain", "deferred", 8);
+    c->held = NULL;
+}
+
+static void ka_slow(struct qs_http_req *req, void *ud)
+{
+    struct ka_ctx *c = ud;
+    c->held = req;
+    uv_timer_start(&c->timer, ka_answer_slow, 300, 0);
+}
+
+/* Four calls: body A as version 1; body B, still claiming version 1 (so a
+ * gzipped answer can only be A: the cache, no new deflate); B as version 1
+ * without gzip; B as version 2. */
+static void ka_cached(struct qs_http_req *req, void *ud)
+{
+    struct ka_ctx *c = ud;
+    static char a[2000], b[2000];
+    memset(a, 'a', sizeof(a));
+    memset(b, 'b', sizeof(b));
+    int n = c->cached_calls++;
+    const char *body = n == 0 ? a : b;
+    uint64_t version = n < 3 ? 1 : 2;
+    qs_http_respond_cached(req, 200, "text/plain", NULL, body, sizeof(a), 0, version, &c->cache);
+}
+
+static void ka_closed(void *ud)
+{
+    *(int *)ud = 1;
+}
+
+/* Runs a server with opts (borrowed) and the routes above, and client(c) on a
+ * thread until it is done; then closes everything. */
+static void ka_run(struct ka_ctx *c, const struct qs_http_server_opts *opts,
+                   void *(*client)(void *))
+{
+    cr_assert_eq(uv_loop_init(&c->loop), 0);
+    cr_assert_eq(qs_http_server_new(&c->loop, opts, &c->srv), 0);
+    cr_assert_eq(qs_http_route(c->srv, "GET", "/quick", ka_quick, c), 0);
+    cr_assert_eq(qs_http_route(c->srv, "GET", "/slow", ka_slow, c), 0);
+    cr_assert_eq(qs_http_route(c->srv, "GET", "/cached", ka_cached, c), 0);
+    cr_assert_eq(qs_http_server_listen(c->srv, "127.0.0.1", 0, NULL), 0);
+    c->port = qs_http_server_port(c->srv);
+    uv_timer_init(&c->loop, &c->timer);
+    c->timer.data = c;
+    qs_http_gzip_cache_init(&c->cache);
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, client, c), 0);
+    double end = now_s() + 20;
+    while (!atomic_load(&c->client_done) && now_s() < end) {
+        uv_run(&c->loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    pthread_join(th, NULL);
+    cr_assert(atomic_load(&c->client_done), "the client did not finish");
+    int closed = 0;
+    uv_close((uv_handle_t *)&c->timer, NULL);
+    qs_http_server_close(c->srv, ka_closed, &closed);
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    cr_assert_eq(closed, 1);
+    cr_assert_eq(uv_loop_close(&c->loop), 0);
+    qs_http_gzip_cache_deinit(&c->cache);
+}
+
+static void ka_keep(struct ka_ctx *c, struct rstream *r, const char *req)
+{
+    cr_assert_eq(send(r->fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    size_t len;
+    char *resp = rs_next_len(r, 5, 0, &len);
+    cr_assert_not_null(resp, "no answer to %s", req);
+    cr_assert_lt(len, sizeof(c->answers[0]));
+    memcpy(c->answers[c->nanswers], resp, len + 1);
+    c->answer_len[c->nanswers] = len;
+    c->answered_at[c->nanswers++] = now_s();
+    free(resp);
+}
+
+static void *idle_client(void *p)
+{
+    struct ka_ctx *c = p;
+    int fd = connect_raw(c->port);
+    struct rstream r;
+    rs_init(&r, fd);
+    /* two waits shorter than the idle timeout, 600 ms in all: each request
+     * starts the wait anew */
+    ka_keep(c, &r, "GET /quick HTTP/1.1\r\n\r\n");
+    usleep(250000);
+    ka_keep(c, &r, "GET /quick HTTP/1.1\r\n\r\n");
+    usleep(250000);
+    ka_keep(c, &r, "GET /quick HTTP/1.1\r\n\r\n");
+    double t0 = now_s();
+    c->idle_closed_after = rs_closes(&r, 5) ? now_s() - t0 : -1;
+    rs_free(&r);
+    close(fd);
+    atomic_store(&c->client_done, 1);
+    return NULL;
+}
+
+/* A kept-alive connection that sends nothing more is closed after the idle
+ * timeout, which is no request deadline (not counted as timed out). */
+Test(serve_async, idle_timeout_closes_an_idle_kept_alive_connection)
+{
+    struct ka_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct qs_http_server_opts o = {.idle_ms = 400};
+    ka_run(&c, &o, idle_client);
+    cr_assert_eq(c.nanswers, 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(status_of(c.answers[i]), 200, "%s", c.answers[i]);
+        cr_assert(!says_close(c.answers[i]), "%s", c.answers[i]);
+    }
+    cr_assert(c.idle_closed_after >= 0.3 && c.idle_closed_after < 1.5,
+              "closed %.2f s after the last answer (idle timeout 0.4 s)", c.idle_closed_after);
+}
+
+static void *cap_client(void *p)
+{
+    struct ka_ctx *c = p;
+    int fd = connect_raw(c->port);
+    struct rstream r;
+    rs_init(&r, fd);
+    for (int i = 0; i < 3; i++)
+        ka_keep(c, &r, "GET /quick HTTP/1.1\r\n\r\n");
+    c->closed_after_cap = rs_closes(&r, 3);
+    rs_free(&r);
+    close(fd);
+    /* pipelined past the cap: three answers, the rest is never read */
+    fd = connect_raw(c->port);
+    rs_init(&r, fd);
+    const char *five = "GET /quick HTTP/1.1\r\n\r\nGET /quick HTTP/1.1\r\n\r\n"
+                       "GET /quick HTTP/1.1\r\n\r\nGET /quick HTTP/1.1\r\n\r\n"
+                       "GET /quick HTTP/1.1\r\n\r\n";
+    cr_assert_eq(send(fd, five, strlen(five), MSG_NOSIGNAL), (ssize_t)strlen(five));
+    for (int i = 0; i < 3; i++) {
+        char *resp = rs_next(&r, 5, 0);
+        cr_assert_not_null(resp);
+        qs_strlcpy(c->answers[c->nanswers++], resp, sizeof(c->answers[0]));
+        free(resp);
+    }
+    if (!rs_closes(&r, 3))
+        c->closed_after_cap = 0;
+    rs_free(&r);
+    close(fd);
+    atomic_store(&c->client_done, 1);
+    return NULL;
+}
+
+/* A connection carries at most max_requests requests: the last answer says
+ * `Connection: close` and the connection ends. */
+Test(serve_async, request_cap_per_connection)
+{
+    struct ka_ctx c;
+    memset(&c, 0, sizeof(c));
+    struct qs_http_server_opts o = {.max_requests = 3};
+    ka_run(&c, &o, cap_client);
+    cr_assert_eq(c.nanswers, 6);
+    for (int i = 0; i < 6; i++) {
+        cr_assert_eq(status_of(c.answers[i]), 200, "%s", c.answers[i]);
+        cr_assert_eq(says_close(c.answers[i]), i % 3 == 2, "answer %d: %s", i, c.answers[i]);
+    }
+    cr_assert_eq(c.closed_after_cap, 1, "the connection stayed open past the cap");
+    cr_assert_eq(c.quick_calls, 6, "requests past the cap reached the handler");
+}
+
+static void *order_client(void *p)
+{
+    struct ka_ctx *c = p;
+    int fd = connect_raw(c->port);
+    struct rstream r;
+    rs_init(&r, fd);
+    const char *three = "GET /quick HTTP/1.1\r\n\r\nGET /slow HTTP/1.1\r\n\r\n"
+                        "GET /quick HTTP/1.1\r\n\r\n";
+    double t0 = now_s();
+    cr_assert_eq(send(fd, three, strlen(three), MSG_NOSIGNAL), (ssize_t)strlen(three));
+    for (int i = 0; i < 3; i++) {
+        char *resp = rs_next(&r, 5, 0);
+        cr_assert_not_null(resp);
+        qs_strlcpy(c->answers[c->nanswers], resp, sizeof(c->answers[0]));
+        c->answered_at[c->nanswers++] = now_s() - t0;
+        free(resp);
+    }
+    rs_free(&r);
+    close(fd);
+    atomic_store(&c->client_done, 1);
+    return NULL;
+}
+
+/* A handler that answers later holds back the pipelined requests after its
+ * own: they are not even parsed before its answer has gone out. */
+Test(serve_async, deferred_answers_keep_pipelined_order)
+{
+    struct ka_ctx c;
+    memset(&c, 0, sizeof(c));
+    ka_run(&c, NULL, order_client);
+    cr_assert_eq(c.nanswers, 3);
+    const char *bodies[] = {"\r\n\r\nquick", "\r\n\r\ndeferred", "\r\n\r\nquick"};
+    for (int i = 0; i < 3; i++)
+        cr_assert_not_null(strstr(c.answers[i], bodies[i]), "answer %d: %s", i, c.answers[i]);
+    cr_assert_lt(c.answered_at[0], 0.25, "the first answer waited for the deferred one");
+    cr_assert_geq(c.answered_at[1], 0.25);
+    cr_assert_eq(c.quick_calls_when_slow_answered, 1,
+                 "the request after the deferred one was handled before it");
+}
+
+static void *cached_client(void *p)
+{
+    struct ka_ctx *c = p;
+    int fd = connect_raw(c->port);
+    struct rstream r;
+    rs_init(&r, fd);
+    const char *gz = "GET /cached HTTP/1.1\r\nAccept-Encoding: gzip\r\n\r\n";
+    ka_keep(c, &r, gz);
+    ka_keep(c, &r, gz);
+    ka_keep(c, &r, "GET /cached HTTP/1.1\r\n\r\n");
+    ka_keep(c, &r, gz);
+    rs_free(&r);
+    close(fd);
+    atomic_store(&c->client_done, 1);
+    return NULL;
+}
+
+/* The gzip form of a body is made once per version: a second gzipped answer
+ * for the same version is the cached one (here it proves it by claiming the
+ * old version for new bytes), a new version is compressed anew. */
+Test(serve_async, gzip_is_cached_per_version)
+{
+    struct ka_ctx c;
+    memset(&c, 0, sizeof(c));
+    ka_run(&c, NULL, cached_client);
+    cr_assert_eq(c.nanswers, 4);
+    const char want[] = {'a', 'a', 'b', 'b'};
+    for (int i = 0; i < 4; i++) {
+        char *ce = answer_header(c.answers[i], "Content-Encoding");
+        cr_assert_eq(ce != NULL, i != 2, "answer %d: %.300s", i, c.answers[i]);
+        const char *body = strstr(c.answers[i], "\r\n\r\n") + 4;
+        char *cl = answer_header(c.answers[i], "Content-Length");
+        size_t len = strtoul(cl, NULL, 10);
+        cr_assert_eq(len, c.answer_len[i] - (size_t)(body - c.answers[i]));
+        size_t n = len;
+        char *text = ce != NULL ? gunzip(body, len, &n) : strndup(body, len);
+        cr_assert_eq(n, 2000, "answer %d", i);
+        for (size_t k = 0; k < n; k++)
+            cr_assert_eq(text[k], want[i], "answer %d byte %zu", i, k);
+        free(text);
+        free(ce);
+        free(cl);
+    }
+}
+
+static void *overflow_client(void *p)
+{
+    struct ka_ctx *c = p;
+    int fd = connect_raw(c->port);
+    struct rstream r;
+    rs_init(&r, fd);
+    /* a held request, then more than the 16 KiB the server buffers meanwhile,
+     * which is no request at all */
+    struct qs_buf b;
+    qs_buf_init(&b);
+    qs_buf_printf(&b, "GET /slow HTTP/1.1\r\n\r\n");
+    for (int i = 0; i < 24000; i++)
+        qs_buf_append(&b, "X", 1);
+    cr_assert_eq(send(fd, b.data, b.len, MSG_NOSIGNAL), (ssize_t)b.len);
+    qs_buf_free(&b);
+    for (int i = 0; i < 2; i++) {
+        char *resp = rs_next(&r, 5, 0);
+        cr_assert_not_null(resp, "answer %d missing", i);
+        qs_strlcpy(c->answers[c->nanswers++], resp, sizeof(c->answers[0]));
+        free(resp);
+    }
+    shutdown(fd, SHUT_WR);
+    c->closed_after_cap = rs_closes(&r, 5) && !r.reset;
+    rs_free(&r);
+    close(fd);
+    atomic_store(&c->client_done, 1);
+    return NULL;
+}
+
+/* Bytes that arrive while a request is held are buffered up to 16 KiB, then
+ * reading pauses; garbage among them is answered 400 after the held answer,
+ * and the connection then only drains and closes (nothing else is read as a
+ * request, nothing else is answered). */
+Test(serve_async, pipelined_garbage_past_the_buffer_is_refused_once)
+{
+    struct ka_ctx c;
+    memset(&c, 0, sizeof(c));
+    ka_run(&c, NULL, overflow_client);
+    cr_assert_eq(c.nanswers, 2);
+    cr_assert_not_null(strstr(c.answers[0], "\r\n\r\ndeferred"), "%s", c.answers[0]);
+    cr_assert_eq(status_of(c.answers[1]), 400, "%s", c.answers[1]);
+    cr_assert(says_close(c.answers[1]), "%s", c.answers[1]);
+    cr_assert_eq(c.closed_after_cap, 1, "more came after the 400, or no clean close");
 }

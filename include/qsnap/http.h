@@ -1,35 +1,57 @@
-/* Small HTTP/1.1 server on libuv + http_parser (SPEC section 7).
+/* Small HTTP/1.1 server on libuv + http_parser (SPEC sections 7 and 13).
  *
- * Runs entirely on the loop thread. One request per connection: every
- * response carries `Connection: close`; after writing it the server shuts
- * down its side, drains what the client still sends (briefly) and closes.
+ * Runs entirely on the loop thread.
  *
- * Limits (struct qs_http_server_opts): request head <= 8 KiB (431), body
- * <= 64 KiB (413, rejected as soon as Content-Length or the chunked body
- * exceeds it), and a per-connection deadline (default 10 s) for receiving the
- * whole request and for writing the answer; the deadline is not extended by
- * progress, so a client trickling one byte per second is cut off when it
- * expires.
+ * Persistent connections: an HTTP/1.1 connection carries further requests
+ * unless the request says `Connection: close`; an HTTP/1.0 one only when it
+ * says `Connection: keep-alive` (the answer then says so too). Pipelined
+ * requests are answered one at a time, in order: the next request is read
+ * only once the answer to the previous one has been handed to the kernel, so
+ * a handler that answers later (from the thread pool) keeps the order too.
+ * Bytes that arrive meanwhile are buffered (16 KiB, then the server stops
+ * reading until it has caught up). A connection answered
+ * max_requests times (default 1000) gets `Connection: close` on its last
+ * answer. Between requests a connection waits at most idle_ms (default 75
+ * s, longer than a one-minute scrape interval) for the first byte of the
+ * next one. The server also answers with `Connection: close` and closes
+ * when the request stream is in an unknown state (a parse error, 413, 431,
+ * or a request refused before its body was read), when the client has
+ * finished sending, when every reading slot is taken, and once it stops
+ * accepting (shutdown), when it also closes the connections that wait
+ * between requests. After the last answer it shuts down its side, drains
+ * what the client still sends (briefly) and closes.
+ *
+ * Limits (struct qs_http_server_opts), for every request on a connection:
+ * request head <= 8 KiB (431), body <= 64 KiB (413, rejected as soon as
+ * Content-Length or the chunked body exceeds it), and a deadline (default 10
+ * s) for receiving the whole request, counted from the connection's accept
+ * for its first request and from the first byte of each later one, and for
+ * writing the answer; the deadline is not extended by progress, so a client
+ * trickling one byte per second is cut off when it expires.
  *
  * Connection floods: at most max_conns connections (default 256) may be
- * reading a request at a time. The cap protects the server without ever
- * turning it off: when a new connection arrives at the cap, the server closes
- * the oldest connection that has sent nothing, else the one that has waited
- * longest without completing its request head, else the oldest one still
- * sending its body, and serves the new one; so a client that sends its
- * request promptly (a health probe) is answered however many idle
- * connections are held open. What a client sent right after connecting is
- * read as soon as the connection is accepted (libuv accepts a whole backlog
- * before it polls again), so a probe is answered within that batch and is
- * never taken for idle; the kernel's accept queue is 4096 deep (capped by
- * net.core.somaxconn), so a flood does not make it drop a probe's SYN. While more than half
- * of the slots are taken, new connections get 2 s instead of the full
- * deadline to send their head. Connections a handler holds or that are
- * being answered do not take reading slots; every open connection, lingering
- * ones included, is bounded by 4 x max_conns and by the open-file limit
- * (RLIMIT_NOFILE minus a reserve for the rest of the process), beyond which
- * the oldest answered, then idle, then incomplete connection is closed. Only
- * when nothing can be closed does a new connection get a 503.
+ * reading a request at a time; a connection waiting between requests counts
+ * as reading. The cap protects the server without ever turning it off: when
+ * a new connection arrives at the cap, the server closes the connection that
+ * has waited longest between requests, else the oldest connection that has
+ * sent nothing, else the one that has waited longest without completing its
+ * request head, else the oldest one still sending its body, and serves the
+ * new one; so a client that sends its request promptly (a health probe) is
+ * answered however many idle connections are held open. What a client sent
+ * right after connecting is read as soon as the connection is accepted
+ * (libuv accepts a whole backlog before it polls again), so a probe is
+ * answered within that batch and is never taken for idle; the kernel's
+ * accept queue is 4096 deep (capped by net.core.somaxconn), so a flood does
+ * not make it drop a probe's SYN. While more than half of the slots are
+ * taken, a new connection, or a new request on a kept-alive one, gets 2 s
+ * instead of the full deadline to send its head, and an answered connection
+ * waits at most 2 s for its next request. Connections a handler holds or
+ * that are being answered do not take reading slots; every open connection,
+ * lingering ones included, is bounded by 4 x max_conns and by the open-file
+ * limit (RLIMIT_NOFILE minus a reserve for the rest of the process), beyond
+ * which the oldest lingering, then waiting-between-requests, then idle, then
+ * incomplete connection is closed. Only when nothing can be closed does a new
+ * connection get a 503.
  *
  * Each route holds at most max_pending (default 16) unanswered requests at a
  * time; a request beyond that is answered 503 (with Retry-After) before its
@@ -61,9 +83,10 @@
  * qs_http_respond*() exactly once later, on the loop thread -- also when the
  * client has gone in the meantime (then the answer is dropped and the request
  * freed; qs_http_req_closed() tells). The request object stays valid until
- * that answer. While a handler holds a request the server does not read from
- * the connection, so a client that leaves is noticed when the answer is
- * written or the server closes (qs_http_req_closed() turns 1 then).
+ * that answer. While a handler holds a request the server buffers what the
+ * client sends next (pipelined requests) without parsing it: a client that
+ * resets the connection is noticed at once (qs_http_req_closed() turns 1),
+ * one that has only finished sending still gets its answers.
  */
 #ifndef QSNAP_HTTP_H
 #define QSNAP_HTTP_H
@@ -81,6 +104,8 @@
 #define QS_HTTP_DEFAULT_MAX_HEAD 8192
 #define QS_HTTP_DEFAULT_MAX_BODY 65536
 #define QS_HTTP_DEFAULT_MAX_PENDING 16
+#define QS_HTTP_DEFAULT_IDLE_MS 75000
+#define QS_HTTP_DEFAULT_MAX_REQUESTS 1000
 #define QS_HTTP_MAX_HEADERS 64
 /* Bodies at least this large are gzipped when the client accepts it. */
 #define QS_HTTP_GZIP_MIN 1024
@@ -91,7 +116,9 @@ struct qs_http_server_opts {
     size_t max_conns;    /* connections reading a request at once */
     size_t max_head;
     size_t max_body;
-    size_t max_pending; /* unanswered requests per route */
+    size_t max_pending;  /* unanswered requests per route */
+    uint64_t idle_ms;    /* keep-alive: wait for the next request on a connection */
+    size_t max_requests; /* requests per connection (1 = no keep-alive) */
 };
 
 /* Counters since the server started, and what is open now. */
@@ -102,7 +129,7 @@ struct qs_http_server_stats {
     uint64_t timed_out; /* cut off by the deadline before their request was complete */
     uint64_t busy;      /* requests answered 503 because their route had max_pending */
     size_t open;        /* connections open now */
-    size_t reading;     /* of those, reading a request */
+    size_t reading;     /* of those, reading a request or waiting for the next one */
 };
 
 struct qs_http_server;
@@ -197,6 +224,10 @@ const char *qs_http_req_header(const struct qs_http_req *req, const char *name);
 const char *qs_http_req_body(const struct qs_http_req *req, size_t *len);
 /* Decoded query parameter into out (cap bytes): see qs_http_query_get(). */
 int qs_http_req_query_param(const struct qs_http_req *req, const char *name, char *out, size_t cap);
+/* 1 when the connection may carry another request after this one: HTTP/1.1
+ * without `Connection: close`, HTTP/1.0 with `Connection: keep-alive`, and
+ * never a protocol upgrade. */
+int qs_http_req_keep_alive(const struct qs_http_req *req);
 /* 1 once the client connection has closed (an answer would be dropped). */
 int qs_http_req_closed(const struct qs_http_req *req);
 
@@ -217,9 +248,31 @@ enum {
 void qs_http_respond_ex(struct qs_http_req *req, int status, const char *content_type,
                         const char *extra_headers, const void *body, size_t len, unsigned flags);
 
+/* The gzip form of a body that is answered many times unchanged (e.g. the
+ * /metrics exposition between two renders), made on the first request that
+ * accepts gzip and kept until the body's version changes. Caller storage,
+ * loop thread only: qs_http_gzip_cache_init(), qs_http_gzip_cache_deinit(). */
+struct qs_http_gzip_cache {
+    struct qs_buf gz; /* owned */
+    uint64_t version;
+    int valid;
+};
+
+void qs_http_gzip_cache_init(struct qs_http_gzip_cache *c);
+void qs_http_gzip_cache_deinit(struct qs_http_gzip_cache *c);
+
+/* As qs_http_respond_ex() for a body (borrowed) whose bytes are identified by
+ * version: the same version must always come with the same bytes. When the
+ * answer is gzipped, the gzip form held in cache (borrowed) is used if it
+ * was made for this version, else it is made now and kept there. */
+void qs_http_respond_cached(struct qs_http_req *req, int status, const char *content_type,
+                            const char *extra_headers, const void *body, size_t len, unsigned flags,
+                            uint64_t version, struct qs_http_gzip_cache *cache);
+
 /* Serialises the response qs_http_respond_ex() would send for req (borrowed,
- * not consumed) into out (borrowed, appended). Returns 0 or UV_ENOMEM.
- * Exposed for tests. */
+ * not consumed) into out (borrowed, appended), for a request that is not on a
+ * connection: its `Connection` header follows qs_http_req_keep_alive().
+ * Returns 0 or UV_ENOMEM. Exposed for tests. */
 int qs_http_response_format(const struct qs_http_req *req, int status, const char *content_type,
                             const char *extra_headers, const void *body, size_t len, unsigned flags,
                             struct qs_buf *out);
@@ -284,6 +337,19 @@ void qs_http_reader_free(struct qs_http_reader *r);
  * code with the HTTP status to answer in *status: 400 malformed, 413 body too
  * large, 431 head too large, 505 unsupported version. */
 int qs_http_reader_feed(struct qs_http_reader *r, const char *data, size_t len, int *status);
+
+/* As qs_http_reader_feed(), and *used (borrowed) says how many bytes the
+ * reader consumed: all of them, unless a request completed (1); then the
+ * bytes after it (the next pipelined request) are left for the caller to
+ * feed after qs_http_reader_next(). */
+int qs_http_reader_feed_used(struct qs_http_reader *r, const char *data, size_t len, size_t *used,
+                             int *status);
+
+/* Readies the reader for the next request on the same connection, once the
+ * completed one has been taken. Returns 0; QS_EINVAL when no completed
+ * request was taken or the connection cannot carry another one (see
+ * qs_http_req_keep_alive()); UV_ENOMEM. */
+int qs_http_reader_next(struct qs_http_reader *r);
 
 /* 1 once the request head is complete (e.g. to honour Expect: 100-continue). */
 int qs_http_reader_head_done(const struct qs_http_reader *r);

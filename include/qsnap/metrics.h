@@ -28,9 +28,23 @@
  *
  * Rendering is deterministic: families sorted by name, series sorted by their
  * label values (compared label by label in declaration order).
+ *
+ * Render cache (qs_metrics_render_cached(), what GET /metrics serves): the
+ * exposition is rendered again only when
+ *   - something changed since the last render: a series was created or
+ *     removed, a value set to a different value or added to (outside the
+ *     render itself), a family registered, a render hook added or removed; or
+ *   - the last render is QS_METRICS_MAX_AGE_MS (1 s) old or older;
+ * otherwise the bytes of the last render are served again. Values set by the
+ * modules are therefore exact at every scrape; values computed at render time
+ * -- the process_* metrics and whatever the render hooks compute (backup
+ * ages, staleness, the HTTP endpoint's connection figures) -- are at most
+ * 1 s old.
  */
 #ifndef QSNAP_METRICS_H
 #define QSNAP_METRICS_H
+
+#include <stdint.h>
 
 #include "qsnap/metric_names.h"
 #include "qsnap/util.h"
@@ -106,6 +120,19 @@ int qs_metrics_off_render(struct qs_metrics *m, qs_metrics_render_fn cb, void *u
  * initialised by the caller). Families without series are left out.
  * Returns 0 or UV_ENOMEM. */
 int qs_metrics_render(struct qs_metrics *m, struct qs_buf *out);
+
+/* How old a cached exposition may get before it is rendered again. */
+#define QS_METRICS_MAX_AGE_MS 1000
+
+/* The exposition through the render cache (see above). now_ms is a monotonic
+ * clock in milliseconds (e.g. uv_now()); a clock that went backwards renders
+ * again. *text and *len get the bytes (borrowed from m, valid until the next
+ * render or qs_metrics_free()); *version (may be NULL) a number that changes
+ * exactly when a render happened, so a caller can keep what it derives from
+ * the bytes (e.g. their gzip form). Returns 0 or UV_ENOMEM (nothing cached
+ * then). */
+int qs_metrics_render_cached(struct qs_metrics *m, uint64_t now_ms, const char **text, size_t *len,
+                             uint64_t *version);
 
 /* Content-Type of the rendered text. */
 #define QS_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
