@@ -7,11 +7,11 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <uv.h>
 #include <zlib.h>
 
 #include "qsnap/drill.h"
+#include "qsnap/httpc.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
 
@@ -19,68 +19,26 @@
 #define RETRY_BASE_MS 1000
 #define RETRY_CAP_MS 30000
 
-long qs_backoff_ms(int attempt, long base_ms, long cap_ms)
+static int discard(const void *data, size_t len, void *ud)
 {
-    if (attempt < 1)
-        attempt = 1;
-    long d = base_ms;
-    for (int i = 1; i < attempt && d < cap_ms; i++)
-        d *= 2;
-    if (d > cap_ms)
-        d = cap_ms;
-    unsigned r = 0;
-    uv_random(NULL, NULL, &r, sizeof(r), 0, NULL);
-    long span = d / 2; /* +-25% */
-    if (span > 0)
-        d = d - span / 2 + (long)(r % (unsigned)(span + 1));
-    return d;
-}
-
-int qs_sleep_cancellable(long ms, struct qs_cancel *cancel)
-{
-    while (ms > 0) {
-        if (qs_cancel_requested(cancel))
-            return QS_ECANCELED;
-        long step = ms < 100 ? ms : 100;
-        struct timespec ts = {.tv_sec = step / 1000, .tv_nsec = (step % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-    return qs_cancel_requested(cancel) ? QS_ECANCELED : 0;
-}
-
-static size_t discard_cb(char *p, size_t s, size_t n, void *ud)
-{
-    (void)p;
+    (void)data;
+    (void)len;
     (void)ud;
-    return s * n;
+    return 0;
 }
 
 int qs_heartbeat_ping(const char *url, struct qs_error *err)
 {
-    CURL *c = curl_easy_init();
-    if (c == NULL)
-        return qs_error_set(err, UV_ENOMEM, "heartbeat: out of memory");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_cb);
-    curl_easy_setopt(c, CURLOPT_USERAGENT, "qsnap/" QSNAP_VERSION);
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    if (rc != CURLE_OK)
-        return qs_error_set(err, QS_ETRANSPORT, "heartbeat: %s", curl_easy_strerror(rc));
-    if (status < 200 || status > 299) {
-        int r = qs_error_set(err, QS_EHTTP, "heartbeat: HTTP %ld", status);
-        if (err != NULL)
-            err->http_status = status;
-        return r;
-    }
-    return 0;
+    static const struct qs_httpc_limits lim = {
+        .connect_timeout_ms = 10000, .timeout_ms = 10000, .max_redirects = 3};
+    struct qs_httpc_req r;
+    qs_httpc_req_init(&r, "GET", url, "heartbeat");
+    r.secret_url = 1; /* the URL may carry a token */
+    r.sink = discard;
+    r.limits = &lim;
+    int rc = qs_httpc_perform(NULL, &r, err);
+    qs_httpc_req_deinit(&r);
+    return rc;
 }
 
 /* ---- never two creates of one collection in the same second ----------------
@@ -217,7 +175,7 @@ static int should_retry(const struct qs_backup_env *env, const char *what, const
 {
     if (rc == 0 || err == NULL || !err->retryable || attempt + 1 >= RETRY_ATTEMPTS)
         return 0;
-    long d = qs_backoff_ms(attempt + 1, RETRY_BASE_MS, RETRY_CAP_MS);
+    long d = qs_httpc_backoff_ms(attempt + 1, RETRY_BASE_MS, RETRY_CAP_MS);
     struct qs_log_ctx c;
     log_ctx(&c, env, coll, NULL, NULL);
     c.error = err->msg;

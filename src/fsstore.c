@@ -24,11 +24,14 @@
 #define META_SUFFIX ".meta"
 
 struct qs_fsstore {
-    char *root; /* no trailing '/' */
+    struct qs_storage_be be; /* first */
+    char *root;              /* no trailing '/' */
 };
 
-struct qs_fsstore_put {
+struct fs_put {
+    struct qs_storage_be_put base; /* first */
     struct qs_fsstore *fs;
+    unsigned flags;
     char *key;
     char *path;     /* final path */
     char *tmp;      /* temporary path */
@@ -119,18 +122,19 @@ static void remove_own_file(const char *path, const char *what, const char *key)
 
 static int exists_error(struct qs_error *err, const char *key)
 {
-    if (err != NULL)
-        err->retryable = 0;
     return qs_error_set(err, UV_EEXIST,
                         "file put %s: an object already exists under this key; it was not "
                         "replaced",
                         key);
 }
 
-/* Moves tmp to path unless path exists: never replaces an object. Returns 0,
- * UV_EEXIST or a negative errno. */
-static int commit_noreplace(const char *tmp, const char *path, const char *key)
+/* Moves tmp to path unless path exists: never replaces an object (unless
+ * replace, then rename() does it atomically). Returns 0, UV_EEXIST or a
+ * negative errno. */
+static int commit(const char *tmp, const char *path, const char *key, int replace)
 {
+    if (replace)
+        return rename(tmp, path) == 0 ? 0 : -errno;
     if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE) == 0)
         return 0;
     if (errno != EINVAL && errno != ENOSYS && errno != EOPNOTSUPP)
@@ -180,8 +184,15 @@ static int make_parents(const char *root, const char *key)
     return rc;
 }
 
-int qs_fsstore_new(const char *root, struct qs_fsstore **out, struct qs_error *err)
+static struct qs_fsstore *fs_of(const struct qs_storage_be *be)
 {
+    return (struct qs_fsstore *)be;
+}
+
+static int fs_open(const struct qs_storage_opts *opts, struct qs_storage_be **out,
+                   struct qs_error *err)
+{
+    const char *root = opts->path;
     if (root == NULL || root[0] != '/')
         return qs_error_set(err, QS_ECONFIG, "file destination must be an absolute path");
     struct qs_fsstore *fs = calloc(1, sizeof(*fs));
@@ -189,23 +200,37 @@ int qs_fsstore_new(const char *root, struct qs_fsstore **out, struct qs_error *e
         free(fs);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
+    fs->be.driver = &qs_fsstore_driver;
     size_t l = strlen(fs->root);
     while (l > 1 && fs->root[l - 1] == '/')
         fs->root[--l] = '\0';
-    *out = fs;
+    *out = &fs->be;
     return 0;
 }
 
-void qs_fsstore_free(struct qs_fsstore *fs)
+static void fs_close(struct qs_storage_be *be)
 {
+    struct qs_fsstore *fs = fs_of(be);
     if (fs == NULL)
         return;
     free(fs->root);
     free(fs);
 }
 
-int qs_fsstore_probe(struct qs_fsstore *fs, struct qs_error *err)
+static void fs_describe(const struct qs_storage_be *be, char *out, size_t cap)
 {
+    snprintf(out, cap, "file://%s", fs_of(be)->root);
+}
+
+static uint64_t fs_retries(const struct qs_storage_be *be)
+{
+    (void)be;
+    return 0; /* nothing here is retried */
+}
+
+static int fs_probe(struct qs_storage_be *be, struct qs_error *err)
+{
+    struct qs_fsstore *fs = fs_of(be);
     struct stat st;
     if (stat(fs->root, &st) != 0)
         return qs_error_set(err, -errno, "file destination %s: %s", fs->root, strerror(errno));
@@ -272,7 +297,7 @@ static int write_all(int fd, const void *data, size_t len)
 
 /* ---- put --------------------------------------------------------------------------- */
 
-static void put_free(struct qs_fsstore_put *put)
+static void put_free(struct fs_put *put)
 {
     if (put->fd >= 0)
         close(put->fd);
@@ -284,15 +309,21 @@ static void put_free(struct qs_fsstore_put *put)
     free(put);
 }
 
-int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
-                         const struct qs_storage_meta *meta, struct qs_cancel *cancel,
-                         struct qs_fsstore_put **out, struct qs_error *err)
+static const struct qs_storage_put_ops fs_put_ops;
+
+static int fs_put_begin(struct qs_storage_be *be, const char *key, int64_t size,
+                        const struct qs_storage_meta *meta, unsigned flags,
+                        struct qs_cancel *cancel, struct qs_storage_be_put **out,
+                        struct qs_error *err)
 {
-    struct qs_fsstore_put *put = calloc(1, sizeof(*put));
+    struct qs_fsstore *fs = fs_of(be);
+    struct fs_put *put = calloc(1, sizeof(*put));
     if (put == NULL)
         return qs_error_set(err, UV_ENOMEM, "out of memory");
+    put->base.ops = &fs_put_ops;
     put->fd = -1;
     put->fs = fs;
+    put->flags = flags;
     put->cancel = cancel;
     put->key = strdup(key);
     put->path = path_join(fs->root, key);
@@ -312,7 +343,7 @@ int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
     }
     /* Early answer for the common case; the commit decides for good. */
     struct stat sb;
-    if (lstat(put->path, &sb) == 0) {
+    if (!(flags & QS_STORAGE_PUT_REPLACE) && lstat(put->path, &sb) == 0) {
         put_free(put);
         return exists_error(err, key);
     }
@@ -328,13 +359,19 @@ int qs_fsstore_put_begin(struct qs_fsstore *fs, const char *key, int64_t size,
         return sys_err(err, e, "create temporary for", key);
     }
     fchmod(put->fd, 0644);
-    *out = put;
+    *out = &put->base;
     return 0;
 }
 
-int qs_fsstore_put_write(struct qs_fsstore_put *put, const void *data, size_t len,
-                         struct qs_error *err)
+static struct fs_put *put_of(struct qs_storage_be_put *p)
 {
+    return (struct fs_put *)p;
+}
+
+static int fs_put_write(struct qs_storage_be_put *p, const void *data, size_t len,
+                        struct qs_error *err)
+{
+    struct fs_put *put = put_of(p);
     if (qs_cancel_requested(put->cancel))
         return qs_error_set(err, QS_ECANCELED, "file put %s: cancelled", put->key);
     int rc = write_all(put->fd, data, len);
@@ -343,8 +380,9 @@ int qs_fsstore_put_write(struct qs_fsstore_put *put, const void *data, size_t le
     return 0;
 }
 
-void qs_fsstore_put_abort(struct qs_fsstore_put *put)
+static void fs_put_abort(struct qs_storage_be_put *p)
 {
+    struct fs_put *put = put_of(p);
     if (put == NULL)
         return;
     if (put->fd >= 0) {
@@ -357,7 +395,7 @@ void qs_fsstore_put_abort(struct qs_fsstore_put *put)
 
 /* Puts the metadata sidecar of the (just committed) object in place, or
  * removes a stale one when the put has no metadata. */
-static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
+static int write_meta_file(struct fs_put *put, struct qs_error *err)
 {
     if (put->metajson == NULL) {
         if (unlink(put->metapath) != 0 && errno != ENOENT && errno != ENAMETOOLONG)
@@ -390,8 +428,9 @@ static int write_meta_file(struct qs_fsstore_put *put, struct qs_error *err)
     return 0;
 }
 
-int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
+static int fs_put_finish(struct qs_storage_be_put *p, struct qs_error *err)
 {
+    struct fs_put *put = put_of(p);
     int rc = 0, committed = 0;
     if (qs_cancel_requested(put->cancel))
         rc = qs_error_set(err, QS_ECANCELED, "file put %s: cancelled", put->key);
@@ -404,7 +443,7 @@ int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
             rc = sys_err(err, errno, "close", put->key);
     }
     if (rc == 0) {
-        int e = commit_noreplace(put->tmp, put->path, put->key);
+        int e = commit(put->tmp, put->path, put->key, put->flags & QS_STORAGE_PUT_REPLACE);
         if (e == UV_EEXIST)
             rc = exists_error(err, put->key);
         else if (e != 0)
@@ -438,11 +477,18 @@ int qs_fsstore_put_finish(struct qs_fsstore_put *put, struct qs_error *err)
     return rc;
 }
 
+static const struct qs_storage_put_ops fs_put_ops = {
+    .write = fs_put_write,
+    .finish = fs_put_finish,
+    .abort = fs_put_abort,
+};
+
 /* ---- read side ----------------------------------------------------------------- */
 
-int qs_fsstore_get(struct qs_fsstore *fs, const char *key, qs_sink_fn sink, void *ud,
-                   struct qs_cancel *cancel, struct qs_error *err)
+static int fs_get(struct qs_storage_be *be, const char *key, qs_sink_fn sink, void *ud,
+                  struct qs_cancel *cancel, struct qs_error *err)
 {
+    struct qs_fsstore *fs = fs_of(be);
     char *path = path_join(fs->root, key);
     if (path == NULL)
         return qs_error_set(err, UV_ENOMEM, "out of memory");
@@ -483,9 +529,10 @@ int qs_fsstore_get(struct qs_fsstore *fs, const char *key, qs_sink_fn sink, void
     return rc;
 }
 
-int qs_fsstore_head(struct qs_fsstore *fs, const char *key, struct qs_storage_stat *out,
-                    struct qs_error *err)
+static int fs_head(struct qs_storage_be *be, const char *key, struct qs_storage_stat *out,
+                   struct qs_error *err)
 {
+    struct qs_fsstore *fs = fs_of(be);
     char *path = path_join(fs->root, key);
     char *mp = path ? hidden_sibling(path, META_SUFFIX) : NULL;
     if (mp == NULL) {
@@ -562,23 +609,7 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
             }
         } else if (S_ISREG(st.st_mode)) {
             if (!uploads && n[0] != '.' && strncmp(relpath, prefix, pl) == 0) {
-                char *k = strdup(relpath);
-                if (k == NULL)
-                    rc = UV_ENOMEM;
-                else if (list->n == list->cap) {
-                    size_t nc = list->cap ? list->cap * 2 : 64;
-                    struct qs_storage_entry *ni = realloc(list->items, nc * sizeof(*ni));
-                    if (ni == NULL) {
-                        free(k);
-                        rc = UV_ENOMEM;
-                    } else {
-                        list->items = ni;
-                        list->cap = nc;
-                    }
-                }
-                if (rc == 0)
-                    list->items[list->n++] =
-                        (struct qs_storage_entry){k, (uint64_t)st.st_size, (int64_t)st.st_mtime};
+                rc = qs_storage_list_add(list, relpath, (uint64_t)st.st_size, (int64_t)st.st_mtime);
             } else if (uploads && is_tmp_name(n)) {
                 /* The key a temporary was written for is not recorded in its
                  * name: report the temporary's own path. Older names
@@ -589,35 +620,15 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
                 const char *kn = tag == n ? n : n + 1;
                 size_t kl = tag == n ? nl : (size_t)(tag - n) - 1;
                 char *k = malloc(rl + kl + 1);
-                char *id = strdup(relpath);
-                if (k == NULL || id == NULL) {
-                    free(k);
-                    free(id);
+                if (k == NULL) {
                     rc = UV_ENOMEM;
                 } else {
                     memcpy(k, rel, rl);
                     memcpy(k + rl, kn, kl);
                     k[rl + kl] = '\0';
-                    if (strncmp(k, prefix, pl) != 0) {
-                        free(k);
-                        free(id);
-                    } else if (ups->n == ups->cap) {
-                        size_t nc = ups->cap ? ups->cap * 2 : 16;
-                        struct qs_storage_upload *ni = realloc(ups->items, nc * sizeof(*ni));
-                        if (ni == NULL) {
-                            free(k);
-                            free(id);
-                            rc = UV_ENOMEM;
-                        } else {
-                            ups->items = ni;
-                            ups->cap = nc;
-                            ups->items[ups->n++] =
-                                (struct qs_storage_upload){k, id, (int64_t)st.st_mtime};
-                        }
-                    } else {
-                        ups->items[ups->n++] =
-                            (struct qs_storage_upload){k, id, (int64_t)st.st_mtime};
-                    }
+                    if (strncmp(k, prefix, pl) == 0)
+                        rc = qs_storage_uploads_add(ups, k, relpath, (int64_t)st.st_mtime);
+                    free(k);
                 }
             }
         }
@@ -628,9 +639,10 @@ static int walk(const char *dir, const char *rel, const char *prefix, int upload
     return rc;
 }
 
-int qs_fsstore_list(struct qs_fsstore *fs, const char *prefix, struct qs_storage_list *out,
-                    struct qs_error *err)
+static int fs_list(struct qs_storage_be *be, const char *prefix, struct qs_storage_list *out,
+                   struct qs_error *err)
 {
+    struct qs_fsstore *fs = fs_of(be);
     int rc = walk(fs->root, "", prefix ? prefix : "", 0, out, NULL);
     if (rc == 0)
         return 0;
@@ -640,9 +652,10 @@ int qs_fsstore_list(struct qs_fsstore *fs, const char *prefix, struct qs_storage
     return qs_error_set(err, rc, "file list %s: %s", fs->root, strerror(-rc));
 }
 
-int qs_fsstore_list_uploads(struct qs_fsstore *fs, const char *prefix,
-                            struct qs_storage_uploads *out, struct qs_error *err)
+static int fs_list_uploads(struct qs_storage_be *be, const char *prefix,
+                           struct qs_storage_uploads *out, struct qs_error *err)
 {
+    struct qs_fsstore *fs = fs_of(be);
     int rc = walk(fs->root, "", prefix ? prefix : "", 1, NULL, out);
     if (rc == 0)
         return 0;
@@ -665,8 +678,9 @@ static void prune_empty_dirs(const char *root, char *path)
     }
 }
 
-int qs_fsstore_delete(struct qs_fsstore *fs, const char *key, struct qs_error *err)
+static int fs_delete(struct qs_storage_be *be, const char *key, struct qs_error *err)
 {
+    struct qs_fsstore *fs = fs_of(be);
     char *path = path_join(fs->root, key);
     char *mp = path ? hidden_sibling(path, META_SUFFIX) : NULL;
     int rc = 0;
@@ -687,9 +701,10 @@ int qs_fsstore_delete(struct qs_fsstore *fs, const char *key, struct qs_error *e
     return rc;
 }
 
-int qs_fsstore_abort_upload(struct qs_fsstore *fs, const char *key, const char *upload_id,
-                            struct qs_error *err)
+static int fs_abort_upload(struct qs_storage_be *be, const char *key, const char *upload_id,
+                           struct qs_error *err)
 {
+    struct qs_fsstore *fs = fs_of(be);
     const char *base = strrchr(upload_id, '/');
     base = base ? base + 1 : upload_id;
     if (upload_id[0] == '/' || strstr(upload_id, "..") != NULL || !is_tmp_name(base))
@@ -704,3 +719,10 @@ int qs_fsstore_abort_upload(struct qs_fsstore *fs, const char *key, const char *
     free(path);
     return rc;
 }
+
+/* In the order of struct qs_storage_driver: each member has a type of its
+ * own, so the compiler checks the order. */
+const struct qs_storage_driver qs_fsstore_driver = {
+    "file", fs_open, fs_close, fs_describe, fs_retries,      fs_probe,        fs_put_begin,
+    fs_get, fs_head, fs_list,  fs_delete,   fs_list_uploads, fs_abort_upload,
+};

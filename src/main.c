@@ -2,12 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "qsnap/api.h"
 #include "qsnap/cli.h"
 #include "qsnap/config.h"
 #include "qsnap/daemon.h"
+#include "qsnap/httpc.h"
 #include "qsnap/log.h"
 #include "qsnap/probe.h"
 #include "qsnap/qdrant.h"
@@ -218,12 +217,12 @@ static int run(int argc, char **argv);
 int main(int argc, char **argv)
 {
     /* Once, before any thread exists (libcurl's rule). */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    if (qs_httpc_global_init() != 0) {
         fprintf(stderr, "qsnap: cannot initialise libcurl\n");
         return 1;
     }
     int rc = run(argc, argv);
-    curl_global_cleanup();
+    qs_httpc_global_cleanup();
     return rc;
 }
 

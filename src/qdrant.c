@@ -3,22 +3,17 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cJSON.h>
-#include <curl/curl.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <uv.h>
 
+#include "qsnap/httpc.h"
 #include "qsnap/log.h"
-
-#ifndef QSNAP_VERSION
-#define QSNAP_VERSION "0.0.0"
-#endif
 
 #define QD_DEFAULT_URL "http://localhost:6333"
 #define QD_DEFAULT_CONNECT_MS 5000L
@@ -26,9 +21,12 @@
 #define QD_DEFAULT_SNAPSHOT_MS (3L * 3600L * 1000L)
 #define QD_DEFAULT_LOW_SPEED_S 60L
 
-/* Bodies kept in memory: JSON answers up to 16 MiB, error bodies up to 64 KiB. */
+/* Bodies kept in memory: JSON answers up to 16 MiB, small answers up to
+ * 64 KiB (error bodies: QS_HTTPC_ERRBODY_MAX). */
 #define QD_JSON_CAP (16u << 20)
-#define QD_ERRBODY_CAP (64u << 10)
+#define QD_SMALL_CAP (64u << 10)
+#define QD_DOWNLOAD_BUFFER (256L * 1024L)
+#define QD_UPLOAD_BUFFER (512L * 1024L)
 /* Longest server message copied into an error. */
 #define QD_MSG_MAX 300
 
@@ -145,24 +143,6 @@ void qs_collection_info_deinit(struct qs_collection_info *ci)
     ci->vectors_json = NULL;
 }
 
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-static int url_escape(struct qs_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (; *s != '\0'; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-            if (qs_buf_append(b, s, 1) != 0)
-                return UV_ENOMEM;
-        } else {
-            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
-            if (qs_buf_append(b, e, 3) != 0)
-                return UV_ENOMEM;
-        }
-    }
-    return 0;
-}
-
 /* A name as it may appear in an error message: printable, bounded. */
 static void msg_name(char *out, size_t cap, const char *s)
 {
@@ -203,207 +183,18 @@ static void scrub(char *msg, size_t cap, const char *secret)
 
 /* ---- one HTTP exchange ---------------------------------------------------- */
 
-struct xfer {
-    struct qs_qdrant *q;
-    CURL *h;
-    /* response */
-    long status;
-    bool status_seen;
-    bool bad_encoding;
-    struct qs_buf body;
-    size_t body_cap;
-    bool body_truncated;
-    /* download */
-    qs_sink_fn sink;
-    void *sink_ud;
-    int sink_rc;
-    EVP_MD_CTX *sha;
-    uint64_t nbytes;
-    /* upload */
-    qs_source_fn src;
-    void *src_ud;
-    int src_rc;
-    const char *pre, *post; /* multipart framing (borrowed from caller) */
-    size_t pre_len, post_len, pre_off, post_off;
-    int64_t src_len; /* -1 unknown */
-    uint64_t src_sent;
-    bool src_eof;
-    bool src_mismatch;
-    /* progress */
-    struct qs_cancel *cancel;
-    bool canceled;
-    bool stalled;
-    bool stall_watch; /* download: always; upload: until the source ended */
-    double stall_s;
-    double last_move;
-    curl_off_t last_total;
-};
-
-static size_t header_cb(char *buf, size_t size, size_t n, void *ud)
-{
-    struct xfer *x = ud;
-    size_t len = size * n;
-    if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
-        /* New response (1xx interim answers come first). */
-        const char *sp = memchr(buf, ' ', len);
-        long st = 0;
-        if (sp != NULL) {
-            for (sp++; sp < buf + len && isdigit((unsigned char)*sp); sp++)
-                st = st * 10 + (*sp - '0');
-        }
-        x->status = st;
-        x->status_seen = st >= 200;
-        x->bad_encoding = false;
-        return len;
-    }
-    static const char ce[] = "content-encoding:";
-    if (len > sizeof(ce) - 1 && strncasecmp(buf, ce, sizeof(ce) - 1) == 0) {
-        const char *v = buf + sizeof(ce) - 1;
-        const char *end = buf + len;
-        while (v < end && (*v == ' ' || *v == '\t'))
-            v++;
-        while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-            end--;
-        if (!((size_t)(end - v) == 8 && strncasecmp(v, "identity", 8) == 0) && end > v)
-            x->bad_encoding = true;
-    }
-    return len;
-}
-
-static size_t write_cb(char *buf, size_t size, size_t n, void *ud)
-{
-    struct xfer *x = ud;
-    size_t len = size * n;
-    if (x->sink != NULL && x->status == 200) {
-        if (x->bad_encoding) {
-            x->sink_rc = QS_EPROTO;
-            return 0;
-        }
-        if (EVP_DigestUpdate(x->sha, buf, len) != 1) {
-            x->sink_rc = UV_ENOMEM;
-            return 0;
-        }
-        int rc = x->sink(buf, len, x->sink_ud);
-        if (rc < 0) {
-            x->sink_rc = rc;
-            return 0;
-        }
-        x->nbytes += len;
-        return len;
-    }
-    if (x->body.len + len > x->body_cap) {
-        size_t room = x->body_cap > x->body.len ? x->body_cap - x->body.len : 0;
-        x->body_truncated = true;
-        if (room > 0 && qs_buf_append(&x->body, buf, room) != 0)
-            return 0;
-        /* Keep reading an error body (so the status survives), but drop it. */
-        return x->status >= 200 && x->status < 300 ? 0 : len;
-    }
-    if (qs_buf_append(&x->body, buf, len) != 0)
-        return 0;
-    return len;
-}
-
-/* Copies from the framing/source into buf; returns bytes or a CURL_READFUNC code. */
-static size_t read_cb(char *buf, size_t size, size_t n, void *ud)
-{
-    struct xfer *x = ud;
-    size_t cap = size * n, out = 0;
-    if (qs_cancel_requested(x->cancel)) {
-        x->canceled = true;
-        return CURL_READFUNC_ABORT;
-    }
-    if (x->pre_off < x->pre_len) {
-        size_t k = x->pre_len - x->pre_off;
-        k = k < cap ? k : cap;
-        memcpy(buf, x->pre + x->pre_off, k);
-        x->pre_off += k;
-        return k;
-    }
-    if (!x->src_eof) {
-        size_t want = cap;
-        if (x->src_len >= 0) {
-            uint64_t left = (uint64_t)x->src_len - x->src_sent;
-            if (left == 0) {
-                /* Exactly length bytes came; the source must be at its end. */
-                char probe[1];
-                ssize_t r = x->src(probe, sizeof(probe), x->src_ud);
-                if (r < 0) {
-                    x->src_rc = (int)r;
-                    return CURL_READFUNC_ABORT;
-                }
-                if (r > 0) {
-                    x->src_mismatch = true;
-                    return CURL_READFUNC_ABORT;
-                }
-                x->src_eof = true;
-                x->stall_watch = false;
-                goto framing;
-            }
-            if (left < want)
-                want = (size_t)left;
-        }
-        ssize_t r = x->src(buf, want, x->src_ud);
-        if (r < 0) {
-            x->src_rc = (int)r;
-            return CURL_READFUNC_ABORT;
-        }
-        if (r > 0) {
-            x->src_sent += (uint64_t)r;
-            return (size_t)r;
-        }
-        if (x->src_len >= 0 && x->src_sent != (uint64_t)x->src_len) {
-            x->src_mismatch = true;
-            return CURL_READFUNC_ABORT;
-        }
-        x->src_eof = true;
-        x->stall_watch = false;
-    }
-framing:
-    if (x->post_off < x->post_len) {
-        size_t k = x->post_len - x->post_off;
-        k = k < cap ? k : cap;
-        memcpy(buf, x->post + x->post_off, k);
-        x->post_off += k;
-        out = k;
-    }
-    return out;
-}
-
-static int xferinfo_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
-{
-    struct xfer *x = ud;
-    (void)dltotal;
-    (void)ultotal;
-    if (qs_cancel_requested(x->cancel)) {
-        x->canceled = true;
-        return 1;
-    }
-    double now = qs_monotonic();
-    curl_off_t total = dlnow + ulnow;
-    if (total != x->last_total) {
-        x->last_total = total;
-        x->last_move = now;
-    } else if (x->stall_watch && x->stall_s > 0 && now - x->last_move >= x->stall_s) {
-        x->stalled = true;
-        return 1;
-    }
-    return 0;
-}
-
 /* Extracts Qdrant's message from an error body: the JSON envelope's
  * status.error, a JSON top-level "error"/"message", or the text itself. */
-static void server_message(const struct xfer *x, char *out, size_t cap)
+static void server_message(const char *body, size_t len, int truncated, char *out, size_t cap)
 {
     out[0] = '\0';
-    if (x->body.len == 0) {
+    if (len == 0) {
         qs_strlcpy(out, "(empty body)", cap);
         return;
     }
     cJSON *j = NULL;
-    if (!x->body_truncated)
-        qs_json_parse(x->body.data, x->body.len, &j, NULL);
+    if (!truncated)
+        qs_json_parse(body, len, &j, NULL);
     if (j != NULL) {
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "status");
         const cJSON *e = cJSON_GetObjectItemCaseSensitive(st, "error");
@@ -419,7 +210,7 @@ static void server_message(const struct xfer *x, char *out, size_t cap)
     }
     /* Plain text (or unrecognised JSON): first line-ish, control chars flattened. */
     size_t o = 0, lim = cap < QD_MSG_MAX ? cap : QD_MSG_MAX;
-    const char *s = x->body.data, *end = x->body.data + x->body.len;
+    const char *s = body, *end = body + len;
     while (s < end && isspace((unsigned char)*s))
         s++;
     while (end > s && isspace((unsigned char)end[-1]))
@@ -432,7 +223,7 @@ static void server_message(const struct xfer *x, char *out, size_t cap)
         unsigned char c = (unsigned char)*s;
         out[o++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
     }
-    if ((s < end || x->body_truncated) && lim > 4) {
+    if ((s < end || truncated) && lim > 4) {
         o = o > lim - 4 ? lim - 4 : o;
         memcpy(out + o, "...", 3);
         o += 3;
@@ -440,219 +231,115 @@ static void server_message(const struct xfer *x, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static bool status_retryable(long st)
+/* Qdrant's reason for a failed answer, without the API key it may echo. */
+static void explain(void *ud, long status, const char *body, size_t len, int truncated, char *out,
+                    size_t cap, int *code, int *retryable)
 {
-    return st >= 500 || st == 408 || st == 429;
+    const struct qs_qdrant *q = ud;
+    (void)status;
+    (void)code;
+    (void)retryable;
+    server_message(body, len, truncated, out, cap);
+    scrub(out, cap, q->api_key);
 }
 
 struct req {
-    const char *method; /* GET, POST, DELETE */
-    const char *path;   /* already escaped, starts with '/' */
-    const char *op;     /* description for messages */
-    long timeout_ms;    /* total, -1 none */
-    bool stall_watch;
+    const char *method;               /* GET, POST, DELETE */
+    const char *path;                 /* already escaped, starts with '/' */
+    const char *op;                   /* description for messages */
+    long timeout_ms;                  /* total, -1 none */
+    int stall_watch;                  /* download: always; upload: until the body is sent */
+    const char *const *extra_headers; /* NULL-terminated, may be NULL */
+    size_t body_cap;                  /* largest 2xx answer kept */
+    /* download */
+    qs_sink_fn sink;
+    void *sink_ud;
     /* upload */
-    struct curl_slist *extra_headers;
+    qs_source_fn src;
+    void *src_ud;
+    int64_t src_len;
+    const struct qs_buf *pre, *post; /* multipart framing */
+    struct qs_cancel *cancel;
 };
 
-/* Runs one exchange. On a 2xx answer returns 0 (x->body holds non-sink
- * bodies); otherwise fills err. */
-static int perform(struct xfer *x, const struct req *r, struct qs_error *err)
+/* Runs one exchange on the shared client. On a 2xx answer returns 0 with
+ * the answer in *out (a body kept in out->resp unless it went to the sink;
+ * release with qs_httpc_req_deinit); otherwise fills err. */
+static int perform(struct qs_qdrant *q, const struct req *r, struct qs_httpc_req *out,
+                   struct qs_error *err)
 {
-    struct qs_qdrant *q = x->q;
     struct qs_buf url;
     qs_buf_init(&url);
-    char errbuf[CURL_ERROR_SIZE];
-    errbuf[0] = '\0';
-    struct curl_slist *hdrs = NULL, *tmp;
-    int rc = 0;
-
-    if (qs_cancel_requested(x->cancel))
-        return qs_error_set(err, QS_ECANCELED, "%s: canceled", r->op);
+    qs_httpc_req_init(out, r->method, NULL, r->op);
     if (qs_buf_printf(&url, "%s%s", q->url, r->path) != 0)
         return qs_error_set(err, UV_ENOMEM, "%s: out of memory", r->op);
-
-    CURL *h = curl_easy_init();
-    if (h == NULL) {
-        qs_buf_free(&url);
-        return qs_error_set(err, UV_ENOMEM, "%s: cannot create HTTP handle", r->op);
+    const char *hdrs[8];
+    size_t n = 0;
+    for (size_t i = 0; r->extra_headers != NULL && r->extra_headers[i] != NULL && n < 5; i++)
+        hdrs[n++] = r->extra_headers[i];
+    if (q->api_key_header != NULL)
+        hdrs[n++] = q->api_key_header;
+    hdrs[n++] = "Accept: application/json, */*";
+    hdrs[n] = NULL;
+    struct qs_httpc_limits lim = {
+        .connect_timeout_ms = q->connect_timeout_ms,
+        .timeout_ms = r->timeout_ms,
+        .stall_s = r->stall_watch ? q->low_speed_time_s : 0,
+        .stall_until_sent = r->src != NULL,
+        .upload_buffer = QD_UPLOAD_BUFFER,
+        .download_buffer = QD_DOWNLOAD_BUFFER,
+    };
+    out->url = url.data;
+    out->headers = hdrs;
+    out->limits = &lim;
+    out->cancel = r->cancel;
+    out->resp_max = r->body_cap;
+    out->sink = r->sink;
+    out->sink_ud = r->sink_ud;
+    /* Snapshots must arrive as Qdrant stores them, never compressed. */
+    out->refuse_encoded = r->sink != NULL;
+    out->src = r->src;
+    out->src_ud = r->src_ud;
+    out->src_len = r->src_len;
+    if (r->pre != NULL) {
+        out->src_pre = r->pre->data;
+        out->src_pre_len = r->pre->len;
     }
-    x->h = h;
-    for (const struct curl_slist *e = r->extra_headers; e != NULL; e = e->next) {
-        if ((tmp = curl_slist_append(hdrs, e->data)) == NULL)
-            goto nomem;
-        hdrs = tmp;
+    if (r->post != NULL) {
+        out->src_post = r->post->data;
+        out->src_post_len = r->post->len;
     }
-    if (q->api_key_header != NULL) {
-        if ((tmp = curl_slist_append(hdrs, q->api_key_header)) == NULL)
-            goto nomem;
-        hdrs = tmp;
-    }
-    if ((tmp = curl_slist_append(hdrs, "Accept: application/json, */*")) == NULL)
-        goto nomem;
-    hdrs = tmp;
-
-    curl_easy_setopt(h, CURLOPT_URL, url.data);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-#endif
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, "qsnap/" QSNAP_VERSION);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    if (q->connect_timeout_ms > 0)
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, q->connect_timeout_ms);
-    if (r->timeout_ms > 0)
-        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
-    curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
-    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L * 1024L);
-    curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
-    /* CURLOPT_ACCEPT_ENCODING stays unset: Qdrant must not compress. */
-    if (strcmp(r->method, "POST") == 0) {
-        curl_easy_setopt(h, CURLOPT_POST, 1L);
-        if (x->src != NULL) {
-            curl_easy_setopt(h, CURLOPT_READFUNCTION, read_cb);
-            curl_easy_setopt(h, CURLOPT_READDATA, x);
-            curl_easy_setopt(h, CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024L);
-            if (x->src_len >= 0)
-                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
-                                 (curl_off_t)(x->pre_len + (uint64_t)x->src_len + x->post_len));
-        } else {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
-        }
-    } else if (strcmp(r->method, "GET") != 0) {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r->method);
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-
-    x->stall_watch = r->stall_watch;
-    x->stall_s = q->low_speed_time_s > 0 ? (double)q->low_speed_time_s : 0;
-    x->last_move = qs_monotonic();
-    x->last_total = 0;
-
-    double t0 = qs_monotonic();
-    CURLcode cc = curl_easy_perform(h);
-    double dt = qs_monotonic() - t0;
-    long st = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st);
-    if (st == 0 && x->status_seen)
-        st = x->status;
-    QS_DEBUG("qdrant %s %s -> %ld (%s) in %.3fs", r->method, r->path, st,
-             cc == CURLE_OK ? "ok" : curl_easy_strerror(cc), dt);
-
-    curl_off_t clen = -1;
-    curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &clen);
-    bool http_bad = x->status_seen && (x->status < 200 || x->status >= 300);
-    const char *why = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
-
-    if (x->canceled) {
-        rc = qs_error_set(err, QS_ECANCELED, "%s: canceled", r->op);
-    } else if (x->sink_rc == QS_EPROTO) {
-        rc = qs_error_set(err, QS_EPROTO, "%s: Qdrant sent a compressed body", r->op);
-    } else if (x->sink_rc != 0) {
-        rc = qs_error_set(err, x->sink_rc, "%s: writing the stream failed: %s", r->op,
-                          qs_strerror(x->sink_rc));
-    } else if (x->src_rc != 0) {
-        rc = qs_error_set(err, x->src_rc, "%s: reading the source failed: %s", r->op,
-                          qs_strerror(x->src_rc));
-    } else if (x->src_mismatch) {
-        rc = qs_error_set(err, QS_EPROTO,
-                          "%s: source length differs from the declared %" PRId64 " bytes", r->op,
-                          x->src_len);
-    } else if (x->stalled) {
-        rc = qs_error_set(err, QS_ETRANSPORT, "%s: timed out: no data moved for %ld s", r->op,
-                          q->low_speed_time_s);
-        if (err != NULL)
-            err->retryable = 1;
-    } else if (http_bad && (cc == CURLE_OK || cc == CURLE_WRITE_ERROR || cc == CURLE_PARTIAL_FILE ||
-                            cc == CURLE_RECV_ERROR || cc == CURLE_SEND_ERROR)) {
-        /* An error status with a broken body still reports the status. */
-        char m[QD_MSG_MAX + 8];
-        server_message(x, m, sizeof(m));
-        rc = qs_error_set(err, x->status == 404 ? QS_ENOTFOUND : QS_EHTTP, "%s: HTTP %ld: %s",
-                          r->op, x->status, m);
-        if (err != NULL)
-            err->retryable = status_retryable(x->status);
-    } else if (!http_bad && x->body_truncated) {
-        rc = qs_error_set(err, QS_EPROTO, "%s: answer larger than %zu bytes", r->op, x->body_cap);
-    } else if (cc == CURLE_OPERATION_TIMEDOUT) {
-        rc = qs_error_set(err, QS_ETRANSPORT, "%s: timed out after %.1f s (%s)", r->op, dt, why);
-        if (err != NULL)
-            err->retryable = 1;
-    } else if (cc == CURLE_PARTIAL_FILE) {
-        rc = qs_error_set(err, QS_ETRANSPORT,
-                          "%s: transfer cut short after %" PRIu64 " of %" PRId64 " bytes", r->op,
-                          x->nbytes, (int64_t)clen);
-        if (err != NULL)
-            err->retryable = 1;
-    } else if (cc != CURLE_OK) {
-        rc = qs_error_set(err, QS_ETRANSPORT, "%s: %s", r->op, why);
-        if (err != NULL)
-            err->retryable = 1;
-    } else if (!x->status_seen) {
-        rc = qs_error_set(err, QS_EPROTO, "%s: no HTTP status", r->op);
-    } else if (x->sink != NULL && x->status == 200 && clen >= 0 && (uint64_t)clen != x->nbytes) {
-        rc = qs_error_set(err, QS_EPROTO,
-                          "%s: received %" PRIu64 " bytes but Content-Length is %" PRId64, r->op,
-                          x->nbytes, (int64_t)clen);
-    }
-    if (err != NULL && x->status_seen)
-        err->http_status = x->status;
-    if (rc != 0 && err != NULL)
-        scrub(err->msg, sizeof(err->msg), q->api_key);
-    goto out;
-nomem:
-    rc = qs_error_set(err, UV_ENOMEM, "%s: out of memory", r->op);
-out:
-    curl_slist_free_all(hdrs);
-    curl_easy_cleanup(h);
-    x->h = NULL;
+    out->explain = explain;
+    out->explain_ud = q;
+    int rc = qs_httpc_perform(NULL, out, err);
+    out->url = NULL;
+    out->headers = NULL;
+    out->limits = NULL;
     qs_buf_free(&url);
     return rc;
 }
 
-static void xfer_init(struct xfer *x, struct qs_qdrant *q, size_t body_cap)
-{
-    memset(x, 0, sizeof(*x));
-    x->q = q;
-    qs_buf_init(&x->body);
-    x->body_cap = body_cap;
-    x->src_len = -1;
-}
-
-static void xfer_deinit(struct xfer *x)
-{
-    qs_buf_free(&x->body);
-    if (x->sha != NULL)
-        EVP_MD_CTX_free(x->sha);
-}
-
-/* Parses x->body as the Qdrant envelope and returns its "result" (inside *root,
- * owned by the caller) or NULL with err set to QS_EPROTO. */
-static const cJSON *parse_result(struct xfer *x, const char *op, cJSON **root, struct qs_error *err)
+/* Parses an answer (a->resp) as the Qdrant envelope and returns its
+ * "result" (inside *root, owned by the caller) or NULL with err set to
+ * QS_EPROTO. */
+static const cJSON *parse_result(const struct qs_httpc_req *a, const char *op, cJSON **root,
+                                 struct qs_error *err)
 {
     *root = NULL;
-    if (x->body_truncated) {
+    if (a->resp_truncated) {
         qs_error_set(err, QS_EPROTO, "%s: answer larger than %u bytes", op, QD_JSON_CAP);
         return NULL;
     }
     cJSON *j = NULL;
     struct qs_error jerr;
-    if (qs_json_parse(x->body.data, x->body.len, &j, &jerr) != 0) {
+    if (qs_json_parse(a->resp.data, a->resp.len, &j, &jerr) != 0) {
         qs_error_set(err, QS_EPROTO, "%s: answer is not JSON: %s", op, jerr.msg);
         return NULL;
     }
     const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
     if (res == NULL) {
         cJSON_Delete(j);
-        qs_error_set(err, QS_EPROTO, "%s: answer has no result (HTTP %ld)", op, x->status);
+        qs_error_set(err, QS_EPROTO, "%s: answer has no result (HTTP %ld)", op, a->status);
         return NULL;
     }
     *root = j;
@@ -749,22 +436,36 @@ static int build_path(struct qs_buf *p, const char *collection, const char *mid,
     int rc = 0;
     if (collection != NULL) {
         rc |= qs_buf_printf(p, "/collections/");
-        rc |= url_escape(p, collection);
+        rc |= qs_httpc_escape(p, collection, strlen(collection), 0);
     }
     if (mid != NULL)
         rc |= qs_buf_printf(p, "%s", mid);
     if (name != NULL) {
         rc |= qs_buf_printf(p, "/");
-        rc |= url_escape(p, name);
+        rc |= qs_httpc_escape(p, name, strlen(name), 0);
     }
     if (query != NULL)
         rc |= qs_buf_printf(p, "%s", query);
     return rc != 0 ? UV_ENOMEM : 0;
 }
 
-static int parse_collections(const cJSON *res, const char *op, char ***names, size_t *n,
-                             struct qs_error *err)
+/* Reads an answer's "result" into out; 0 or a code with err set. */
+typedef int (*result_fn)(const cJSON *res, const char *op, void *out, struct qs_error *err);
+
+/* A string vector and the snapshot list, as results. */
+struct strv {
+    char **v;
+    size_t n;
+};
+
+struct snapshots {
+    struct qs_snapshot_info *v;
+    size_t n;
+};
+
+static int parse_collections(const cJSON *res, const char *op, void *out, struct qs_error *err)
 {
+    struct strv *o = out;
     int rc = 0;
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "collections");
     if (!cJSON_IsArray(arr)) {
@@ -793,14 +494,14 @@ static int parse_collections(const cJSON *res, const char *op, char ***names, si
         qs_qdrant_strv_free(v, k);
         return rc;
     }
-    *names = v;
-    *n = k;
+    o->v = v;
+    o->n = k;
     return 0;
 }
 
-static int parse_snapshot_list(const cJSON *res, const char *op, struct qs_snapshot_info **out,
-                               size_t *n, struct qs_error *err)
+static int parse_snapshot_list(const cJSON *res, const char *op, void *out, struct qs_error *err)
 {
+    struct snapshots *o = out;
     int rc = 0;
     if (!cJSON_IsArray(res)) {
         return proto_err(err, op, "result is not an array");
@@ -823,14 +524,28 @@ static int parse_snapshot_list(const cJSON *res, const char *op, struct qs_snaps
         free(v);
         return rc;
     }
-    *out = v;
-    *n = k;
+    o->v = v;
+    o->n = k;
     return 0;
 }
 
-static int parse_collection_info(const cJSON *res, const char *op, struct qs_collection_info *out,
-                                 struct qs_error *err)
+static int parse_snapshot(const cJSON *res, const char *op, void *out, struct qs_error *err)
 {
+    return parse_snapshot_desc(res, out) != 0 ? proto_err(err, op, "bad snapshot description") : 0;
+}
+
+/* A DELETE's {"result": true}. */
+static int parse_deleted(const cJSON *res, const char *op, void *out, struct qs_error *err)
+{
+    (void)out;
+    if (cJSON_IsFalse(res))
+        return qs_error_set(err, QS_ENOTFOUND, "%s: nothing to delete", op);
+    return cJSON_IsTrue(res) ? 0 : proto_err(err, op, "result is not true");
+}
+
+static int parse_collection_info(const cJSON *res, const char *op, void *info, struct qs_error *err)
+{
+    struct qs_collection_info *out = info;
     int rc = 0;
     const cJSON *pc = cJSON_GetObjectItemCaseSensitive(res, "points_count");
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
@@ -860,49 +575,57 @@ static int parse_collection_info(const cJSON *res, const char *op, struct qs_col
 
 /* ---- operations ----------------------------------------------------------- */
 
-/* A JSON request; the envelope is returned in root (owned), its result in res. */
-static int json_call(struct qs_qdrant *q, const char *method, const struct qs_buf *path,
-                     const char *op, long timeout_ms, cJSON **root, const cJSON **res,
-                     struct qs_error *err)
+/* Where a request goes: build_path()'s pieces. */
+struct where {
+    const char *collection;
+    const char *mid;
+    const char *name;
+    const char *query;
+};
+
+/* A JSON request whose answer's "result" parse reads into out. */
+static int json_call(struct qs_qdrant *q, const char *method, struct where w, const char *op,
+                     long timeout_ms, result_fn parse, void *out, struct qs_error *err)
 {
-    struct xfer x;
-    xfer_init(&x, q, QD_JSON_CAP);
-    struct req r = {.method = method, .path = path->data, .op = op, .timeout_ms = timeout_ms};
-    int rc = perform(&x, &r, err);
-    if (rc == 0) {
-        *res = parse_result(&x, op, root, err);
-        if (*res == NULL)
-            rc = err != NULL ? err->code : QS_EPROTO;
-        if (rc == 0 && x.status != 200) {
-            cJSON_Delete(*root);
-            *root = NULL;
-            rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, x.status);
-        }
+    struct qs_buf path;
+    qs_buf_init(&path);
+    if (build_path(&path, w.collection, w.mid, w.name, w.query) != 0) {
+        qs_buf_free(&path);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
-    if (rc != 0 && err != NULL)
-        err->code = rc;
-    xfer_deinit(&x);
+    struct qs_httpc_req a;
+    struct req r = {.method = method,
+                    .path = path.data,
+                    .op = op,
+                    .timeout_ms = timeout_ms,
+                    .body_cap = QD_JSON_CAP};
+    int rc = perform(q, &r, &a, err);
+    cJSON *root = NULL;
+    const cJSON *res = NULL;
+    if (rc == 0 && (res = parse_result(&a, op, &root, err)) == NULL)
+        rc = err != NULL ? err->code : QS_EPROTO;
+    if (rc == 0 && a.status != 200)
+        rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, a.status);
+    if (rc == 0)
+        rc = parse(res, op, out, err);
+    cJSON_Delete(root);
+    qs_httpc_req_deinit(&a);
+    qs_buf_free(&path);
     return rc;
 }
 
 int qs_qdrant_list_collections(struct qs_qdrant *q, char ***names, size_t *n, struct qs_error *err)
 {
-    static const char op[] = "list collections";
     *names = NULL;
     *n = 0;
     qs_error_clear(err);
-    struct qs_buf p;
-    qs_buf_init(&p);
-    if (qs_buf_printf(&p, "/collections") != 0)
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    cJSON *root = NULL;
-    const cJSON *res = NULL;
-    int rc = json_call(q, "GET", &p, op, q->request_timeout_ms, &root, &res, err);
-    qs_buf_free(&p);
-    if (rc != 0)
-        return rc;
-    rc = parse_collections(res, op, names, n, err);
-    cJSON_Delete(root);
+    struct strv o = {NULL, 0};
+    int rc = json_call(q, "GET", (struct where){NULL, "/collections", NULL, NULL},
+                       "list collections", q->request_timeout_ms, parse_collections, &o, err);
+    if (rc == 0) {
+        *names = o.v;
+        *n = o.n;
+    }
     return rc;
 }
 
@@ -917,21 +640,8 @@ int qs_qdrant_collection_info(struct qs_qdrant *q, const char *collection,
     int rc = check_name("collection name", collection, op, err);
     if (rc != 0)
         return rc;
-    struct qs_buf p;
-    qs_buf_init(&p);
-    if (build_path(&p, collection, NULL, NULL, NULL) != 0) {
-        qs_buf_free(&p);
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
-    cJSON *root = NULL;
-    const cJSON *res = NULL;
-    rc = json_call(q, "GET", &p, op, q->request_timeout_ms, &root, &res, err);
-    qs_buf_free(&p);
-    if (rc != 0)
-        return rc;
-    rc = parse_collection_info(res, op, out, err);
-    cJSON_Delete(root);
-    return rc;
+    return json_call(q, "GET", (struct where){collection, NULL, NULL, NULL}, op,
+                     q->request_timeout_ms, parse_collection_info, out, err);
 }
 
 int qs_qdrant_create_snapshot(struct qs_qdrant *q, const char *collection,
@@ -944,22 +654,8 @@ int qs_qdrant_create_snapshot(struct qs_qdrant *q, const char *collection,
     int rc = collection != NULL ? check_name("collection name", collection, op, err) : 0;
     if (rc != 0)
         return rc;
-    struct qs_buf p;
-    qs_buf_init(&p);
-    if (build_path(&p, collection, "/snapshots", NULL, "?wait=true") != 0) {
-        qs_buf_free(&p);
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
-    cJSON *root = NULL;
-    const cJSON *res = NULL;
-    rc = json_call(q, "POST", &p, op, q->snapshot_timeout_ms, &root, &res, err);
-    qs_buf_free(&p);
-    if (rc != 0)
-        return rc;
-    if (parse_snapshot_desc(res, out) != 0)
-        rc = proto_err(err, op, "bad snapshot description");
-    cJSON_Delete(root);
-    return rc;
+    return json_call(q, "POST", (struct where){collection, "/snapshots", NULL, "?wait=true"}, op,
+                     q->snapshot_timeout_ms, parse_snapshot, out, err);
 }
 
 int qs_qdrant_list_snapshots(struct qs_qdrant *q, const char *collection,
@@ -979,21 +675,28 @@ int qs_qdrant_list_snapshots(struct qs_qdrant *q, const char *collection,
     int rc = collection != NULL ? check_name("collection name", collection, op, err) : 0;
     if (rc != 0)
         return rc;
-    struct qs_buf p;
-    qs_buf_init(&p);
-    if (build_path(&p, collection, "/snapshots", NULL, NULL) != 0) {
-        qs_buf_free(&p);
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    struct snapshots o = {NULL, 0};
+    rc = json_call(q, "GET", (struct where){collection, "/snapshots", NULL, NULL}, op,
+                   q->request_timeout_ms, parse_snapshot_list, &o, err);
+    if (rc == 0) {
+        *out = o.v;
+        *n = o.n;
     }
-    cJSON *root = NULL;
-    const cJSON *res = NULL;
-    rc = json_call(q, "GET", &p, op, q->request_timeout_ms, &root, &res, err);
-    qs_buf_free(&p);
-    if (rc != 0)
-        return rc;
-    rc = parse_snapshot_list(res, op, out, n, err);
-    cJSON_Delete(root);
     return rc;
+}
+
+/* Hashes what a download hands on to the caller's sink. */
+struct hashing_sink {
+    struct qs_sha256 sha;
+    qs_sink_fn sink;
+    void *ud;
+};
+
+static int hashing_sink(const void *data, size_t len, void *ud)
+{
+    struct hashing_sink *h = ud;
+    qs_sha256_update(&h->sha, data, len);
+    return h->sink(data, len, h->ud);
 }
 
 int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, const char *name,
@@ -1016,35 +719,34 @@ int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, con
         qs_buf_free(&p);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
-    struct xfer x;
-    xfer_init(&x, q, QD_ERRBODY_CAP);
-    x.sink = sink;
-    x.sink_ud = ud;
-    x.cancel = cancel;
-    x.sha = EVP_MD_CTX_new();
-    if (x.sha == NULL || EVP_DigestInit_ex(x.sha, EVP_sha256(), NULL) != 1) {
-        xfer_deinit(&x);
+    struct hashing_sink hs = {.sink = sink, .ud = ud};
+    if (qs_sha256_init(&hs.sha) != 0) {
         qs_buf_free(&p);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
-    struct req r = {
-        .method = "GET", .path = p.data, .op = op, .timeout_ms = -1, .stall_watch = true};
-    rc = perform(&x, &r, err);
-    if (rc == 0 && x.status != 200)
-        rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, x.status);
+    struct qs_httpc_req a;
+    struct req r = {.method = "GET",
+                    .path = p.data,
+                    .op = op,
+                    .timeout_ms = -1,
+                    .stall_watch = 1,
+                    .body_cap = QD_SMALL_CAP,
+                    .sink = hashing_sink,
+                    .sink_ud = &hs,
+                    .cancel = cancel};
+    rc = perform(q, &r, &a, err);
+    if (rc == 0 && a.status != 200)
+        rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, a.status);
     if (rc == 0) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int mdlen = 0;
-        if (EVP_DigestFinal_ex(x.sha, md, &mdlen) != 1 || mdlen != 32) {
-            rc = qs_error_set(err, UV_ENOMEM, "%s: hashing failed", op);
-        } else {
-            if (sha256_out != NULL)
-                qs_hex(md, 32, sha256_out);
-            if (size_out != NULL)
-                *size_out = x.nbytes;
-        }
+        char sha[65];
+        qs_sha256_final(&hs.sha, sha);
+        if (sha256_out != NULL)
+            memcpy(sha256_out, sha, sizeof(sha));
+        if (size_out != NULL)
+            *size_out = a.received;
     }
-    xfer_deinit(&x);
+    qs_sha256_deinit(&hs.sha);
+    qs_httpc_req_deinit(&a);
     qs_buf_free(&p);
     return rc;
 }
@@ -1097,9 +799,8 @@ int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const
     qs_buf_init(&post);
     qs_buf_init(&p);
     qs_buf_init(&ct);
-    struct curl_slist *hdrs = NULL, *tmp;
-    struct xfer x;
-    xfer_init(&x, q, QD_JSON_CAP);
+    struct qs_httpc_req a;
+    qs_httpc_req_init(&a, "POST", NULL, op);
     int e = 0;
     e |= qs_buf_printf(&pre,
                        "--%s\r\nContent-Disposition: form-data; name=\"snapshot\"; "
@@ -1116,64 +817,36 @@ int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
         goto out;
     }
-    const char *hv[] = {ct.data, q->expect_100 ? "Expect: 100-continue" : "Expect:",
-                        length < 0 ? "Transfer-Encoding: chunked" : NULL};
-    for (size_t i = 0; i < sizeof(hv) / sizeof(hv[0]); i++) {
-        if (hv[i] == NULL)
-            continue;
-        if ((tmp = curl_slist_append(hdrs, hv[i])) == NULL) {
-            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-            goto out;
-        }
-        hdrs = tmp;
-    }
-    x.src = src;
-    x.src_ud = ud;
-    x.src_len = length;
-    x.pre = pre.data;
-    x.pre_len = pre.len;
-    x.post = post.data;
-    x.post_len = post.len;
-    x.cancel = cancel;
+    const char *hv[] = {ct.data, q->expect_100 ? "Expect: 100-continue" : "Expect:", NULL};
     struct req r = {.method = "POST",
                     .path = p.data,
                     .op = op,
                     .timeout_ms = q->snapshot_timeout_ms,
-                    .stall_watch = true,
-                    .extra_headers = hdrs};
-    rc = perform(&x, &r, err);
+                    .stall_watch = 1,
+                    .extra_headers = hv,
+                    .body_cap = QD_JSON_CAP,
+                    .src = src,
+                    .src_ud = ud,
+                    .src_len = length,
+                    .pre = &pre,
+                    .post = &post,
+                    .cancel = cancel};
+    rc = perform(q, &r, &a, err);
     if (rc == 0) {
         cJSON *root = NULL;
-        const cJSON *res = parse_result(&x, op, &root, err);
+        const cJSON *res = parse_result(&a, op, &root, err);
         if (res == NULL)
             rc = err != NULL ? err->code : QS_EPROTO;
-        else if (!cJSON_IsTrue(res) || x.status != 200)
+        else if (!cJSON_IsTrue(res) || a.status != 200)
             rc = proto_err(err, op, "result is not true");
         cJSON_Delete(root);
     }
 out:
-    curl_slist_free_all(hdrs);
-    xfer_deinit(&x);
+    qs_httpc_req_deinit(&a);
     qs_buf_free(&pre);
     qs_buf_free(&post);
     qs_buf_free(&p);
     qs_buf_free(&ct);
-    return rc;
-}
-
-/* DELETE returning {"result": true}. */
-static int delete_call(struct qs_qdrant *q, struct qs_buf *p, const char *op, struct qs_error *err)
-{
-    cJSON *root = NULL;
-    const cJSON *res = NULL;
-    int rc = json_call(q, "DELETE", p, op, q->request_timeout_ms, &root, &res, err);
-    if (rc != 0)
-        return rc;
-    if (cJSON_IsFalse(res))
-        rc = qs_error_set(err, QS_ENOTFOUND, "%s: nothing to delete", op);
-    else if (!cJSON_IsTrue(res))
-        rc = proto_err(err, op, "result is not true");
-    cJSON_Delete(root);
     return rc;
 }
 
@@ -1188,14 +861,8 @@ int qs_qdrant_delete_snapshot(struct qs_qdrant *q, const char *collection, const
         rc = check_name("snapshot name", name, op, err);
     if (rc != 0)
         return rc;
-    struct qs_buf p;
-    qs_buf_init(&p);
-    if (build_path(&p, collection, "/snapshots", name, "?wait=true") != 0)
-        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-    else
-        rc = delete_call(q, &p, op, err);
-    qs_buf_free(&p);
-    return rc;
+    return json_call(q, "DELETE", (struct where){collection, "/snapshots", name, "?wait=true"}, op,
+                     q->request_timeout_ms, parse_deleted, NULL, err);
 }
 
 int qs_qdrant_delete_collection(struct qs_qdrant *q, const char *collection, struct qs_error *err)
@@ -1207,29 +874,23 @@ int qs_qdrant_delete_collection(struct qs_qdrant *q, const char *collection, str
     int rc = check_name("collection name", collection, op, err);
     if (rc != 0)
         return rc;
-    struct qs_buf p;
-    qs_buf_init(&p);
-    if (build_path(&p, collection, NULL, NULL, NULL) != 0)
-        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-    else
-        rc = delete_call(q, &p, op, err);
-    qs_buf_free(&p);
-    return rc;
+    return json_call(q, "DELETE", (struct where){collection, NULL, NULL, NULL}, op,
+                     q->request_timeout_ms, parse_deleted, NULL, err);
 }
 
 int qs_qdrant_probe(struct qs_qdrant *q, struct qs_error *err)
 {
     qs_error_clear(err);
-    struct xfer x;
-    xfer_init(&x, q, QD_ERRBODY_CAP);
+    struct qs_httpc_req a;
     struct req r = {.method = "GET",
                     .path = "/readyz",
                     .op = "Qdrant readiness probe",
-                    .timeout_ms = q->request_timeout_ms};
-    int rc = perform(&x, &r, err);
-    if (rc == 0 && x.status != 200)
-        rc = qs_error_set(err, QS_EHTTP, "%s: HTTP %ld", r.op, x.status);
-    xfer_deinit(&x);
+                    .timeout_ms = q->request_timeout_ms,
+                    .body_cap = QD_SMALL_CAP};
+    int rc = perform(q, &r, &a, err);
+    if (rc == 0 && a.status != 200)
+        rc = qs_error_set_class(err, QS_EHTTP, a.status, 0, "%s: HTTP %ld", r.op, a.status);
+    qs_httpc_req_deinit(&a);
     return rc;
 }
 
@@ -1239,14 +900,16 @@ int qs_qdrant_version(struct qs_qdrant *q, char *out, size_t cap, struct qs_erro
     qs_error_clear(err);
     if (cap > 0)
         out[0] = '\0';
-    struct xfer x;
-    xfer_init(&x, q, QD_ERRBODY_CAP);
-    struct req r = {.method = "GET", .path = "/", .op = op, .timeout_ms = q->request_timeout_ms};
-    int rc = perform(&x, &r, err);
+    struct qs_httpc_req a;
+    struct req r = {.method = "GET",
+                    .path = "/",
+                    .op = op,
+                    .timeout_ms = q->request_timeout_ms,
+                    .body_cap = QD_SMALL_CAP};
+    int rc = perform(q, &r, &a, err);
     if (rc == 0) {
         cJSON *j = NULL;
-        if (!x.body_truncated)
-            qs_json_parse(x.body.data, x.body.len, &j, NULL);
+        qs_json_parse(a.resp.data, a.resp.len, &j, NULL);
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "version");
         if (!cJSON_IsString(v) || v->valuestring[0] == '\0')
             rc = proto_err(err, op, "no version");
@@ -1254,7 +917,7 @@ int qs_qdrant_version(struct qs_qdrant *q, char *out, size_t cap, struct qs_erro
             rc = qs_error_set(err, QS_ETOOBIG, "%s: version string too long", op);
         cJSON_Delete(j);
     }
-    xfer_deinit(&x);
+    qs_httpc_req_deinit(&a);
     return rc;
 }
 
@@ -1374,56 +1037,46 @@ int qs_qdrant_parse_answer(enum qs_qdrant_answer kind, const char *body, size_t 
 {
     static const char op[] = "parse answer";
     qs_error_clear(err);
-    struct xfer x;
-    memset(&x, 0, sizeof(x));
-    qs_buf_init(&x.body);
-    if (len > 0 && qs_buf_append(&x.body, body, len) != 0)
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    x.status = 200;
     int rc = 0;
     if (kind == QS_QDRANT_ANSWER_ERROR) {
         char msg[QD_MSG_MAX + 1];
-        server_message(&x, msg, sizeof(msg));
-        rc = qs_error_set(err, QS_EHTTP, "%s", msg);
-        qs_buf_free(&x.body);
-        return rc;
+        server_message(body, len, 0, msg, sizeof(msg));
+        return qs_error_set(err, QS_EHTTP, "%s", msg);
     }
+    struct qs_httpc_req a; /* the answer as the client would have it */
+    qs_httpc_req_init(&a, "GET", NULL, op);
+    a.status = 200;
+    if (len > 0 && qs_buf_append(&a.resp, body, len) != 0)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
     cJSON *root = NULL;
-    const cJSON *res = parse_result(&x, op, &root, err);
-    qs_buf_free(&x.body);
+    const cJSON *res = parse_result(&a, op, &root, err);
+    qs_httpc_req_deinit(&a);
     if (res == NULL)
         return err != NULL ? err->code : QS_EPROTO;
-    switch (kind) {
-    case QS_QDRANT_ANSWER_SNAPSHOT: {
+    union {
         struct qs_snapshot_info si;
-        if (parse_snapshot_desc(res, &si) != 0)
-            rc = proto_err(err, op, "bad snapshot description");
-        break;
-    }
-    case QS_QDRANT_ANSWER_SNAPSHOTS: {
-        struct qs_snapshot_info *v = NULL;
-        size_t n = 0;
-        rc = parse_snapshot_list(res, op, &v, &n, err);
-        if (rc == 0)
-            qs_snapshot_infos_sort_newest_first(v, n);
-        free(v);
-        break;
-    }
-    case QS_QDRANT_ANSWER_COLLECTIONS: {
-        char **v = NULL;
-        size_t n = 0;
-        rc = parse_collections(res, op, &v, &n, err);
-        qs_qdrant_strv_free(v, n);
-        break;
-    }
-    case QS_QDRANT_ANSWER_COLLECTION: {
+        struct snapshots list;
+        struct strv names;
         struct qs_collection_info ci;
-        memset(&ci, 0, sizeof(ci));
-        rc = parse_collection_info(res, op, &ci, err);
-        if (rc == 0)
-            qs_collection_info_deinit(&ci);
+    } out;
+    memset(&out, 0, sizeof(out));
+    switch (kind) {
+    case QS_QDRANT_ANSWER_SNAPSHOT:
+        rc = parse_snapshot(res, op, &out.si, err);
         break;
-    }
+    case QS_QDRANT_ANSWER_SNAPSHOTS:
+        rc = parse_snapshot_list(res, op, &out.list, err);
+        qs_snapshot_infos_sort_newest_first(out.list.v, out.list.n);
+        free(out.list.v);
+        break;
+    case QS_QDRANT_ANSWER_COLLECTIONS:
+        rc = parse_collections(res, op, &out.names, err);
+        qs_qdrant_strv_free(out.names.v, out.names.n);
+        break;
+    case QS_QDRANT_ANSWER_COLLECTION:
+        rc = parse_collection_info(res, op, &out.ci, err);
+        qs_collection_info_deinit(&out.ci);
+        break;
     default:
         rc = qs_error_set(err, QS_EINVAL, "%s: unknown kind", op);
         break;

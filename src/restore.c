@@ -285,8 +285,8 @@ int qs_restore_run(const struct qs_backup_env *env, const struct qs_restore_req 
     return restore(env, req, item, &pts, err);
 }
 
-/* Stores r beside the backup it tested, replacing an earlier result (delete,
- * then put: puts never replace an object). */
+/* Stores r beside the backup it tested, replacing an earlier result of the
+ * same backup (a drill result is no backup: the one put that may replace). */
 static void store_drill_result(const struct qs_backup_env *env, const struct qs_drill_result *r)
 {
     char key[QS_MANIFEST_KEY_MAX];
@@ -300,16 +300,8 @@ static void store_drill_result(const struct qs_backup_env *env, const struct qs_
     if (rc != 0)
         qs_error_set(&e, rc, "cannot render the drill result");
     else
-        rc = qs_storage_put_buffer(env->storage, key, js.data, js.len, NULL, cancel_of(env), &e);
-    if (rc == UV_EEXIST) {
-        /* Puts never replace an object. A drill result is no backup: the
-         * older result of the same backup goes, then the new one is stored. */
-        qs_error_clear(&e);
-        rc = qs_storage_delete(env->storage, key, &e);
-        if (rc == 0)
-            rc =
-                qs_storage_put_buffer(env->storage, key, js.data, js.len, NULL, cancel_of(env), &e);
-    }
+        rc =
+            qs_storage_replace_buffer(env->storage, key, js.data, js.len, NULL, cancel_of(env), &e);
     struct qs_log_ctx c = QS_LOG_CTX_NONE;
     c.job = env->progress != NULL ? env->progress->job_id : NULL;
     c.collection = r->collection;

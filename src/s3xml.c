@@ -238,30 +238,57 @@ int qs_s3xml_parse_initiate(const char *xml, size_t len, struct qs_buf *upload_i
     return rc;
 }
 
-/* ---- ListBucketResult (ListObjectsV2) -------------------------------------- */
+/* ---- listing pages ------------------------------------------------------------ */
 
-struct list_ctx {
-    struct qs_storage_list *out;
+/* The shape of one page of a listing: its root element, the repeated entry,
+ * the root's fields (IsTruncated, then up to two markers to go on from) and
+ * the entry's fields, read by on_entry; rollback drops what a failed page
+ * added. */
+struct page_form {
+    const char *root;
+    const char *entry;
+    const char *top[3];
+    const char *item[3];
+    int (*on_entry)(struct doc *d);
+    void (*rollback)(void *out, size_t n);
+};
+
+/* What on_entry appends to: a struct qs_storage_list or qs_storage_uploads. */
+struct page_ctx {
+    void *out;
     const char *prefix;
 };
 
-static int list_push(struct qs_storage_list *l, char *key, uint64_t size, int64_t mtime)
+/* Parses one page into c->out, which held n0 entries before. */
+static int parse_page(const struct page_form *f, struct page_ctx c, size_t n0, const char *xml,
+                      size_t len, int *truncated, struct qs_buf *marker1, struct qs_buf *marker2)
 {
-    if (l->n == l->cap) {
-        size_t nc = l->cap ? l->cap * 2 : 64;
-        struct qs_storage_entry *ni = realloc(l->items, nc * sizeof(*ni));
-        if (ni == NULL)
-            return UV_ENOMEM;
-        l->items = ni;
-        l->cap = nc;
+    struct doc d;
+    doc_init(&d, f->root, f->entry);
+    for (size_t i = 0; i < 3; i++) {
+        d.top[i].name = f->top[i];
+        d.item[i].name = f->item[i];
     }
-    l->items[l->n++] = (struct qs_storage_entry){key, size, mtime};
-    return 0;
+    d.on_entry = f->on_entry;
+    d.ud = &c;
+    int rc = doc_parse(&d, xml, len);
+    if (rc == 0) {
+        if (truncated != NULL)
+            *truncated = is_true(&d.top[0]);
+        take_text(&d.top[1], marker1);
+        take_text(&d.top[2], marker2);
+    } else {
+        f->rollback(c.out, n0);
+    }
+    doc_deinit(&d);
+    return rc;
 }
+
+/* ---- ListBucketResult (ListObjectsV2) -------------------------------------- */
 
 static int on_contents(struct doc *d)
 {
-    struct list_ctx *c = d->ud;
+    struct page_ctx *c = d->ud;
     const char *key = text(&d->item[0]), *size = text(&d->item[1]), *lm = text(&d->item[2]);
     if (key == NULL || size == NULL)
         return QS_EPROTO;
@@ -273,65 +300,35 @@ static int on_contents(struct doc *d)
     int64_t t = 0;
     if (end == size || *end != '\0' || (lm != NULL && qs_time_parse(lm, &t) != 0))
         return QS_EPROTO;
-    char *k = strdup(rel);
-    if (k == NULL || list_push(c->out, k, (uint64_t)sz, t) != 0) {
-        free(k);
-        return UV_ENOMEM;
-    }
-    return 0;
+    return qs_storage_list_add(c->out, rel, (uint64_t)sz, t);
 }
+
+static void list_rollback(void *out, size_t n)
+{
+    qs_storage_list_truncate(out, n);
+}
+
+static const struct page_form list_form = {
+    "ListBucketResult",
+    "Contents",
+    {"IsTruncated", "NextContinuationToken", NULL},
+    {"Key", "Size", "LastModified"},
+    on_contents,
+    list_rollback,
+};
 
 int qs_s3xml_parse_list(const char *xml, size_t len, const char *strip_prefix,
                         struct qs_storage_list *out, int *truncated, struct qs_buf *next_token)
 {
-    struct list_ctx c = {out, strip_prefix};
-    struct doc d;
-    doc_init(&d, "ListBucketResult", "Contents");
-    d.top[0].name = "IsTruncated";
-    d.top[1].name = "NextContinuationToken";
-    d.item[0].name = "Key";
-    d.item[1].name = "Size";
-    d.item[2].name = "LastModified";
-    d.on_entry = on_contents;
-    d.ud = &c;
-    size_t n0 = out->n;
-    int rc = doc_parse(&d, xml, len);
-    if (rc == 0) {
-        if (truncated != NULL)
-            *truncated = is_true(&d.top[0]);
-        take_text(&d.top[1], next_token);
-    } else {
-        while (out->n > n0)
-            free(out->items[--out->n].key);
-    }
-    doc_deinit(&d);
-    return rc;
+    return parse_page(&list_form, (struct page_ctx){out, strip_prefix}, out->n, xml, len, truncated,
+                      next_token, NULL);
 }
 
 /* ---- ListMultipartUploadsResult -------------------------------------------- */
 
-struct uploads_ctx {
-    struct qs_storage_uploads *out;
-    const char *prefix;
-};
-
-static int uploads_push(struct qs_storage_uploads *u, char *key, char *id, int64_t t)
-{
-    if (u->n == u->cap) {
-        size_t nc = u->cap ? u->cap * 2 : 16;
-        struct qs_storage_upload *ni = realloc(u->items, nc * sizeof(*ni));
-        if (ni == NULL)
-            return UV_ENOMEM;
-        u->items = ni;
-        u->cap = nc;
-    }
-    u->items[u->n++] = (struct qs_storage_upload){key, id, t};
-    return 0;
-}
-
 static int on_upload(struct doc *d)
 {
-    struct uploads_ctx *c = d->ud;
+    struct page_ctx *c = d->ud;
     const char *key = text(&d->item[0]), *id = text(&d->item[1]), *ini = text(&d->item[2]);
     int64_t t = 0;
     if (key == NULL || id == NULL || ini == NULL || qs_time_parse(ini, &t) != 0)
@@ -339,44 +336,27 @@ static int on_upload(struct doc *d)
     const char *rel = strip(key, c->prefix);
     if (rel == NULL)
         return 0;
-    char *k = strdup(rel), *u = strdup(id);
-    if (k == NULL || u == NULL || uploads_push(c->out, k, u, t) != 0) {
-        free(k);
-        free(u);
-        return UV_ENOMEM;
-    }
-    return 0;
+    return qs_storage_uploads_add(c->out, rel, id, t);
 }
+
+static void uploads_rollback(void *out, size_t n)
+{
+    qs_storage_uploads_truncate(out, n);
+}
+
+static const struct page_form uploads_form = {
+    "ListMultipartUploadsResult",
+    "Upload",
+    {"IsTruncated", "NextKeyMarker", "NextUploadIdMarker"},
+    {"Key", "UploadId", "Initiated"},
+    on_upload,
+    uploads_rollback,
+};
 
 int qs_s3xml_parse_uploads(const char *xml, size_t len, const char *strip_prefix,
                            struct qs_storage_uploads *out, int *truncated, struct qs_buf *next_key,
                            struct qs_buf *next_upload)
 {
-    struct uploads_ctx c = {out, strip_prefix};
-    struct doc d;
-    doc_init(&d, "ListMultipartUploadsResult", "Upload");
-    d.top[0].name = "IsTruncated";
-    d.top[1].name = "NextKeyMarker";
-    d.top[2].name = "NextUploadIdMarker";
-    d.item[0].name = "Key";
-    d.item[1].name = "UploadId";
-    d.item[2].name = "Initiated";
-    d.on_entry = on_upload;
-    d.ud = &c;
-    size_t n0 = out->n;
-    int rc = doc_parse(&d, xml, len);
-    if (rc == 0) {
-        if (truncated != NULL)
-            *truncated = is_true(&d.top[0]);
-        take_text(&d.top[1], next_key);
-        take_text(&d.top[2], next_upload);
-    } else {
-        while (out->n > n0) {
-            out->n--;
-            free(out->items[out->n].key);
-            free(out->items[out->n].upload_id);
-        }
-    }
-    doc_deinit(&d);
-    return rc;
+    return parse_page(&uploads_form, (struct page_ctx){out, strip_prefix}, out->n, xml, len,
+                      truncated, next_key, next_upload);
 }

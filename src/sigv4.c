@@ -12,27 +12,9 @@
 #include <uv.h>
 
 #include "qsnap/error.h"
+#include "qsnap/httpc.h"
 
 #define SIGV4_MAX_HEADERS 64
-
-int qs_sigv4_uri_encode(struct qs_buf *out, const char *s, size_t len, int keep_slash)
-{
-    static const char hexd[] = "0123456789ABCDEF";
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        int keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                   c == '-' || c == '_' || c == '.' || c == '~' || (keep_slash && c == '/');
-        if (keep) {
-            if (qs_buf_append(out, &s[i], 1) != 0)
-                return UV_ENOMEM;
-        } else {
-            char e[3] = {'%', hexd[c >> 4], hexd[c & 15]};
-            if (qs_buf_append(out, e, 3) != 0)
-                return UV_ENOMEM;
-        }
-    }
-    return 0;
-}
 
 struct hdr_view {
     char name[128];
@@ -99,14 +81,13 @@ int qs_sigv4_canonical_request(const struct qs_sigv4_request *req, struct qs_buf
 
 void qs_sigv4_amz_date(int64_t t, char out[static 17])
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    char tmp[64];
-    snprintf(tmp, sizeof(tmp), "%04d%02d%02dT%02d%02d%02dZ", (tm.tm_year + 1900) % 10000,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    memcpy(out, tmp, 16);
-    out[16] = '\0';
+    char iso[21]; /* "YYYY-MM-DDTHH:MM:SSZ" without its separators */
+    qs_time_rfc3339(t, iso);
+    size_t o = 0;
+    for (size_t i = 0; iso[i] != '\0' && o < 16; i++)
+        if (iso[i] != '-' && iso[i] != ':')
+            out[o++] = iso[i];
+    out[o] = '\0';
 }
 
 int qs_sigv4_string_to_sign(const char *amz_date, const char *region, const char *service,
@@ -214,7 +195,7 @@ int qs_sigv4_presign(const char *method, const char *base_url, const char *host,
     if (rc == 0)
         rc = qs_buf_printf(&q, "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
     if (rc == 0)
-        rc = qs_sigv4_uri_encode(&q, cred.data, cred.len, 0);
+        rc = qs_httpc_escape(&q, cred.data, cred.len, 0);
     if (rc == 0)
         rc = qs_buf_printf(&q, "&X-Amz-Date=%s&X-Amz-Expires=%lld&X-Amz-SignedHeaders=host", amz,
                            (long long)expires_s);

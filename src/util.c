@@ -41,6 +41,19 @@ double qs_monotonic(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+int qs_sleep_cancellable(long ms, const struct qs_cancel *cancel)
+{
+    while (ms > 0) {
+        if (qs_cancel_requested(cancel))
+            return QS_ECANCELED;
+        long step = ms < 50 ? ms : 50;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+    return qs_cancel_requested(cancel) ? QS_ECANCELED : 0;
+}
+
 static int64_t days_from_civil(int64_t y, int m, int d)
 {
     /* Howard Hinnant's algorithm. */

@@ -799,6 +799,38 @@ Test(faults, s3_unreachable_at_startup_then_back)
     cr_assert_eq(check_invariants(NULL), 1);
 }
 
+/* S3 goes away while a snapshot streams into its PUT: the upload fails inside
+ * the download's sink. The job item must name that S3 failure (the cause), not
+ * only that writing the stream failed, in the phase that failed. */
+Test(faults, s3_failure_mid_stream_names_the_cause)
+{
+    standin_start();
+    dest_s3_proxied("cause");
+    make_collection("cause", 48);
+    const char *extra[] = {"QSNAP_MAX_BANDWIDTH=8MiB/s", NULL};
+    daemon_start(extra, 1);
+    char *id = post_backup();
+    wait_job_bytes(id, 8.0 * MiB, 120);
+    /* open connections are reset, new ones refused (also for the retries) */
+    qs_proxy_set_refuse(E.proxy, 1);
+    qs_proxy_reset_all(E.proxy);
+    cJSON *job = wait_job(id, 300);
+    free(id);
+    char *jt = cJSON_PrintUnformatted(job);
+    assert_job(job, "failed");
+    const cJSON *item = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(job, "collections"), 0);
+    const char *error = jstr(item, "error");
+    cr_assert_str_eq(jstr(item, "phase"), "stream", "%s", jt);
+    cr_assert_not_null(strstr(error, "writing the stream failed: s3 PUT cause/"),
+                       "the item's error does not name the S3 failure: %s", jt);
+    cr_assert_null(strstr(error, ": ETRANSPORT"), "only the code of the cause: %s", jt);
+    free(jt);
+    cJSON_Delete(job);
+    qs_proxy_set_refuse(E.proxy, 0);
+    daemon_term(25);
+    cr_assert_eq(check_invariants(NULL), 0, "a failed backup left a manifest");
+}
+
 /* ---- Qdrant faults ---------------------------------------------------------------- */
 
 Test(faults, qdrant_500_on_create_is_retried)

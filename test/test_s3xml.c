@@ -1,10 +1,12 @@
 /* Pure parts of the S3 backend: XML answers, the part-size rule, URLs,
  * key and metadata validation. No network. */
 #include <criterion/criterion.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "qsnap/error.h"
-#include "qsnap/s3.h"
+#include "qsnap/s3multipart.h"
+#include "qsnap/s3url.h"
 #include "qsnap/s3xml.h"
 #include "qsnap/storage.h"
 
@@ -247,7 +249,7 @@ Test(s3part, rule_covers_5_tib_in_10000_parts)
     for (size_t b = 0; b < sizeof(bases) / sizeof(bases[0]); b++) {
         uint64_t total = 0, prev = 0;
         for (uint32_t i = 0; i < QS_S3_MAX_PARTS; i++) {
-            uint64_t s = qs_s3_part_size_for(i, bases[b]);
+            uint64_t s = qs_s3multipart_part_size(i, bases[b]);
             cr_assert_geq(s, 5 * MiB);
             cr_assert_leq(s, 5 * GiB);
             cr_assert_geq(s, prev, "part sizes never shrink (base %llu, part %u)",
@@ -264,19 +266,19 @@ Test(s3part, rule_covers_5_tib_in_10000_parts)
 
 Test(s3part, rule_values)
 {
-    cr_assert_eq(qs_s3_part_size_for(0, 16 * MiB), 16 * MiB);
-    cr_assert_eq(qs_s3_part_size_for(999, 16 * MiB), 16 * MiB);
-    cr_assert_eq(qs_s3_part_size_for(1000, 16 * MiB), 32 * MiB);
-    cr_assert_eq(qs_s3_part_size_for(2500, 16 * MiB), 64 * MiB);
-    cr_assert_eq(qs_s3_part_size_for(9999, 16 * MiB), 5 * GiB);
-    cr_assert_eq(qs_s3_part_size_for(0, 5 * MiB), 5 * MiB);
-    cr_assert_eq(qs_s3_part_size_for(1000, 5 * MiB), 16 * MiB);
-    cr_assert_eq(qs_s3_part_size_for(0, 1 * MiB), 5 * MiB, "clamped to the S3 minimum");
-    cr_assert_eq(qs_s3_part_size_for(0, 6 * GiB), 5 * GiB, "clamped to the S3 maximum");
-    cr_assert_eq(qs_s3_part_size_for(10000, 16 * MiB), 0, "no part 10,001");
+    cr_assert_eq(qs_s3multipart_part_size(0, 16 * MiB), 16 * MiB);
+    cr_assert_eq(qs_s3multipart_part_size(999, 16 * MiB), 16 * MiB);
+    cr_assert_eq(qs_s3multipart_part_size(1000, 16 * MiB), 32 * MiB);
+    cr_assert_eq(qs_s3multipart_part_size(2500, 16 * MiB), 64 * MiB);
+    cr_assert_eq(qs_s3multipart_part_size(9999, 16 * MiB), 5 * GiB);
+    cr_assert_eq(qs_s3multipart_part_size(0, 5 * MiB), 5 * MiB);
+    cr_assert_eq(qs_s3multipart_part_size(1000, 5 * MiB), 16 * MiB);
+    cr_assert_eq(qs_s3multipart_part_size(0, 1 * MiB), 5 * MiB, "clamped to the S3 minimum");
+    cr_assert_eq(qs_s3multipart_part_size(0, 6 * GiB), 5 * GiB, "clamped to the S3 maximum");
+    cr_assert_eq(qs_s3multipart_part_size(10000, 16 * MiB), 0, "no part 10,001");
 }
 
-static struct qs_s3 *mk(const char *endpoint, enum qs_uri_style style, const char *prefix)
+static struct qs_s3url *mk(const char *endpoint, enum qs_uri_style style, const char *prefix)
 {
     struct qs_storage_opts o;
     qs_storage_opts_init(&o);
@@ -288,38 +290,44 @@ static struct qs_s3 *mk(const char *endpoint, enum qs_uri_style style, const cha
     o.access_key_id = "AK";
     o.secret_access_key = "SECRETSECRET";
     o.uri_style = style;
-    struct qs_s3 *s3 = NULL;
+    struct qs_s3url *u = calloc(1, sizeof(*u));
     struct qs_error err;
-    cr_assert_eq(qs_s3_new(&o, &s3, &err), 0, "%s", err.msg);
-    return s3;
+    cr_assert_eq(qs_s3url_init(u, &o, &err), 0, "%s", err.msg);
+    return u;
 }
 
-static void url_is(struct qs_s3 *s3, const char *key, const char *query, const char *want)
+static void url_free(struct qs_s3url *u)
 {
-    struct qs_buf u;
-    qs_buf_init(&u);
-    cr_assert_eq(qs_s3_url(s3, key, query, &u), 0);
-    cr_assert_str_eq(u.data, want);
-    qs_buf_free(&u);
+    qs_s3url_deinit(u);
+    free(u);
+}
+
+static void url_is(struct qs_s3url *u, const char *key, const char *query, const char *want)
+{
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_s3url_build(u, key, query, &b), 0);
+    cr_assert_str_eq(b.data, want);
+    qs_buf_free(&b);
 }
 
 Test(s3url, path_and_virtual_styles)
 {
-    struct qs_s3 *s3 = mk("http://127.0.0.1:7480", QS_URI_PATH, "/qdrant/");
+    struct qs_s3url *s3 = mk("http://127.0.0.1:7480", QS_URI_PATH, "/qdrant/");
     url_is(s3, "c1/a b+c:1.snapshot", NULL,
            "http://127.0.0.1:7480/my-bucket/qdrant/c1/a%20b%2Bc%3A1.snapshot");
     url_is(s3, NULL, "list-type=2", "http://127.0.0.1:7480/my-bucket?list-type=2");
     url_is(s3, "k", "uploads=", "http://127.0.0.1:7480/my-bucket/qdrant/k?uploads=");
-    qs_s3_free(s3);
+    url_free(s3);
 
     s3 = mk("https://minio.example:9000/", QS_URI_VIRTUAL, "");
     url_is(s3, "caf\xc3\xa9/~x", NULL, "https://my-bucket.minio.example:9000/caf%C3%A9/~x");
     url_is(s3, NULL, NULL, "https://my-bucket.minio.example:9000/");
-    qs_s3_free(s3);
+    url_free(s3);
 
     s3 = mk(NULL, QS_URI_VIRTUAL, "p");
     url_is(s3, "k", NULL, "https://my-bucket.s3.eu-west-3.amazonaws.com/p/k");
-    qs_s3_free(s3);
+    url_free(s3);
 }
 
 Test(s3url, bad_options)
@@ -330,19 +338,19 @@ Test(s3url, bad_options)
     o.bucket = "b";
     o.access_key_id = "AK";
     o.secret_access_key = "SECRETSECRET";
-    struct qs_s3 *s3 = NULL;
+    struct qs_storage *s3 = NULL;
     struct qs_error err;
     o.endpoint = "ftp://x";
-    cr_assert_eq(qs_s3_new(&o, &s3, &err), QS_ECONFIG);
+    cr_assert_eq(qs_storage_new(&o, &s3, &err), QS_ECONFIG);
     o.endpoint = "http://x/path";
-    cr_assert_eq(qs_s3_new(&o, &s3, &err), QS_ECONFIG);
+    cr_assert_eq(qs_storage_new(&o, &s3, &err), QS_ECONFIG);
     o.endpoint = NULL;
     o.part_size = 4 * MiB;
-    cr_assert_eq(qs_s3_new(&o, &s3, &err), QS_ECONFIG);
+    cr_assert_eq(qs_storage_new(&o, &s3, &err), QS_ECONFIG);
     cr_assert_not_null(strstr(err.msg, "part size"));
     o.part_size = 0;
     o.secret_access_key = "";
-    cr_assert_eq(qs_s3_new(&o, &s3, &err), QS_ECONFIG);
+    cr_assert_eq(qs_storage_new(&o, &s3, &err), QS_ECONFIG);
     cr_assert_null(s3);
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "qsnap/error.h"
+#include "qsnap/httpc.h"
 #include "qsnap/sigv4.h"
 
 #define AK "AKIAIOSFODNN7EXAMPLE"
@@ -19,7 +20,7 @@ static char *encode(const char *s, int keep_slash)
 {
     struct qs_buf b;
     qs_buf_init(&b);
-    cr_assert_eq(qs_sigv4_uri_encode(&b, s, strlen(s), keep_slash), 0);
+    cr_assert_eq(qs_httpc_escape(&b, s, strlen(s), keep_slash), 0);
     if (b.data == NULL)
         qs_buf_append(&b, "", 0);
     return b.data;

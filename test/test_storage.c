@@ -573,6 +573,54 @@ Test(storage_file, put_never_replaces)
     put_never_replaces(BK_FILE);
 }
 
+/* The one put that may replace (a drill's result): it creates, replaces the
+ * bytes and the metadata, leaves nothing over, and ordinary puts still refuse
+ * the key afterwards. */
+static void replace_buffer_replaces(enum backend kind)
+{
+    struct fixture f;
+    fixture_open(&f, kind, "replace", 0);
+    struct qs_error err;
+    const char *key = "c1/s.drill.json";
+    struct qs_storage_meta m;
+    qs_storage_meta_init(&m);
+    qs_storage_meta_set(&m, "note", "first");
+    cr_assert_eq(qs_storage_replace_buffer(f.st, key, "first", 5, &m, NULL, &err), 0, "%s",
+                 err.msg);
+    qs_storage_meta_deinit(&m);
+    cr_assert_eq(qs_storage_replace_buffer(f.st, key, "second!", 7, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+    struct qs_buf b;
+    qs_buf_init(&b);
+    cr_assert_eq(qs_storage_get_buffer(f.st, key, 100, &b, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(b.len, 7);
+    cr_assert_eq(memcmp(b.data, "second!", 7), 0);
+    qs_buf_free(&b);
+    struct qs_storage_stat st;
+    cr_assert_eq(qs_storage_head(f.st, key, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(st.size, 7);
+    cr_assert_null(qs_storage_meta_get(&st.meta, "note"), "the old metadata went with it");
+    qs_storage_stat_deinit(&st);
+    cr_assert_eq(qs_storage_put_buffer(f.st, key, "third", 5, NULL, NULL, &err), UV_EEXIST);
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(f.st, "", &l, &err), 0, "%s", err.msg);
+    cr_assert_eq(l.n, 1);
+    qs_storage_list_deinit(&l);
+    assert_no_uploads(f.st, "");
+    fixture_close(&f);
+}
+
+Test(storage_s3, replace_buffer_replaces)
+{
+    replace_buffer_replaces(BK_S3);
+}
+
+Test(storage_file, replace_buffer_replaces)
+{
+    replace_buffer_replaces(BK_FILE);
+}
+
 /* Temporaries have fixed-length names: an object name of 255 bytes (the
  * file-name limit) is stored, where ".NAME.qsnap-tmp-XXXXXX" would not fit. */
 Test(storage_file, longest_names_fit)

@@ -122,6 +122,80 @@ Test(util, error_set_and_prefix)
     cr_assert_str_eq(qs_strerror(-2), "ENOENT");
 }
 
+Test(util, error_set_resets_every_field)
+{
+    struct qs_error e;
+    qs_error_clear(&e);
+    qs_error_set_class(&e, QS_EHTTP, 503, 1, "s3 GET k: HTTP 503: SlowDown");
+    qs_error_prefix(&e, "restore");
+    cr_assert_eq(e.http_status, 503);
+    cr_assert_eq(e.retryable, 1);
+    cr_assert_eq(qs_error_set(&e, QS_EINVAL, "bad %s", "name"), QS_EINVAL);
+    cr_assert_eq(e.code, QS_EINVAL);
+    cr_assert_eq(e.http_status, 0, "a new failure has no HTTP status");
+    cr_assert_eq(e.retryable, 0, "a new failure is not retryable");
+    cr_assert_str_eq(e.msg, "bad name");
+    cr_assert_str_eq(qs_error_cause(&e), "bad name", "no context of the old failure");
+}
+
+Test(util, error_chain_keeps_the_first_failure)
+{
+    struct qs_error e;
+    qs_error_clear(&e);
+    cr_assert_str_eq(qs_error_cause(&e), "");
+    qs_error_set_class(&e, QS_ETRANSPORT, 0, 1, "s3 PUT c/x: Connection reset by peer");
+    /* A sink failed with that reason; the download above it adds context. */
+    cr_assert_eq(qs_error_wrap(&e, QS_EIO, "download 'x': writing the stream failed"),
+                 QS_ETRANSPORT, "the cause's code wins");
+    cr_assert_eq(qs_error_prefix(&e, "3 of 5 collections failed, first"), QS_ETRANSPORT);
+    cr_assert_str_eq(e.msg, "3 of 5 collections failed, first: download 'x': writing the "
+                            "stream failed: s3 PUT c/x: Connection reset by peer");
+    cr_assert_str_eq(qs_error_cause(&e), "s3 PUT c/x: Connection reset by peer");
+    cr_assert_eq(e.code, QS_ETRANSPORT);
+    cr_assert_eq(e.retryable, 1, "classification survives the layers above");
+    cr_assert_eq(e.http_status, 0);
+
+    /* The HTTP status of the cause survives too. */
+    qs_error_set_class(&e, QS_EHTTP, 403, 0, "s3 PUT c/x: HTTP 403: AccessDenied");
+    qs_error_wrap(&e, QS_EIO, "download 'x': writing the stream failed");
+    cr_assert_eq(e.http_status, 403);
+    cr_assert_eq(e.code, QS_EHTTP);
+}
+
+Test(util, error_wrap_without_a_cause_records_one)
+{
+    struct qs_error e;
+    qs_error_clear(&e);
+    cr_assert_eq(qs_error_wrap(&e, QS_ETOOBIG, "s3 GET k: writing the stream failed"), QS_ETOOBIG);
+    cr_assert_eq(e.code, QS_ETOOBIG);
+    cr_assert_eq(e.retryable, 0);
+    cr_assert_str_eq(e.msg, "s3 GET k: writing the stream failed: ETOOBIG");
+    cr_assert_eq(qs_error_wrap(NULL, QS_EIO, "x"), QS_EIO);
+    cr_assert_eq(qs_error_prefix(NULL, "x"), 0);
+    cr_assert_str_eq(qs_error_cause(NULL), "");
+}
+
+Test(util, error_context_never_cuts_the_cause)
+{
+    struct qs_error e;
+    char cause[401], ctx[301];
+    memset(cause, 'c', sizeof(cause) - 1);
+    cause[sizeof(cause) - 1] = '\0';
+    memset(ctx, 'x', sizeof(ctx) - 1);
+    ctx[sizeof(ctx) - 1] = '\0';
+    qs_error_set_class(&e, QS_ETRANSPORT, 0, 1, "%s", cause);
+    for (int i = 0; i < 3; i++) {
+        qs_error_prefix(&e, "%s", ctx);
+        size_t n = strlen(e.msg);
+        cr_assert_lt(n, sizeof(e.msg));
+        cr_assert_str_eq(qs_error_cause(&e), cause, "round %d", i);
+        cr_assert_str_eq(e.msg + n - strlen(cause), cause);
+        cr_assert_eq(strncmp(e.msg, "xxx", 3), 0, "the newest context comes first");
+        cr_assert_not_null(strstr(e.msg, "...: "), "shortened context is marked: %s", e.msg);
+    }
+    cr_assert_eq(e.retryable, 1);
+}
+
 /* ---- strict JSON ------------------------------------------------------------ */
 
 static int jparse(const char *s, struct qs_error *err)

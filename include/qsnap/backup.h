@@ -50,17 +50,9 @@ int qs_backup_run(const struct qs_backup_env *env, char *const *collections, siz
 int qs_backup_collection(const struct qs_backup_env *env, const char *collection,
                          struct qs_job_item *item, struct qs_error *err);
 
-/* Retry policy shared by backup and restore: capped exponential backoff with
- * jitter. Returns the delay in milliseconds before attempt `attempt` (1 =
- * first retry): base * 2^(attempt-1), capped at cap_ms, with +-25% jitter. */
-long qs_backoff_ms(int attempt, long base_ms, long cap_ms);
-
-/* Sleeps ms milliseconds in small steps; returns QS_ECANCELED early when
- * cancel (borrowed, may be NULL) is requested, else 0. */
-int qs_sleep_cancellable(long ms, struct qs_cancel *cancel);
-
-/* Pings url (borrowed) with GET, 10 s timeout. 0 on a 2xx answer. The URL
- * never appears in logs or err (it may carry a token). */
+/* Pings url (borrowed) with GET through the shared HTTP client (10 s
+ * timeout, at most 3 redirects, http and https only). 0 on a 2xx answer. The
+ * URL never appears in logs or err (it may carry a token). */
 int qs_heartbeat_ping(const char *url, struct qs_error *err);
 
 #endif

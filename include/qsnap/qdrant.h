@@ -2,27 +2,30 @@
  * (create, list, streaming download, delete, streaming multipart upload),
  * readiness and version probes.
  *
- * Every call is BLOCKING (libcurl easy handle per call) and must run on a
- * worker thread, never on the libuv loop thread. A struct qs_qdrant is
- * immutable after qs_qdrant_new(), so one client may be used from several
- * worker threads at once. The process must call curl_global_init() once
- * before the first worker thread starts.
+ * Every call is BLOCKING (one request on the shared HTTP client, httpc.h,
+ * with a handle of its own) and must run on a worker thread, never on the
+ * libuv loop thread. A struct qs_qdrant is immutable after qs_qdrant_new(),
+ * so one client may be used from several worker threads at once.
  *
  * Errors: the functions return 0 or a negative code and fill err (borrowed,
- * may be NULL):
+ * may be NULL), classified by the HTTP client:
  *   - the peer answered a non-2xx status: err->code QS_ENOTFOUND (404) or
  *     QS_EHTTP (anything else), err->http_status set, err->msg like
  *     "create snapshot of collection 'c': HTTP 404: Not found: Collection
  *     `c` doesn't exist!" with Qdrant's own message taken from the JSON
  *     envelope {"status":{"error":...}} or from a text body;
  *   - connection, DNS, timeout, stall, cut transfer: QS_ETRANSPORT;
- *   - a 2xx answer that cannot be parsed, or a download whose length differs
- *     from Content-Length: QS_EPROTO;
+ *   - a 2xx answer that cannot be parsed, a compressed download, or a
+ *     download whose length differs from Content-Length: QS_EPROTO;
  *   - cancellation (struct qs_cancel): QS_ECANCELED;
- *   - a sink or source callback that returned a negative code: that code.
- * err->retryable is set for 5xx, 408, 429 and transport failures (never for
- * cancellation or other 4xx). The client never retries by itself. Messages
- * never contain the API key.
+ *   - a sink or source callback that returned a negative code: that code;
+ *     when the callback recorded its reason in the err of this call (as the
+ *     backup's sink does through the storage put), that reason stays the
+ *     cause: "download snapshot ...: writing the stream failed: s3 PUT ...:
+ *     Connection reset by peer", with its classification.
+ * err->retryable is set for 5xx, 408, 429 and transport failures other than
+ * certificate problems (never for cancellation or other 4xx). The client
+ * never retries by itself. Messages never contain the API key.
  *
  * Ownership: unless a comment says otherwise, every pointer parameter
  * (q, collection and snapshot names, output structs, err, cancel, callback

@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 
-#include "qsnap/storage.h"
+#include "qsnap/storage_types.h"
 #include "qsnap/util.h"
 
 /* An <Error> document. code and message (borrowed; either may be NULL) get

@@ -1,9 +1,13 @@
 /* AWS Signature Version 4 as pure functions (no I/O, no clock).
  *
- * Requests to S3 are signed by libcurl (CURLOPT_AWS_SIGV4); this module
- * exists to build presigned URLs, to encode object keys exactly as AWS does
- * (libcurl signs the path as written, so the caller must encode it), and to
- * cross-check libcurl against the published AWS example vectors.
+ * qsnap's requests to S3 are signed by libcurl (CURLOPT_AWS_SIGV4, see
+ * s3url.h); no production code calls this module. It is the reference
+ * implementation of the signing steps, checked in test/test_sigv4.c against
+ * the example vectors AWS publishes (canonical request, string to sign,
+ * signing key, signature, Authorization header, presigned URL), kept so
+ * that what libcurl is asked to sign can be reasoned about and presigned
+ * URLs built when needed. Keys and query values are encoded with
+ * qs_httpc_escape(), AWS's "UriEncode".
  */
 #ifndef QSNAP_SIGV4_H
 #define QSNAP_SIGV4_H
@@ -12,12 +16,6 @@
 #include <stdint.h>
 
 #include "qsnap/util.h"
-
-/* Appends the AWS URI encoding of s[0..len) to out (borrowed): unreserved
- * characters A-Z a-z 0-9 - _ . ~ are kept, '/' is kept when keep_slash is
- * nonzero, every other byte becomes %XX with upper-case hex. Returns 0 or
- * UV_ENOMEM. */
-int qs_sigv4_uri_encode(struct qs_buf *out, const char *s, size_t len, int keep_slash);
 
 /* One request header for the canonical request. Names are matched
  * case-insensitively and lower-cased in the output; values are trimmed and

@@ -1,5 +1,12 @@
 /* Backup destination storage: S3 (libcurl, SigV4) or a directory (file://).
  *
+ * This layer checks keys, sizes and arguments, caps the upload rate
+ * (QSNAP_MAX_BANDWIDTH) and describes the destination; one driver per
+ * backend (storage_driver.h: s3.h, fsstore.h) does the I/O. Retries belong
+ * to the S3 driver's requests (only a request can be resumed or sent again;
+ * a file:// operation is never retried); whole steps are retried by the
+ * backup.
+ *
  * Threading model. Every function here BLOCKS and must be called from a
  * worker thread, never from the libuv loop thread. Transfers run on plain
  * libcurl easy handles on worker threads, not on the multi interface driven
@@ -14,9 +21,10 @@
  * the producer writes into a 1 MiB pipe that an upload thread sends as the
  * request body, so download and upload overlap byte for byte with no part
  * buffers; it cannot be retried by this layer (the caller re-streams). Other
- * puts are multipart: parts upload on two threads (own easy handles) while
- * the next part fills; memory is about 3 x part size per put.
- * Easy handles are pooled per storage object for connection reuse; a
+ * puts go through part buffers: one PUT when a single part holds them, else a
+ * multipart upload whose parts upload on two threads (own handles) while the
+ * next part fills; memory is about 3 x part size per put.
+ * HTTP handles are pooled per storage object for connection reuse; a
  * struct qs_storage may be used from several threads at once.
  *
  * Keys are relative to the destination (s3://BUCKET/PREFIX or the
@@ -33,99 +41,8 @@
 
 #include "qsnap/config.h"
 #include "qsnap/error.h"
+#include "qsnap/storage_types.h"
 #include "qsnap/util.h"
-
-/* ---- options ---------------------------------------------------------------
- * Strings are borrowed for the call to qs_storage_new() (copied). */
-struct qs_storage_opts {
-    enum qs_dest_kind kind;
-    const char *bucket; /* s3 */
-    const char *prefix; /* s3: without leading/trailing '/', "" or NULL = none */
-    const char *path;   /* file: absolute directory, must exist */
-
-    const char *endpoint; /* NULL: https://BUCKET.s3.REGION.amazonaws.com (virtual) */
-    const char *region;   /* NULL: us-east-1 */
-    const char *access_key_id;
-    const char *secret_access_key; /* secret */
-    enum qs_uri_style uri_style;
-    const char *ca_file; /* extra CA (PEM) on top of the system bundle; NULL = none */
-
-    uint64_t part_size;         /* first multipart part size; 0 = 8 MiB; >= 5 MiB */
-    uint64_t max_bytes_per_sec; /* upload rate cap for put; 0 = unlimited */
-    int upload_parallel;        /* parts uploading at once; 0 = 2 (3 part buffers) */
-    /* Known sizes above one part and up to this many bytes stream as a single
-     * PUT (no part buffers); 0 = 5 GiB (S3's limit), negative = never. */
-    int64_t single_put_max;
-
-    /* Tuning / test knobs: 0 (or negative) selects the default. */
-    int list_page_size;      /* max-keys per list request (default 1000) */
-    int max_retries;         /* retries after the first attempt (default 5) */
-    int retry_base_ms;       /* first backoff (default 200 ms) */
-    int retry_max_ms;        /* backoff cap (default 10 s) */
-    long connect_timeout_ms; /* default 10 s */
-    long low_speed_time_s;   /* abort when below low_speed_limit this long (default 60 s) */
-    long low_speed_limit;    /* bytes/s (default 1024) */
-    int no_retry_jitter;     /* tests: deterministic backoff */
-};
-
-/* Sets every field to its default / zero. */
-void qs_storage_opts_init(struct qs_storage_opts *opts);
-
-/* ---- user metadata ---------------------------------------------------------
- * Small key/value pairs stored with an object (x-amz-meta-* on S3, a hidden
- * sidecar file for file://). Names: 1..64 chars of [a-z0-9-]; values:
- * printable ASCII without leading/trailing or repeated spaces, <= 1024. */
-struct qs_storage_meta {
-    size_t n;
-    char **names;  /* owned */
-    char **values; /* owned */
-};
-
-void qs_storage_meta_init(struct qs_storage_meta *m);
-void qs_storage_meta_deinit(struct qs_storage_meta *m);
-/* Adds or replaces name (copied). Returns 0, QS_EINVAL or UV_ENOMEM. */
-int qs_storage_meta_set(struct qs_storage_meta *m, const char *name, const char *value);
-/* Borrowed value or NULL. */
-const char *qs_storage_meta_get(const struct qs_storage_meta *m, const char *name);
-
-/* ---- results ------------------------------------------------------------ */
-struct qs_storage_stat {
-    uint64_t size;
-    int64_t mtime; /* last modified, seconds since the epoch (UTC) */
-    struct qs_storage_meta meta;
-};
-/* Frees the metadata inside st (st itself is caller storage). */
-void qs_storage_stat_deinit(struct qs_storage_stat *st);
-
-struct qs_storage_entry {
-    char *key; /* owned, relative to the destination */
-    uint64_t size;
-    int64_t mtime;
-};
-
-struct qs_storage_list {
-    struct qs_storage_entry *items; /* owned, sorted by key (byte order) */
-    size_t n;
-    size_t cap;
-};
-void qs_storage_list_init(struct qs_storage_list *l);
-void qs_storage_list_deinit(struct qs_storage_list *l);
-
-/* An unfinished upload: an open S3 multipart upload, or a leftover
- * temporary file of a file:// destination. */
-struct qs_storage_upload {
-    char *key;       /* owned, relative key the upload was writing */
-    char *upload_id; /* owned, opaque; pass to qs_storage_abort_upload */
-    int64_t initiated;
-};
-
-struct qs_storage_uploads {
-    struct qs_storage_upload *items; /* owned */
-    size_t n;
-    size_t cap;
-};
-void qs_storage_uploads_init(struct qs_storage_uploads *u);
-void qs_storage_uploads_deinit(struct qs_storage_uploads *u);
 
 /* ---- the storage object --------------------------------------------------- */
 struct qs_storage;
@@ -198,6 +115,14 @@ void qs_storage_put_abort(struct qs_storage_put *put);
 int qs_storage_put_buffer(struct qs_storage *st, const char *key, const void *data, size_t len,
                           const struct qs_storage_meta *meta, struct qs_cancel *cancel,
                           struct qs_error *err);
+
+/* Stores data (borrowed) under key like qs_storage_put_buffer(), but
+ * replaces an object already there (atomically: readers see the old object
+ * or the new one). Only for records that are not backups, such as a restore
+ * drill's result; backups and manifests are never replaced. */
+int qs_storage_replace_buffer(struct qs_storage *st, const char *key, const void *data, size_t len,
+                              const struct qs_storage_meta *meta, struct qs_cancel *cancel,
+                              struct qs_error *err);
 
 /* ---- reading ------------------------------------------------------------- */
 /* Streams the object to sink (called on this thread). A sink error aborts

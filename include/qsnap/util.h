@@ -10,14 +10,21 @@
 
 /* ---- cancellation -----------------------------------------------------------
  * Set by the loop thread (shutdown, operator), polled by worker threads in
- * their transfer callbacks. */
+ * their transfer callbacks. A cancel may have a parent (borrowed, must
+ * outlive it): it then also counts as requested when its parent is, so that
+ * a piece of work can be stopped on its own (an upload aborting its other
+ * requests) and still stops with everything else. */
 struct qs_cancel {
     atomic_int requested;
+    const struct qs_cancel *parent; /* may be NULL */
 };
 
 static inline int qs_cancel_requested(const struct qs_cancel *c)
 {
-    return c != NULL && atomic_load(&((struct qs_cancel *)c)->requested) != 0;
+    for (; c != NULL; c = c->parent)
+        if (atomic_load(&((struct qs_cancel *)c)->requested) != 0)
+            return 1;
+    return 0;
 }
 
 static inline void qs_cancel_request(struct qs_cancel *c)
@@ -25,6 +32,10 @@ static inline void qs_cancel_request(struct qs_cancel *c)
     if (c != NULL)
         atomic_store(&c->requested, 1);
 }
+
+/* Sleeps ms milliseconds in steps of at most 50 ms; returns QS_ECANCELED as
+ * soon as cancel (borrowed, may be NULL) is requested, else 0. */
+int qs_sleep_cancellable(long ms, const struct qs_cancel *cancel);
 
 /* ---- streaming callbacks ------------------------------------------------------
  * A sink receives bytes (borrowed for the call); it returns 0 to continue or a
