@@ -24,7 +24,8 @@
         "QSNAP_MODE=", "QSNAP_RETENTION=", "QSNAP_KEEP_MIN=", "QSNAP_LOCAL_KEEP=",                 \
         "QSNAP_COMPRESSION=", "QSNAP_MAX_BANDWIDTH=", "QSNAP_LISTEN=", "QSNAP_ADMIN_TOKEN=",       \
         "QSNAP_ADMIN_TOKEN_FILE=", "QSNAP_STALE_AFTER=", "QSNAP_DRILL_SCHEDULE=",                  \
-        "QSNAP_HEARTBEAT_URL=", "QSNAP_LOG_LEVEL=", "QSNAP_LOG_FORMAT="
+        "QSNAP_HEARTBEAT_URL=", "QSNAP_CLUSTER=", "QSNAP_CLUSTER_REST_PORT=", "QSNAP_LOG_LEVEL=",  \
+        "QSNAP_LOG_FORMAT="
 
 static int run_qsnap(const char *arg, char *const env[], char **out)
 {
