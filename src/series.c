@@ -35,6 +35,7 @@ struct qs_series {
     struct coll_state *colls;
     size_t ncolls;
     int seeded;
+    int cluster_seen; /* the last answer of GET /cluster said cluster mode */
 };
 
 /* The service's families; the HTTP endpoint's and the process's are
@@ -62,6 +63,8 @@ static const enum qs_metric_id families[] = {
     QS_M_SCHEDULE_INTERVAL,
     QS_M_QDRANT_UP,
     QS_M_DESTINATION_UP,
+    QS_M_CLUSTER_LEADER,
+    QS_M_SCHEDULE_SKIPPED,
 };
 
 /* The families of one collection: all of them while it is present. */
@@ -389,6 +392,63 @@ int qs_series_seeded(const struct qs_series *s)
 void qs_series_next_backup(struct qs_series *s, int64_t t)
 {
     qs_metrics_set(s->m, QS_MN(NEXT_BACKUP), NULL, (double)t);
+}
+
+/* ---- cluster mode ------------------------------------------------------------------- */
+
+static const char *skip_reason(enum qs_cluster_role role)
+{
+    return role == QS_CLUSTER_ROLE_FOLLOWER    ? "follower"
+           : role == QS_CLUSTER_ROLE_NO_LEADER ? "no_leader"
+                                               : "cluster_unknown";
+}
+
+/* The skips of the leader rule exist (at 0) from the first sight of
+ * cluster mode on; a single node's series are those it always had. */
+static void skips_exist(struct qs_series *s)
+{
+    static const enum qs_cluster_role skips[] = {
+        QS_CLUSTER_ROLE_FOLLOWER, QS_CLUSTER_ROLE_NO_LEADER, QS_CLUSTER_ROLE_UNKNOWN};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < sizeof(skips) / sizeof(skips[0]); i++) {
+            const char *l[] = {"kind", k == 0 ? "backup" : "drill", "reason", skip_reason(skips[i]),
+                               NULL};
+            qs_metrics_add(s->m, QS_MN(SCHEDULE_SKIPPED), l, 0);
+        }
+    }
+}
+
+void qs_series_cluster_role(struct qs_series *s, enum qs_cluster_role role)
+{
+    switch (role) {
+    case QS_CLUSTER_ROLE_LEADER:
+    case QS_CLUSTER_ROLE_FOLLOWER:
+    case QS_CLUSTER_ROLE_NO_LEADER:
+        if (!s->cluster_seen)
+            skips_exist(s);
+        s->cluster_seen = 1;
+        qs_metrics_set(s->m, QS_MN(CLUSTER_LEADER), NULL, role == QS_CLUSTER_ROLE_LEADER);
+        break;
+    case QS_CLUSTER_ROLE_UNKNOWN:
+        /* Not asked: this sidecar runs nothing scheduled, so it is not the
+         * one that does; before cluster mode was ever seen, nothing is known. */
+        if (s->cluster_seen)
+            qs_metrics_set(s->m, QS_MN(CLUSTER_LEADER), NULL, 0);
+        break;
+    case QS_CLUSTER_ROLE_OFF:
+    case QS_CLUSTER_ROLE_SINGLE:
+        s->cluster_seen = 0;
+        qs_metrics_remove(s->m, QS_MN(CLUSTER_LEADER), NULL);
+        break;
+    }
+}
+
+void qs_series_schedule_skipped(struct qs_series *s, enum qs_job_kind kind,
+                                enum qs_cluster_role role)
+{
+    const char *l[] = {"kind", kind == QS_JOB_DRILL ? "drill" : "backup", "reason",
+                       skip_reason(role), NULL};
+    qs_metrics_add(s->m, QS_MN(SCHEDULE_SKIPPED), l, 1);
 }
 
 int qs_series_present(const struct qs_series *s, char ***names, size_t *n)
