@@ -655,7 +655,10 @@ enum qs_cluster_role qs_cluster_view_check(struct qs_qdrant *q, const struct qs_
     struct qs_error e;
     qs_error_clear(&e);
     int64_t now = qs_clock_now();
-    if (qs_cluster_get(q, cfg->cluster_rest_port, &info, &e) != 0)
+    if (q == NULL) {
+        qs_error_set(&e, QS_EINVAL, "no Qdrant client to ask");
+        qs_cluster_view_set(out, cfg->cluster, now, NULL, &e);
+    } else if (qs_cluster_get(q, cfg->cluster_rest_port, &info, &e) != 0)
         qs_cluster_view_set(out, cfg->cluster, now, NULL, &e);
     else
         qs_cluster_view_set(out, cfg->cluster, now, &info, NULL);

@@ -192,7 +192,8 @@ void qs_cluster_view_move(struct qs_cluster_view *dst, struct qs_cluster_view *s
 
 /* Asks q's Qdrant (GET /cluster) now, unless cfg->cluster is off, and fills
  * out (initialised by the caller; released and refilled) with the role the
- * answer gives this sidecar. Returns out->role. BLOCKING. */
+ * answer gives this sidecar (UNKNOWN when q is NULL). Returns out->role.
+ * BLOCKING. */
 enum qs_cluster_role qs_cluster_view_check(struct qs_qdrant *q, const struct qs_config *cfg,
                                            struct qs_cluster_view *out);
 
