@@ -35,7 +35,6 @@ struct qs_series {
     struct coll_state *colls;
     size_t ncolls;
     int seeded;
-    int cluster_seen; /* the last answer of GET /cluster said cluster mode */
 };
 
 /* The service's families; the HTTP endpoint's and the process's are
@@ -403,44 +402,9 @@ static const char *skip_reason(enum qs_cluster_role role)
                                                : "cluster_unknown";
 }
 
-/* The skips of the leader rule exist (at 0) from the first sight of
- * cluster mode on; a single node's series are those it always had. */
-static void skips_exist(struct qs_series *s)
-{
-    static const enum qs_cluster_role skips[] = {
-        QS_CLUSTER_ROLE_FOLLOWER, QS_CLUSTER_ROLE_NO_LEADER, QS_CLUSTER_ROLE_UNKNOWN};
-    for (size_t k = 0; k < 2; k++) {
-        for (size_t i = 0; i < sizeof(skips) / sizeof(skips[0]); i++) {
-            const char *l[] = {"kind", k == 0 ? "backup" : "drill", "reason", skip_reason(skips[i]),
-                               NULL};
-            qs_metrics_add(s->m, QS_MN(SCHEDULE_SKIPPED), l, 0);
-        }
-    }
-}
-
 void qs_series_cluster_role(struct qs_series *s, enum qs_cluster_role role)
 {
-    switch (role) {
-    case QS_CLUSTER_ROLE_LEADER:
-    case QS_CLUSTER_ROLE_FOLLOWER:
-    case QS_CLUSTER_ROLE_NO_LEADER:
-        if (!s->cluster_seen)
-            skips_exist(s);
-        s->cluster_seen = 1;
-        qs_metrics_set(s->m, QS_MN(CLUSTER_LEADER), NULL, role == QS_CLUSTER_ROLE_LEADER);
-        break;
-    case QS_CLUSTER_ROLE_UNKNOWN:
-        /* Not asked: this sidecar runs nothing scheduled, so it is not the
-         * one that does; before cluster mode was ever seen, nothing is known. */
-        if (s->cluster_seen)
-            qs_metrics_set(s->m, QS_MN(CLUSTER_LEADER), NULL, 0);
-        break;
-    case QS_CLUSTER_ROLE_OFF:
-    case QS_CLUSTER_ROLE_SINGLE:
-        s->cluster_seen = 0;
-        qs_metrics_remove(s->m, QS_MN(CLUSTER_LEADER), NULL);
-        break;
-    }
+    qs_metrics_set(s->m, QS_MN(CLUSTER_LEADER), NULL, role == QS_CLUSTER_ROLE_LEADER);
 }
 
 void qs_series_schedule_skipped(struct qs_series *s, enum qs_job_kind kind,
@@ -517,6 +481,16 @@ int qs_series_new(struct qs_metrics *metrics, const struct qs_config *cfg, struc
     for (size_t i = 0; i < 3; i++)
         prune_deleted(metrics, "remote", kinds[i], 0);
     prune_deleted(metrics, "local", "backup", 0);
+    qs_metrics_set(metrics, QS_MN(CLUSTER_LEADER), NULL, 0);
+    static const enum qs_cluster_role skips[] = {
+        QS_CLUSTER_ROLE_FOLLOWER, QS_CLUSTER_ROLE_NO_LEADER, QS_CLUSTER_ROLE_UNKNOWN};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < sizeof(skips) / sizeof(skips[0]); i++) {
+            const char *l[] = {"kind", k == 0 ? "backup" : "drill", "reason", skip_reason(skips[i]),
+                               NULL};
+            qs_metrics_add(metrics, QS_MN(SCHEDULE_SKIPPED), l, 0);
+        }
+    }
     *out = s;
     return 0;
 }

@@ -64,9 +64,9 @@ int qs_series_seeded(const struct qs_series *s);
 void qs_series_next_backup(struct qs_series *s, int64_t t);
 
 /* The leader rule's outcome of one look at GET /cluster (a probe's or a
- * scheduled time's): qsnap_cluster_leader is 1 for LEADER, 0 for FOLLOWER
- * and NO_LEADER, absent for OFF and SINGLE; UNKNOWN (Qdrant could not be
- * asked) sets 0 once cluster mode was seen and leaves it absent before. */
+ * scheduled time's): qsnap_cluster_leader is 1 for LEADER (this sidecar runs
+ * the scheduled work because its peer leads a cluster), 0 for every other
+ * role (a single node and QSNAP_CLUSTER=off included). */
 void qs_series_cluster_role(struct qs_series *s, enum qs_cluster_role role);
 
 /* A scheduled run of kind (QS_JOB_BACKUP or QS_JOB_DRILL) was not started
