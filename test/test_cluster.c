@@ -147,7 +147,12 @@ static void read_ids(struct world *w)
 
 static uint64_t id_of(const struct world *w, int i)
 {
-    return strtoull(w->id[i], NULL, 10);
+    uint64_t v = 0;
+    for (const char *p = w->id[i]; *p != '\0'; p++) {
+        cr_assert(*p >= '0' && *p <= '9' && v <= (UINT64_MAX - 9) / 10, "peer id '%s'", w->id[i]);
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v;
 }
 
 /* Makes peer i the Raft leader (the stand-in's hook; term + 1). */
@@ -770,6 +775,43 @@ Test(cluster, no_leader_at_the_scheduled_time_nobody_runs)
     set_leader(&w, 1);
     for (int i = 1; i <= PEERS; i++)
         sidecar_stop(&w, i);
+    stop_all();
+}
+
+/* QSNAP_CLUSTER=off never asks GET /cluster: a sidecar of a follower peer
+ * runs the scheduled backup as a single node would, and prunes; its view
+ * says off and its gauge is 0. */
+Test(cluster, off_never_asks_and_runs_as_a_single_node)
+{
+    static struct world w;
+    int64_t base = qs_timegm(2031, 3, 14, 3, 4, 52);
+    world_open(&w, base);
+    make_collection(&w, "plain", 10);
+    const char *extra[] = {"QSNAP_SCHEDULE=* * * * *", "QSNAP_CLUSTER=off", NULL};
+    sidecar_start(&w, 2, extra);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", w.d[2].url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
+    cr_assert_str_eq(jstr(cl, "setting"), "off");
+    cr_assert_str_eq(jstr(cl, "status"), "off");
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "checked_at"), "off never asks");
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "peer_id"));
+    cJSON_Delete(j);
+    double end = now_s() + 60;
+    while (metric(&w, 2, "qsnap_backups_total{collection=\"plain\",result=\"success\"}") != 1.0) {
+        cr_assert_lt(now_s(), end, "no scheduled backup with QSNAP_CLUSTER=off");
+        usleep(200000);
+    }
+    cr_assert_eq(metric(&w, 2, LEADER_GAUGE), 0.0);
+    cr_assert_eq(log_count(&w, 2, "Raft"), 0, "off looked at the cluster");
+    cr_assert_eq(log_count(&w, 2, "(trigger: schedule)"), 1);
+    size_t n;
+    char **b = backups_of(&w, "plain", &n);
+    cr_assert_eq(n, 1);
+    cr_assert(made_by(&w, b[0], 2));
+    strv_free(b, n);
+    sidecar_stop(&w, 2);
     stop_all();
 }
 
