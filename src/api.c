@@ -8,6 +8,7 @@
 #include <cJSON.h>
 
 #include "qsnap/catalog.h"
+#include "qsnap/cluster.h"
 #include "qsnap/drill.h"
 #include "qsnap/job.h"
 #include "qsnap/jobs.h"
@@ -175,6 +176,32 @@ static void respond_lookup_failed(struct lookup *w, const char *what)
 
 /* ---- GET /readyz ------------------------------------------------------------- */
 
+/* Answers /readyz: {"status": "ready"} (200) or {"error": why} (503), with
+ * the cluster view of the last probe (cluster.h) when there was one. */
+static void respond_ready(struct qs_http_req *req, int status, const char *error,
+                          const struct qs_cluster_view *cluster)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *c = NULL;
+    int bad = o == NULL || (error == NULL ? cJSON_AddStringToObject(o, "status", "ready")
+                                          : cJSON_AddStringToObject(o, "error", error)) == NULL;
+    if (!bad && cluster != NULL) {
+        bad = qs_cluster_view_to_json(cluster, &c) != 0;
+        if (!bad)
+            cJSON_AddItemToObject(o, "cluster", c);
+    }
+    char *text = bad ? NULL : cJSON_PrintUnformatted(o);
+    /* Errors quote Qdrant's and the destination's answers: no secret leaves. */
+    char *body = text != NULL ? qs_log_redacted(text) : NULL;
+    if (body != NULL)
+        respond_json(req, status, body);
+    else
+        qs_http_respond_json_error(req, 500, "out of memory");
+    free(body);
+    cJSON_free(text);
+    cJSON_Delete(o);
+}
+
 static void h_readyz(struct qs_http_req *req, void *ud)
 {
     struct qs_api *api = ud;
@@ -185,8 +212,7 @@ static void h_readyz(struct qs_http_req *req, void *ud)
     struct qs_probe_status st;
     qs_probe_status(api->env.probe, &st);
     if (!st.probed) {
-        qs_http_respond_json_error(req, 503,
-                                   "first probe of Qdrant and the destination still running");
+        respond_ready(req, 503, "first probe of Qdrant and the destination still running", NULL);
         return;
     }
     if (!st.qdrant_up || !st.destination_up) {
@@ -196,10 +222,10 @@ static void h_readyz(struct qs_http_req *req, void *ud)
                  !st.qdrant_up && !st.destination_up ? "; " : "",
                  st.destination_up ? "" : "destination: ",
                  st.destination_up ? "" : st.destination_error);
-        qs_http_respond_json_error(req, 503, msg);
+        respond_ready(req, 503, msg, st.cluster);
         return;
     }
-    respond_json(req, 200, "{\"status\":\"ready\"}");
+    respond_ready(req, 200, NULL, st.cluster);
 }
 
 /* ---- POST /v1/backup ----------------------------------------------------------- */

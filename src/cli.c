@@ -1,12 +1,15 @@
 #include "qsnap/cli.h"
 
+#include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "qsnap/catalog.h"
+#include "qsnap/cluster.h"
 #include "qsnap/drill.h"
 #include "qsnap/jobs.h"
 #include "qsnap/log.h"
@@ -307,6 +310,72 @@ static void probe_line(const char *peer, int rc, const char *msg)
     printf("%s\n", line);
 }
 
+/* One line of check-config's report on stdout, secrets redacted. */
+static void report_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void report_line(const char *fmt, ...)
+{
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    qs_log_redact(line, sizeof(line));
+    printf("%s\n", line);
+}
+
+/* check-config's cluster view: whether Qdrant is in cluster mode, this
+ * peer, the leader, every peer with its REST URL, and whether this sidecar
+ * runs the scheduled work. Returns 1 when Qdrant could not be asked. */
+static int cluster_report(const struct qs_config *cfg, struct qs_qdrant *q)
+{
+    struct qs_cluster_view v;
+    qs_cluster_view_init(&v);
+    enum qs_cluster_role role = qs_cluster_view_check(q, cfg, &v);
+    char why[700];
+    qs_cluster_view_reason(&v, why, sizeof(why));
+    const char *runs = qs_cluster_role_runs_scheduled(role) ? "yes" : "no";
+    const struct qs_cluster_info *ci = &v.info;
+    switch (role) {
+    case QS_CLUSTER_ROLE_OFF:
+        report_line("# cluster: off (%s); runs scheduled backups, drills and pruning: %s", why,
+                    runs);
+        break;
+    case QS_CLUSTER_ROLE_SINGLE:
+        report_line("# cluster: disabled (%s); runs scheduled backups, drills and pruning: %s", why,
+                    runs);
+        break;
+    case QS_CLUSTER_ROLE_UNKNOWN:
+        report_line("# cluster: UNKNOWN: %s; scheduled backups, drills and pruning are skipped "
+                    "until Qdrant answers",
+                    why);
+        break;
+    default: {
+        char leader[24] = "none";
+        if (ci->leader != 0)
+            snprintf(leader, sizeof(leader), "%" PRIu64, ci->leader);
+        report_line("# cluster: enabled; this peer: %" PRIu64 "; leader: %s; term %" PRIu64
+                    "; this sidecar is the leader's: %s; runs scheduled backups, drills and "
+                    "pruning: %s (%s)",
+                    ci->peer_id, leader, ci->term, role == QS_CLUSTER_ROLE_LEADER ? "yes" : "no",
+                    runs, why);
+        for (size_t i = 0; i < ci->npeers; i++) {
+            const struct qs_cluster_peer *p = &ci->peers[i];
+            int me = p->id == ci->peer_id, lead = p->id == ci->leader;
+            const char *tag = me && lead ? " (this peer, leader)"
+                              : me       ? " (this peer)"
+                              : lead     ? " (leader)"
+                                         : "";
+            report_line("# cluster peer %" PRIu64 "%s: uri %s, REST %s", p->id, tag, p->uri,
+                        p->rest_url != NULL ? p->rest_url : "unknown (no host in the uri)");
+        }
+        break;
+    }
+    }
+    qs_cluster_view_deinit(&v);
+    return role == QS_CLUSTER_ROLE_UNKNOWN;
+}
+
 int qs_cli_check_reachability(const struct qs_config *cfg)
 {
     struct qs_storage *st;
@@ -326,7 +395,8 @@ int qs_cli_check_reachability(const struct qs_config *cfg)
     qs_error_clear(&err);
     int drc = qs_storage_probe(st, &err);
     probe_line("destination", drc, err.msg);
+    int crc = cluster_report(cfg, q);
     qs_qdrant_free(q);
     qs_storage_free(st);
-    return qrc != 0 || drc != 0;
+    return qrc != 0 || drc != 0 || crc != 0;
 }

@@ -55,6 +55,8 @@ enum { VAR_FILE = 1, VAR_SECRET = 2 };
     X(STALE_AFTER, 0)                                                                              \
     X(DRILL_SCHEDULE, 0)                                                                           \
     X(HEARTBEAT_URL, VAR_SECRET)                                                                   \
+    X(CLUSTER, 0)                                                                                  \
+    X(CLUSTER_REST_PORT, 0)                                                                        \
     X(LOG_LEVEL, 0)                                                                                \
     X(LOG_FORMAT, 0)
 
@@ -806,6 +808,29 @@ static int load_listen(struct loader *L)
     return set_str(L, &cfg->listen_host, host, hlen);
 }
 
+static int load_cluster(struct loader *L)
+{
+    struct qs_config *cfg = L->cfg;
+    const char *v;
+    int rc;
+    if ((rc = get_plain(L, VN(CLUSTER), &v)) != 0)
+        return rc;
+    if (v == NULL || strcmp(v, "auto") == 0)
+        cfg->cluster = QS_CLUSTER_AUTO;
+    else if (strcmp(v, "off") == 0)
+        cfg->cluster = QS_CLUSTER_OFF;
+    else
+        return fail_var(L, V_CLUSTER, "must be 'auto' or 'off' (got '%s')", show(v).s);
+    if ((rc = get_plain(L, VN(CLUSTER_REST_PORT), &v)) != 0)
+        return rc;
+    uint64_t port = 6333;
+    if (v != NULL && (parse_uint(v, 65535, &port) != 0 || port == 0))
+        return fail_var(L, V_CLUSTER_REST_PORT, "must be a port number from 1 to 65535 (got '%s')",
+                        show(v).s);
+    cfg->cluster_rest_port = (int)port;
+    return 0;
+}
+
 static int load_misc(struct loader *L)
 {
     struct qs_config *cfg = L->cfg;
@@ -870,6 +895,9 @@ static int load_misc(struct loader *L)
         if ((rc = set_str(L, &cfg->heartbeat_url, v, strlen(v))) != 0)
             return rc;
     }
+
+    if ((rc = load_cluster(L)) != 0)
+        return rc;
 
     if ((rc = get_plain(L, VN(LOG_LEVEL), &v)) != 0)
         return rc;
@@ -1109,6 +1137,12 @@ static void format_value(const struct qs_config *cfg, enum var k, char *out, siz
         break;
     case V_DRILL_SCHEDULE:
         snprintf(out, cap, "%s", cfg->drill_schedule);
+        break;
+    case V_CLUSTER:
+        snprintf(out, cap, "%s", cfg->cluster == QS_CLUSTER_OFF ? "off" : "auto");
+        break;
+    case V_CLUSTER_REST_PORT:
+        snprintf(out, cap, "%d", cfg->cluster_rest_port);
         break;
     case V_LOG_LEVEL:
         snprintf(out, cap, "%s", (unsigned)cfg->log_level < 4 ? levels[cfg->log_level] : "info");

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "qsnap/catalog.h"
+#include "qsnap/cluster.h"
 #include "qsnap/log.h"
 #include "qsnap/restore.h"
 
@@ -59,11 +60,38 @@ static struct qs_cancel *cancel_of(const struct qs_backup_env *env)
     return env->progress != NULL ? env->progress->cancel : NULL;
 }
 
+/* The leader rule (cluster.h) for remote pruning, asked now: 1 when this
+ * sidecar may prune; otherwise logs why not. */
+static int may_prune(const struct qs_backup_env *env)
+{
+    struct qs_cluster_view v;
+    qs_cluster_view_init(&v);
+    enum qs_cluster_role role = qs_cluster_view_check(env->qdrant, env->cfg, &v);
+    int ok = qs_cluster_role_runs_scheduled(role);
+    if (!ok) {
+        char why[700];
+        qs_cluster_view_reason(&v, why, sizeof(why));
+        struct qs_log_ctx c = QS_LOG_CTX_NONE;
+        c.job = job_id(env);
+        c.phase = "prune-remote";
+        qs_log(role == QS_CLUSTER_ROLE_FOLLOWER    ? QS_LOG_INFO
+               : role == QS_CLUSTER_ROLE_NO_LEADER ? QS_LOG_WARN
+                                                   : QS_LOG_ERROR,
+               &c,
+               "remote pruning skipped: %s; in cluster mode only the Raft leader's sidecar prunes",
+               why);
+    }
+    qs_cluster_view_deinit(&v);
+    return ok;
+}
+
 int qs_jobs_backup_and_prune(const struct qs_backup_env *env, char *const *collections, size_t n,
                              struct qs_jobs_outcome *out)
 {
     out->rc = qs_backup_run(env, collections, n, &out->summary, &out->err);
     if (out->rc == QS_ECANCELED || qs_cancel_requested(cancel_of(env)))
+        return out->rc;
+    if (!may_prune(env))
         return out->rc;
     struct qs_error perr;
     qs_error_clear(&perr);

@@ -145,7 +145,7 @@ static int service_start(struct qs_daemon *d, const struct qs_config *cfg,
         rc = qs_probe_new(loop, cfg, storage, qdrant, s->series,
                           qs_testhook_ms(QS_TESTHOOK_PROBE_INTERVAL), &s->probe);
     if (rc == 0)
-        rc = qs_scheduler_new(loop, cfg, s->runner, s->series, &s->scheduler);
+        rc = qs_scheduler_new(loop, cfg, s->runner, s->series, qdrant, &s->scheduler);
     if (rc == 0) {
         struct qs_api_env aenv = {loop, cfg, storage, qdrant, s->runner, s->probe};
         rc = qs_api_new(&aenv, &s->api);

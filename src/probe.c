@@ -26,6 +26,7 @@ struct qs_probe {
     int probed;
     int qdrant_up, dest_up;
     char qdrant_err[300], dest_err[300];
+    struct qs_cluster_view cluster;
 };
 
 /* One probe on the threadpool; owned by the prober until after_cb. */
@@ -40,6 +41,7 @@ struct work {
     size_t nqcolls;
     struct qs_catalog cat;
     int cat_rc;
+    struct qs_cluster_view cluster;
 };
 
 static void warn(const char *what, const char *error)
@@ -63,6 +65,7 @@ static void work_cb(uv_work_t *req)
         if (!w->listed)
             warn("could not list Qdrant's collections", e.msg);
     }
+    qs_cluster_view_check(p->qdrant, p->cfg, &w->cluster);
     w->dest_rc = qs_storage_probe(p->storage, &w->derr);
     w->cat_rc = -1;
     if (w->seed && w->dest_rc == 0) {
@@ -75,6 +78,20 @@ static void work_cb(uv_work_t *req)
 }
 
 static void maybe_closed(struct qs_probe *p);
+
+/* Logs a change of the cluster view's role (and the first view). */
+static void cluster_changed(const struct qs_probe *p, const struct qs_cluster_view *v)
+{
+    if (p->probed && v->role == p->cluster.role &&
+        (v->role == QS_CLUSTER_ROLE_UNKNOWN || v->info.leader == p->cluster.info.leader))
+        return;
+    char why[700];
+    qs_cluster_view_reason(v, why, sizeof(why));
+    if (v->role == QS_CLUSTER_ROLE_UNKNOWN)
+        warn("cluster view: Qdrant cannot be asked; scheduled work waits for an answer", why);
+    else if (v->role != QS_CLUSTER_ROLE_OFF)
+        QS_INFO("cluster view: %s", why);
+}
 
 static void after_cb(uv_work_t *req, int status)
 {
@@ -92,8 +109,11 @@ static void after_cb(uv_work_t *req, int status)
         p->dest_up = w->dest_rc == 0;
         snprintf(p->qdrant_err, sizeof(p->qdrant_err), "%s", p->qdrant_up ? "" : w->qerr.msg);
         snprintf(p->dest_err, sizeof(p->dest_err), "%s", p->dest_up ? "" : w->derr.msg);
+        cluster_changed(p, &w->cluster);
         p->probed = 1;
         qs_series_probed(p->series, p->qdrant_up, p->dest_up);
+        qs_cluster_view_move(&p->cluster, &w->cluster);
+        qs_series_cluster_role(p->series, p->cluster.role);
         if (w->cat_rc == 0)
             qs_series_seed(p->series, &w->cat);
         if (w->listed)
@@ -101,6 +121,7 @@ static void after_cb(uv_work_t *req, int status)
     }
     qs_catalog_deinit(&w->cat);
     qs_qdrant_strv_free(w->qcolls, w->nqcolls);
+    qs_cluster_view_deinit(&w->cluster);
     free(w);
     maybe_closed(p);
 }
@@ -114,6 +135,7 @@ static void probe_now(struct qs_probe *p)
         return;
     w->req.data = w;
     w->p = p;
+    qs_cluster_view_init(&w->cluster);
     w->seed = !qs_series_seeded(p->series);
     p->probing = 1;
     if (uv_queue_work(p->loop, &w->req, work_cb, after_cb) != 0) {
@@ -142,6 +164,7 @@ void qs_probe_status(const struct qs_probe *p, struct qs_probe_status *st)
     st->destination_up = p->dest_up;
     st->qdrant_error = p->qdrant_err;
     st->destination_error = p->dest_err;
+    st->cluster = &p->cluster;
 }
 
 static void timer_closed_cb(uv_handle_t *h)
@@ -189,6 +212,8 @@ int qs_probe_new(uv_loop_t *loop, const struct qs_config *cfg, struct qs_storage
     p->qdrant = qdrant;
     p->series = series;
     p->interval_ms = interval_ms > 0 ? interval_ms : QS_PROBE_INTERVAL_MS;
+    qs_cluster_view_init(&p->cluster);
+    p->cluster.setting = cfg->cluster;
     int rc = uv_timer_init(loop, &p->timer);
     if (rc != 0) {
         free(p);
@@ -202,5 +227,7 @@ int qs_probe_new(uv_loop_t *loop, const struct qs_config *cfg, struct qs_storage
 
 void qs_probe_free(struct qs_probe *p)
 {
+    if (p != NULL)
+        qs_cluster_view_deinit(&p->cluster);
     free(p);
 }

@@ -1084,3 +1084,40 @@ int qs_qdrant_parse_answer(enum qs_qdrant_answer kind, const char *body, size_t 
     cJSON_Delete(root);
     return rc;
 }
+
+/* ---- raw answers (read by the cluster module) ------------------------------ */
+
+int qs_qdrant_get_raw(struct qs_qdrant *q, const char *collection, const char *suffix,
+                      const char *op, struct qs_buf *body, struct qs_error *err)
+{
+    qs_error_clear(err);
+    if (op == NULL)
+        op = "Qdrant request";
+    int rc = collection != NULL ? check_name("collection name", collection, op, err) : 0;
+    if (rc == 0 && (suffix == NULL || suffix[0] != '/'))
+        rc = qs_error_set(err, QS_EINVAL, "%s: the path must start with '/'", op);
+    if (rc != 0)
+        return rc;
+    struct qs_buf path;
+    qs_buf_init(&path);
+    if (build_path(&path, collection, suffix, NULL, NULL) != 0) {
+        qs_buf_free(&path);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    struct qs_httpc_req a;
+    struct req r = {.method = "GET",
+                    .path = path.data,
+                    .op = op,
+                    .timeout_ms = q->request_timeout_ms,
+                    .body_cap = QD_JSON_CAP};
+    rc = perform(q, &r, &a, err);
+    if (rc == 0 && a.status != 200)
+        rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, a.status);
+    if (rc == 0 && a.resp_truncated)
+        rc = qs_error_set(err, QS_EPROTO, "%s: answer larger than %u bytes", op, QD_JSON_CAP);
+    if (rc == 0 && a.resp.len > 0 && qs_buf_append(body, a.resp.data, a.resp.len) != 0)
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+    qs_httpc_req_deinit(&a);
+    qs_buf_free(&path);
+    return rc;
+}

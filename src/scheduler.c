@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "qsnap/cluster.h"
 #include "qsnap/jobs.h"
 #include "qsnap/log.h"
 
@@ -14,9 +15,11 @@ struct qs_scheduler {
     const struct qs_config *cfg;
     struct qs_runner *runner;
     struct qs_series *series;
+    struct qs_qdrant *qdrant;
     uv_timer_t timer;
     int timer_open;
     int closing;
+    int checking;        /* a leader check is on the threadpool */
     int64_t next_backup; /* 0 = off */
     int64_t next_drill;
     void (*close_cb)(void *);
@@ -59,6 +62,117 @@ static void trigger(struct qs_scheduler *s, enum qs_job_kind kind, const char *w
     qs_job_params_deinit(&params);
 }
 
+/* What is due at one fire time. */
+struct due {
+    int backup, drill;
+};
+
+static void start_due(struct qs_scheduler *s, struct due d)
+{
+    if (d.backup)
+        trigger(s, QS_JOB_BACKUP, "scheduled backup");
+    if (d.drill)
+        trigger(s, QS_JOB_DRILL, "restore drill");
+}
+
+/* Logs and counts what the leader rule did not let start. */
+static void skip_due(struct qs_scheduler *s, struct due d, const struct qs_cluster_view *v)
+{
+    char why[700];
+    qs_cluster_view_reason(v, why, sizeof(why));
+    enum qs_log_level level = v->role == QS_CLUSTER_ROLE_FOLLOWER    ? QS_LOG_INFO
+                              : v->role == QS_CLUSTER_ROLE_NO_LEADER ? QS_LOG_WARN
+                                                                     : QS_LOG_ERROR;
+    static const char *const what[] = {"scheduled backup", "restore drill"};
+    for (int k = 0; k < 2; k++) {
+        if (k == 0 ? !d.backup : !d.drill)
+            continue;
+        if (v->role == QS_CLUSTER_ROLE_FOLLOWER)
+            qs_log(level, NULL, "%s skipped: %s; the leader's sidecar runs it", what[k], why);
+        else
+            qs_log(level, NULL,
+                   "%s skipped: %s; in cluster mode only the Raft leader's sidecar runs it, "
+                   "never on a guess",
+                   what[k], why);
+        qs_series_schedule_skipped(s->series, k == 0 ? QS_JOB_BACKUP : QS_JOB_DRILL, v->role);
+    }
+}
+
+/* One leader check on the threadpool; owned by the scheduler until after_cb. */
+struct check {
+    uv_work_t req;
+    struct qs_scheduler *s;
+    struct due due;
+    struct qs_cluster_view view;
+};
+
+static void maybe_closed(struct qs_scheduler *s);
+
+static void check_work_cb(uv_work_t *req)
+{
+    struct check *c = req->data;
+    qs_cluster_view_check(c->s->qdrant, c->s->cfg, &c->view);
+}
+
+static void check_after_cb(uv_work_t *req, int status)
+{
+    struct check *c = req->data;
+    struct qs_scheduler *s = c->s;
+    s->checking = 0;
+    if (status == 0 && !s->closing) {
+        qs_series_cluster_role(s->series, c->view.role);
+        if (qs_cluster_role_runs_scheduled(c->view.role)) {
+            if (c->view.role == QS_CLUSTER_ROLE_LEADER) {
+                char why[300];
+                qs_cluster_view_reason(&c->view, why, sizeof(why));
+                QS_INFO("%s: this sidecar runs the scheduled work", why);
+            }
+            start_due(s, c->due);
+        } else {
+            skip_due(s, c->due, &c->view);
+        }
+    }
+    qs_cluster_view_deinit(&c->view);
+    free(c);
+    maybe_closed(s);
+}
+
+/* What is due starts now (QSNAP_CLUSTER=off) or once the leader check has
+ * answered. */
+static void run_due(struct qs_scheduler *s, struct due d)
+{
+    if (s->cfg->cluster == QS_CLUSTER_OFF) {
+        start_due(s, d);
+        return;
+    }
+    struct qs_cluster_view v;
+    qs_cluster_view_init(&v);
+    v.setting = s->cfg->cluster;
+    v.role = QS_CLUSTER_ROLE_UNKNOWN;
+    if (s->checking) {
+        qs_strlcpy(v.err.msg, "the previous scheduled time's GET /cluster has not returned yet",
+                   sizeof(v.err.msg));
+        skip_due(s, d, &v);
+        return;
+    }
+    struct check *c = calloc(1, sizeof(*c));
+    int rc = c != NULL ? 0 : UV_ENOMEM;
+    if (c != NULL) {
+        c->req.data = c;
+        c->s = s;
+        c->due = d;
+        qs_cluster_view_init(&c->view);
+        rc = uv_queue_work(s->loop, &c->req, check_work_cb, check_after_cb);
+    }
+    if (rc != 0) {
+        free(c);
+        qs_error_set(&v.err, rc, "could not queue the check: %s", qs_strerror(rc));
+        skip_due(s, d, &v);
+        return;
+    }
+    s->checking = 1;
+}
+
 static void timer_cb(uv_timer_t *t);
 
 /* Arms the timer for the sooner fire time (at most TICK_MAX_MS away). */
@@ -85,14 +199,17 @@ void qs_scheduler_tick(struct qs_scheduler *s, int64_t now)
 {
     if (s->closing)
         return;
+    struct due d = {0, 0};
     if (s->next_backup > 0 && now >= s->next_backup) {
-        trigger(s, QS_JOB_BACKUP, "scheduled backup");
+        d.backup = 1;
         s->next_backup = qs_scheduler_next_fire(&s->cfg->cron, now, s->cfg->jitter_s);
     }
     if (s->next_drill > 0 && now >= s->next_drill) {
-        trigger(s, QS_JOB_DRILL, "restore drill");
+        d.drill = 1;
         s->next_drill = qs_scheduler_next_fire(&s->cfg->drill_cron, now, 0);
     }
+    if (d.backup || d.drill)
+        run_due(s, d);
     arm(s, now);
 }
 
@@ -139,6 +256,14 @@ static void timer_closed_cb(uv_handle_t *h)
         cb(s->close_ud);
 }
 
+/* Closes the timer once closing and no check is out. */
+static void maybe_closed(struct qs_scheduler *s)
+{
+    if (!s->closing || s->checking || !s->timer_open || uv_is_closing((uv_handle_t *)&s->timer))
+        return;
+    uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
+}
+
 void qs_scheduler_close(struct qs_scheduler *s, void (*done)(void *ud), void *ud)
 {
     s->closing = 1;
@@ -149,12 +274,12 @@ void qs_scheduler_close(struct qs_scheduler *s, void (*done)(void *ud), void *ud
     }
     s->close_cb = done;
     s->close_ud = ud;
-    if (!uv_is_closing((uv_handle_t *)&s->timer))
-        uv_close((uv_handle_t *)&s->timer, timer_closed_cb);
+    uv_timer_stop(&s->timer);
+    maybe_closed(s);
 }
 
 int qs_scheduler_new(uv_loop_t *loop, const struct qs_config *cfg, struct qs_runner *runner,
-                     struct qs_series *series, struct qs_scheduler **out)
+                     struct qs_series *series, struct qs_qdrant *qdrant, struct qs_scheduler **out)
 {
     *out = NULL;
     struct qs_scheduler *s = calloc(1, sizeof(*s));
@@ -164,6 +289,11 @@ int qs_scheduler_new(uv_loop_t *loop, const struct qs_config *cfg, struct qs_run
     s->cfg = cfg;
     s->runner = runner;
     s->series = series;
+    s->qdrant = qdrant;
+    if (cfg->cluster != QS_CLUSTER_OFF && qdrant == NULL) {
+        free(s);
+        return QS_EINVAL;
+    }
     int rc = uv_timer_init(loop, &s->timer);
     if (rc != 0) {
         free(s);

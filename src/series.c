@@ -62,6 +62,8 @@ static const enum qs_metric_id families[] = {
     QS_M_SCHEDULE_INTERVAL,
     QS_M_QDRANT_UP,
     QS_M_DESTINATION_UP,
+    QS_M_CLUSTER_LEADER,
+    QS_M_SCHEDULE_SKIPPED,
 };
 
 /* The families of one collection: all of them while it is present. */
@@ -391,6 +393,28 @@ void qs_series_next_backup(struct qs_series *s, int64_t t)
     qs_metrics_set(s->m, QS_MN(NEXT_BACKUP), NULL, (double)t);
 }
 
+/* ---- cluster mode ------------------------------------------------------------------- */
+
+static const char *skip_reason(enum qs_cluster_role role)
+{
+    return role == QS_CLUSTER_ROLE_FOLLOWER    ? "follower"
+           : role == QS_CLUSTER_ROLE_NO_LEADER ? "no_leader"
+                                               : "cluster_unknown";
+}
+
+void qs_series_cluster_role(struct qs_series *s, enum qs_cluster_role role)
+{
+    qs_metrics_set(s->m, QS_MN(CLUSTER_LEADER), NULL, role == QS_CLUSTER_ROLE_LEADER);
+}
+
+void qs_series_schedule_skipped(struct qs_series *s, enum qs_job_kind kind,
+                                enum qs_cluster_role role)
+{
+    const char *l[] = {"kind", kind == QS_JOB_DRILL ? "drill" : "backup", "reason",
+                       skip_reason(role), NULL};
+    qs_metrics_add(s->m, QS_MN(SCHEDULE_SKIPPED), l, 1);
+}
+
 int qs_series_present(const struct qs_series *s, char ***names, size_t *n)
 {
     for (size_t i = 0; i < s->ncolls; i++) {
@@ -457,6 +481,16 @@ int qs_series_new(struct qs_metrics *metrics, const struct qs_config *cfg, struc
     for (size_t i = 0; i < 3; i++)
         prune_deleted(metrics, "remote", kinds[i], 0);
     prune_deleted(metrics, "local", "backup", 0);
+    qs_metrics_set(metrics, QS_MN(CLUSTER_LEADER), NULL, 0);
+    static const enum qs_cluster_role skips[] = {
+        QS_CLUSTER_ROLE_FOLLOWER, QS_CLUSTER_ROLE_NO_LEADER, QS_CLUSTER_ROLE_UNKNOWN};
+    for (size_t k = 0; k < 2; k++) {
+        for (size_t i = 0; i < sizeof(skips) / sizeof(skips[0]); i++) {
+            const char *l[] = {"kind", k == 0 ? "backup" : "drill", "reason", skip_reason(skips[i]),
+                               NULL};
+            qs_metrics_add(metrics, QS_MN(SCHEDULE_SKIPPED), l, 0);
+        }
+    }
     *out = s;
     return 0;
 }

@@ -24,7 +24,8 @@
         "QSNAP_MODE=", "QSNAP_RETENTION=", "QSNAP_KEEP_MIN=", "QSNAP_LOCAL_KEEP=",                 \
         "QSNAP_COMPRESSION=", "QSNAP_MAX_BANDWIDTH=", "QSNAP_LISTEN=", "QSNAP_ADMIN_TOKEN=",       \
         "QSNAP_ADMIN_TOKEN_FILE=", "QSNAP_STALE_AFTER=", "QSNAP_DRILL_SCHEDULE=",                  \
-        "QSNAP_HEARTBEAT_URL=", "QSNAP_LOG_LEVEL=", "QSNAP_LOG_FORMAT="
+        "QSNAP_HEARTBEAT_URL=", "QSNAP_CLUSTER=", "QSNAP_CLUSTER_REST_PORT=", "QSNAP_LOG_LEVEL=",  \
+        "QSNAP_LOG_FORMAT="
 
 static int run_qsnap(const char *arg, char *const env[], char **out)
 {
@@ -141,8 +142,46 @@ Test(cli, check_config_valid_prints_redacted_config)
     cr_assert_not_null(strstr(out, "QSNAP_LISTEN=0.0.0.0:9633\n"), "%s", out);
     /* typo protection: a warning names the unknown variable */
     cr_assert_not_null(strstr(out, "unknown variable QSNAP_SCHEDUEL"), "%s", out);
+    /* the cluster view: a single node (QSNAP_CLUSTER=auto by default) */
+    cr_assert_not_null(strstr(out, "QSNAP_CLUSTER=auto\nQSNAP_CLUSTER_REST_PORT=6333\n"), "%s",
+                       out);
+    cr_assert_not_null(strstr(out, "\n# cluster: disabled (Qdrant is a single node (its cluster "
+                                   "mode is disabled)); runs scheduled backups, drills and "
+                                   "pruning: yes\n"),
+                       "%s", out);
     free(dir);
     free(out);
+}
+
+/* check-config's cluster view with QSNAP_CLUSTER=off (never asked), and when
+ * Qdrant cannot be asked (exit 1: scheduled work would be skipped). */
+Test(cli, check_config_cluster_off_and_unknown)
+{
+    char *dir = qs_test_mkdtemp("cli-cluster");
+    char dest[600], qurl[128];
+    snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+    snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=http://127.0.0.1:%d", qs_test_free_port());
+    char *off[] = {CLEAN_ENV, dest, qurl, "QSNAP_CLUSTER=off", NULL};
+    char *out = NULL;
+    int rc = run_qsnap("check-config", off, &out);
+    cr_assert_eq(rc, 1, "Qdrant is unreachable: exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "\n# cluster: off (QSNAP_CLUSTER=off: Qdrant's cluster mode is "
+                                   "not looked at); runs scheduled backups, drills and pruning: "
+                                   "yes\n"),
+                       "%s", out);
+    free(out);
+    char *unknown[] = {CLEAN_ENV, dest, qurl, NULL};
+    rc = run_qsnap("check-config", unknown, &out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "\n# cluster: UNKNOWN: cannot ask Qdrant which peer is the Raft "
+                                   "leader: get cluster info: "),
+                       "%s", out);
+    cr_assert_not_null(strstr(out, "scheduled backups, drills and pruning are skipped until Qdrant "
+                                   "answers\n"),
+                       "%s", out);
+    free(out);
+    qs_test_rmrf(dir);
+    free(dir);
 }
 
 /* `qsnap serve` with env; returns its exit code, or -1 when it was still

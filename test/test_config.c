@@ -171,6 +171,8 @@ Test(config, defaults)
     cr_assert_str_eq(cfg.drill_schedule, "off");
     cr_assert_eq(cfg.drill_cron.off, 1);
     cr_assert_null(cfg.heartbeat_url);
+    cr_assert_eq(cfg.cluster, QS_CLUSTER_AUTO);
+    cr_assert_eq(cfg.cluster_rest_port, 6333);
     cr_assert_eq(cfg.log_level, QS_LOG_INFO);
     cr_assert_eq(cfg.log_format, QS_LOG_JSON);
     qs_config_free(&cfg);
@@ -1021,6 +1023,34 @@ Test(config, heartbeat_url)
     expect_error("QSNAP_HEARTBEAT_URL", "empty", "QSNAP_HEARTBEAT_URL=", NULL);
 }
 
+/* ---- cluster mode -------------------------------------------------------------------- */
+
+Test(config, cluster)
+{
+    struct qs_config cfg;
+    LOAD_OK(&cfg, "QSNAP_CLUSTER=off", "QSNAP_CLUSTER_REST_PORT=16333");
+    cr_assert_eq(cfg.cluster, QS_CLUSTER_OFF);
+    cr_assert_eq(cfg.cluster_rest_port, 16333);
+    char *out = print_config(&cfg);
+    assert_line(out, "QSNAP_CLUSTER=off");
+    assert_line(out, "QSNAP_CLUSTER_REST_PORT=16333");
+    free(out);
+    qs_config_free(&cfg);
+    LOAD_OK(&cfg, "QSNAP_CLUSTER=auto", "QSNAP_CLUSTER_REST_PORT=65535");
+    cr_assert_eq(cfg.cluster, QS_CLUSTER_AUTO);
+    cr_assert_eq(cfg.cluster_rest_port, 65535);
+    qs_config_free(&cfg);
+    expect_error("QSNAP_CLUSTER", "must be 'auto' or 'off' (got 'on')", "QSNAP_CLUSTER=on", NULL);
+    expect_error("QSNAP_CLUSTER", "'auto' or 'off'", "QSNAP_CLUSTER=AUTO", NULL);
+    expect_error("QSNAP_CLUSTER", "empty", "QSNAP_CLUSTER=", NULL);
+    expect_error("QSNAP_CLUSTER_REST_PORT", "1 to 65535 (got '0')", "QSNAP_CLUSTER_REST_PORT=0",
+                 NULL);
+    expect_error("QSNAP_CLUSTER_REST_PORT", "1 to 65535", "QSNAP_CLUSTER_REST_PORT=65536", NULL);
+    expect_error("QSNAP_CLUSTER_REST_PORT", "1 to 65535", "QSNAP_CLUSTER_REST_PORT=-1", NULL);
+    expect_error("QSNAP_CLUSTER_REST_PORT", "1 to 65535", "QSNAP_CLUSTER_REST_PORT=6333x", NULL);
+    expect_error("QSNAP_CLUSTER_REST_PORT", "empty", "QSNAP_CLUSTER_REST_PORT=", NULL);
+}
+
 /* ---- logging ---------------------------------------------------------------------------- */
 
 Test(config, log_level_and_format)
@@ -1076,6 +1106,8 @@ Test(config, print_lists_every_variable_with_defaults)
         "QSNAP_STALE_AFTER=26h",
         "QSNAP_DRILL_SCHEDULE=off",
         "QSNAP_HEARTBEAT_URL=",
+        "QSNAP_CLUSTER=auto",
+        "QSNAP_CLUSTER_REST_PORT=6333",
         "QSNAP_LOG_LEVEL=info",
         "QSNAP_LOG_FORMAT=json",
         NULL,
@@ -1085,7 +1117,7 @@ Test(config, print_lists_every_variable_with_defaults)
         nl += *p == '\n';
     for (size_t i = 0; lines[i] != NULL; i++)
         assert_line(out, lines[i]);
-    cr_assert_eq(nl, 26, "expected 26 lines:\n%s", out);
+    cr_assert_eq(nl, 28, "expected 28 lines:\n%s", out);
     free(out);
     qs_config_free(&cfg);
 }

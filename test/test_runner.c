@@ -1,20 +1,25 @@
 /* The job runner and the schedule on a private loop: ownership when a job
  * cannot start (a start that fails takes nothing over, so the caller frees
- * job and parameters exactly once), a job that runs to the end, and the
- * schedule's skip-with-warning. No network: the destination is a temporary
- * file:// directory and no job here talks to Qdrant. Run under the
- * sanitizer build, a double free or a leak fails these tests. */
+ * job and parameters exactly once), a job that runs to the end, the
+ * schedule's skip-with-warning, and the leader rule's check when Qdrant
+ * cannot be asked. No network: the destination is a temporary file://
+ * directory, no job here talks to Qdrant, and the leader check goes to a
+ * loopback port nothing listens on. Run under the sanitizer build, a double
+ * free or a leak fails these tests. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <uv.h>
 
 #include "qsnap/config.h"
 #include "qsnap/jobs.h"
 #include "qsnap/log.h"
+#include "qsnap/metric_names.h"
 #include "qsnap/metrics.h"
+#include "qsnap/qdrant.h"
 #include "qsnap/runner.h"
 #include "qsnap/scheduler.h"
 #include "qsnap/series.h"
@@ -46,8 +51,11 @@ struct fixture {
     uv_loop_t loop;
     char *dir;
     char dest[600];
+    const char *cluster; /* QSNAP_CLUSTER, "off" unless a test sets it before setup */
+    char qdrant_url[64]; /* QSNAP_QDRANT_URL: a loopback port nobody listens on */
     struct qs_config cfg;
     struct qs_storage *storage;
+    struct qs_qdrant *qdrant;
     struct qs_metrics *metrics;
     struct qs_series *series;
     struct qs_runner *runner;
@@ -68,6 +76,10 @@ static const char *fixture_env(const char *name, void *ud)
         return "* * * * *";
     if (strcmp(name, "QSNAP_COLLECTIONS") == 0)
         return "alpha,beta";
+    if (strcmp(name, "QSNAP_CLUSTER") == 0)
+        return f->cluster;
+    if (strcmp(name, "QSNAP_QDRANT_URL") == 0)
+        return f->qdrant_url;
     return NULL;
 }
 
@@ -85,9 +97,12 @@ static void obs_finished(void *ud, const struct qs_job *job, const struct qs_pru
     f->pruned = prune != NULL;
 }
 
-static void fixture_setup(struct fixture *f, qs_thread_create_fn create)
+static void fixture_setup_cluster(struct fixture *f, qs_thread_create_fn create,
+                                  const char *cluster)
 {
     memset(f, 0, sizeof(*f));
+    f->cluster = cluster;
+    snprintf(f->qdrant_url, sizeof(f->qdrant_url), "http://127.0.0.1:%d", qs_test_free_port());
     cr_assert_eq(uv_loop_init(&f->loop), 0);
     f->dir = qs_test_mkdtemp("runner");
     cr_assert_not_null(f->dir);
@@ -95,15 +110,23 @@ static void fixture_setup(struct fixture *f, qs_thread_create_fn create)
     struct qs_error err;
     cr_assert_eq(qs_config_load(&f->cfg, fixture_env, f, &err), 0, "%s", err.msg);
     cr_assert_eq(qs_storage_new_from_config(&f->cfg, &f->storage, &err), 0, "%s", err.msg);
+    struct qs_qdrant_opts qo = {.url = f->cfg.qdrant_url};
+    cr_assert_eq(qs_qdrant_new(&qo, &f->qdrant, &err), 0, "%s", err.msg);
     f->metrics = qs_metrics_new(0);
     cr_assert_not_null(f->metrics);
     cr_assert_eq(qs_series_new(f->metrics, &f->cfg, &f->series), 0);
-    struct qs_backup_env env = {.cfg = &f->cfg, .storage = f->storage};
+    struct qs_backup_env env = {.cfg = &f->cfg, .storage = f->storage, .qdrant = f->qdrant};
     struct qs_runner_observer obs = {.started = obs_started, .finished = obs_finished, .ud = f};
     struct qs_runner_opts opts = {.thread_create = create};
     cr_assert_eq(qs_runner_new(&f->loop, &env, &obs, &opts, &f->runner), 0);
-    cr_assert_eq(qs_scheduler_new(&f->loop, &f->cfg, f->runner, f->series, &f->scheduler), 0);
+    cr_assert_eq(
+        qs_scheduler_new(&f->loop, &f->cfg, f->runner, f->series, f->qdrant, &f->scheduler), 0);
     creates = 0;
+}
+
+static void fixture_setup(struct fixture *f, qs_thread_create_fn create)
+{
+    fixture_setup_cluster(f, create, "off");
 }
 
 static void part_closed(void *ud)
@@ -124,6 +147,7 @@ static void fixture_teardown(struct fixture *f)
     qs_series_free(f->series);
     qs_metrics_free(f->metrics);
     qs_storage_free(f->storage);
+    qs_qdrant_free(f->qdrant);
     qs_config_free(&f->cfg);
     qs_test_rmrf(f->dir);
     free(f->dir);
@@ -247,5 +271,73 @@ Test(scheduler, trigger_while_a_job_runs_is_skipped)
     for (int i = 0; i < 1000 && f.finished == 0; i++)
         uv_run(&f.loop, UV_RUN_ONCE);
     cr_assert_eq(f.finished, 1);
+    fixture_teardown(&f);
+}
+
+/* The leader rule, when Qdrant cannot be asked at the scheduled time (its
+ * port refuses): nothing starts, both the backup and the drill are counted
+ * as skipped (cluster_unknown), and qsnap_cluster_leader stays 0. The check
+ * runs on the threadpool: the tick itself starts nothing and returns at
+ * once. */
+Test(scheduler, leader_check_that_cannot_ask_skips_and_counts)
+{
+    struct fixture f;
+    fixture_setup_cluster(&f, counting_create, "auto");
+    char *listed[] = {"alpha"};
+    qs_series_listing(f.series, listed, 1);
+    cr_assert_eq(qs_scheduler_start(f.scheduler), 0);
+    int64_t now = qs_scheduler_next_backup(f.scheduler);
+    if (qs_scheduler_next_drill(f.scheduler) > now)
+        now = qs_scheduler_next_drill(f.scheduler);
+    const char *backup[] = {"kind", "backup", "reason", "cluster_unknown", NULL};
+    const char *drill[] = {"kind", "drill", "reason", "cluster_unknown", NULL};
+    double v = -1;
+    cr_assert_eq(qs_metrics_get(f.metrics, QS_MN(SCHEDULE_SKIPPED), backup, &v), 0);
+    cr_assert_eq(v, 0.0, "the skip series exist at 0");
+
+    qs_scheduler_tick(f.scheduler, now);
+    cr_assert_eq(creates, 0, "nothing starts before the check answered");
+    for (int i = 0; i < 2000; i++) {
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+        if (qs_metrics_get(f.metrics, QS_MN(SCHEDULE_SKIPPED), drill, &v) == 0 && v > 0)
+            break;
+        usleep(5000);
+    }
+    cr_assert_eq(qs_metrics_get(f.metrics, QS_MN(SCHEDULE_SKIPPED), backup, &v), 0);
+    cr_assert_eq(v, 1.0);
+    cr_assert_eq(qs_metrics_get(f.metrics, QS_MN(SCHEDULE_SKIPPED), drill, &v), 0);
+    cr_assert_eq(v, 1.0);
+    cr_assert_eq(creates, 0, "no job started on a guess");
+    cr_assert_null(qs_runner_current(f.runner));
+    cr_assert_eq(f.started, 0);
+    cr_assert_eq(qs_metrics_get(f.metrics, QS_MN(CLUSTER_LEADER), NULL, &v), 0);
+    cr_assert_eq(v, 0.0);
+    cr_assert_gt(qs_scheduler_next_backup(f.scheduler), now, "the schedule moves on");
+    fixture_teardown(&f);
+}
+
+/* Closing while a leader check is out: the scheduler closes only after the
+ * check has returned, and what it was for is not started. */
+Test(scheduler, close_waits_for_the_leader_check)
+{
+    struct fixture f;
+    fixture_setup_cluster(&f, counting_create, "auto");
+    cr_assert_eq(qs_scheduler_start(f.scheduler), 0);
+    qs_scheduler_tick(f.scheduler, qs_scheduler_next_backup(f.scheduler));
+    qs_scheduler_close(f.scheduler, part_closed, &f);
+    cr_assert_eq(f.closed, 0, "closed with the check still out");
+    qs_runner_close(f.runner, part_closed, &f);
+    for (int i = 0; i < 2000 && f.closed < 2; i++) {
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    cr_assert_eq(f.closed, 2);
+    cr_assert_eq(creates, 0);
+    const char *backup[] = {"kind", "backup", "reason", "cluster_unknown", NULL};
+    double v;
+    cr_assert_eq(qs_metrics_get(f.metrics, QS_MN(SCHEDULE_SKIPPED), backup, &v), 0);
+    cr_assert_eq(v, 0.0, "a check that returns after the close counts nothing");
+    /* Closed already: teardown's close calls back at once. */
+    f.closed = 0;
     fixture_teardown(&f);
 }

@@ -1,5 +1,8 @@
 /* The daemon's HTTP API: GET /readyz, POST /v1/backup[?collection=c],
  * POST /v1/restore, GET /v1/jobs/{id}, GET /v1/backups[?collection=c].
+ * /readyz answers 200 {"status": "ready"} or 503 {"error": why} from the
+ * last probe, with the probe's cluster view ("cluster": cluster.h's
+ * qs_cluster_view_to_json) once a probe has returned.
  *
  * Handlers run on the loop thread: they check the request (parameters,
  * body, names: the same rules and messages as the configuration and the

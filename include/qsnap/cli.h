@@ -15,7 +15,10 @@ int qs_cli_list(const struct qs_config *cfg, int argc, char **argv);
 int qs_cli_prune(const struct qs_config *cfg, int argc, char **argv);
 
 /* Probes Qdrant and the destination for `check-config`; prints one line per
- * peer to stdout. Returns 0 when both answer, 1 otherwise. */
+ * peer to stdout, then the cluster view (QSNAP_CLUSTER=auto: GET /cluster;
+ * enabled or not, this peer, the leader, every peer with its REST URL, and
+ * whether this sidecar runs the scheduled work). Returns 0 when both answer
+ * (and, with auto, GET /cluster did), 1 otherwise. */
 int qs_cli_check_reachability(const struct qs_config *cfg);
 
 /* Creates the storage and Qdrant client described by cfg (both owned by the

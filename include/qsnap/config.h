@@ -36,6 +36,14 @@ enum qs_mode {
     QS_MODE_FULL = 1,
 };
 
+/* QSNAP_CLUSTER: auto = cluster mode when Qdrant's GET /cluster reports
+ * status "enabled" (asked by the probes, at each scheduled time and before
+ * remote pruning); off = never asked, always single-node behaviour. */
+enum qs_cluster_setting {
+    QS_CLUSTER_AUTO = 0,
+    QS_CLUSTER_OFF = 1,
+};
+
 /* All strings are owned by the struct and freed by qs_config_free(). Secrets
  * (the four *_FILE-capable values) are registered with qs_log_add_secret() by
  * qs_config_load(). */
@@ -78,6 +86,9 @@ struct qs_config {
     char *drill_schedule;   /* QSNAP_DRILL_SCHEDULE as given */
     struct qs_cron drill_cron;
     char *heartbeat_url; /* QSNAP_HEARTBEAT_URL, NULL = none; may carry a token: secret */
+    enum qs_cluster_setting cluster; /* QSNAP_CLUSTER, default auto */
+    int cluster_rest_port;           /* QSNAP_CLUSTER_REST_PORT, 1-65535, default 6333: the REST
+                                      * port of every peer (the host comes from its P2P uri) */
     enum qs_log_level log_level;
     enum qs_log_format log_format;
 };

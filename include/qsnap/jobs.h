@@ -3,8 +3,10 @@
  * main thread) and reports through env->progress.
  *
  *   backup job:  qs_backup_run, then remote pruning unless the run was
- *                cancelled (a pruning failure is logged, never the job's
- *                outcome);
+ *                cancelled or the leader rule (cluster.h, asked then) says
+ *                this sidecar is not the one that prunes: a follower, no
+ *                leader, or Qdrant could not be asked -- logged, never the
+ *                job's outcome (nor is a pruning failure);
  *   drill job:   a restore drill of each named collection's newest backup
  *                (collections without a backup, and full-storage backups,
  *                are passed over), stopping when cancelled;
@@ -55,9 +57,10 @@ void qs_jobs_outcome_init(struct qs_jobs_outcome *o);
 void qs_jobs_outcome_deinit(struct qs_jobs_outcome *o);
 
 /* Backup of collections (borrowed, n names; n == 0 = the configured
- * selection), then remote pruning unless the backup was cancelled. env and
- * out borrowed (out initialised by the caller). Returns out->rc: the
- * backup's result (pruning never changes it). */
+ * selection), then remote pruning unless the backup was cancelled or the
+ * leader rule skips it (out->pruned stays 0). env and out borrowed (out
+ * initialised by the caller). Returns out->rc: the backup's result (pruning
+ * never changes it). */
 int qs_jobs_backup_and_prune(const struct qs_backup_env *env, char *const *collections, size_t n,
                              struct qs_jobs_outcome *out);
 

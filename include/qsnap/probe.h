@@ -1,8 +1,10 @@
 /* Readiness probes of the daemon: every interval (30 s) Qdrant and the
  * destination are probed on libuv's threadpool; Qdrant's collections are
- * listed (collections mode) and, until it has worked once, the
+ * listed (collections mode), Qdrant's cluster view is read (GET /cluster,
+ * with QSNAP_CLUSTER=auto; cluster.h) and, until it has worked once, the
  * destination's manifests and drill results are loaded to seed the metrics.
- * The outcome goes to the series (series.h) and is kept for /readyz.
+ * The outcome goes to the series (series.h: qsnap_cluster_leader too) and
+ * is kept for /readyz. The cluster view does not decide readiness.
  *
  * Loop thread only; the probing itself runs on the threadpool. */
 #ifndef QSNAP_PROBE_H
@@ -12,6 +14,7 @@
 
 #include <uv.h>
 
+#include "qsnap/cluster.h"
 #include "qsnap/config.h"
 #include "qsnap/qdrant.h"
 #include "qsnap/series.h"
@@ -26,6 +29,7 @@ struct qs_probe_status {
     int destination_up;       /* 1 when the destination answered */
     const char *qdrant_error; /* borrowed from the prober until the next probe; "" when up */
     const char *destination_error;
+    const struct qs_cluster_view *cluster; /* borrowed from the prober until the next probe */
 };
 
 struct qs_probe;

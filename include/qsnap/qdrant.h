@@ -171,4 +171,16 @@ enum qs_qdrant_answer {
 int qs_qdrant_parse_answer(enum qs_qdrant_answer kind, const char *body, size_t len,
                            struct qs_error *err);
 
+/* ---- raw answers (read by the cluster module, cluster.h) ------------------ */
+
+/* GET /collections/{collection}{suffix}, or GET {suffix} when collection is
+ * NULL; the collection is percent-encoded here, suffix (starting with '/')
+ * is sent as it is. Bounded by request_timeout_ms. On a 200 answer returns
+ * 0 with the whole body appended to body (borrowed, initialised by the
+ * caller, who frees it); failures as for the other calls, an answer over
+ * 16 MiB is QS_EPROTO. op (borrowed, NULL = "Qdrant request") names the
+ * request in messages. */
+int qs_qdrant_get_raw(struct qs_qdrant *q, const char *collection, const char *suffix,
+                      const char *op, struct qs_buf *body, struct qs_error *err);
+
 #endif

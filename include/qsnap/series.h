@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "qsnap/catalog.h"
+#include "qsnap/cluster.h"
 #include "qsnap/config.h"
 #include "qsnap/job.h"
 #include "qsnap/metrics.h"
@@ -61,6 +62,18 @@ int qs_series_seeded(const struct qs_series *s);
 
 /* The next scheduled backup (0 = off). */
 void qs_series_next_backup(struct qs_series *s, int64_t t);
+
+/* The leader rule's outcome of one look at GET /cluster (a probe's or a
+ * scheduled time's): qsnap_cluster_leader is 1 for LEADER (this sidecar runs
+ * the scheduled work because its peer leads a cluster), 0 for every other
+ * role (a single node and QSNAP_CLUSTER=off included). */
+void qs_series_cluster_role(struct qs_series *s, enum qs_cluster_role role);
+
+/* A scheduled run of kind (QS_JOB_BACKUP or QS_JOB_DRILL) was not started
+ * because of role (FOLLOWER, NO_LEADER or UNKNOWN): counted in
+ * qsnap_schedule_skipped_total. */
+void qs_series_schedule_skipped(struct qs_series *s, enum qs_job_kind kind,
+                                enum qs_cluster_role role);
 
 /* The collections that have series (present), full-storage snapshots
  * excepted, appended to *names (owned by the caller, n entries, grown with

@@ -1,0 +1,983 @@
+/* Qdrant cluster mode against the multi-peer stand-in (three peers on
+ * 127.0.0.2-4, one REST port) with one `qsnap serve` sidecar per peer, all
+ * with the same configuration and destination (a shared file:// directory):
+ *   - the wire: GET /cluster and GET /collections/{c}/cluster read from every
+ *     peer with exact u64 peer ids and the peers' REST URLs;
+ *   - the leader rule at each scheduled time (the schedule driven by the
+ *     test clock): exactly one sidecar, the leader's, runs the scheduled
+ *     backup and the others log that they skipped and why; leadership moved
+ *     between two scheduled times moves the run; a follower's manual backup
+ *     runs but never prunes; a sidecar that cannot ask GET /cluster skips with
+ *     an error and counts it; no leader, nobody runs; qsnap_cluster_leader is 1
+ *     on exactly one sidecar; /readyz and check-config show the view;
+ *   - QSNAP_CLUSTER=auto against a single node (today's stand-in) behaves as
+ *     QSNAP_CLUSTER=off: same objects, same pruning, no cluster series. */
+#include <cJSON.h>
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "qsnap/catalog.h"
+#include "qsnap/cluster.h"
+#include "qsnap/error.h"
+#include "qsnap/qdrant.h"
+#include "qsnap/storage.h"
+#include "qsnap/util.h"
+#include "support.h"
+
+#define TOKEN "cluster-test-admin-token-0123456789"
+#define AUTH "Authorization: Bearer " TOKEN
+#define PEERS 3
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the world: a cluster, a shared destination, one sidecar per peer ---------- */
+
+struct world {
+    struct qs_test_cluster c;
+    char *dir; /* the file:// destination */
+    char dest[600];
+    struct qs_storage *st;
+    struct qs_test_daemon d[PEERS + 1]; /* [1..PEERS], pid <= 0 when not running */
+    char id[PEERS + 1][24];             /* peer ids (decimal) by peer index */
+    int64_t base;                       /* test clock at t0 (0: real clock) */
+    time_t t0;
+};
+
+static struct world *g_world;
+static struct qs_test_standin *g_single;
+
+static void stop_all(void)
+{
+    struct world *w = g_world;
+    if (w != NULL) {
+        for (int i = 1; i <= PEERS; i++)
+            if (w->d[i].pid > 0)
+                qs_test_daemon_stop(&w->d[i], 10);
+        qs_test_cluster_stop(&w->c);
+        qs_storage_free(w->st);
+        w->st = NULL;
+        if (w->dir != NULL)
+            qs_test_rmrf(w->dir);
+        free(w->dir);
+        w->dir = NULL;
+        g_world = NULL;
+    }
+    if (g_single != NULL) {
+        qs_test_standin_stop(g_single);
+        g_single = NULL;
+    }
+}
+
+static void setup(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void teardown(void)
+{
+    stop_all();
+    curl_global_cleanup();
+}
+
+TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 400);
+
+static cJSON *http_json(const char *method, const char *url, const char *body, long want)
+{
+    struct qs_test_resp r;
+    const char *h[] = {"Content-Type: application/json", NULL};
+    int rc = qs_test_http(method, url, h, body, body != NULL ? strlen(body) : 0, &r);
+    cr_assert_eq(rc, 0, "%s %s: no answer", method, url);
+    cr_assert_eq(r.status, want, "%s %s: HTTP %ld (want %ld): %s", method, url, r.status, want,
+                 r.body);
+    cJSON *j = cJSON_Parse(r.body);
+    cr_assert_not_null(j, "%s %s: not JSON: %s", method, url, r.body);
+    qs_test_resp_free(&r);
+    return j;
+}
+
+static const char *jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* A control-API call on peer i of the cluster. */
+static void ctl(struct world *w, int i, const char *method, const char *path, const char *body)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s%s", w->c.peer[i].url, path);
+    cJSON_Delete(http_json(method, url, body, 200));
+}
+
+/* The peer ids by index, from the stand-in's view (its keys are the exact ids). */
+static void read_ids(struct world *w)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__standin/cluster", w->c.peer[1].url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *peers =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "view"), "peers");
+    const cJSON *p;
+    int n = 0;
+    cJSON_ArrayForEach(p, peers)
+    {
+        const cJSON *idx = cJSON_GetObjectItemCaseSensitive(p, "index");
+        cr_assert(cJSON_IsNumber(idx));
+        int i = (int)idx->valuedouble;
+        cr_assert(i >= 1 && i <= PEERS);
+        snprintf(w->id[i], sizeof(w->id[i]), "%s", p->string);
+        n++;
+    }
+    cr_assert_eq(n, PEERS);
+    cJSON_Delete(j);
+}
+
+static uint64_t id_of(const struct world *w, int i)
+{
+    uint64_t v = 0;
+    for (const char *p = w->id[i]; *p != '\0'; p++) {
+        cr_assert(*p >= '0' && *p <= '9' && v <= (UINT64_MAX - 9) / 10, "peer id '%s'", w->id[i]);
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    return v;
+}
+
+/* Makes peer i the Raft leader (the stand-in's hook; term + 1). */
+static void set_leader(struct world *w, int i)
+{
+    char body[64];
+    if (i == 0)
+        snprintf(body, sizeof(body), "{\"peer\":null}");
+    else
+        snprintf(body, sizeof(body), "{\"peer\":%d}", i);
+    ctl(w, 1, "POST", "/__standin/cluster/leader", body);
+}
+
+/* Waits until every replica of collection c is Active (as peer 1 sees it). */
+static void wait_active(struct world *w, const char *c)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/collections/%s/cluster", w->c.peer[1].url, c);
+    double end = now_s() + 30;
+    for (;;) {
+        cJSON *j = http_json("GET", url, NULL, 200);
+        const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
+        int all = 1, n = 0;
+        const char *lists[] = {"local_shards", "remote_shards"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *s;
+            cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(res, lists[k]))
+            {
+                const char *st = jstr(s, "state");
+                all &= st != NULL && strcmp(st, "Active") == 0;
+                n++;
+            }
+        }
+        cJSON_Delete(j);
+        if (all && n > 0)
+            return;
+        cr_assert_lt(now_s(), end, "replicas of %s not Active", c);
+        usleep(100000);
+    }
+}
+
+/* A generated collection with one shard replicated on every peer, so that
+ * any peer's collection snapshot holds all of it. */
+static void make_collection(struct world *w, const char *name, int points)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"%s\",\"points\":%d,\"dim\":8,\"shard_number\":1,"
+             "\"replication_factor\":%d}",
+             name, points, PEERS);
+    ctl(w, 1, "POST", "/__standin/collections", body);
+    wait_active(w, name);
+}
+
+static void world_open(struct world *w, int64_t base)
+{
+    memset(w, 0, sizeof(*w));
+    for (int i = 0; i <= PEERS; i++)
+        w->d[i].pid = -1;
+    g_world = w;
+    cr_assert_eq(qs_test_cluster_start(&w->c, PEERS, NULL), 0,
+                 "the stand-in cluster did not start");
+    read_ids(w);
+    w->dir = qs_test_mkdtemp("cluster-dest");
+    snprintf(w->dest, sizeof(w->dest), "QSNAP_DESTINATION=file://%s", w->dir);
+    struct qs_storage_opts o;
+    qs_storage_opts_init(&o);
+    o.kind = QS_DEST_FILE;
+    o.path = w->dir;
+    struct qs_error err;
+    cr_assert_eq(qs_storage_new(&o, &w->st, &err), 0, "%s", err.msg);
+    w->base = base;
+    w->t0 = time(NULL);
+}
+
+/* The test clock now, for a sidecar started now (they all agree). */
+static int64_t test_now(const struct world *w)
+{
+    return w->base + (int64_t)(time(NULL) - w->t0);
+}
+
+/* The environment of sidecar i: the same for all but the Qdrant URL. */
+static char **sidecar_env(struct world *w, int i, const char *const *extra)
+{
+    static char *env[40];
+    static char qurl[128], port[64], now[64];
+    size_t n = 0;
+    snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=%s", w->c.peer[i].url);
+    snprintf(port, sizeof(port), "QSNAP_CLUSTER_REST_PORT=%d", w->c.port);
+    env[n++] = w->dest;
+    env[n++] = qurl;
+    env[n++] = port;
+    env[n++] = "QSNAP_CLUSTER=auto";
+    env[n++] = "QSNAP_ADMIN_TOKEN=" TOKEN;
+    env[n++] = "QSNAP_LOG_FORMAT=json";
+    env[n++] = "QSNAP_COMPRESSION=none";
+    env[n++] = "QSNAP_TEST_PROBE_INTERVAL_MS=300";
+    env[n++] = "QSNAP_SCHEDULE=off";
+    if (w->base > 0) {
+        snprintf(now, sizeof(now), "QSNAP_TEST_NOW=%lld", (long long)test_now(w));
+        env[n++] = now;
+    }
+    for (size_t k = 0; extra != NULL && extra[k] != NULL && n < 39; k++)
+        env[n++] = (char *)extra[k];
+    env[n] = NULL;
+    return env;
+}
+
+static char *sidecar_log(const struct world *w, int i)
+{
+    char *log = qs_test_read_file(w->d[i].log, NULL);
+    return log != NULL ? log : strdup("");
+}
+
+/* Starts sidecar i and waits for its first probe (/readyz 200). */
+static void sidecar_start(struct world *w, int i, const char *const *extra)
+{
+    int rc = qs_test_daemon_start(&w->d[i], sidecar_env(w, i, extra));
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", w->d[i].url);
+    if (rc != 0 || qs_test_wait_http(url, 30) != 0) {
+        char *log = sidecar_log(w, i);
+        cr_assert_fail("sidecar %d did not become ready; log:\n%s", i, log);
+    }
+}
+
+static void sidecar_stop(struct world *w, int i)
+{
+    int st = qs_test_daemon_stop(&w->d[i], 30);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "sidecar %d did not exit 0 on SIGTERM (status %d)", i, st);
+}
+
+static size_t count_substr(const char *s, const char *needle)
+{
+    size_t n = 0, len = strlen(needle);
+    for (const char *p = strstr(s, needle); p != NULL; p = strstr(p + len, needle))
+        n++;
+    return n;
+}
+
+/* Log lines of sidecar i holding needle. */
+static size_t log_count(const struct world *w, int i, const char *needle)
+{
+    char *log = sidecar_log(w, i);
+    size_t n = count_substr(log, needle);
+    free(log);
+    return n;
+}
+
+static double metric(const struct world *w, int i, const char *series)
+{
+    char *m = qs_test_daemon_metrics(&w->d[i]);
+    double v = qs_test_metric(m, series);
+    free(m);
+    return v;
+}
+
+#define LEADER_GAUGE "qsnap_cluster_leader"
+#define SKIPPED(kind, reason)                                                                      \
+    "qsnap_schedule_skipped_total{kind=\"" kind "\",reason=\"" reason "\"}"
+
+/* Waits until qsnap_cluster_leader is 1 on sidecar `leader` only (0 on the
+ * others): the probes (every 300 ms) have seen the leader. */
+static void wait_leader_gauge(const struct world *w, int leader)
+{
+    double end = now_s() + 20;
+    for (;;) {
+        int ok = 1;
+        for (int i = 1; i <= PEERS; i++)
+            ok &= metric(w, i, LEADER_GAUGE) == (i == leader ? 1.0 : 0.0);
+        if (ok)
+            return;
+        cr_assert_lt(now_s(), end, "qsnap_cluster_leader is not 1 on sidecar %d only", leader);
+        usleep(100000);
+    }
+}
+
+/* The complete backups of collection c at the destination (snapshot names,
+ * newest first, owned). */
+static char **backups_of(const struct world *w, const char *c, size_t *n)
+{
+    struct qs_catalog cat;
+    struct qs_error err;
+    cr_assert_eq(qs_catalog_load(w->st, c, 0, &cat, &err), 0, "%s", err.msg);
+    char **v = calloc(cat.nbackups + 1, sizeof(char *));
+    for (size_t i = 0; i < cat.nbackups; i++)
+        v[i] = strdup(cat.backups[i].m.snapshot);
+    *n = cat.nbackups;
+    qs_catalog_deinit(&cat);
+    return v;
+}
+
+static void strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* 1 when the snapshot was made by peer i (Qdrant puts its peer id in the name). */
+static int made_by(const struct world *w, const char *snapshot, int i)
+{
+    uint64_t peer = 0;
+    cr_assert_eq(qs_snapshot_name_parse(snapshot, NULL, 0, &peer, NULL), 0, "%s", snapshot);
+    return peer == id_of(w, i);
+}
+
+static char *post_backup(const struct world *w, int i)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/backup", w->d[i].url);
+    const char *h[] = {AUTH, NULL};
+    struct qs_test_resp r;
+    cr_assert_eq(qs_test_http("POST", url, h, "", 0, &r), 0);
+    cr_assert_eq(r.status, 202, "POST /v1/backup on sidecar %d: %ld %s", i, r.status, r.body);
+    cJSON *j = cJSON_Parse(r.body);
+    char *id = strdup(jstr(j, "job"));
+    cJSON_Delete(j);
+    qs_test_resp_free(&r);
+    return id;
+}
+
+static cJSON *wait_job(const struct world *w, int i, const char *id)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/v1/jobs/%s", w->d[i].url, id);
+    double end = now_s() + 60;
+    for (;;) {
+        cJSON *j = http_json("GET", url, NULL, 200);
+        const char *st = jstr(j, "state");
+        cr_assert_not_null(st);
+        if (strcmp(st, "running") != 0 && strcmp(st, "queued") != 0)
+            return j;
+        cJSON_Delete(j);
+        cr_assert_lt(now_s(), end, "job %s still running", id);
+        usleep(100000);
+    }
+}
+
+/* /readyz of sidecar i (200), its "cluster" object checked against the
+ * cluster: this peer, the leader, and every peer's REST URL. */
+static void check_readyz(const struct world *w, int i, int leader)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", w->d[i].url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    cr_assert_str_eq(jstr(j, "status"), "ready");
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
+    cr_assert(cJSON_IsObject(cl), "no cluster view in /readyz");
+    cr_assert_str_eq(jstr(cl, "setting"), "auto");
+    cr_assert_str_eq(jstr(cl, "status"), "enabled");
+    cr_assert_str_eq(jstr(cl, "role"), i == leader ? "leader" : "follower");
+    cr_assert_str_eq(jstr(cl, "peer_id"), w->id[i]);
+    cr_assert_str_eq(jstr(cl, "leader"), w->id[leader]);
+    cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "is_leader")), i == leader);
+    cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "runs_scheduled")), i == leader);
+    cr_assert_str_eq(jstr(cl, "raft_role"), i == leader ? "Leader" : "Follower");
+    const cJSON *peers = cJSON_GetObjectItemCaseSensitive(cl, "peers");
+    cr_assert_eq(cJSON_GetArraySize(peers), PEERS);
+    for (int k = 1; k <= PEERS; k++) {
+        const cJSON *p = cJSON_GetObjectItemCaseSensitive(peers, w->id[k]);
+        cr_assert(cJSON_IsObject(p), "peer %s missing from /readyz", w->id[k]);
+        char uri[64];
+        snprintf(uri, sizeof(uri), "http://%s:6335/", w->c.peer[k].host);
+        cr_assert_str_eq(jstr(p, "uri"), uri);
+        cr_assert_str_eq(jstr(p, "rest_url"), w->c.peer[k].url);
+    }
+    cJSON_Delete(j);
+}
+
+/* ---- the wire ----------------------------------------------------------------- */
+
+/* GET /cluster on every peer through the client: exact ids (random u64 above
+ * 2^53 in the stand-in, compared as text with its own view), REST URLs equal
+ * to the peers' real addresses, the leader and roles; moving the leader and
+ * having none. GET /collections/{c}/cluster: 3 shards x 2 replicas, the same
+ * placement from every peer, remote peer ids exact. */
+Test(cluster, wire_cluster_and_collection_cluster)
+{
+    static struct world w;
+    world_open(&w, 0);
+    struct qs_qdrant *q[PEERS + 1] = {NULL};
+    struct qs_error err;
+    for (int i = 1; i <= PEERS; i++) {
+        struct qs_qdrant_opts o = {.url = w.c.peer[i].url};
+        cr_assert_eq(qs_qdrant_new(&o, &q[i], &err), 0, "%s", err.msg);
+    }
+    for (int i = 1; i <= PEERS; i++) {
+        struct qs_cluster_info ci;
+        cr_assert_eq(qs_cluster_get(q[i], w.c.port, &ci, &err), 0, "peer %d: %s", i, err.msg);
+        char got[24];
+        snprintf(got, sizeof(got), "%" PRIu64, ci.peer_id);
+        cr_assert_str_eq(got, w.id[i], "peer %d: id", i);
+        cr_assert_gt(ci.peer_id, (uint64_t)1 << 53);
+        snprintf(got, sizeof(got), "%" PRIu64, ci.leader);
+        cr_assert_str_eq(got, w.id[1], "the bootstrap peer leads");
+        cr_assert_str_eq(ci.role, i == 1 ? "Leader" : "Follower");
+        cr_assert_eq(ci.is_voter, 1);
+        cr_assert_geq(ci.term, 1);
+        cr_assert_eq(ci.npeers, PEERS);
+        for (int k = 1; k <= PEERS; k++) {
+            const struct qs_cluster_peer *p = qs_cluster_info_peer(&ci, id_of(&w, k));
+            cr_assert_not_null(p, "peer %d does not list peer %d", i, k);
+            cr_assert_str_eq(p->rest_url, w.c.peer[k].url);
+        }
+        qs_cluster_info_deinit(&ci);
+    }
+    /* the view's roles follow the leader */
+    struct qs_config cfg = {.cluster = QS_CLUSTER_AUTO, .cluster_rest_port = w.c.port};
+    struct qs_cluster_view v;
+    qs_cluster_view_init(&v);
+    cr_assert_eq(qs_cluster_view_check(q[1], &cfg, &v), QS_CLUSTER_ROLE_LEADER);
+    cr_assert_eq(qs_cluster_view_check(q[3], &cfg, &v), QS_CLUSTER_ROLE_FOLLOWER);
+    set_leader(&w, 3);
+    cr_assert_eq(qs_cluster_view_check(q[3], &cfg, &v), QS_CLUSTER_ROLE_LEADER);
+    cr_assert_eq(qs_cluster_view_check(q[1], &cfg, &v), QS_CLUSTER_ROLE_FOLLOWER);
+    cr_assert_eq(v.info.leader, id_of(&w, 3));
+    set_leader(&w, 0);
+    cr_assert_eq(qs_cluster_view_check(q[2], &cfg, &v), QS_CLUSTER_ROLE_NO_LEADER);
+    cr_assert_str_eq(v.info.role, "PreCandidate");
+    set_leader(&w, 1);
+    qs_cluster_view_deinit(&v);
+
+    /* a collection in 3 shards, 2 replicas each */
+    ctl(&w, 1, "POST", "/__standin/collections",
+        "{\"name\":\"wire\",\"points\":90,\"dim\":8,\"shard_number\":3,\"replication_factor\":2}");
+    wait_active(&w, "wire");
+    int replicas[3] = {0, 0, 0};
+    uint64_t points = 0;
+    for (int i = 1; i <= PEERS; i++) {
+        struct qs_collection_cluster cc;
+        cr_assert_eq(qs_cluster_collection_get(q[i], "wire", &cc, &err), 0, "%s", err.msg);
+        cr_assert_eq(cc.peer_id, id_of(&w, i));
+        cr_assert_eq(cc.shard_count, 3);
+        cr_assert_eq(cc.ntransfers, 0);
+        cr_assert_eq(cc.nlocal + cc.nremote, 6, "peer %d sees %zu replicas", i,
+                     cc.nlocal + cc.nremote);
+        for (size_t k = 0; k < cc.nlocal; k++) {
+            cr_assert_lt(cc.local[k].shard_id, 3);
+            cr_assert_eq(cc.local[k].state, QS_REPLICA_ACTIVE);
+            cr_assert_null(cc.local[k].shard_key);
+            replicas[cc.local[k].shard_id]++;
+            points += cc.local[k].points_count;
+        }
+        for (size_t k = 0; k < cc.nremote; k++) {
+            int known = 0;
+            for (int p = 1; p <= PEERS; p++)
+                known |= cc.remote[k].peer_id == id_of(&w, p) && p != i;
+            cr_assert(known, "remote peer id %" PRIu64 " is not another peer's",
+                      cc.remote[k].peer_id);
+            cr_assert_eq(cc.remote[k].state, QS_REPLICA_ACTIVE);
+        }
+        qs_collection_cluster_deinit(&cc);
+    }
+    cr_assert(replicas[0] == 2 && replicas[1] == 2 && replicas[2] == 2, "replicas %d %d %d",
+              replicas[0], replicas[1], replicas[2]);
+    cr_assert_eq(points, 2 * 90, "every point in two local replicas");
+    struct qs_collection_cluster cc;
+    cr_assert_eq(qs_cluster_collection_get(q[2], "nope", &cc, &err), QS_ENOTFOUND);
+    cr_assert_not_null(strstr(err.msg, "collection 'nope'"), "%s", err.msg);
+    cr_assert_null(cc.local);
+    for (int i = 1; i <= PEERS; i++)
+        qs_qdrant_free(q[i]);
+    stop_all();
+}
+
+/* GET /cluster of a single node is "disabled" (today's stand-in). */
+Test(cluster, wire_single_node_is_disabled)
+{
+    static struct qs_test_standin s;
+    cr_assert_eq(qs_test_standin_start(&s, NULL), 0);
+    g_single = &s;
+    struct qs_qdrant *q = NULL;
+    struct qs_error err;
+    struct qs_qdrant_opts o = {.url = s.url};
+    cr_assert_eq(qs_qdrant_new(&o, &q, &err), 0, "%s", err.msg);
+    struct qs_cluster_info ci;
+    cr_assert_eq(qs_cluster_get(q, 6333, &ci, &err), 0, "%s", err.msg);
+    cr_assert_eq(ci.enabled, 0);
+    struct qs_config cfg = {.cluster = QS_CLUSTER_AUTO, .cluster_rest_port = 6333};
+    struct qs_cluster_view v;
+    qs_cluster_view_init(&v);
+    cr_assert_eq(qs_cluster_view_check(q, &cfg, &v), QS_CLUSTER_ROLE_SINGLE);
+    cfg.cluster = QS_CLUSTER_OFF;
+    cr_assert_eq(qs_cluster_view_check(q, &cfg, &v), QS_CLUSTER_ROLE_OFF);
+    cr_assert_eq(v.checked_at, 0, "off never asks");
+    qs_cluster_view_deinit(&v);
+    qs_qdrant_free(q);
+    stop_all();
+}
+
+/* ---- the leader rule at scheduled times -------------------------------------- */
+
+/* Three sidecars, a schedule every minute on the test clock (first fire 10 s
+ * after the start, the second 60 s later):
+ *   1st fire: peer 1 leads: only sidecar 1 runs the backup (made by peer 1),
+ *             sidecars 2 and 3 log the skip naming the leader and count it;
+ *   between:  a manual backup on follower 3 runs, and skips the remote
+ *             pruning (the older backup, prunable, stays); leadership moves
+ *             to peer 2 and the gauge follows;
+ *   2nd fire: only sidecar 2 runs, and prunes (it is the leader). */
+Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
+{
+    static struct world w;
+    int64_t base = qs_timegm(2031, 3, 14, 3, 4, 50);
+    world_open(&w, base);
+    make_collection(&w, "sched", 40);
+    const char *extra[] = {"QSNAP_SCHEDULE=* * * * *", "QSNAP_RETENTION=1s", "QSNAP_KEEP_MIN=1",
+                           NULL};
+    for (int i = 1; i <= PEERS; i++)
+        sidecar_start(&w, i, extra);
+    int64_t fire1 = qs_timegm(2031, 3, 14, 3, 5, 0), fire2 = fire1 + 60;
+    cr_assert_lt(test_now(&w), fire1 - 1, "the sidecars took too long to start");
+    wait_leader_gauge(&w, 1);
+    for (int i = 1; i <= PEERS; i++) {
+        check_readyz(&w, i, 1);
+        cr_assert_eq(metric(&w, i, "qsnap_next_backup_timestamp_seconds"), (double)fire1);
+    }
+
+    /* 1st fire: sidecar 1 runs it */
+    double end = now_s() + 60;
+    while (metric(&w, 1, "qsnap_backups_total{collection=\"sched\",result=\"success\"}") != 1.0) {
+        cr_assert_lt(now_s(), end, "no scheduled backup on the leader's sidecar");
+        usleep(200000);
+    }
+    char skip2[200], skip3[200];
+    snprintf(skip2, sizeof(skip2),
+             "scheduled backup skipped: this sidecar's Qdrant peer %s is not the Raft leader (the "
+             "leader is peer %s",
+             w.id[2], w.id[1]);
+    snprintf(skip3, sizeof(skip3),
+             "scheduled backup skipped: this sidecar's Qdrant peer %s is not the Raft leader (the "
+             "leader is peer %s",
+             w.id[3], w.id[1]);
+    while (log_count(&w, 2, skip2) + log_count(&w, 3, skip3) < 2) {
+        cr_assert_lt(now_s(), end, "the followers did not log their skip");
+        usleep(100000);
+    }
+    cr_assert_eq(log_count(&w, 1, "(trigger: schedule)"), 1);
+    cr_assert_eq(log_count(&w, 2, "(trigger: schedule)"), 0);
+    cr_assert_eq(log_count(&w, 3, "(trigger: schedule)"), 0);
+    cr_assert_eq(log_count(&w, 1, "scheduled backup skipped"), 0);
+    cr_assert_eq(metric(&w, 2, SKIPPED("backup", "follower")), 1.0);
+    cr_assert_eq(metric(&w, 3, SKIPPED("backup", "follower")), 1.0);
+    cr_assert_eq(metric(&w, 1, SKIPPED("backup", "follower")), 0.0);
+    cr_assert_eq(metric(&w, 2, SKIPPED("backup", "cluster_unknown")), 0.0);
+    size_t n;
+    char **b = backups_of(&w, "sched", &n);
+    cr_assert_eq(n, 1, "one backup at the destination, not %zu", n);
+    cr_assert(made_by(&w, b[0], 1), "%s was not made by the leader's peer", b[0]);
+    char *first = strdup(b[0]);
+    strv_free(b, n);
+
+    /* a follower's manual backup: it runs, and never prunes */
+    char *job = post_backup(&w, 3);
+    cJSON *j = wait_job(&w, 3, job);
+    cr_assert_str_eq(jstr(j, "state"), "succeeded");
+    cJSON_Delete(j);
+    free(job);
+    char noprune[240];
+    snprintf(noprune, sizeof(noprune),
+             "remote pruning skipped: this sidecar's Qdrant peer %s is not the Raft leader",
+             w.id[3]);
+    cr_assert_eq(log_count(&w, 3, noprune), 1, "the follower does not say that it skips pruning");
+    b = backups_of(&w, "sched", &n);
+    cr_assert_eq(n, 2, "the follower pruned: %zu backups", n);
+    int older = strcmp(b[0], first) == 0 ? 0 : 1;
+    cr_assert_str_eq(b[older], first, "the older backup (prunable) is still there");
+    cr_assert(made_by(&w, b[1 - older], 3), "%s was not made by peer 3", b[1 - older]);
+    strv_free(b, n);
+    cr_assert_eq(metric(&w, 3, "qsnap_prune_deleted_total{location=\"remote\",kind=\"backup\"}"),
+                 0.0);
+
+    /* leadership moves between the two scheduled times */
+    set_leader(&w, 2);
+    wait_leader_gauge(&w, 2);
+    for (int i = 1; i <= PEERS; i++)
+        check_readyz(&w, i, 2);
+    cr_assert_lt(test_now(&w), fire2 - 1, "the first part took too long");
+
+    /* 2nd fire: sidecar 2 runs it, and prunes */
+    end = now_s() + 90;
+    while (metric(&w, 2, "qsnap_backups_total{collection=\"sched\",result=\"success\"}") != 1.0) {
+        cr_assert_lt(now_s(), end, "no scheduled backup on the new leader's sidecar");
+        usleep(200000);
+    }
+    snprintf(skip3, sizeof(skip3),
+             "scheduled backup skipped: this sidecar's Qdrant peer %s is not the Raft leader (the "
+             "leader is peer %s",
+             w.id[3], w.id[2]);
+    char skip1[200];
+    snprintf(skip1, sizeof(skip1),
+             "scheduled backup skipped: this sidecar's Qdrant peer %s is not the Raft leader (the "
+             "leader is peer %s",
+             w.id[1], w.id[2]);
+    while (log_count(&w, 1, skip1) + log_count(&w, 3, skip3) < 2) {
+        cr_assert_lt(now_s(), end, "the followers did not log their second skip");
+        usleep(100000);
+    }
+    cr_assert_eq(log_count(&w, 1, "(trigger: schedule)"), 1, "sidecar 1 ran again");
+    cr_assert_eq(log_count(&w, 2, "(trigger: schedule)"), 1);
+    cr_assert_eq(log_count(&w, 3, "(trigger: schedule)"), 0);
+    cr_assert_eq(metric(&w, 1, SKIPPED("backup", "follower")), 1.0);
+    cr_assert_eq(metric(&w, 3, SKIPPED("backup", "follower")), 2.0);
+    cr_assert_eq(metric(&w, 2, SKIPPED("backup", "follower")), 1.0);
+    /* the leader's job pruned: only its new backup is left (KEEP_MIN=1) */
+    end = now_s() + 30;
+    for (;;) {
+        b = backups_of(&w, "sched", &n);
+        int done = n == 1 && made_by(&w, b[0], 2);
+        strv_free(b, n);
+        if (done)
+            break;
+        cr_assert_lt(now_s(), end, "the leader's sidecar did not prune (%zu backups)", n);
+        usleep(200000);
+    }
+    cr_assert_eq(metric(&w, 2, "qsnap_prune_deleted_total{location=\"remote\",kind=\"backup\"}"),
+                 2.0);
+    free(first);
+    for (int i = 1; i <= PEERS; i++)
+        sidecar_stop(&w, i);
+    stop_all();
+}
+
+/* GET /cluster cannot be asked at the scheduled time (sidecar 3's peer is
+ * gone): sidecar 3 skips with an error and counts it, its gauge turns 0;
+ * sidecar 1 (the leader's) runs the backup; sidecar 2 skips as a follower. */
+Test(cluster, cluster_unreachable_at_the_scheduled_time_skips_with_an_error)
+{
+    static struct world w;
+    /* first fire 12 s after the start */
+    int64_t base = qs_timegm(2031, 3, 14, 3, 4, 48);
+    world_open(&w, base);
+    make_collection(&w, "gone", 20);
+    const char *extra[] = {"QSNAP_SCHEDULE=* * * * *", NULL};
+    for (int i = 1; i <= PEERS; i++)
+        sidecar_start(&w, i, extra);
+    wait_leader_gauge(&w, 1);
+    qs_test_cluster_kill(&w.c, 3);
+    cr_assert_lt(test_now(&w), qs_timegm(2031, 3, 14, 3, 5, 0) - 1, "too slow to start");
+    double end = now_s() + 60;
+    const char *err3 = "scheduled backup skipped: cannot ask Qdrant which peer is the Raft leader";
+    while (log_count(&w, 3, err3) == 0) {
+        cr_assert_lt(now_s(), end, "sidecar 3 did not skip");
+        usleep(200000);
+    }
+    char *log = sidecar_log(&w, 3);
+    const char *line = strstr(log, err3);
+    while (line > log && line[-1] != '\n')
+        line--;
+    cr_assert_eq(strncmp(strstr(line, "\"level\":"), "\"level\":\"error\"", 15), 0, "%.300s", line);
+    free(log);
+    cr_assert_eq(metric(&w, 3, SKIPPED("backup", "cluster_unknown")), 1.0);
+    cr_assert_eq(metric(&w, 3, LEADER_GAUGE), 0.0);
+    cr_assert_eq(log_count(&w, 3, "(trigger: schedule)"), 0);
+    while (metric(&w, 1, "qsnap_backups_total{collection=\"gone\",result=\"success\"}") != 1.0) {
+        cr_assert_lt(now_s(), end, "the leader's sidecar did not run the backup");
+        usleep(200000);
+    }
+    while (metric(&w, 2, SKIPPED("backup", "follower")) != 1.0) {
+        if (now_s() > end) {
+            char *l2 = sidecar_log(&w, 2);
+            cr_assert_fail("sidecar 2 did not skip as a follower; log:\n%s", l2);
+        }
+        usleep(200000);
+    }
+    cr_assert_eq(log_count(&w, 2, "(trigger: schedule)"), 0);
+    cr_assert_eq(metric(&w, 1, LEADER_GAUGE), 1.0);
+    cr_assert_eq(metric(&w, 2, LEADER_GAUGE), 0.0);
+    /* /readyz of sidecar 3: 503 (its Qdrant is gone) with the view unknown */
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", w.d[3].url);
+    cJSON *j = http_json("GET", url, NULL, 503);
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
+    cr_assert_str_eq(jstr(cl, "status"), "unknown");
+    cr_assert_str_eq(jstr(cl, "role"), "unknown");
+    cr_assert_not_null(jstr(cl, "error"));
+    cJSON_Delete(j);
+    size_t n;
+    char **b = backups_of(&w, "gone", &n);
+    cr_assert_eq(n, 1);
+    cr_assert(made_by(&w, b[0], 1));
+    strv_free(b, n);
+    for (int i = 1; i <= PEERS; i++)
+        sidecar_stop(&w, i);
+    stop_all();
+}
+
+/* No Raft leader at the scheduled time: nobody runs, each sidecar warns and
+ * counts no_leader; the gauge is 0 everywhere. */
+Test(cluster, no_leader_at_the_scheduled_time_nobody_runs)
+{
+    static struct world w;
+    int64_t base = qs_timegm(2031, 3, 14, 3, 4, 50);
+    world_open(&w, base);
+    make_collection(&w, "orphan", 10);
+    const char *extra[] = {"QSNAP_SCHEDULE=* * * * *", NULL};
+    for (int i = 1; i <= PEERS; i++)
+        sidecar_start(&w, i, extra);
+    wait_leader_gauge(&w, 1);
+    set_leader(&w, 0);
+    wait_leader_gauge(&w, 0);
+    double end = now_s() + 60;
+    for (int i = 1; i <= PEERS; i++) {
+        while (metric(&w, i, SKIPPED("backup", "no_leader")) != 1.0) {
+            cr_assert_lt(now_s(), end, "sidecar %d did not skip", i);
+            usleep(200000);
+        }
+        cr_assert_eq(log_count(&w, i,
+                               "scheduled backup skipped: the Qdrant cluster has no Raft "
+                               "leader now"),
+                     1);
+        cr_assert_eq(log_count(&w, i, "(trigger: schedule)"), 0);
+    }
+    size_t n;
+    char **b = backups_of(&w, "orphan", &n);
+    cr_assert_eq(n, 0);
+    strv_free(b, n);
+    set_leader(&w, 1);
+    for (int i = 1; i <= PEERS; i++)
+        sidecar_stop(&w, i);
+    stop_all();
+}
+
+/* QSNAP_CLUSTER=off never asks GET /cluster: a sidecar of a follower peer
+ * runs the scheduled backup as a single node would, and prunes; its view
+ * says off and its gauge is 0. */
+Test(cluster, off_never_asks_and_runs_as_a_single_node)
+{
+    static struct world w;
+    int64_t base = qs_timegm(2031, 3, 14, 3, 4, 52);
+    world_open(&w, base);
+    make_collection(&w, "plain", 10);
+    const char *extra[] = {"QSNAP_SCHEDULE=* * * * *", "QSNAP_CLUSTER=off", NULL};
+    sidecar_start(&w, 2, extra);
+    char url[128];
+    snprintf(url, sizeof(url), "%s/readyz", w.d[2].url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
+    cr_assert_str_eq(jstr(cl, "setting"), "off");
+    cr_assert_str_eq(jstr(cl, "status"), "off");
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "checked_at"), "off never asks");
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "peer_id"));
+    cJSON_Delete(j);
+    double end = now_s() + 60;
+    while (metric(&w, 2, "qsnap_backups_total{collection=\"plain\",result=\"success\"}") != 1.0) {
+        cr_assert_lt(now_s(), end, "no scheduled backup with QSNAP_CLUSTER=off");
+        usleep(200000);
+    }
+    cr_assert_eq(metric(&w, 2, LEADER_GAUGE), 0.0);
+    cr_assert_eq(log_count(&w, 2, "Raft"), 0, "off looked at the cluster");
+    cr_assert_eq(log_count(&w, 2, "(trigger: schedule)"), 1);
+    size_t n;
+    char **b = backups_of(&w, "plain", &n);
+    cr_assert_eq(n, 1);
+    cr_assert(made_by(&w, b[0], 2));
+    strv_free(b, n);
+    sidecar_stop(&w, 2);
+    stop_all();
+}
+
+/* check-config against a follower's peer: the cluster view with this peer,
+ * the leader and every peer's REST URL. */
+Test(cluster, check_config_shows_the_cluster_view)
+{
+    static struct world w;
+    world_open(&w, 0);
+    char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "check-config", NULL};
+    char *out = NULL;
+    int rc = qs_test_run(argv, sidecar_env(&w, 2, NULL), &out);
+    cr_assert_eq(rc, 0, "exit %d:\n%s", rc, out);
+    char want[400];
+    snprintf(want, sizeof(want), "\n# cluster: enabled; this peer: %s; leader: %s; term ", w.id[2],
+             w.id[1]);
+    cr_assert_not_null(strstr(out, want), "'%s' missing from:\n%s", want, out);
+    snprintf(want, sizeof(want),
+             "; this sidecar is the leader's: no; runs scheduled backups, drills and pruning: no "
+             "(this sidecar's Qdrant peer %s is not the Raft leader (the leader is peer %s, term ",
+             w.id[2], w.id[1]);
+    cr_assert_not_null(strstr(out, want), "'%s' missing from:\n%s", want, out);
+    for (int k = 1; k <= PEERS; k++) {
+        snprintf(want, sizeof(want), "\n# cluster peer %s%s: uri http://%s:6335/, REST %s\n",
+                 w.id[k],
+                 k == 1   ? " (leader)"
+                 : k == 2 ? " (this peer)"
+                          : "",
+                 w.c.peer[k].host, w.c.peer[k].url);
+        cr_assert_not_null(strstr(out, want), "'%s' missing from:\n%s", want, out);
+    }
+    free(out);
+    stop_all();
+}
+
+/* ---- a single node with QSNAP_CLUSTER=auto ---------------------------------------- */
+
+/* The keys at a destination, with each snapshot name replaced by S<n> in
+ * order of first sight, one per line (owned). */
+static char *layout(struct qs_storage *st)
+{
+    struct qs_storage_list l;
+    struct qs_error err;
+    cr_assert_eq(qs_storage_list(st, "", &l, &err), 0, "%s", err.msg);
+    char names[8][300];
+    size_t nn = 0;
+    struct qs_buf b;
+    qs_buf_init(&b);
+    for (size_t i = 0; i < l.n; i++) {
+        const char *key = l.items[i].key;
+        const char *slash = strchr(key, '/');
+        cr_assert_not_null(slash, "%s", key);
+        char snap[300];
+        snprintf(snap, sizeof(snap), "%s", slash + 1);
+        char *dot = strstr(snap, ".snapshot");
+        cr_assert_not_null(dot, "%s", key);
+        const char *rest = slash + 1 + (dot - snap) + strlen(".snapshot");
+        dot[strlen(".snapshot")] = '\0';
+        size_t k = 0;
+        while (k < nn && strcmp(names[k], snap) != 0)
+            k++;
+        if (k == nn) {
+            cr_assert_lt(nn, 8);
+            snprintf(names[nn++], sizeof(names[0]), "%s", snap);
+        }
+        qs_buf_printf(&b, "%.*s/S%zu%s\n", (int)(slash - key), key, k, rest);
+    }
+    qs_storage_list_deinit(&l);
+    return b.data != NULL ? b.data : strdup("");
+}
+
+/* The same two `qsnap backup` runs (retention: keep 1) into two fresh
+ * destinations against today's single-node stand-in, with QSNAP_CLUSTER=auto
+ * and with QSNAP_CLUSTER=off: the same objects under the same keys, the same
+ * pruning, and no word of cluster mode beyond the single-node view. A serve
+ * with auto shows the single-node view in /readyz and exports no cluster
+ * series beyond their zeros. */
+Test(cluster, single_node_auto_is_todays_behaviour)
+{
+    static struct qs_test_standin s;
+    cr_assert_eq(qs_test_standin_start(&s, NULL), 0);
+    g_single = &s;
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__standin/collections", s.url);
+    cJSON_Delete(http_json("POST", url, "{\"name\":\"solo\",\"points\":30,\"dim\":8}", 200));
+    cJSON_Delete(http_json("POST", url, "{\"name\":\"duo\",\"points\":10,\"dim\":8}", 200));
+    const char *modes[] = {"auto", "off"};
+    char *lay[2];
+    for (int m = 0; m < 2; m++) {
+        char *dir = qs_test_mkdtemp("cluster-single");
+        char dest[600], qurl[128], cluster[64];
+        snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+        snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=%s", s.url);
+        snprintf(cluster, sizeof(cluster), "QSNAP_CLUSTER=%s", modes[m]);
+        char *env[] = {dest,
+                       qurl,
+                       cluster,
+                       "QSNAP_COMPRESSION=none",
+                       "QSNAP_RETENTION=1s",
+                       "QSNAP_KEEP_MIN=1",
+                       "QSNAP_LOG_FORMAT=json",
+                       NULL};
+        char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", NULL};
+        for (int run = 0; run < 2; run++) {
+            char *out = NULL;
+            int rc = qs_test_run(argv, env, &out);
+            cr_assert_eq(rc, 0, "%s, run %d: exit %d:\n%s", modes[m], run, rc, out);
+            cr_assert_null(strstr(out, "remote pruning skipped"), "%s", out);
+            cr_assert_null(strstr(out, "Raft"), "%s", out);
+            free(out);
+            sleep(2); /* names to the second; the first is then older than QSNAP_RETENTION */
+        }
+        struct qs_storage_opts o;
+        qs_storage_opts_init(&o);
+        o.kind = QS_DEST_FILE;
+        o.path = dir;
+        struct qs_storage *st = NULL;
+        struct qs_error err;
+        cr_assert_eq(qs_storage_new(&o, &st, &err), 0, "%s", err.msg);
+        lay[m] = layout(st);
+        qs_storage_free(st);
+        qs_test_rmrf(dir);
+        free(dir);
+    }
+    cr_assert_str_eq(lay[0], lay[1], "auto:\n%s\noff:\n%s", lay[0], lay[1]);
+    /* pruned to one backup per collection, as KEEP_MIN=1 asks */
+    cr_assert_str_eq(lay[0], "duo/S0\nduo/S0.json\nsolo/S1\nsolo/S1.json\n", "%s", lay[0]);
+    free(lay[0]);
+    free(lay[1]);
+
+    /* serve: the single-node view, no cluster series */
+    char *dir = qs_test_mkdtemp("cluster-single-serve");
+    char dest[600], qurl[128];
+    snprintf(dest, sizeof(dest), "QSNAP_DESTINATION=file://%s", dir);
+    snprintf(qurl, sizeof(qurl), "QSNAP_QDRANT_URL=%s", s.url);
+    char *env[] = {dest,
+                   qurl,
+                   "QSNAP_CLUSTER=auto",
+                   "QSNAP_TEST_PROBE_INTERVAL_MS=300",
+                   "QSNAP_LOG_FORMAT=json",
+                   NULL};
+    static struct qs_test_daemon d;
+    cr_assert_eq(qs_test_daemon_start(&d, env), 0);
+    snprintf(url, sizeof(url), "%s/readyz", d.url);
+    cr_assert_eq(qs_test_wait_http(url, 30), 0);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    cr_assert_str_eq(jstr(j, "status"), "ready");
+    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
+    cr_assert_str_eq(jstr(cl, "status"), "disabled");
+    cr_assert_str_eq(jstr(cl, "role"), "single");
+    cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "runs_scheduled")));
+    cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "peers"));
+    cJSON_Delete(j);
+    char *mt = qs_test_daemon_metrics(&d);
+    cr_assert_eq(qs_test_metric(mt, LEADER_GAUGE), 0.0, "%s", mt);
+    static const char *const reasons[] = {"follower", "no_leader", "cluster_unknown"};
+    for (size_t k = 0; k < 3; k++) {
+        char series[128];
+        snprintf(series, sizeof(series),
+                 "qsnap_schedule_skipped_total{kind=\"backup\",reason=\"%s\"}", reasons[k]);
+        cr_assert_eq(qs_test_metric(mt, series), 0.0, "%s", series);
+    }
+    free(mt);
+    int st = qs_test_daemon_stop(&d, 30);
+    cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    qs_test_rmrf(dir);
+    free(dir);
+    stop_all();
+}
