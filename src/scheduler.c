@@ -121,7 +121,19 @@ static void check_after_cb(uv_work_t *req, int status)
     s->checking = 0;
     if (status == 0 && !s->closing) {
         qs_series_cluster_role(s->series, c->view.role);
-        if (qs_cluster_role_runs_scheduled(c->view.role)) {
+        enum qs_cluster_role r = c->view.role;
+        if (r == QS_CLUSTER_ROLE_UNKNOWN && !qs_series_seen_cluster(s->series) &&
+            c->view.err.code == QS_ETRANSPORT) {
+            /* Qdrant does not answer at all and was never seen in cluster
+             * mode: run as a single node would, so the run fails and is
+             * counted (qsnap_backup_consecutive_failures) instead of being
+             * skipped quietly. A peer of a cluster cannot back anything up
+             * through a Qdrant that does not answer either. */
+            char why[700];
+            qs_cluster_view_reason(&c->view, why, sizeof(why));
+            QS_WARN("%s; Qdrant was never seen in cluster mode: running as a single node", why);
+            start_due(s, c->due);
+        } else if (qs_cluster_role_runs_scheduled(r)) {
             if (c->view.role == QS_CLUSTER_ROLE_LEADER) {
                 char why[300];
                 qs_cluster_view_reason(&c->view, why, sizeof(why));

@@ -35,6 +35,7 @@ struct qs_series {
     struct coll_state *colls;
     size_t ncolls;
     int seeded;
+    int seen_cluster; /* GET /cluster once said cluster mode */
 };
 
 /* The service's families; the HTTP endpoint's and the process's are
@@ -405,6 +406,14 @@ static const char *skip_reason(enum qs_cluster_role role)
 void qs_series_cluster_role(struct qs_series *s, enum qs_cluster_role role)
 {
     qs_metrics_set(s->m, QS_MN(CLUSTER_LEADER), NULL, role == QS_CLUSTER_ROLE_LEADER);
+    if (role == QS_CLUSTER_ROLE_LEADER || role == QS_CLUSTER_ROLE_FOLLOWER ||
+        role == QS_CLUSTER_ROLE_NO_LEADER)
+        s->seen_cluster = 1;
+}
+
+int qs_series_seen_cluster(const struct qs_series *s)
+{
+    return s->seen_cluster;
 }
 
 void qs_series_schedule_skipped(struct qs_series *s, enum qs_job_kind kind,

@@ -275,16 +275,17 @@ Test(scheduler, trigger_while_a_job_runs_is_skipped)
 }
 
 /* The leader rule, when Qdrant cannot be asked at the scheduled time (its
- * port refuses): nothing starts, both the backup and the drill are counted
- * as skipped (cluster_unknown), and qsnap_cluster_leader stays 0. The check
- * runs on the threadpool: the tick itself starts nothing and returns at
- * once. */
+ * port refuses) after a look at GET /cluster found a cluster: nothing starts,
+ * both the backup and the drill are counted as skipped (cluster_unknown),
+ * and qsnap_cluster_leader stays 0. The check runs on the threadpool: the
+ * tick itself starts nothing and returns at once. */
 Test(scheduler, leader_check_that_cannot_ask_skips_and_counts)
 {
     struct fixture f;
     fixture_setup_cluster(&f, counting_create, "auto");
     char *listed[] = {"alpha"};
     qs_series_listing(f.series, listed, 1);
+    qs_series_cluster_role(f.series, QS_CLUSTER_ROLE_FOLLOWER); /* a probe saw a cluster */
     cr_assert_eq(qs_scheduler_start(f.scheduler), 0);
     int64_t now = qs_scheduler_next_backup(f.scheduler);
     if (qs_scheduler_next_drill(f.scheduler) > now)
@@ -314,6 +315,33 @@ Test(scheduler, leader_check_that_cannot_ask_skips_and_counts)
     cr_assert_eq(v, 0.0);
     cr_assert_gt(qs_scheduler_next_backup(f.scheduler), now, "the schedule moves on");
     fixture_teardown(&f);
+}
+
+/* The same refused port, but no look at GET /cluster ever found a cluster
+ * (a single node whose Qdrant is down): the scheduled backup starts as a
+ * single node's would (so it fails and is counted like any failed run
+ * instead of being skipped quietly); nothing is counted as skipped. */
+Test(scheduler, qdrant_down_never_seen_in_cluster_mode_runs_as_a_single_node)
+{
+    struct fixture f;
+    fixture_setup_cluster(&f, counting_create, "auto");
+    cr_assert_eq(qs_scheduler_start(f.scheduler), 0);
+    int64_t now = qs_scheduler_next_backup(f.scheduler);
+    const char *backup[] = {"kind", "backup", "reason", "cluster_unknown", NULL};
+    qs_scheduler_tick(f.scheduler, now);
+    cr_assert_eq(creates, 0, "nothing starts before the check answered");
+    for (int i = 0; i < 2000 && creates == 0; i++) {
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+        usleep(5000);
+    }
+    cr_assert_eq(creates, 1, "the scheduled backup started");
+    double v = -1;
+    cr_assert_eq(qs_metrics_get(f.metrics, QS_MN(SCHEDULE_SKIPPED), backup, &v), 0);
+    cr_assert_eq(v, 0.0, "nothing was skipped");
+    const struct qs_job *job = qs_runner_current(f.runner);
+    cr_assert_not_null(job, "a job runs");
+    cr_assert_eq(job->kind, QS_JOB_BACKUP);
+    fixture_teardown(&f); /* cancels the run (Qdrant's retries would take long) */
 }
 
 /* Closing while a leader check is out: the scheduler closes only after the

@@ -69,6 +69,10 @@ void qs_series_next_backup(struct qs_series *s, int64_t t);
  * role (a single node and QSNAP_CLUSTER=off included). */
 void qs_series_cluster_role(struct qs_series *s, enum qs_cluster_role role);
 
+/* 1 once any look at GET /cluster (a probe's or a scheduled time's) found
+ * Qdrant in cluster mode in this process. s borrowed. */
+int qs_series_seen_cluster(const struct qs_series *s);
+
 /* A scheduled run of kind (QS_JOB_BACKUP or QS_JOB_DRILL) was not started
  * because of role (FOLLOWER, NO_LEADER or UNKNOWN): counted in
  * qsnap_schedule_skipped_total. */
