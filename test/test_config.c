@@ -815,6 +815,28 @@ Test(config, mode)
     expect_error("QSNAP_MODE=full", NULL, "QSNAP_MODE=full", "QSNAP_COLLECTIONS=a", NULL);
 }
 
+Test(config, snapshot_method)
+{
+    struct qs_config cfg;
+    LOAD_OK(&cfg, NULL);
+    cr_assert_eq(cfg.method, QS_METHOD_COLLECTION);
+    qs_config_free(&cfg);
+    LOAD_OK(&cfg, "QSNAP_SNAPSHOT_METHOD=shards");
+    cr_assert_eq(cfg.method, QS_METHOD_SHARDS);
+    char *out = print_config(&cfg);
+    assert_line(out, "QSNAP_SNAPSHOT_METHOD=shards");
+    free(out);
+    qs_config_free(&cfg);
+    LOAD_OK(&cfg, "QSNAP_SNAPSHOT_METHOD=collection");
+    cr_assert_eq(cfg.method, QS_METHOD_COLLECTION);
+    qs_config_free(&cfg);
+    expect_error("QSNAP_SNAPSHOT_METHOD", "'collection' or 'shards' (got 'shard')",
+                 "QSNAP_SNAPSHOT_METHOD=shard", NULL);
+    expect_error("QSNAP_SNAPSHOT_METHOD", "empty", "QSNAP_SNAPSHOT_METHOD=", NULL);
+    expect_error("QSNAP_SNAPSHOT_METHOD: cannot be 'shards' with QSNAP_MODE=full", NULL,
+                 "QSNAP_MODE=full", "QSNAP_SNAPSHOT_METHOD=shards", NULL);
+}
+
 Test(config, retention)
 {
     struct qs_config cfg;
@@ -1066,6 +1088,7 @@ Test(config, print_lists_every_variable_with_defaults)
         "QSNAP_JITTER=0s",
         "QSNAP_COLLECTIONS=",
         "QSNAP_MODE=collections",
+        "QSNAP_SNAPSHOT_METHOD=collection",
         "QSNAP_RETENTION=7d",
         "QSNAP_KEEP_MIN=3",
         "QSNAP_LOCAL_KEEP=1",
@@ -1085,7 +1108,7 @@ Test(config, print_lists_every_variable_with_defaults)
         nl += *p == '\n';
     for (size_t i = 0; lines[i] != NULL; i++)
         assert_line(out, lines[i]);
-    cr_assert_eq(nl, 26, "expected 26 lines:\n%s", out);
+    cr_assert_eq(nl, 27, "expected 27 lines:\n%s", out);
     free(out);
     qs_config_free(&cfg);
 }
