@@ -161,7 +161,7 @@ static void seed_backup(struct dest *d, const char *coll, int64_t created, char 
     char body[400];
     int blen = snprintf(body, sizeof(body), "snapshot bytes of %s", snap);
     struct qs_manifest m = {
-        .format = QS_MANIFEST_FORMAT,
+        .format = QS_MANIFEST_FORMAT_V1,
         .collection = (char *)coll,
         .snapshot = snap,
         .created = created,
