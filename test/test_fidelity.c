@@ -811,16 +811,6 @@ static int wait_log(struct qs_test_daemon *d, const char *needle, double timeout
     return -1;
 }
 
-/* The value of one series in a metrics text, -1 when absent. */
-static double metric(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-    for (const char *p = text; (p = strstr(p, series)) != NULL; p++)
-        if ((p == text || p[-1] == '\n') && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return -1;
-}
-
 Test(fidelity, drills_pass_with_both_methods_and_leave_aliases_alone)
 {
     struct world w;
@@ -845,11 +835,12 @@ Test(fidelity, drills_pass_with_both_methods_and_leave_aliases_alone)
     cr_assert_not_null(strstr(log, "2 ok, 0 failed"), "%s", log);
     free(log);
     char *mt = qs_test_daemon_metrics(&d);
-    cr_assert_eq(metric(mt, "qsnap_restore_drill_total{result=\"success\"}"), 2, "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_restore_drill_total{result=\"success\"}"), 2, "%s", mt);
     /* one backup each: the shards run counts once */
-    cr_assert_eq(metric(mt, "qsnap_backups_stored{location=\"remote\"}"), 2, "%s", mt);
-    cr_assert_gt(metric(mt, "qsnap_backup_last_success_timestamp_seconds{collection=\"ds\"}"), 0,
-                 "%s", mt);
+    cr_assert_eq(qs_test_metric(mt, "qsnap_backups_stored{location=\"remote\"}"), 2, "%s", mt);
+    cr_assert_gt(
+        qs_test_metric(mt, "qsnap_backup_last_success_timestamp_seconds{collection=\"ds\"}"), 0,
+        "%s", mt);
     free(mt);
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/backups?collection=ds", d.url);
