@@ -41,14 +41,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     struct qs_manifest_listing l;
     check(qs_manifest_classify(keys, k, &l) == 0);
-    /* Complete backups use two keys (three with a twin, counted as ignored),
-     * plus their drill result; an orphan manifest may have one too. */
-    size_t drills = 0;
-    for (size_t i = 0; i < l.ncomplete; i++)
-        drills += l.complete[i].drill_key != NULL;
-    for (size_t i = 0; i < l.norphans; i++)
-        drills += l.orphans[i].drill_key != NULL;
-    check(2 * l.ncomplete + drills + l.nincomplete + l.norphans + l.nignored == k);
+    /* Complete backups use their manifest, their object (a twin is counted
+     * as ignored) and their shard objects, plus their drill result; an
+     * orphan manifest may have a drill result too. */
+    size_t used = 0;
+    for (size_t i = 0; i < l.ncomplete; i++) {
+        const struct qs_listed_backup *b = &l.complete[i];
+        check(b->object_key != NULL || b->nshards > 0);
+        used += 1 + (b->object_key != NULL) + b->nshards + (b->drill_key != NULL);
+    }
+    for (size_t i = 0; i < l.norphans; i++) {
+        check(l.orphans[i].nshards == 0);
+        used += 1 + (l.orphans[i].drill_key != NULL);
+    }
+    check(used + l.nincomplete + l.nignored == k);
     char key[QS_MANIFEST_KEY_MAX];
     for (size_t i = 0; i < l.ncomplete + l.norphans; i++) {
         const struct qs_listed_backup *b =
@@ -62,15 +68,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const struct qs_listed_backup *b = &l.complete[i];
         check(qs_manifest_key(b->collection, b->snapshot, key, sizeof(key)) == 0);
         check(strcmp(key, b->manifest_key) == 0);
-        check(qs_manifest_object_key(b->collection, b->snapshot, b->compressed, key, sizeof(key)) ==
-              0);
-        check(strcmp(key, b->object_key) == 0);
+        if (b->object_key != NULL) {
+            check(qs_manifest_object_key(b->collection, b->snapshot, b->compressed, key,
+                                         sizeof(key)) == 0);
+            check(strcmp(key, b->object_key) == 0);
+        }
+        if (b->nshards > 0) {
+            check(qs_manifest_run_prefix(b->collection, b->snapshot, key, sizeof(key)) == 0);
+            for (size_t s = 0; s < b->nshards; s++)
+                check(strncmp(b->shard_keys[s], key, strlen(key)) == 0);
+        }
     }
     for (size_t i = 0; i < l.norphans; i++)
         check(l.orphans[i].object_key == NULL);
-    for (size_t i = 0; i < l.nincomplete; i++)
-        check(strncmp(l.incomplete[i].key, l.incomplete[i].collection,
-                      strlen(l.incomplete[i].collection)) == 0);
+    /* An incomplete object lies under its collection's key prefix (escaped
+     * when the name begins with '.'). */
+    for (size_t i = 0; i < l.nincomplete; i++) {
+        check(qs_manifest_key_prefix(l.incomplete[i].collection, key, sizeof(key)) == 0);
+        check(strncmp(l.incomplete[i].key, key, strlen(key)) == 0);
+    }
     qs_manifest_listing_deinit(&l);
     free(keys);
     free(text);

@@ -1,6 +1,7 @@
 /* libFuzzer target for qs_manifest_parse(): whatever the input, parsing must
- * not crash or leak, and a manifest that parses must render, re-parse to the
- * same values and render to the same bytes. */
+ * not crash or leak, and a manifest that parses (format 1 or 2, either
+ * method) must render, re-parse to the same values and render to the same
+ * bytes, with keys the key helpers would build. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +50,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(qs_manifest_to_json(&back, &b) == 0);
     check(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
 
+    check(back.method == m.method && back.nshards == m.nshards && back.naliases == m.naliases &&
+          back.has_aliases == m.has_aliases);
     char key[QS_MANIFEST_KEY_MAX];
-    check(qs_manifest_object_key(m.collection, m.snapshot, m.compression_level > 0, key,
-                                 sizeof(key)) == 0);
-    check(strcmp(key, m.object) == 0);
+    if (m.method == QS_METHOD_SHARDS) {
+        check(m.object == NULL && m.nshards > 0);
+        for (size_t i = 0; i < m.nshards; i++) {
+            check(qs_manifest_shard_key(m.collection, m.snapshot, m.shards[i].id,
+                                        m.compression_level > 0, key, sizeof(key)) == 0);
+            check(strcmp(key, m.shards[i].object) == 0);
+        }
+    } else {
+        check(qs_manifest_object_key(m.collection, m.snapshot, m.compression_level > 0, key,
+                                     sizeof(key)) == 0);
+        check(strcmp(key, m.object) == 0);
+    }
     check(qs_manifest_key(m.collection, m.snapshot, key, sizeof(key)) == 0);
 
     qs_buf_free(&a);

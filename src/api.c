@@ -130,6 +130,7 @@ struct lookup {
     struct qs_api *api;
     struct qs_http_req *http;
     char *collection, *snapshot, *target;
+    int no_aliases, force; /* restore */
     int rc;
     struct qs_error err;
     struct qs_buf out;
@@ -350,6 +351,8 @@ static void restore_after_cb(uv_work_t *req, int status)
             .collection = w->collection,
             .snapshot = w->snapshot,
             .target = w->target,
+            .no_aliases = w->no_aliases,
+            .force = w->force,
         };
         w->collection = w->snapshot = w->target = NULL;
         start_job(w->api, w->http, QS_JOB_RESTORE, &params);
@@ -360,7 +363,8 @@ static void restore_after_cb(uv_work_t *req, int status)
 /* The fields of a restore request; a misspelt field must not fall back to a
  * default ("snaphsot" would restore the latest backup instead of the one
  * asked for). */
-static const char *const restore_fields[] = {"collection", "snapshot", "target", NULL};
+static const char *const restore_fields[] = {"collection", "snapshot", "target",
+                                             "aliases",    "force",    NULL};
 
 /* Copies the optional string field into *out (owned). 0, or -1 after
  * answering 400. */
@@ -383,7 +387,25 @@ static int json_opt_string(struct qs_http_req *req, cJSON *root, const char *fie
     return 0;
 }
 
-/* Parses the body into w's strings. 0, or -1 after answering 400. */
+/* The optional boolean field into *out (def when absent or null). 0, or -1
+ * after answering 400. */
+static int json_opt_bool(struct qs_http_req *req, cJSON *root, const char *field, int def, int *out)
+{
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(root, field);
+    *out = def;
+    if (v == NULL || cJSON_IsNull(v))
+        return 0;
+    if (!cJSON_IsBool(v)) {
+        char msg[120];
+        snprintf(msg, sizeof(msg), "field '%s': must be true or false", field);
+        qs_http_respond_json_error(req, 400, msg);
+        return -1;
+    }
+    *out = cJSON_IsTrue(v);
+    return 0;
+}
+
+/* Parses the body into w's fields. 0, or -1 after answering 400. */
 static int parse_restore_body(struct qs_http_req *req, struct lookup *w)
 {
     size_t len = 0;
@@ -405,16 +427,21 @@ static int parse_restore_body(struct qs_http_req *req, struct lookup *w)
         if (restore_fields[k] == NULL) {
             char name[72], msg[160];
             snprintf(msg, sizeof(msg),
-                     "body: unknown field '%s' (accepted: collection, snapshot, target)",
+                     "body: unknown field '%s' (accepted: collection, snapshot, target, "
+                     "aliases, force)",
                      qs_printable(name, sizeof(name), f->string, 64));
             cJSON_Delete(root);
             qs_http_respond_json_error(req, 400, msg);
             return -1;
         }
     }
+    int aliases = 1;
     int bad = json_opt_string(req, root, "collection", &w->collection) ||
               json_opt_string(req, root, "snapshot", &w->snapshot) ||
-              json_opt_string(req, root, "target", &w->target);
+              json_opt_string(req, root, "target", &w->target) ||
+              json_opt_bool(req, root, "aliases", 1, &aliases) ||
+              json_opt_bool(req, root, "force", 0, &w->force);
+    w->no_aliases = !aliases;
     cJSON_Delete(root);
     if (bad)
         return -1;

@@ -250,18 +250,39 @@ static int check_keys_free(const struct qs_backup_env *env, const char *snap, co
     return 0;
 }
 
-/* Streams snapshot `snap` of `coll` (NULL: full) to object key `key`.
- * Fills item->stored and *sha_out. Aborts the put on any failure. */
-static int stream_snapshot(const struct qs_backup_env *env, const char *coll,
-                           const struct qs_snapshot_info *snap, const char *key,
-                           const char *run_token, struct qs_job_item *item, char sha_out[65],
-                           uint64_t *dl_size, struct qs_error *err)
+/* Where the bytes of one object come from: a collection (or full-storage)
+ * snapshot Qdrant wrote, or one shard streamed straight from Qdrant. */
+struct source {
+    struct qs_qdrant *q;
+    const char *coll;     /* NULL: full-storage snapshot */
+    const char *snapshot; /* collection snapshots: Qdrant's name */
+    int64_t shard;        /* >= 0: this shard is streamed; -1: a snapshot file */
+};
+
+static int fetch(const struct source *src, qs_sink_fn sink, void *ud, struct qs_cancel *cancel,
+                 uint64_t *size, char sha[65], struct qs_error *err)
+{
+    if (src->shard >= 0)
+        return qs_qdrant_stream_shard(src->q, src->coll, (uint32_t)src->shard, sink, ud, cancel,
+                                      size, sha, err);
+    return qs_qdrant_download_snapshot(src->q, src->coll, src->snapshot, sink, ud, cancel, size,
+                                       sha, err);
+}
+
+/* Streams src to object key `key` (size: exact bytes when known, else -1;
+ * sha_meta: Qdrant's checksum for the object metadata, NULL when unknown).
+ * Fills *stored, sha_out and *dl_size. Aborts the put on any failure. */
+static int stream_object(const struct qs_backup_env *env, const struct source *src, int64_t size,
+                         const char *sha_meta, const char *key, const char *run_token,
+                         uint64_t *stored, char sha_out[65], uint64_t *dl_size,
+                         struct qs_error *err)
 {
     const struct qs_config *cfg = env->cfg;
     struct stream s = {.env = env, .level = cfg->compression_level, .err = err};
     struct qs_storage_meta meta;
     qs_storage_meta_init(&meta);
-    int64_t size = s.level > 0 ? -1 : (int64_t)snap->size;
+    if (s.level > 0)
+        size = -1;
     int rc;
     if (s.level > 0) {
         if (deflateInit2(&s.z, s.level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
@@ -273,7 +294,7 @@ static int stream_snapshot(const struct qs_backup_env *env, const char *coll,
             goto out;
         }
     }
-    rc = qs_storage_meta_set(&meta, "qsnap-sha256", snap->checksum);
+    rc = sha_meta != NULL ? qs_storage_meta_set(&meta, "qsnap-sha256", sha_meta) : 0;
     if (rc == 0)
         rc = qs_storage_meta_set(&meta, "qsnap-compression", s.level > 0 ? "gzip" : "none");
     if (rc == 0)
@@ -285,24 +306,104 @@ static int stream_snapshot(const struct qs_backup_env *env, const char *coll,
     rc = qs_storage_put_begin(env->storage, key, size, &meta, cancel_of(env), &s.put, err);
     if (rc != 0)
         goto out;
-    rc = qs_qdrant_download_snapshot(env->qdrant, coll, snap->name, stream_sink, &s, cancel_of(env),
-                                     dl_size, sha_out, err);
+    rc = fetch(src, stream_sink, &s, cancel_of(env), dl_size, sha_out, err);
     if (rc == 0 && s.level > 0)
         rc = deflate_some(&s, Z_FINISH);
     if (rc == 0)
-        rc = qs_storage_put_finish(s.put, &item->stored, err);
+        rc = qs_storage_put_finish(s.put, stored, err);
     else
         qs_storage_put_abort(s.put);
     s.put = NULL;
-    if (rc == 0 && item->stored != s.out_bytes)
+    if (rc == 0 && *stored != s.out_bytes)
         rc = qs_error_set(err, QS_ECHECKSUM, "stored %llu bytes but streamed %llu",
-                          (unsigned long long)item->stored, (unsigned long long)s.out_bytes);
+                          (unsigned long long)*stored, (unsigned long long)s.out_bytes);
 out:
     qs_storage_meta_deinit(&meta);
     if (s.z_ready)
         deflateEnd(&s.z);
     free(s.zout);
     return rc;
+}
+
+/* stream_object(), retried from the start while the failure is retryable (a
+ * failed put was aborted). *stored_any is set when this run may have stored
+ * an object under key (its answer may have been lost). */
+static int stream_retried(const struct qs_backup_env *env, const char *dir,
+                          const struct source *src, int64_t size, const char *sha_meta,
+                          const char *key, const char *run_token, uint64_t *stored,
+                          char sha_out[65], uint64_t *dl_size, struct qs_error *err)
+{
+    int rc;
+    for (int a = 0;; a++) {
+        rc = stream_object(env, src, size, sha_meta, key, run_token, stored, sha_out, dl_size, err);
+        if (rc == UV_EEXIST && a + 1 < RETRY_ATTEMPTS && run_owns(env, key, run_token)) {
+            /* An earlier attempt stored it but its answer was lost: the bytes
+             * of that attempt are not the ones hashed now, so store anew. */
+            struct qs_error e;
+            qs_error_clear(&e);
+            if (qs_storage_delete(env->storage, key, &e) == 0)
+                continue;
+        }
+        if (!should_retry(env, src->shard >= 0 ? "stream shard" : "stream snapshot", dir, a, rc,
+                          err))
+            break;
+    }
+    return rc;
+}
+
+/* Removes the object under key when this run stored it (never another
+ * run's, never an existing backup's). */
+static void remove_own(const struct qs_backup_env *env, struct qs_log_ctx *c, const char *key,
+                       const char *run_token)
+{
+    if (!run_owns(env, key, run_token))
+        return;
+    struct qs_error e;
+    qs_error_clear(&e);
+    if (qs_storage_delete(env->storage, key, &e) != 0) {
+        c->error = e.msg;
+        qs_log(QS_LOG_ERROR, c, "could not remove unverified object %s", key);
+        c->error = NULL;
+    }
+}
+
+int qs_backup_run_token(char out[33])
+{
+    return new_run_token(out);
+}
+
+int qs_backup_stream_shard(const struct qs_backup_env *env, struct qs_qdrant *q,
+                           const char *collection, uint32_t shard_id, const char *key,
+                           const char *run_token, struct qs_manifest_shard *out,
+                           struct qs_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    struct source src = {.q = q, .coll = collection, .shard = shard_id};
+    uint64_t stored = 0, size = 0;
+    char sha[65] = "";
+    int rc =
+        stream_retried(env, collection, &src, -1, NULL, key, run_token, &stored, sha, &size, err);
+    struct qs_storage_stat st;
+    memset(&st, 0, sizeof(st));
+    if (rc == 0 && (rc = qs_storage_head(env->storage, key, &st, err)) == 0) {
+        if (st.size != stored)
+            rc = qs_error_set(err, QS_ECHECKSUM, "stored object %s has %llu bytes, expected %llu",
+                              key, (unsigned long long)st.size, (unsigned long long)stored);
+        qs_storage_stat_deinit(&st);
+    }
+    if (rc == 0 && (out->object = strdup(key)) == NULL)
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+    if (rc != 0) {
+        struct qs_log_ctx c;
+        log_ctx(&c, env, collection, NULL, "stream");
+        remove_own(env, &c, key, run_token);
+        return rc;
+    }
+    out->id = shard_id;
+    out->size = size;
+    out->stored_size = stored;
+    memcpy(out->sha256, sha, sizeof(out->sha256));
+    return 0;
 }
 
 /* Deletes Qdrant-side snapshots of coll beyond QSNAP_LOCAL_KEEP, newest kept,
@@ -419,6 +520,270 @@ static int write_manifest(const struct qs_backup_env *env, const char *dir, cons
     return rc;
 }
 
+/* What a backup records about the collection besides its data. */
+struct facts {
+    struct qs_collection_info info; /* collections mode */
+    char **aliases;                 /* collections mode: the aliases pointing at it */
+    size_t naliases;
+    char version[64]; /* Qdrant's version (GET /) */
+};
+
+static void facts_deinit(struct facts *f)
+{
+    qs_collection_info_deinit(&f->info);
+    qs_qdrant_strv_free(f->aliases, f->naliases);
+    memset(f, 0, sizeof(*f));
+}
+
+/* Reads the facts at backup time, each read retried. coll NULL: full mode
+ * (the version only). */
+static int gather_facts(const struct qs_backup_env *env, const char *coll, const char *dir,
+                        struct facts *f, struct qs_error *err)
+{
+    int rc;
+    if (coll != NULL) {
+        for (int a = 0;; a++) {
+            rc = qs_qdrant_collection_info(env->qdrant, coll, &f->info, err);
+            if (!should_retry(env, "collection info", dir, a, rc, err))
+                break;
+        }
+        if (rc != 0)
+            return rc;
+        for (int a = 0;; a++) {
+            rc = qs_qdrant_collection_aliases(env->qdrant, coll, &f->aliases, &f->naliases, err);
+            if (!should_retry(env, "list aliases", dir, a, rc, err))
+                break;
+        }
+        if (rc != 0)
+            return rc;
+    }
+    /* The version decides where the backup can be restored: it must be
+     * known. */
+    for (int a = 0;; a++) {
+        rc = qs_qdrant_version(env->qdrant, f->version, sizeof(f->version), err);
+        if (!should_retry(env, "read Qdrant's version", dir, a, rc, err))
+            break;
+    }
+    return rc;
+}
+
+/* Fills what every manifest of this run holds; the data fields (snapshot,
+ * sizes, objects) are the caller's. */
+static int manifest_facts(struct qs_manifest *m, const struct qs_backup_env *env, const char *dir,
+                          const char *coll, const struct facts *f, int64_t created)
+{
+    m->format = QS_MANIFEST_FORMAT;
+    m->mode = env->cfg->mode;
+    m->method = coll != NULL ? env->cfg->method : QS_METHOD_COLLECTION;
+    m->collection = strdup(dir);
+    m->created = created;
+    m->compression_level = env->cfg->compression_level;
+    m->qdrant_version = strdup(f->version);
+    m->qsnap_version = strdup(QSNAP_VERSION);
+    m->points_count = coll != NULL ? (int64_t)f->info.points_count : -1;
+    int bad = m->collection == NULL || m->qdrant_version == NULL || m->qsnap_version == NULL;
+    if (coll != NULL) {
+        m->vectors = strdup(f->info.vectors_json != NULL ? f->info.vectors_json : "{}");
+        m->collection_config = strdup(f->info.config_json != NULL ? f->info.config_json : "{}");
+        m->payload_schema =
+            strdup(f->info.payload_schema_json != NULL ? f->info.payload_schema_json : "{}");
+        m->has_aliases = 1;
+        m->aliases = calloc(f->naliases + 1, sizeof(*m->aliases));
+        bad |= m->vectors == NULL || m->collection_config == NULL || m->payload_schema == NULL ||
+               m->aliases == NULL;
+        for (size_t i = 0; !bad && i < f->naliases; i++) {
+            m->aliases[i] = strdup(f->aliases[i]);
+            bad |= m->aliases[i] == NULL;
+            m->naliases += m->aliases[i] != NULL;
+        }
+    }
+    return bad ? UV_ENOMEM : 0;
+}
+
+/* Renders and writes the manifest (last). */
+static int finish_manifest(const struct qs_backup_env *env, const char *dir, const char *mkey,
+                           const struct qs_manifest *m, struct qs_error *err)
+{
+    struct qs_buf mjson;
+    qs_buf_init(&mjson);
+    int rc = qs_manifest_to_json(m, &mjson);
+    if (rc != 0)
+        rc = qs_error_set(err, rc, "cannot render manifest");
+    else
+        rc = write_manifest(env, dir, mkey, &mjson, err);
+    qs_buf_free(&mjson);
+    return rc;
+}
+
+/* A backup failed: the job item and the log say how. */
+static int record_failure(struct qs_job_item *item, struct qs_log_ctx *c, const char *phase,
+                          double t0, int rc, struct qs_error *err)
+{
+    if (rc == 0)
+        rc = QS_EIO;
+    if (err != NULL && err->code == QS_ECANCELED)
+        rc = QS_ECANCELED;
+    item->ok = 0;
+    item->done = 1;
+    item->phase = phase;
+    item->duration_s = qs_monotonic() - t0;
+    set_str(&item->error, err != NULL ? err->msg : qs_strerror(rc));
+    c->phase = phase;
+    c->error = item->error;
+    qs_log(QS_LOG_ERROR, c, "backup failed");
+    c->error = NULL;
+    return rc;
+}
+
+static void record_success(struct qs_job_item *item, struct qs_log_ctx *c, double t0)
+{
+    item->duration_s = qs_monotonic() - t0;
+    item->ok = 1;
+    item->done = 1;
+    c->bytes = (int64_t)item->stored;
+    c->duration_s = item->duration_s;
+    qs_log(QS_LOG_INFO, c, "backup complete");
+}
+
+/* Refuses a run name whose manifest or objects exist already (see
+ * check_keys_free): 0 when free, UV_EEXIST (not retryable) when taken. */
+static int check_run_free(const struct qs_backup_env *env, const char *coll, const char *run,
+                          const char *mkey, struct qs_error *err)
+{
+    char prefix[QS_MANIFEST_KEY_MAX];
+    int rc = qs_manifest_run_prefix(coll, run, prefix, sizeof(prefix));
+    if (rc != 0)
+        return qs_error_set(err, rc, "cannot build the key prefix of run %s", run);
+    struct qs_storage_stat st;
+    const char *taken = NULL;
+    rc = qs_storage_head(env->storage, mkey, &st, err);
+    if (rc == 0) {
+        qs_storage_stat_deinit(&st);
+        taken = mkey;
+    } else if (rc != QS_ENOTFOUND) {
+        return rc;
+    } else {
+        struct qs_storage_list l;
+        qs_storage_list_init(&l);
+        rc = qs_storage_list(env->storage, prefix, &l, err);
+        if (rc == 0 && l.n > 0)
+            taken = prefix;
+        qs_storage_list_deinit(&l);
+        if (rc != 0)
+            return rc;
+    }
+    if (taken == NULL)
+        return 0;
+    if (err != NULL)
+        err->retryable = 0;
+    return qs_error_set(err, UV_EEXIST,
+                        "%s already exists at the destination: the run name %s was used before, "
+                        "even after the clock should have moved on (is the clock stopped or set "
+                        "back?). The existing backup was left untouched; no new backup was made",
+                        taken, run);
+}
+
+/* The shards method: every shard streamed from Qdrant into its own object,
+ * then the manifest listing them. */
+static int backup_shards(const struct qs_backup_env *env, const char *coll, const struct facts *f,
+                         const char *run_token, struct qs_job_item *item, struct qs_log_ctx *c,
+                         const char **phase, struct qs_error *err)
+{
+    const struct qs_config *cfg = env->cfg;
+    struct qs_manifest m = {0};
+    char run[300] = "", mkey[QS_MANIFEST_KEY_MAX] = "";
+    int rc;
+    if (strcmp(f->info.sharding_method, "custom") == 0)
+        return qs_error_set(err, QS_EINVAL,
+                            "collection '%s' uses custom sharding: its shard keys cannot be "
+                            "re-created from a shards backup; back it up with "
+                            "QSNAP_SNAPSHOT_METHOD=collection",
+                            coll);
+    if (f->info.shard_number == 0 || f->info.shard_number > QS_MANIFEST_MAX_SHARDS)
+        return qs_error_set(err, QS_EPROTO, "collection '%s' reports %u shards", coll,
+                            (unsigned)f->info.shard_number);
+    enter_phase(env, coll, phase, c, "snapshot");
+
+    /* A run name no backup has yet, unique to the second like Qdrant's
+     * snapshot names: a second run in the same second (another process), or
+     * a clock that stood still or stepped back, would repeat one. Then the
+     * next second is waited for once; a name taken again is refused. */
+    int64_t started = 0;
+    for (int round = 0;; round++) {
+        rc = create_guard(coll, cancel_of(env));
+        started = qs_clock_now();
+        if (rc == 0)
+            rc = qs_manifest_run_name(coll, started, run, sizeof(run));
+        if (rc == 0)
+            rc = qs_manifest_key(coll, run, mkey, sizeof(mkey));
+        if (rc != 0)
+            return qs_error_wrap(err, rc, "cannot name the shards run of '%s'", coll);
+        set_str(&item->snapshot, run);
+        c->snapshot = item->snapshot;
+        for (int a = 0;; a++) {
+            rc = check_run_free(env, coll, run, mkey, err);
+            if (!should_retry(env, "check the destination", coll, a, rc, err))
+                break;
+        }
+        if (rc != UV_EEXIST || round > 0)
+            break;
+        c->error = err != NULL ? err->msg : NULL;
+        qs_log(QS_LOG_WARN, c,
+               "run name already taken at the destination; trying again once "
+               "the clock has moved on");
+        c->error = NULL;
+    }
+    if (rc != 0)
+        return rc;
+    char prefix[QS_MANIFEST_KEY_MAX];
+    qs_manifest_run_prefix(coll, run, prefix, sizeof(prefix));
+    set_str(&item->object, prefix);
+    item->created = started;
+
+    if ((rc = manifest_facts(&m, env, coll, coll, f, item->created)) != 0 ||
+        (m.snapshot = strdup(run)) == NULL ||
+        (m.shards = calloc(f->info.shard_number, sizeof(*m.shards))) == NULL) {
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+        goto out;
+    }
+    enter_phase(env, coll, phase, c, "stream");
+    for (uint32_t id = 0; id < f->info.shard_number; id++) {
+        if (qs_cancel_requested(cancel_of(env))) {
+            rc = qs_error_set(err, QS_ECANCELED, "backup cancelled");
+            goto out;
+        }
+        char key[QS_MANIFEST_KEY_MAX];
+        rc = qs_manifest_shard_key(coll, run, id, cfg->compression_level > 0, key, sizeof(key));
+        if (rc != 0) {
+            rc = qs_error_set(err, rc, "cannot build the key of shard %u", (unsigned)id);
+            goto out;
+        }
+        rc = qs_backup_stream_shard(env, env->qdrant, coll, id, key, run_token,
+                                    &m.shards[m.nshards], err);
+        if (rc != 0)
+            goto out;
+        const struct qs_manifest_shard *sh = &m.shards[m.nshards++];
+        m.size += sh->size;
+        m.stored_size += sh->stored_size;
+        qs_log(QS_LOG_INFO, c, "shard %u stored (%llu bytes)", (unsigned)id,
+               (unsigned long long)sh->size);
+    }
+    item->size = m.size;
+    item->stored = m.stored_size;
+
+    enter_phase(env, coll, phase, c, "manifest");
+    rc = finish_manifest(env, coll, mkey, &m, err);
+out:
+    if (rc != 0) {
+        /* Never leave a shard object without its manifest: remove what this
+         * run stored (nothing another run or backup owns). */
+        for (size_t i = 0; i < m.nshards; i++)
+            remove_own(env, c, m.shards[i].object, run_token);
+    }
+    qs_manifest_deinit(&m);
+    return rc;
+}
+
 int qs_backup_collection(const struct qs_backup_env *env, const char *collection,
                          struct qs_job_item *item, struct qs_error *err)
 {
@@ -427,13 +792,12 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     const char *dir = coll != NULL ? coll : QS_MANIFEST_FULL_DIR;
     double t0 = qs_monotonic();
     item->local_kept = -1;
-    struct qs_collection_info info = {0};
+    struct facts f;
+    memset(&f, 0, sizeof(f));
     struct qs_snapshot_info snap = {0};
     struct qs_manifest m = {0};
-    struct qs_buf mjson;
-    qs_buf_init(&mjson);
     char key[QS_MANIFEST_KEY_MAX] = "", mkey[QS_MANIFEST_KEY_MAX] = "", sha[65] = "";
-    char version[64] = "unknown", run_token[33] = "";
+    char run_token[33] = "";
     int created = 0, streaming = 0, stored = 0, rc;
     const char *phase = "snapshot";
     struct qs_log_ctx c;
@@ -448,17 +812,16 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
         goto fail;
     }
     /* Facts at backup time, for the manifest. */
-    if (coll != NULL) {
-        for (int a = 0;; a++) {
-            rc = qs_qdrant_collection_info(env->qdrant, coll, &info, err);
-            if (!should_retry(env, "collection info", dir, a, rc, err))
-                break;
-        }
+    if ((rc = gather_facts(env, coll, dir, &f, err)) != 0)
+        goto fail;
+
+    if (coll != NULL && cfg->method == QS_METHOD_SHARDS) {
+        rc = backup_shards(env, coll, &f, run_token, item, &c, &phase, err);
         if (rc != 0)
             goto fail;
+        record_success(item, &c, t0);
+        goto done;
     }
-    if (qs_qdrant_version(env->qdrant, version, sizeof(version), NULL) != 0)
-        qs_strlcpy(version, "unknown", sizeof(version));
 
     /* 1. snapshot, under a name no backup has yet. Qdrant names snapshots
      * to the second: a second backup within the same second (another
@@ -529,19 +892,9 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     enter_phase(env, dir, &phase, &c, "stream");
     streaming = 1;
     uint64_t dl_size = 0;
-    for (int a = 0;; a++) {
-        rc = stream_snapshot(env, coll, &snap, key, run_token, item, sha, &dl_size, err);
-        if (rc == UV_EEXIST && a + 1 < RETRY_ATTEMPTS && run_owns(env, key, run_token)) {
-            /* An earlier attempt stored it but its answer was lost: the bytes
-             * of that attempt are not the ones hashed now, so store anew. */
-            struct qs_error e;
-            qs_error_clear(&e);
-            if (qs_storage_delete(env->storage, key, &e) == 0)
-                continue;
-        }
-        if (!should_retry(env, "stream snapshot", dir, a, rc, err))
-            break;
-    }
+    struct source src = {.q = env->qdrant, .coll = coll, .snapshot = snap.name, .shard = -1};
+    rc = stream_retried(env, dir, &src, (int64_t)snap.size, snap.checksum, key, run_token,
+                        &item->stored, sha, &dl_size, err);
     if (rc != 0)
         goto fail;
     stored = 1;
@@ -574,33 +927,17 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
 
     /* 4. manifest, last */
     enter_phase(env, dir, &phase, &c, "manifest");
-    m.format = QS_MANIFEST_FORMAT;
-    m.collection = strdup(dir);
-    m.snapshot = strdup(snap.name);
-    m.created = item->created;
-    m.size = snap.size;
-    memcpy(m.sha256, sha, sizeof(m.sha256));
-    m.compression_level = cfg->compression_level;
-    m.stored_size = item->stored;
-    m.object = strdup(key);
-    m.qdrant_version = strdup(version);
-    m.points_count = coll != NULL ? (int64_t)info.points_count : -1;
-    m.vectors = coll != NULL && info.vectors_json != NULL ? strdup(info.vectors_json) : NULL;
-    m.qsnap_version = strdup(QSNAP_VERSION);
-    m.mode = cfg->mode;
-    rc = qs_manifest_to_json(&m, &mjson);
-    if (rc != 0) {
-        rc = qs_error_set(err, rc, "cannot render manifest");
+    if (manifest_facts(&m, env, dir, coll, &f, item->created) != 0 ||
+        (m.snapshot = strdup(snap.name)) == NULL || (m.object = strdup(key)) == NULL) {
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
         goto fail;
     }
-    if ((rc = write_manifest(env, dir, mkey, &mjson, err)) != 0)
+    m.size = snap.size;
+    memcpy(m.sha256, sha, sizeof(m.sha256));
+    m.stored_size = item->stored;
+    if ((rc = finish_manifest(env, dir, mkey, &m, err)) != 0)
         goto fail;
-    item->duration_s = qs_monotonic() - t0;
-    item->ok = 1;
-    item->done = 1;
-    c.bytes = (int64_t)item->stored;
-    c.duration_s = item->duration_s;
-    qs_log(QS_LOG_INFO, &c, "backup complete");
+    record_success(item, &c, t0);
 
     /* 5. local pruning (failures here do not fail the backup) */
     enter_phase(env, dir, &phase, &c, "prune-local");
@@ -614,31 +951,14 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     goto done;
 
 fail:
-    if (rc == 0)
-        rc = QS_EIO;
-    if (err != NULL && err->code == QS_ECANCELED)
-        rc = QS_ECANCELED;
-    item->ok = 0;
-    item->done = 1;
-    item->phase = phase;
-    item->duration_s = qs_monotonic() - t0;
-    set_str(&item->error, err != NULL ? err->msg : qs_strerror(rc));
-    c.phase = phase;
-    c.error = item->error;
-    qs_log(QS_LOG_ERROR, &c, "backup failed");
+    rc = record_failure(item, &c, phase, t0, rc, err);
     /* Never leave an unverified object behind, and never delete one this
      * run did not store: an object under the key with another run's token
      * (or none) is an existing backup. An object of this run whose put
      * reported a failure (e.g. an answer lost after the commit) still carries
      * this run's token. */
-    if (stored || (streaming && run_owns(env, key, run_token))) {
-        struct qs_error e;
-        qs_error_clear(&e);
-        if (qs_storage_delete(env->storage, key, &e) != 0) {
-            c.error = e.msg;
-            qs_log(QS_LOG_ERROR, &c, "could not remove unverified object %s", key);
-        }
-    }
+    if (stored || streaming)
+        remove_own(env, &c, key, run_token);
     if (created) {
         /* The snapshot was never verified at the destination: free Qdrant's
          * disk rather than keep an unusable copy. */
@@ -650,9 +970,8 @@ fail:
         }
     }
 done:
-    qs_collection_info_deinit(&info);
+    facts_deinit(&f);
     qs_manifest_deinit(&m);
-    qs_buf_free(&mjson);
     return rc;
 }
 

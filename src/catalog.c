@@ -58,6 +58,52 @@ static char *dup_s(const char *s)
     return s != NULL ? strdup(s) : NULL;
 }
 
+/* Appends an incomplete object (strings borrowed, copied) to cat. */
+static int add_loose(struct qs_catalog *cat, const char *collection, const char *key, uint64_t size,
+                     int64_t time)
+{
+    struct qs_catalog_loose *v =
+        realloc(cat->incomplete, (cat->nincomplete + 1) * sizeof(*cat->incomplete));
+    if (v == NULL)
+        return UV_ENOMEM;
+    cat->incomplete = v;
+    struct qs_catalog_loose *l = &v[cat->nincomplete];
+    memset(l, 0, sizeof(*l));
+    l->collection = dup_s(collection);
+    l->key = dup_s(key);
+    l->size = size;
+    l->time = time;
+    if (l->collection == NULL || l->key == NULL) {
+        free(l->collection);
+        free(l->key);
+        return UV_ENOMEM;
+    }
+    cat->nincomplete++;
+    return 0;
+}
+
+/* 1 when the shards manifest m lists key as a shard object. */
+static int lists_shard(const struct qs_manifest *m, const char *key)
+{
+    for (size_t i = 0; i < m->nshards; i++)
+        if (strcmp(m->shards[i].object, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* The first shard object the manifest lists that the listing lacks, or NULL. */
+static const char *missing_shard(const struct qs_manifest *m, const struct qs_listed_backup *lb)
+{
+    for (size_t i = 0; i < m->nshards; i++) {
+        size_t k = 0;
+        while (k < lb->nshards && strcmp(lb->shard_keys[k], m->shards[i].object) != 0)
+            k++;
+        if (k == lb->nshards)
+            return m->shards[i].object;
+    }
+    return NULL;
+}
+
 /* Records a manifest written in a newer format than this qsnap reads. */
 static int add_newer(struct qs_catalog *cat, const struct qs_listed_backup *lb, const char *why)
 {
@@ -127,6 +173,8 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int flag
     struct qs_listed_key *keys = NULL;
     struct qs_buf buf;
     qs_buf_init(&buf);
+    struct qs_catalog extra; /* shard objects no manifest lists */
+    memset(&extra, 0, sizeof(extra));
     int rc = qs_storage_list(storage, prefix, &list, err);
     if (rc != 0)
         goto done;
@@ -146,8 +194,7 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int flag
         goto done;
     }
     out->backups = calloc(listing.ncomplete + 1, sizeof(*out->backups));
-    out->incomplete = calloc(listing.nincomplete + 1, sizeof(*out->incomplete));
-    if (out->backups == NULL || out->incomplete == NULL) {
+    if (out->backups == NULL) {
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
         goto done;
     }
@@ -172,8 +219,25 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int flag
             qs_error_set(err, rc, "out of memory");
             goto done;
         }
-        if (prc != 0 || strcmp(b->m.object, lb->object_key) != 0 ||
-            strcmp(b->m.snapshot, lb->snapshot) != 0) {
+        if (prc == 0 && b->m.method == QS_METHOD_SHARDS) {
+            /* Complete only with every shard object it lists. */
+            const char *missing = missing_shard(&b->m, lb);
+            if (missing != NULL) {
+                struct qs_log_ctx c = QS_LOG_CTX_NONE;
+                c.collection = lb->collection;
+                c.snapshot = lb->snapshot;
+                qs_log(QS_LOG_WARN, &c,
+                       "manifest %s lists shard object %s, which is missing: backup is broken "
+                       "(left in place)",
+                       lb->manifest_key, missing);
+                qs_manifest_deinit(&b->m);
+                continue;
+            }
+        } else if (prc == 0 &&
+                   (lb->object_key == NULL || strcmp(b->m.object, lb->object_key) != 0)) {
+            prc = QS_EINVAL;
+        }
+        if (prc != 0 || strcmp(b->m.snapshot, lb->snapshot) != 0) {
             qs_manifest_deinit(&b->m);
             out->unreadable++;
             struct qs_log_ctx c = QS_LOG_CTX_NONE;
@@ -183,6 +247,19 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int flag
             qs_log(QS_LOG_WARN, &c, "ignoring unreadable manifest %s (left in place)",
                    lb->manifest_key);
             continue;
+        }
+        /* Shard objects under the run that the manifest does not list (or
+         * under a collection snapshot's name) belong to no backup. */
+        for (size_t k = 0; k < lb->nshards; k++) {
+            if (lists_shard(&b->m, lb->shard_keys[k]))
+                continue;
+            rc = add_loose(&extra, lb->collection, lb->shard_keys[k], lb->shard_sizes[k],
+                           lb->last_modified);
+            if (rc != 0) {
+                qs_error_set(err, rc, "out of memory");
+                qs_manifest_deinit(&b->m);
+                goto done;
+            }
         }
         b->manifest_key = strdup(lb->manifest_key);
         b->object_size = lb->object_size;
@@ -199,11 +276,20 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int flag
     }
     qsort(out->backups, out->nbackups, sizeof(*out->backups), newest_first);
     for (size_t i = 0; i < listing.nincomplete; i++) {
-        struct qs_catalog_loose *l = &out->incomplete[out->nincomplete++];
-        l->collection = dup_s(listing.incomplete[i].collection);
-        l->key = dup_s(listing.incomplete[i].key);
-        l->size = listing.incomplete[i].size;
-        l->time = listing.incomplete[i].last_modified;
+        rc = add_loose(out, listing.incomplete[i].collection, listing.incomplete[i].key,
+                       listing.incomplete[i].size, listing.incomplete[i].last_modified);
+        if (rc != 0) {
+            qs_error_set(err, rc, "out of memory");
+            goto done;
+        }
+    }
+    for (size_t i = 0; i < extra.nincomplete; i++) {
+        rc = add_loose(out, extra.incomplete[i].collection, extra.incomplete[i].key,
+                       extra.incomplete[i].size, extra.incomplete[i].time);
+        if (rc != 0) {
+            qs_error_set(err, rc, "out of memory");
+            goto done;
+        }
     }
     for (size_t i = 0; i < listing.norphans; i++) {
         struct qs_log_ctx c = QS_LOG_CTX_NONE;
@@ -234,6 +320,7 @@ int qs_catalog_load(struct qs_storage *storage, const char *collection, int flag
         qs_storage_uploads_deinit(&ups);
     }
 done:
+    loose_free(extra.incomplete, extra.nincomplete);
     qs_buf_free(&buf);
     free(keys);
     qs_manifest_listing_deinit(&listing);
@@ -309,10 +396,40 @@ int qs_catalog_to_json(const struct qs_catalog *cat, struct qs_buf *out)
         cJSON_AddStringToObject(o, "snapshot", m->snapshot);
         cJSON_AddStringToObject(o, "created", t);
         cJSON_AddNumberToObject(o, "size", (double)m->size);
-        cJSON_AddStringToObject(o, "sha256", m->sha256);
+        if (m->method == QS_METHOD_SHARDS)
+            cJSON_AddNullToObject(o, "sha256");
+        else
+            cJSON_AddStringToObject(o, "sha256", m->sha256);
         cJSON_AddStringToObject(o, "compression", m->compression_level > 0 ? "gzip" : "none");
         cJSON_AddNumberToObject(o, "stored_size", (double)m->stored_size);
-        cJSON_AddStringToObject(o, "object", m->object);
+        if (m->object != NULL)
+            cJSON_AddStringToObject(o, "object", m->object);
+        else
+            cJSON_AddNullToObject(o, "object");
+        cJSON_AddNumberToObject(o, "format", m->format);
+        cJSON_AddStringToObject(o, "method",
+                                m->method == QS_METHOD_SHARDS ? "shards" : "collection");
+        if (m->method == QS_METHOD_SHARDS) {
+            cJSON *sa = cJSON_AddArrayToObject(o, "shards");
+            for (size_t k = 0; sa != NULL && k < m->nshards; k++) {
+                cJSON *so = cJSON_CreateObject();
+                if (so == NULL)
+                    break;
+                cJSON_AddNumberToObject(so, "id", m->shards[k].id);
+                cJSON_AddStringToObject(so, "object", m->shards[k].object);
+                cJSON_AddNumberToObject(so, "size", (double)m->shards[k].size);
+                cJSON_AddStringToObject(so, "sha256", m->shards[k].sha256);
+                cJSON_AddNumberToObject(so, "stored_size", (double)m->shards[k].stored_size);
+                cJSON_AddItemToArray(sa, so);
+            }
+        }
+        if (m->has_aliases) {
+            cJSON *aa = cJSON_AddArrayToObject(o, "aliases");
+            for (size_t k = 0; aa != NULL && k < m->naliases; k++)
+                cJSON_AddItemToArray(aa, cJSON_CreateString(m->aliases[k]));
+        } else {
+            cJSON_AddNullToObject(o, "aliases");
+        }
         if (m->points_count >= 0)
             cJSON_AddNumberToObject(o, "points_count", (double)m->points_count);
         else

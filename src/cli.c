@@ -161,8 +161,17 @@ int qs_cli_backup(const struct qs_config *cfg, int argc, char **argv)
 int qs_cli_restore(const struct qs_config *cfg, int argc, char **argv)
 {
     const char *coll = NULL, *snap = "latest", *target = NULL;
+    int no_aliases = 0, force = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
+        if (strcmp(a, "--no-aliases") == 0) {
+            no_aliases = 1;
+            continue;
+        }
+        if (strcmp(a, "--force") == 0) {
+            force = 1;
+            continue;
+        }
         if (i + 1 >= argc)
             return usage_error("restore", "missing value after an option");
         if (strcmp(a, "-c") == 0 || strcmp(a, "--collection") == 0)
@@ -193,7 +202,11 @@ int qs_cli_restore(const struct qs_config *cfg, int argc, char **argv)
     install_signals();
     struct qs_progress p = {.phase = cli_phase, .cancel = &cli_cancel, .job_id = "cli-restore"};
     struct qs_backup_env env = {.cfg = cfg, .storage = st, .qdrant = q, .progress = &p};
-    struct qs_restore_req req = {.collection = coll, .snapshot = snap, .target = target};
+    struct qs_restore_req req = {.collection = coll,
+                                 .snapshot = snap,
+                                 .target = target,
+                                 .no_aliases = no_aliases,
+                                 .force = force};
     struct qs_job_item item = {0};
     int rc = qs_restore_run(&env, &req, &item, &err);
     if (rc == 0)

@@ -45,6 +45,7 @@ enum { VAR_FILE = 1, VAR_SECRET = 2 };
     X(JITTER, 0)                                                                                   \
     X(COLLECTIONS, 0)                                                                              \
     X(MODE, 0)                                                                                     \
+    X(SNAPSHOT_METHOD, 0)                                                                          \
     X(RETENTION, 0)                                                                                \
     X(KEEP_MIN, 0)                                                                                 \
     X(LOCAL_KEEP, 0)                                                                               \
@@ -852,6 +853,21 @@ static int load_misc(struct loader *L)
                         "cannot be combined with %s=full (a full snapshot holds every collection)",
                         VN(MODE));
 
+    if ((rc = get_plain(L, VN(SNAPSHOT_METHOD), &v)) != 0)
+        return rc;
+    if (v == NULL || strcmp(v, "collection") == 0)
+        cfg->method = QS_METHOD_COLLECTION;
+    else if (strcmp(v, "shards") == 0)
+        cfg->method = QS_METHOD_SHARDS;
+    else
+        return fail_var(L, V_SNAPSHOT_METHOD, "must be 'collection' or 'shards' (got '%s')",
+                        show(v).s);
+    if (cfg->mode == QS_MODE_FULL && cfg->method == QS_METHOD_SHARDS)
+        return fail_var(L, V_SNAPSHOT_METHOD,
+                        "cannot be 'shards' with %s=full (a full-storage snapshot is one file "
+                        "Qdrant writes; shard streams exist per collection)",
+                        VN(MODE));
+
     if ((rc = load_duration(L, VN(RETENTION), "7d", 1, &cfg->retention_s)) != 0)
         return rc;
     if ((rc = load_count(L, VN(KEEP_MIN), 3, 1, &cfg->keep_min)) != 0)
@@ -1106,6 +1122,9 @@ static void format_value(const struct qs_config *cfg, enum var k, char *out, siz
         break;
     case V_MODE:
         snprintf(out, cap, "%s", cfg->mode == QS_MODE_FULL ? "full" : "collections");
+        break;
+    case V_SNAPSHOT_METHOD:
+        snprintf(out, cap, "%s", cfg->method == QS_METHOD_SHARDS ? "shards" : "collection");
         break;
     case V_RETENTION:
         fmt_duration(cfg->retention_s, out, cap);

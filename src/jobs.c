@@ -154,6 +154,8 @@ static int run_restore(const struct qs_backup_env *env, const struct qs_job_para
         .collection = p->collection,
         .snapshot = p->snapshot,
         .target = p->target,
+        .no_aliases = p->no_aliases,
+        .force = p->force,
     };
     int rc = qs_restore_run(env, &req, &item, err);
     qs_progress_item_done(env->progress, &item);

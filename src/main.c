@@ -23,7 +23,7 @@ static void usage(FILE *out)
         "\n"
         "  serve                              run the daemon: scheduler + HTTP endpoint\n"
         "  backup [-c NAME]...                one backup run now, then exit\n"
-        "  restore -c NAME [--snapshot SNAP|latest] [--to TARGET]\n"
+        "  restore -c NAME [--snapshot SNAP|latest] [--to TARGET] [--no-aliases] [--force]\n"
         "                                     restore one collection, then exit\n"
         "  list [-c NAME] [--json]            list backups held at the destination\n"
         "  prune [--dry-run]                  apply the retention policy now\n"

@@ -1,6 +1,7 @@
 #include "qsnap/manifest.h"
 
 #include <cJSON.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -219,6 +220,125 @@ int qs_manifest_drill_key(const char *collection, const char *snapshot, char *ou
     return build_key(collection, snapshot, QS_MANIFEST_DRILL_SUFFIX, out, cap);
 }
 
+/* "{collection}/{run}/" + tail, for a collection (not ":full") and a run. */
+static int build_run_key(const char *collection, const char *run, const char *tail, char *out,
+                         size_t cap)
+{
+    if (out != NULL && cap > 0)
+        out[0] = '\0';
+    if (collection == NULL || run == NULL || !qs_manifest_is_valid_collection_name(collection) ||
+        !qs_manifest_is_valid_snapshot_name(run))
+        return QS_EINVAL;
+    if (out == NULL)
+        return QS_ETOOBIG;
+    int n = snprintf(out, cap, "%s%s/%s%s/%s", escape_of(collection), collection, escape_of(run),
+                     run, tail);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap > 0)
+            out[0] = '\0';
+        return QS_ETOOBIG;
+    }
+    return 0;
+}
+
+int qs_manifest_shard_key(const char *collection, const char *run, uint32_t shard_id,
+                          int compressed, char *out, size_t cap)
+{
+    char tail[48];
+    snprintf(tail, sizeof(tail), "shard-%" PRIu32 ".snapshot%s", shard_id,
+             compressed ? QS_MANIFEST_GZ_SUFFIX : "");
+    return build_run_key(collection, run, tail, out, cap);
+}
+
+int qs_manifest_run_prefix(const char *collection, const char *run, char *out, size_t cap)
+{
+    return build_run_key(collection, run, "", out, cap);
+}
+
+int qs_manifest_run_name(const char *collection, int64_t t, char *out, size_t cap)
+{
+    if (out != NULL && cap > 0)
+        out[0] = '\0';
+    if (collection == NULL || !qs_manifest_is_valid_collection_name(collection) || t < 0 ||
+        t > MAX_CREATED)
+        return QS_EINVAL;
+    if (out == NULL)
+        return QS_ETOOBIG;
+    char ts[21];
+    qs_time_rfc3339(t, ts); /* YYYY-MM-DDTHH:MM:SSZ */
+    int n = snprintf(out, cap, "%s-shards-%.10s-%.2s-%.2s-%.2s", collection, ts, ts + 11, ts + 14,
+                     ts + 17);
+    if (n < 0 || (size_t)n >= cap) {
+        if (cap > 0)
+            out[0] = '\0';
+        return QS_ETOOBIG;
+    }
+    return 0;
+}
+
+/* ---- Qdrant versions ----------------------------------------------------------- */
+
+/* "MAJOR.MINOR" followed by nothing, '.', '-' or '+'. */
+static int parse_major_minor(const char *v, unsigned long *major, unsigned long *minor)
+{
+    if (v == NULL)
+        return -1;
+    const char *p = v;
+    unsigned long x[2];
+    for (int i = 0; i < 2; i++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        unsigned long n = 0;
+        for (; *p >= '0' && *p <= '9'; p++) {
+            if (n > 100000)
+                return -1;
+            n = n * 10 + (unsigned long)(*p - '0');
+        }
+        x[i] = n;
+        if (i == 0) {
+            if (*p != '.')
+                return -1;
+            p++;
+        }
+    }
+    if (*p != '\0' && *p != '.' && *p != '-' && *p != '+')
+        return -1;
+    *major = x[0];
+    *minor = x[1];
+    return 0;
+}
+
+int qs_manifest_check_versions(const char *backup_version, const char *target_version, char *why,
+                               size_t cap)
+{
+    char b[72], t[72];
+    qs_printable(b, sizeof(b), backup_version, 64);
+    qs_printable(t, sizeof(t), target_version, 64);
+    unsigned long bmaj, bmin, tmaj, tmin;
+    if (parse_major_minor(backup_version, &bmaj, &bmin) != 0) {
+        set_why(why, cap,
+                "the backup's Qdrant version '%s' is unknown, so whether Qdrant %s can load it "
+                "cannot be checked",
+                b, t);
+        return QS_EINVAL;
+    }
+    if (parse_major_minor(target_version, &tmaj, &tmin) != 0) {
+        set_why(why, cap,
+                "the target Qdrant reports version '%s', so whether it can load a snapshot of "
+                "Qdrant %s cannot be checked",
+                t, b);
+        return QS_EINVAL;
+    }
+    if (tmaj == bmaj && (tmin == bmin || tmin == bmin + 1))
+        return 0;
+    set_why(why, cap,
+            "the backup was made by Qdrant %s and the target runs Qdrant %s, which cannot load "
+            "it: Qdrant restores snapshots of the same or the previous minor version only "
+            "(a %lu.%lu backup needs Qdrant %lu.%lu.x or %lu.%lu.x)",
+            b, t, bmaj, bmin, bmaj, bmin, bmaj, bmin + 1);
+    return QS_EINVAL;
+}
+
 /* ---- struct ---------------------------------------------------------------- */
 
 void qs_manifest_deinit(struct qs_manifest *m)
@@ -231,6 +351,14 @@ void qs_manifest_deinit(struct qs_manifest *m)
     free(m->qdrant_version);
     free(m->vectors);
     free(m->qsnap_version);
+    free(m->collection_config);
+    free(m->payload_schema);
+    for (size_t i = 0; i < m->naliases; i++)
+        free(m->aliases[i]);
+    free(m->aliases);
+    for (size_t i = 0; i < m->nshards; i++)
+        free(m->shards[i].object);
+    free(m->shards);
     memset(m, 0, sizeof(*m));
 }
 
@@ -249,11 +377,111 @@ static int field_error(struct qs_error *err, const char *field, const char *why)
     return qs_error_set(err, QS_EINVAL, "manifest field \"%s\": %s", field, why);
 }
 
+static bool json_object_text(const char *text)
+{
+    cJSON *v = NULL;
+    qs_json_parse(text, strlen(text), &v, NULL);
+    bool ok = cJSON_IsObject(v);
+    cJSON_Delete(v);
+    return ok;
+}
+
+/* An alias name as qsnap keeps it: 1 to 255 bytes of valid UTF-8 without
+ * control characters (Qdrant checks the rest when it is re-created). */
+static bool valid_alias(const char *a)
+{
+    const unsigned char *p = (const unsigned char *)a;
+    while (*p != '\0') {
+        uint32_t cp;
+        size_t n = utf8_seq(p, &cp);
+        if (n == 0 || cp < 0x20 || cp == 0x7F)
+            return false;
+        p += n;
+    }
+    size_t len = (size_t)(p - (const unsigned char *)a);
+    return len > 0 && len <= 255;
+}
+
+/* The rules of the version 2 fields and of the shards method. */
+static int validate_v2(const struct qs_manifest *m, struct qs_error *err)
+{
+    const bool v1 = m->format == QS_MANIFEST_FORMAT_V1;
+    const bool fidelity = !v1 && m->mode == QS_MODE_COLLECTIONS;
+    if (m->method != QS_METHOD_COLLECTION && m->method != QS_METHOD_SHARDS)
+        return field_error(err, "method", "must be \"collection\" or \"shards\"");
+    if (m->method == QS_METHOD_SHARDS && (v1 || m->mode != QS_MODE_COLLECTIONS))
+        return field_error(err, "method", "\"shards\" needs format 2 and mode \"collections\"");
+    if (!fidelity) {
+        if (m->collection_config != NULL || m->payload_schema != NULL || m->has_aliases)
+            return field_error(err, v1 ? "format" : "mode",
+                               "collection_config, payload_schema and aliases belong to format 2 "
+                               "backups of collections");
+    } else {
+        if (m->collection_config == NULL)
+            return field_error(err, "collection_config", "missing");
+        if (!json_object_text(m->collection_config))
+            return field_error(err, "collection_config", "must be a JSON object");
+        if (m->payload_schema == NULL)
+            return field_error(err, "payload_schema", "missing");
+        if (!json_object_text(m->payload_schema))
+            return field_error(err, "payload_schema", "must be a JSON object");
+        if (!m->has_aliases)
+            return field_error(err, "aliases", "missing");
+        for (size_t i = 0; i < m->naliases; i++) {
+            if (m->aliases[i] == NULL || !valid_alias(m->aliases[i]))
+                return field_error(err, "aliases", "holds an invalid alias name");
+            if (i > 0 && strcmp(m->aliases[i - 1], m->aliases[i]) >= 0)
+                return field_error(err, "aliases", "must be sorted and without duplicates");
+        }
+    }
+    if (m->method == QS_METHOD_COLLECTION) {
+        if (m->nshards != 0)
+            return field_error(err, "shards", "only a shards backup lists shards");
+        return 0;
+    }
+    if (m->object != NULL)
+        return field_error(err, "object", "a shards backup has shard objects instead");
+    if (m->sha256[0] != '\0')
+        return field_error(err, "sha256", "a shards backup has one per shard instead");
+    if (m->nshards == 0 || m->nshards > QS_MANIFEST_MAX_SHARDS)
+        return field_error(err, "shards", "must list 1 to 65536 shards");
+    uint64_t size = 0, stored = 0;
+    char key[QS_MANIFEST_KEY_MAX];
+    for (size_t i = 0; i < m->nshards; i++) {
+        const struct qs_manifest_shard *sh = &m->shards[i];
+        if (i > 0 && sh->id <= m->shards[i - 1].id)
+            return field_error(err, "shards", "ids must be ascending and unique");
+        if (sh->object == NULL ||
+            qs_manifest_shard_key(m->collection, m->snapshot, sh->id, m->compression_level > 0, key,
+                                  sizeof(key)) != 0 ||
+            strcmp(key, sh->object) != 0)
+            return field_error(err, "shards",
+                               "an object does not match collection, run, shard id and "
+                               "compression");
+        if (!is_lower_sha256(sh->sha256))
+            return field_error(err, "shards", "a sha256 must be 64 lowercase hex characters");
+        if (sh->size > MAX_JSON_UINT || sh->stored_size > MAX_JSON_UINT)
+            return field_error(err, "shards", "a size is out of range");
+        if (m->compression_level == 0 && sh->stored_size != sh->size)
+            return field_error(err, "shards",
+                               "stored_size must equal size when compression is none");
+        size += sh->size;
+        stored += sh->stored_size;
+        if (size > MAX_JSON_UINT || stored > MAX_JSON_UINT)
+            return field_error(err, "shards", "sizes add up beyond range");
+    }
+    if (size != m->size)
+        return field_error(err, "size", "must be the sum of the shards' sizes");
+    if (stored != m->stored_size)
+        return field_error(err, "stored_size", "must be the sum of the shards' stored sizes");
+    return 0;
+}
+
 int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
 {
     if (m == NULL)
         return qs_error_set(err, QS_EINVAL, "manifest: missing");
-    if (m->format != QS_MANIFEST_FORMAT)
+    if (m->format != QS_MANIFEST_FORMAT && m->format != QS_MANIFEST_FORMAT_V1)
         return field_error(err, "format", "unsupported value");
     if (m->mode != QS_MODE_COLLECTIONS && m->mode != QS_MODE_FULL)
         return field_error(err, "mode", "must be \"collections\" or \"full\"");
@@ -274,7 +502,8 @@ int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
         return field_error(err, "created", "out of range");
     if (m->size > MAX_JSON_UINT)
         return field_error(err, "size", "out of range");
-    if (!is_lower_sha256(m->sha256))
+    const bool shards = m->method == QS_METHOD_SHARDS;
+    if (!shards && !is_lower_sha256(m->sha256))
         return field_error(err, "sha256", "must be 64 lowercase hex characters");
     if (m->compression_level < 0 || m->compression_level > 9)
         return field_error(err, "compression_level", "must be 1..9 for gzip");
@@ -282,13 +511,16 @@ int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
         return field_error(err, "stored_size", "out of range");
     if (m->compression_level == 0 && m->stored_size != m->size)
         return field_error(err, "stored_size", "must equal size when compression is none");
-    if (m->object == NULL)
-        return field_error(err, "object", "missing");
-    char key[QS_MANIFEST_KEY_MAX];
-    if (qs_manifest_object_key(m->collection, m->snapshot, m->compression_level > 0, key,
-                               sizeof(key)) != 0 ||
-        strcmp(key, m->object) != 0)
-        return field_error(err, "object", "does not match collection, snapshot and compression");
+    if (!shards) {
+        if (m->object == NULL)
+            return field_error(err, "object", "missing");
+        char key[QS_MANIFEST_KEY_MAX];
+        if (qs_manifest_object_key(m->collection, m->snapshot, m->compression_level > 0, key,
+                                   sizeof(key)) != 0 ||
+            strcmp(key, m->object) != 0)
+            return field_error(err, "object",
+                               "does not match collection, snapshot and compression");
+    }
     if (m->qdrant_version == NULL)
         return field_error(err, "qdrant_version", "missing");
     if (m->points_count < -1 || m->points_count > (int64_t)MAX_JSON_UINT ||
@@ -297,17 +529,12 @@ int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
     if (m->vectors == NULL) {
         if (m->mode == QS_MODE_COLLECTIONS)
             return field_error(err, "vectors", "missing");
-    } else {
-        cJSON *v = NULL;
-        qs_json_parse(m->vectors, strlen(m->vectors), &v, NULL);
-        bool ok = cJSON_IsObject(v);
-        cJSON_Delete(v);
-        if (!ok)
-            return field_error(err, "vectors", "must be a JSON object");
+    } else if (!json_object_text(m->vectors)) {
+        return field_error(err, "vectors", "must be a JSON object");
     }
     if (m->qsnap_version == NULL)
         return field_error(err, "qsnap_version", "missing");
-    return 0;
+    return validate_v2(m, err);
 }
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -345,35 +572,82 @@ static int append_string_field(struct qs_buf *b, const char *name, const char *v
     return rc;
 }
 
+/* JSON object text (valid: checked by validate) re-rendered compactly, owned
+ * (cJSON_free), or NULL when out of memory. */
+static char *compact(const char *text)
+{
+    cJSON *v = NULL;
+    qs_json_parse(text, strlen(text), &v, NULL);
+    char *out = v != NULL ? cJSON_PrintUnformatted(v) : NULL;
+    cJSON_Delete(v);
+    return out;
+}
+
+static int append_shards(struct qs_buf *b, const struct qs_manifest *m)
+{
+    int rc = qs_buf_printf(b, ",\n  \"shards\": [");
+    for (size_t i = 0; rc == 0 && i < m->nshards; i++) {
+        const struct qs_manifest_shard *sh = &m->shards[i];
+        rc = qs_buf_printf(b, "%s\n    {\"id\": %" PRIu32 ", \"object\": ", i > 0 ? "," : "",
+                           sh->id);
+        if (rc == 0)
+            rc = append_json_string(b, sh->object);
+        if (rc == 0)
+            rc = qs_buf_printf(b, ", \"size\": %llu, \"sha256\": \"%s\", \"stored_size\": %llu}",
+                               (unsigned long long)sh->size, sh->sha256,
+                               (unsigned long long)sh->stored_size);
+    }
+    if (rc == 0)
+        rc = qs_buf_printf(b, "\n  ]");
+    return rc;
+}
+
+static int append_aliases(struct qs_buf *b, const struct qs_manifest *m)
+{
+    int rc = qs_buf_printf(b, ",\n  \"aliases\": [");
+    for (size_t i = 0; rc == 0 && i < m->naliases; i++) {
+        if (i > 0)
+            rc = qs_buf_printf(b, ", ");
+        if (rc == 0)
+            rc = append_json_string(b, m->aliases[i]);
+    }
+    if (rc == 0)
+        rc = qs_buf_printf(b, "]");
+    return rc;
+}
+
 int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out)
 {
     if (qs_manifest_validate(m, NULL) != 0)
         return QS_EINVAL;
-    char *vectors = NULL;
-    if (m->vectors != NULL) {
-        cJSON *v = NULL;
-        qs_json_parse(m->vectors, strlen(m->vectors), &v, NULL);
-        if (v != NULL)
-            vectors = cJSON_PrintUnformatted(v);
-        cJSON_Delete(v);
-        if (vectors == NULL)
-            return UV_ENOMEM;
-    }
+    const bool v2 = m->format != QS_MANIFEST_FORMAT_V1;
+    const bool shards = m->method == QS_METHOD_SHARDS;
+    char *vectors = m->vectors != NULL ? compact(m->vectors) : NULL;
+    char *config = m->collection_config != NULL ? compact(m->collection_config) : NULL;
+    char *schema = m->payload_schema != NULL ? compact(m->payload_schema) : NULL;
     const size_t start = out->len;
+    int rc = 0;
+    if ((m->vectors != NULL && vectors == NULL) ||
+        (m->collection_config != NULL && config == NULL) ||
+        (m->payload_schema != NULL && schema == NULL))
+        rc = UV_ENOMEM;
     char created[21];
     qs_time_rfc3339(m->created, created);
-    int rc = qs_buf_printf(out, "{\n  \"format\": %d", m->format);
+    if (rc == 0)
+        rc = qs_buf_printf(out, "{\n  \"format\": %d", m->format);
     if (rc == 0)
         rc = append_string_field(out, "collection", m->collection);
     if (rc == 0)
         rc = append_string_field(out, "snapshot", m->snapshot);
     if (rc == 0)
         rc = append_string_field(out, "mode", m->mode == QS_MODE_FULL ? "full" : "collections");
+    if (rc == 0 && v2)
+        rc = append_string_field(out, "method", shards ? "shards" : "collection");
     if (rc == 0)
         rc = append_string_field(out, "created", created);
     if (rc == 0)
         rc = qs_buf_printf(out, ",\n  \"size\": %llu", (unsigned long long)m->size);
-    if (rc == 0)
+    if (rc == 0 && !shards)
         rc = append_string_field(out, "sha256", m->sha256);
     if (rc == 0)
         rc = append_string_field(out, "compression", m->compression_level > 0 ? "gzip" : "none");
@@ -381,19 +655,29 @@ int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out)
         rc = qs_buf_printf(out, ",\n  \"compression_level\": %d", m->compression_level);
     if (rc == 0)
         rc = qs_buf_printf(out, ",\n  \"stored_size\": %llu", (unsigned long long)m->stored_size);
-    if (rc == 0)
+    if (rc == 0 && !shards)
         rc = append_string_field(out, "object", m->object);
+    if (rc == 0 && shards)
+        rc = append_shards(out, m);
     if (rc == 0)
         rc = append_string_field(out, "qdrant_version", m->qdrant_version);
     if (rc == 0 && m->points_count >= 0)
         rc = qs_buf_printf(out, ",\n  \"points_count\": %lld", (long long)m->points_count);
     if (rc == 0 && vectors != NULL)
         rc = qs_buf_printf(out, ",\n  \"vectors\": %s", vectors);
+    if (rc == 0 && config != NULL)
+        rc = qs_buf_printf(out, ",\n  \"collection_config\": %s", config);
+    if (rc == 0 && schema != NULL)
+        rc = qs_buf_printf(out, ",\n  \"payload_schema\": %s", schema);
+    if (rc == 0 && m->has_aliases)
+        rc = append_aliases(out, m);
     if (rc == 0)
         rc = append_string_field(out, "qsnap_version", m->qsnap_version);
     if (rc == 0)
         rc = qs_buf_printf(out, "\n}\n");
     cJSON_free(vectors);
+    cJSON_free(config);
+    cJSON_free(schema);
     if (rc != 0) {
         out->len = start;
         if (out->data != NULL)
@@ -458,6 +742,83 @@ static int dup_into(char **dst, const char *src)
     return *dst == NULL ? UV_ENOMEM : 0;
 }
 
+/* Keeps a JSON object field as compact text in *dst. absent: 0 with *dst NULL. */
+static int get_object_text(const cJSON *root, const char *name, char **dst, struct qs_error *err)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, name);
+    *dst = NULL;
+    if (it == NULL || cJSON_IsNull(it))
+        return 0;
+    if (!cJSON_IsObject(it))
+        return field_error(err, name, "must be a JSON object");
+    *dst = cJSON_PrintUnformatted(it);
+    return *dst == NULL ? qs_error_set(err, UV_ENOMEM, "manifest: out of memory") : 0;
+}
+
+static int parse_aliases(const cJSON *root, struct qs_manifest *m, struct qs_error *err)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "aliases");
+    if (arr == NULL || cJSON_IsNull(arr))
+        return 0;
+    if (!cJSON_IsArray(arr))
+        return field_error(err, "aliases", "must be an array of names");
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    m->aliases = calloc(n + 1, sizeof(*m->aliases));
+    if (m->aliases == NULL)
+        return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+    m->has_aliases = 1;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        if (!cJSON_IsString(it) || it->valuestring == NULL)
+            return field_error(err, "aliases", "must be an array of names");
+        if ((m->aliases[m->naliases] = strdup(it->valuestring)) == NULL)
+            return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+        m->naliases++;
+    }
+    return 0;
+}
+
+static int parse_shards(const cJSON *root, struct qs_manifest *m, struct qs_error *err)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "shards");
+    if (arr == NULL || cJSON_IsNull(arr))
+        return m->method == QS_METHOD_SHARDS ? field_error(err, "shards", "missing") : 0;
+    if (m->method != QS_METHOD_SHARDS)
+        return field_error(err, "shards", "only a shards backup lists shards");
+    if (!cJSON_IsArray(arr))
+        return field_error(err, "shards", "must be an array");
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    if (n == 0 || n > QS_MANIFEST_MAX_SHARDS)
+        return field_error(err, "shards", "must list 1 to 65536 shards");
+    m->shards = calloc(n, sizeof(*m->shards));
+    if (m->shards == NULL)
+        return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        struct qs_manifest_shard *sh = &m->shards[m->nshards];
+        struct qs_error e;
+        uint64_t id;
+        const char *object, *sha;
+        if (!cJSON_IsObject(it) || get_uint(it, "id", REQUIRED, &id, NULL, &e) != 0 ||
+            id > UINT32_MAX || get_string(it, "object", REQUIRED, &object, &e) != 0 ||
+            get_uint(it, "size", REQUIRED, &sh->size, NULL, &e) != 0 ||
+            get_string(it, "sha256", REQUIRED, &sha, &e) != 0 ||
+            get_uint(it, "stored_size", REQUIRED, &sh->stored_size, NULL, &e) != 0)
+            return field_error(err, "shards",
+                               "each entry needs id, object, size, sha256 and stored_size");
+        if (!is_lower_sha256(sha))
+            return field_error(err, "shards", "a sha256 must be 64 lowercase hex characters");
+        sh->id = (uint32_t)id;
+        memcpy(sh->sha256, sha, 65);
+        if ((sh->object = strdup(object)) == NULL)
+            return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+        m->nshards++;
+    }
+    return 0;
+}
+
 static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error *err)
 {
     if (!cJSON_IsObject(root))
@@ -475,8 +836,10 @@ static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error 
                             "understands (%d)",
                             (unsigned long long)u, QS_MANIFEST_FORMAT);
     m->format = (int)u;
+    const bool v2 = m->format != QS_MANIFEST_FORMAT_V1;
 
     const char *collection, *snapshot, *mode, *created, *sha, *compression, *object, *qv, *sv;
+    const char *method;
     if ((rc = get_string(root, "collection", REQUIRED, &collection, err)) != 0 ||
         (rc = get_string(root, "snapshot", REQUIRED, &snapshot, err)) != 0 ||
         (rc = get_string(root, "mode", REQUIRED, &mode, err)) != 0)
@@ -494,6 +857,17 @@ static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error 
         return field_error(err, "collection", "not a valid collection name");
     if (!qs_manifest_is_valid_snapshot_name(snapshot))
         return field_error(err, "snapshot", "not a valid snapshot name");
+    /* Version 1 knows one method; a "method" there is someone else's field. */
+    m->method = QS_METHOD_COLLECTION;
+    if (v2) {
+        if ((rc = get_string(root, "method", REQUIRED, &method, err)) != 0)
+            return rc;
+        if (strcmp(method, "shards") == 0)
+            m->method = QS_METHOD_SHARDS;
+        else if (strcmp(method, "collection") != 0)
+            return field_error(err, "method", "must be \"collection\" or \"shards\"");
+    }
+    const bool shards = m->method == QS_METHOD_SHARDS;
 
     if ((rc = get_string(root, "created", REQUIRED, &created, err)) != 0)
         return rc;
@@ -501,11 +875,15 @@ static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error 
         return field_error(err, "created", "must be an RFC 3339 UTC time");
     if ((rc = get_uint(root, "size", REQUIRED, &m->size, NULL, err)) != 0)
         return rc;
-    if ((rc = get_string(root, "sha256", REQUIRED, &sha, err)) != 0)
+    if ((rc = get_string(root, "sha256", shards ? OPTIONAL : REQUIRED, &sha, err)) != 0)
         return rc;
-    if (!is_lower_sha256(sha))
-        return field_error(err, "sha256", "must be 64 lowercase hex characters");
-    memcpy(m->sha256, sha, 65);
+    if (shards && sha != NULL)
+        return field_error(err, "sha256", "a shards backup has one per shard instead");
+    if (!shards) {
+        if (!is_lower_sha256(sha))
+            return field_error(err, "sha256", "must be 64 lowercase hex characters");
+        memcpy(m->sha256, sha, 65);
+    }
 
     if ((rc = get_string(root, "compression", REQUIRED, &compression, err)) != 0 ||
         (rc = get_uint(root, "compression_level", OPTIONAL, &u, &present, err)) != 0)
@@ -528,12 +906,14 @@ static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error 
     if (m->compression_level == 0 && m->stored_size != m->size)
         return field_error(err, "stored_size", "must equal size when compression is none");
 
-    if ((rc = get_string(root, "object", REQUIRED, &object, err)) != 0)
+    if ((rc = get_string(root, "object", shards ? OPTIONAL : REQUIRED, &object, err)) != 0)
         return rc;
+    if (shards && object != NULL)
+        return field_error(err, "object", "a shards backup has shard objects instead");
     char key[QS_MANIFEST_KEY_MAX];
-    if (qs_manifest_object_key(collection, snapshot, m->compression_level > 0, key, sizeof(key)) !=
-            0 ||
-        strcmp(key, object) != 0)
+    if (!shards && (qs_manifest_object_key(collection, snapshot, m->compression_level > 0, key,
+                                           sizeof(key)) != 0 ||
+                    strcmp(key, object) != 0))
         return field_error(err, "object", "does not match collection, snapshot and compression");
 
     if ((rc = get_string(root, "qdrant_version", REQUIRED, &qv, err)) != 0)
@@ -564,10 +944,17 @@ static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error 
         return rc;
 
     if (dup_into(&m->collection, collection) != 0 || dup_into(&m->snapshot, snapshot) != 0 ||
-        dup_into(&m->object, object) != 0 || dup_into(&m->qdrant_version, qv) != 0 ||
-        dup_into(&m->qsnap_version, sv) != 0)
+        dup_into(&m->object, shards ? NULL : object) != 0 ||
+        dup_into(&m->qdrant_version, qv) != 0 || dup_into(&m->qsnap_version, sv) != 0)
         return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
-    return 0;
+
+    if (!v2)
+        return 0; /* version 1 knew nothing more */
+    if ((rc = get_object_text(root, "collection_config", &m->collection_config, err)) != 0 ||
+        (rc = get_object_text(root, "payload_schema", &m->payload_schema, err)) != 0 ||
+        (rc = parse_aliases(root, m, err)) != 0 || (rc = parse_shards(root, m, err)) != 0)
+        return rc;
+    return validate_v2(m, err);
 }
 
 int qs_manifest_parse(const char *json, size_t len, struct qs_manifest *out, struct qs_error *err)
@@ -588,7 +975,7 @@ int qs_manifest_parse(const char *json, size_t len, struct qs_manifest *out, str
 
 /* ---- classifying a listing ------------------------------------------------ */
 
-enum key_kind { K_IGNORED, K_MANIFEST, K_OBJECT, K_DRILL };
+enum key_kind { K_IGNORED, K_MANIFEST, K_OBJECT, K_DRILL, K_SHARD };
 
 struct entry {
     const struct qs_listed_key *src;
@@ -611,6 +998,22 @@ static int entry_key_cmp(const void *key, const void *elem)
     return strcmp(key, e->src->key);
 }
 
+/* "shard-N.snapshot" or "shard-N.snapshot.gz", N a uint32 without leading zeros. */
+static bool is_shard_file(const char *f)
+{
+    if (strncmp(f, "shard-", 6) != 0)
+        return false;
+    const char *d = f + 6;
+    size_t nd = 0;
+    uint64_t v = 0;
+    while (d[nd] >= '0' && d[nd] <= '9' && nd < 11)
+        v = v * 10 + (uint64_t)(d[nd++] - '0');
+    if (nd == 0 || (nd > 1 && d[0] == '0') || v > UINT32_MAX)
+        return false;
+    return strcmp(d + nd, ".snapshot") == 0 ||
+           strcmp(d + nd, ".snapshot" QS_MANIFEST_GZ_SUFFIX) == 0;
+}
+
 static void classify_key(struct entry *e)
 {
     const char *key = e->src->key;
@@ -621,7 +1024,8 @@ static void classify_key(struct entry *e)
     if (slash == NULL || slash == key)
         return;
     const char *name = slash + 1;
-    if (strchr(name, '/') != NULL)
+    const char *inner = strchr(name, '/');
+    if (inner != NULL && strchr(inner + 1, '/') != NULL)
         return;
     e->dirlen = (size_t)(slash - key);
     if (e->dirlen > 1020)
@@ -636,6 +1040,15 @@ static void classify_key(struct entry *e)
         return;
     e->nameskip = name[0] == QS_MANIFEST_DOT_ESCAPE && name[1] == '.';
     const char *snap = name + e->nameskip;
+    if (inner != NULL) {
+        /* "{dir}/{run}/shard-N.snapshot[.gz]": a shards run's object. */
+        const size_t runlen = (size_t)(inner - snap);
+        if (name[0] == '.' || strcmp(dir, QS_MANIFEST_FULL_DIR) == 0 || inner < snap ||
+            !valid_snapshot_name_n(snap, runlen) || !is_shard_file(inner + 1))
+            return;
+        e->kind = K_SHARD;
+        return;
+    }
     const size_t len = strlen(snap);
     if (len == 0 || name[0] == '.' || ends_with(snap, len, ".tmp"))
         return;
@@ -672,6 +1085,10 @@ static void free_backup(struct qs_listed_backup *b)
     free(b->object_key);
     free(b->alt_object_key);
     free(b->drill_key);
+    for (size_t i = 0; i < b->nshards; i++)
+        free(b->shard_keys[i]);
+    free(b->shard_keys);
+    free(b->shard_sizes);
 }
 
 void qs_manifest_listing_deinit(struct qs_manifest_listing *l)
@@ -701,6 +1118,46 @@ static struct entry *find_kind(struct entry *entries, size_t n, const char *key,
 static struct entry *find_object(struct entry *entries, size_t n, const char *key)
 {
     return find_kind(entries, n, key, K_OBJECT);
+}
+
+/* Index of the first entry whose key is not below key. */
+static size_t lower_bound(const struct entry *entries, size_t n, const char *key)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(entries[mid].src->key, key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Attaches the shard objects listed under run directory `dir` ("{c}/{run}/",
+ * dlen bytes) to b and marks them used. 0 or UV_ENOMEM. */
+static int attach_shards(struct entry *entries, size_t n, const char *dir, size_t dlen,
+                         struct qs_listed_backup *b)
+{
+    size_t first = lower_bound(entries, n, dir), cnt = 0;
+    for (size_t j = first; j < n && strncmp(entries[j].src->key, dir, dlen) == 0; j++)
+        cnt += entries[j].kind == K_SHARD;
+    if (cnt == 0)
+        return 0;
+    b->shard_keys = calloc(cnt, sizeof(*b->shard_keys));
+    b->shard_sizes = calloc(cnt, sizeof(*b->shard_sizes));
+    if (b->shard_keys == NULL || b->shard_sizes == NULL)
+        return UV_ENOMEM;
+    for (size_t j = first; j < n && strncmp(entries[j].src->key, dir, dlen) == 0; j++) {
+        if (entries[j].kind != K_SHARD)
+            continue;
+        entries[j].used = true;
+        b->shard_sizes[b->nshards] = entries[j].src->size;
+        if ((b->shard_keys[b->nshards] = strdup(entries[j].src->key)) == NULL)
+            return UV_ENOMEM;
+        b->nshards++;
+    }
+    return 0;
 }
 
 static int add_incomplete(struct qs_manifest_listing *out, const struct entry *e)
@@ -775,8 +1232,16 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             memcpy(cand + objlen, QS_MANIFEST_DRILL_SUFFIX, sizeof(QS_MANIFEST_DRILL_SUFFIX));
             drill = find_kind(entries, m, cand, K_DRILL);
         }
-        struct qs_listed_backup *b =
-            obj != NULL ? &out->complete[out->ncomplete] : &out->orphans[out->norphans];
+        /* The shard objects of a shards run "{c}/{run}/" (objlen + 1 bytes). */
+        memcpy(cand + objlen, "/", 2);
+        struct qs_listed_backup tmp = {0};
+        if (attach_shards(entries, m, cand, objlen + 1, &tmp) != 0) {
+            free_backup(&tmp);
+            goto nomem;
+        }
+        struct qs_listed_backup *b = obj != NULL || tmp.nshards > 0 ? &out->complete[out->ncomplete]
+                                                                    : &out->orphans[out->norphans];
+        *b = tmp;
         if (drill != NULL) {
             drill->used = true;
             b->drill_key = strdup(drill->src->key);
@@ -794,6 +1259,10 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             if (alt != NULL)
                 b->alt_object_key = strdup(alt->src->key);
             out->ncomplete++;
+        } else if (b->nshards > 0) {
+            for (size_t k = 0; k < b->nshards; k++)
+                b->object_size += b->shard_sizes[k];
+            out->ncomplete++;
         } else {
             out->norphans++;
         }
@@ -808,12 +1277,13 @@ int qs_manifest_classify(const struct qs_listed_key *keys, size_t n,
             out->nignored++;
             continue;
         }
-        if (e->used || (e->kind != K_OBJECT && e->kind != K_DRILL))
+        if (e->used || (e->kind != K_OBJECT && e->kind != K_DRILL && e->kind != K_SHARD))
             continue;
         const char *key = e->src->key;
         const size_t len = strlen(key);
-        if (e->kind == K_DRILL) {
-            /* A drill result whose backup is gone (or was never complete). */
+        if (e->kind == K_DRILL || e->kind == K_SHARD) {
+            /* A drill result whose backup is gone (or was never complete), or
+             * a shard object of a run that has no manifest. */
             if (add_incomplete(out, e) != 0)
                 goto nomem;
             continue;

@@ -14,6 +14,7 @@
 
 #include "qsnap/httpc.h"
 #include "qsnap/log.h"
+#include "qsnap/tarcheck.h"
 
 #define QD_DEFAULT_URL "http://localhost:6333"
 #define QD_DEFAULT_CONNECT_MS 5000L
@@ -140,7 +141,11 @@ void qs_collection_info_deinit(struct qs_collection_info *ci)
     if (ci == NULL)
         return;
     free(ci->vectors_json);
+    free(ci->config_json);
+    free(ci->payload_schema_json);
     ci->vectors_json = NULL;
+    ci->config_json = NULL;
+    ci->payload_schema_json = NULL;
 }
 
 /* A name as it may appear in an error message: printable, bounded. */
@@ -251,6 +256,7 @@ struct req {
     int stall_watch;                  /* download: always; upload: until the body is sent */
     const char *const *extra_headers; /* NULL-terminated, may be NULL */
     size_t body_cap;                  /* largest 2xx answer kept */
+    const char *json;                 /* a JSON request body, NULL = none */
     /* download */
     qs_sink_fn sink;
     void *sink_ud;
@@ -277,6 +283,8 @@ static int perform(struct qs_qdrant *q, const struct req *r, struct qs_httpc_req
     size_t n = 0;
     for (size_t i = 0; r->extra_headers != NULL && r->extra_headers[i] != NULL && n < 5; i++)
         hdrs[n++] = r->extra_headers[i];
+    if (r->json != NULL && n < 5)
+        hdrs[n++] = "Content-Type: application/json";
     if (q->api_key_header != NULL)
         hdrs[n++] = q->api_key_header;
     hdrs[n++] = "Accept: application/json, */*";
@@ -301,6 +309,10 @@ static int perform(struct qs_qdrant *q, const struct req *r, struct qs_httpc_req
     out->src = r->src;
     out->src_ud = r->src_ud;
     out->src_len = r->src_len;
+    if (r->json != NULL) {
+        out->body = r->json;
+        out->body_len = strlen(r->json);
+    }
     if (r->pre != NULL) {
         out->src_pre = r->pre->data;
         out->src_pre_len = r->pre->len;
@@ -553,6 +565,8 @@ static int parse_collection_info(const cJSON *res, const char *op, void *info, s
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(cfg, "params");
     const cJSON *vec = cJSON_GetObjectItemCaseSensitive(params, "vectors");
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(params, "shard_number");
+    const cJSON *sm = cJSON_GetObjectItemCaseSensitive(params, "sharding_method");
+    const cJSON *ps = cJSON_GetObjectItemCaseSensitive(res, "payload_schema");
     uint64_t shards = 1;
     if (cJSON_IsNull(pc) || pc == NULL)
         out->points_count = 0;
@@ -567,6 +581,19 @@ static int parse_collection_info(const cJSON *res, const char *op, void *info, s
         if (out->vectors_json == NULL)
             rc = qs_error_set(err, UV_ENOMEM, "out of memory");
     }
+    if (rc == 0 && cfg != NULL && !cJSON_IsObject(cfg))
+        rc = proto_err(err, op, "config is not an object");
+    if (rc == 0 && ps != NULL && !cJSON_IsNull(ps) && !cJSON_IsObject(ps))
+        rc = proto_err(err, op, "payload_schema is not an object");
+    if (rc == 0 && sm != NULL && (!cJSON_IsString(sm) || strlen(sm->valuestring) >= 16))
+        rc = proto_err(err, op, "bad sharding_method");
+    if (rc == 0 && sm != NULL)
+        qs_strlcpy(out->sharding_method, sm->valuestring, sizeof(out->sharding_method));
+    if (rc == 0 && cJSON_IsObject(cfg) && (out->config_json = cJSON_PrintUnformatted(cfg)) == NULL)
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+    if (rc == 0 && cJSON_IsObject(ps) &&
+        (out->payload_schema_json = cJSON_PrintUnformatted(ps)) == NULL)
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
     out->shard_number = (uint32_t)shards;
     if (rc != 0)
         qs_collection_info_deinit(out);
@@ -583,9 +610,21 @@ struct where {
     const char *query;
 };
 
+static int json_call_body(struct qs_qdrant *q, const char *method, struct where w, const char *json,
+                          const char *op, long timeout_ms, result_fn parse, void *out,
+                          struct qs_error *err);
+
 /* A JSON request whose answer's "result" parse reads into out. */
 static int json_call(struct qs_qdrant *q, const char *method, struct where w, const char *op,
                      long timeout_ms, result_fn parse, void *out, struct qs_error *err)
+{
+    return json_call_body(q, method, w, NULL, op, timeout_ms, parse, out, err);
+}
+
+/* json_call() with a JSON request body (borrowed; NULL = none). */
+static int json_call_body(struct qs_qdrant *q, const char *method, struct where w, const char *json,
+                          const char *op, long timeout_ms, result_fn parse, void *out,
+                          struct qs_error *err)
 {
     struct qs_buf path;
     qs_buf_init(&path);
@@ -598,7 +637,8 @@ static int json_call(struct qs_qdrant *q, const char *method, struct where w, co
                     .path = path.data,
                     .op = op,
                     .timeout_ms = timeout_ms,
-                    .body_cap = QD_JSON_CAP};
+                    .body_cap = QD_JSON_CAP,
+                    .json = json};
     int rc = perform(q, &r, &a, err);
     cJSON *root = NULL;
     const cJSON *res = NULL;
@@ -764,15 +804,16 @@ static int check_filename(const char *f)
     return 0;
 }
 
-int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const char *filename,
-                              qs_source_fn src, void *ud, int64_t length, const char *checksum,
-                              const char *priority, struct qs_cancel *cancel, struct qs_error *err)
+/* A multipart/form-data upload of one snapshot (part "snapshot") to the
+ * collection's `mid` endpoint ("/snapshots/upload" or
+ * "/shards/{id}/snapshots/upload"), after the public functions checked
+ * their arguments. result_null: the answer's result is null (shard
+ * uploads), not true. */
+static int upload_multipart(struct qs_qdrant *q, const char *op, const char *collection,
+                            const char *mid, const char *filename, qs_source_fn src, void *ud,
+                            int64_t length, const char *checksum, const char *priority,
+                            int result_null, struct qs_cancel *cancel, struct qs_error *err)
 {
-    char op[300], c[120], f[160];
-    qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
-    msg_name(f, sizeof(f), filename ? filename : "");
-    snprintf(op, sizeof(op), "upload snapshot '%s' to collection '%s'", f, c);
     int rc = check_name("collection name", collection, op, err);
     if (rc != 0)
         return rc;
@@ -807,7 +848,7 @@ int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const
                        "filename=\"%s\"\r\nContent-Type: application/octet-stream\r\n\r\n",
                        boundary, filename);
     e |= qs_buf_printf(&post, "\r\n--%s--\r\n", boundary);
-    e |= build_path(&p, collection, "/snapshots/upload", NULL, "?wait=true");
+    e |= build_path(&p, collection, mid, NULL, "?wait=true");
     if (priority != NULL)
         e |= qs_buf_printf(&p, "&priority=%s", priority);
     if (checksum != NULL)
@@ -837,8 +878,8 @@ int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const
         const cJSON *res = parse_result(&a, op, &root, err);
         if (res == NULL)
             rc = err != NULL ? err->code : QS_EPROTO;
-        else if (!cJSON_IsTrue(res) || a.status != 200)
-            rc = proto_err(err, op, "result is not true");
+        else if (a.status != 200 || (result_null ? !cJSON_IsNull(res) : !cJSON_IsTrue(res)))
+            rc = proto_err(err, op, result_null ? "result is not null" : "result is not true");
         cJSON_Delete(root);
     }
 out:
@@ -848,6 +889,35 @@ out:
     qs_buf_free(&p);
     qs_buf_free(&ct);
     return rc;
+}
+
+int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const char *filename,
+                              qs_source_fn src, void *ud, int64_t length, const char *checksum,
+                              const char *priority, struct qs_cancel *cancel, struct qs_error *err)
+{
+    char op[300], c[120], f[160];
+    qs_error_clear(err);
+    msg_name(c, sizeof(c), collection ? collection : "");
+    msg_name(f, sizeof(f), filename ? filename : "");
+    snprintf(op, sizeof(op), "upload snapshot '%s' to collection '%s'", f, c);
+    return upload_multipart(q, op, collection, "/snapshots/upload", filename, src, ud, length,
+                            checksum, priority, 0, cancel, err);
+}
+
+int qs_qdrant_upload_shard(struct qs_qdrant *q, const char *collection, uint32_t shard_id,
+                           const char *filename, qs_source_fn src, void *ud, int64_t length,
+                           const char *checksum, const char *priority, struct qs_cancel *cancel,
+                           struct qs_error *err)
+{
+    char op[300], c[120], f[160], mid[64];
+    qs_error_clear(err);
+    msg_name(c, sizeof(c), collection ? collection : "");
+    msg_name(f, sizeof(f), filename ? filename : "");
+    snprintf(op, sizeof(op), "upload shard %" PRIu32 " snapshot '%s' to collection '%s'", shard_id,
+             f, c);
+    snprintf(mid, sizeof(mid), "/shards/%" PRIu32 "/snapshots/upload", shard_id);
+    return upload_multipart(q, op, collection, mid, filename, src, ud, length, checksum, priority,
+                            1, cancel, err);
 }
 
 int qs_qdrant_delete_snapshot(struct qs_qdrant *q, const char *collection, const char *name,
@@ -918,6 +988,267 @@ int qs_qdrant_version(struct qs_qdrant *q, char *out, size_t cap, struct qs_erro
         cJSON_Delete(j);
     }
     qs_httpc_req_deinit(&a);
+    return rc;
+}
+
+/* ---- shard snapshots streamed ----------------------------------------------- */
+
+/* Hashes and checks the tar structure of what a shard stream hands on. */
+struct shard_sink {
+    struct qs_sha256 sha;
+    struct qs_tarcheck tar;
+    qs_sink_fn sink;
+    void *ud;
+    struct qs_error *err;
+};
+
+static int shard_sink(const void *data, size_t len, void *ud)
+{
+    struct shard_sink *h = ud;
+    /* The tar is checked before the bytes go on, so a stream that is not a
+     * tar archive stops at its first bad header. */
+    int rc = qs_tarcheck_feed(&h->tar, data, len, h->err);
+    if (rc != 0)
+        return rc;
+    qs_sha256_update(&h->sha, data, len);
+    return h->sink(data, len, h->ud);
+}
+
+int qs_qdrant_stream_shard(struct qs_qdrant *q, const char *collection, uint32_t shard_id,
+                           qs_sink_fn sink, void *ud, struct qs_cancel *cancel, uint64_t *size_out,
+                           char *sha256_out, struct qs_error *err)
+{
+    char op[300], c[120];
+    qs_error_clear(err);
+    msg_name(c, sizeof(c), collection ? collection : "");
+    snprintf(op, sizeof(op), "stream shard %" PRIu32 " of collection '%s'", shard_id, c);
+    int rc = check_name("collection name", collection, op, err);
+    if (rc == 0 && sink == NULL)
+        rc = qs_error_set(err, QS_EINVAL, "%s: no sink", op);
+    if (rc != 0)
+        return rc;
+    struct qs_buf p;
+    qs_buf_init(&p);
+    char mid[40];
+    snprintf(mid, sizeof(mid), "/shards/%" PRIu32 "/snapshot", shard_id);
+    struct shard_sink hs = {.sink = sink, .ud = ud, .err = err};
+    qs_tarcheck_init(&hs.tar);
+    if (build_path(&p, collection, mid, NULL, NULL) != 0 || qs_sha256_init(&hs.sha) != 0) {
+        qs_buf_free(&p);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    struct qs_httpc_req a;
+    struct req r = {.method = "GET",
+                    .path = p.data,
+                    .op = op,
+                    .timeout_ms = -1,
+                    .stall_watch = 1,
+                    .body_cap = QD_SMALL_CAP,
+                    .sink = shard_sink,
+                    .sink_ud = &hs,
+                    .cancel = cancel};
+    rc = perform(q, &r, &a, err);
+    if (rc == 0 && a.status != 200)
+        rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, a.status);
+    if (rc == 0 && qs_tarcheck_finish(&hs.tar, err) != 0) {
+        /* Qdrant ends the body cleanly when its archive writer fails after
+         * the headers were sent: the cut tar is the only sign. Another
+         * attempt may well succeed, as after a cut connection. */
+        qs_error_prefix(err, "%s: Qdrant ended the stream before the end of the archive", op);
+        rc = QS_EPROTO;
+        if (err != NULL)
+            err->retryable = 1;
+    }
+    if (rc == 0) {
+        char sha[65];
+        qs_sha256_final(&hs.sha, sha);
+        if (sha256_out != NULL)
+            memcpy(sha256_out, sha, sizeof(sha));
+        if (size_out != NULL)
+            *size_out = a.received;
+    }
+    qs_sha256_deinit(&hs.sha);
+    qs_httpc_req_deinit(&a);
+    qs_buf_free(&p);
+    return rc;
+}
+
+/* ---- collection fidelity: creation, payload indexes, aliases ------------------ */
+
+static int parse_true(const cJSON *res, const char *op, void *out, struct qs_error *err)
+{
+    (void)out;
+    return cJSON_IsTrue(res) ? 0 : proto_err(err, op, "result is not true");
+}
+
+int qs_qdrant_create_collection(struct qs_qdrant *q, const char *collection, const char *body_json,
+                                struct qs_error *err)
+{
+    char op[200], c[120];
+    qs_error_clear(err);
+    msg_name(c, sizeof(c), collection ? collection : "");
+    snprintf(op, sizeof(op), "create collection '%s'", c);
+    int rc = check_name("collection name", collection, op, err);
+    if (rc == 0 && body_json == NULL)
+        rc = qs_error_set(err, QS_EINVAL, "%s: no body", op);
+    if (rc != 0)
+        return rc;
+    return json_call_body(q, "PUT", (struct where){collection, NULL, NULL, NULL}, body_json, op,
+                          q->request_timeout_ms, parse_true, NULL, err);
+}
+
+static int parse_completed(const cJSON *res, const char *op, void *out, struct qs_error *err)
+{
+    (void)out;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
+    if (!cJSON_IsString(st))
+        return proto_err(err, op, "no status");
+    if (strcmp(st->valuestring, "completed") != 0)
+        return qs_error_set(err, QS_EPROTO, "%s: Qdrant answered status '%.40s', not completed", op,
+                            st->valuestring);
+    return 0;
+}
+
+int qs_qdrant_create_index(struct qs_qdrant *q, const char *collection, const char *field,
+                           const char *schema_json, struct qs_error *err)
+{
+    char op[300], c[120], f[120];
+    qs_error_clear(err);
+    msg_name(c, sizeof(c), collection ? collection : "");
+    msg_name(f, sizeof(f), field ? field : "");
+    snprintf(op, sizeof(op), "create payload index '%s' of collection '%s'", f, c);
+    int rc = check_name("collection name", collection, op, err);
+    if (rc == 0)
+        rc = check_name("field name", field, op, err);
+    if (rc != 0)
+        return rc;
+    cJSON *schema = NULL;
+    struct qs_error jerr;
+    if (schema_json == NULL || qs_json_parse(schema_json, strlen(schema_json), &schema, &jerr) != 0)
+        return qs_error_set(err, QS_EINVAL, "%s: the field schema is not JSON", op);
+    cJSON *body = cJSON_CreateObject();
+    char *text = NULL;
+    if (body != NULL && cJSON_AddStringToObject(body, "field_name", field) != NULL &&
+        cJSON_AddItemToObject(body, "field_schema", schema)) {
+        schema = NULL;
+        text = cJSON_PrintUnformatted(body);
+    }
+    cJSON_Delete(schema);
+    cJSON_Delete(body);
+    if (text == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    /* wait=true: the call returns once every shard built the index (Qdrant's
+     * default is not to wait). Building may take as long as a snapshot. */
+    rc = json_call_body(q, "PUT", (struct where){collection, "/index", NULL, "?wait=true"}, text,
+                        op, q->snapshot_timeout_ms, parse_completed, NULL, err);
+    cJSON_free(text);
+    return rc;
+}
+
+struct alias_list {
+    const char *collection;
+    struct strv names;
+};
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int parse_aliases(const cJSON *res, const char *op, void *out, struct qs_error *err)
+{
+    struct alias_list *o = out;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "aliases");
+    if (!cJSON_IsArray(arr))
+        return proto_err(err, op, "no aliases array");
+    size_t cnt = (size_t)cJSON_GetArraySize(arr), k = 0;
+    char **v = calloc(cnt + 1, sizeof(*v));
+    if (v == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    int rc = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        const cJSON *an = cJSON_GetObjectItemCaseSensitive(it, "alias_name");
+        const cJSON *cn = cJSON_GetObjectItemCaseSensitive(it, "collection_name");
+        if (!cJSON_IsString(an) || an->valuestring[0] == '\0' || !cJSON_IsString(cn)) {
+            rc = proto_err(err, op, "alias without a name or collection");
+            break;
+        }
+        if (strcmp(cn->valuestring, o->collection) != 0)
+            continue;
+        if ((v[k] = strdup(an->valuestring)) == NULL) {
+            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+            break;
+        }
+        k++;
+    }
+    if (rc != 0) {
+        qs_qdrant_strv_free(v, k);
+        return rc;
+    }
+    qsort(v, k, sizeof(*v), cmp_str);
+    o->names.v = v;
+    o->names.n = k;
+    return 0;
+}
+
+int qs_qdrant_collection_aliases(struct qs_qdrant *q, const char *collection, char ***names,
+                                 size_t *n, struct qs_error *err)
+{
+    char op[200], c[120];
+    *names = NULL;
+    *n = 0;
+    qs_error_clear(err);
+    msg_name(c, sizeof(c), collection ? collection : "");
+    snprintf(op, sizeof(op), "list aliases of collection '%s'", c);
+    int rc = check_name("collection name", collection, op, err);
+    if (rc != 0)
+        return rc;
+    struct alias_list o = {collection, {NULL, 0}};
+    rc = json_call(q, "GET", (struct where){collection, "/aliases", NULL, NULL}, op,
+                   q->request_timeout_ms, parse_aliases, &o, err);
+    if (rc == 0) {
+        *names = o.names.v;
+        *n = o.names.n;
+    }
+    return rc;
+}
+
+int qs_qdrant_create_aliases(struct qs_qdrant *q, const char *collection, char *const *aliases,
+                             size_t n, struct qs_error *err)
+{
+    char op[200], c[120];
+    qs_error_clear(err);
+    msg_name(c, sizeof(c), collection ? collection : "");
+    snprintf(op, sizeof(op), "point %zu aliases at collection '%s'", n, c);
+    int rc = check_name("collection name", collection, op, err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = check_name("alias name", aliases[i], op, err);
+    if (rc != 0 || n == 0)
+        return rc;
+    cJSON *body = cJSON_CreateObject();
+    cJSON *actions = body != NULL ? cJSON_AddArrayToObject(body, "actions") : NULL;
+    int bad = actions == NULL;
+    for (size_t i = 0; !bad && i < n; i++) {
+        cJSON *a = cJSON_CreateObject();
+        cJSON *ca = a != NULL ? cJSON_AddObjectToObject(a, "create_alias") : NULL;
+        bad = ca == NULL || cJSON_AddStringToObject(ca, "collection_name", collection) == NULL ||
+              cJSON_AddStringToObject(ca, "alias_name", aliases[i]) == NULL ||
+              !cJSON_AddItemToArray(actions, a);
+        if (bad)
+            cJSON_Delete(a);
+    }
+    char *text = bad ? NULL : cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (text == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    /* One request: Qdrant applies the actions under one lock (no reader sees
+     * some aliases moved and others not); create_alias re-points an alias
+     * that exists. */
+    rc = json_call_body(q, "POST", (struct where){NULL, "/collections/aliases", NULL, NULL}, text,
+                        op, q->request_timeout_ms, parse_true, NULL, err);
+    cJSON_free(text);
     return rc;
 }
 

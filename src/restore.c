@@ -1,10 +1,12 @@
 #include "qsnap/restore.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
 #include <uv.h>
 #include <zlib.h>
 
@@ -21,9 +23,17 @@ int qs_restore_target_ok(const char *name)
     return name != NULL && qs_manifest_is_valid_collection_name(name) && !qs_drill_is_scratch(name);
 }
 
+/* One stored object and what it must yield. */
+struct stored {
+    const char *key;    /* object key */
+    uint64_t size;      /* bytes as Qdrant produced them */
+    const char *sha256; /* their SHA-256 */
+    int compressed;     /* gzip */
+};
+
 struct reader {
     const struct qs_backup_env *env;
-    const struct qs_manifest *m;
+    const struct stored *m;
     struct qs_pipe pipe;
     struct qs_sha256 sha;
     z_stream z;
@@ -92,8 +102,7 @@ static int reader_sink(const void *data, size_t len, void *ud)
 static void *reader_main(void *arg)
 {
     struct reader *r = arg;
-    r->rc =
-        qs_storage_get(r->env->storage, r->m->object, reader_sink, r, cancel_of(r->env), &r->err);
+    r->rc = qs_storage_get(r->env->storage, r->m->key, reader_sink, r, cancel_of(r->env), &r->err);
     if (r->rc == 0 && r->z_ready && !r->z_end)
         r->rc = qs_error_set(&r->err, QS_ECHECKSUM, "stored object: gzip stream is truncated");
     if (r->rc == 0 && r->produced != r->m->size)
@@ -152,11 +161,278 @@ static int load_manifest(const struct qs_backup_env *env, const char *collection
     return rc;
 }
 
+/* Where the bytes go: Qdrant's snapshot upload of a collection, or of one
+ * shard. */
+struct upload {
+    struct qs_qdrant *q;
+    const char *target;
+    const char *filename;
+    int64_t shard; /* -1: the collection snapshot upload */
+};
+
+/* Streams object o from the destination (through gunzip and SHA-256, on a
+ * reader thread) into the upload u. A digest or size mismatch fails the
+ * pipe before the last byte, so Qdrant never gets a whole body. */
+static int stream_into_qdrant(const struct qs_backup_env *env, const struct stored *o,
+                              const struct upload *u, struct qs_error *err)
+{
+    struct reader r;
+    memset(&r, 0, sizeof(r));
+    r.env = env;
+    r.m = o;
+    int rc = 0, pipe_ready = 0;
+    if (qs_pipe_init(&r.pipe, PIPE_CAP) != 0 || qs_sha256_init(&r.sha) != 0) {
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+        goto out;
+    }
+    pipe_ready = 1;
+    if (o->compressed) {
+        if (inflateInit2(&r.z, 15 + 16) != Z_OK || (r.zout = malloc(ZOUT)) == NULL) {
+            rc = qs_error_set(err, UV_ENOMEM, "gzip: cannot initialise");
+            goto out;
+        }
+        r.z_ready = 1;
+    }
+    pthread_t th;
+    if (pthread_create(&th, NULL, reader_main, &r) != 0) {
+        rc = qs_error_set(err, UV_EAGAIN, "cannot start reader thread");
+        goto out;
+    }
+    struct qs_error uerr;
+    qs_error_clear(&uerr);
+    int urc = u->shard >= 0 ? qs_qdrant_upload_shard(u->q, u->target, (uint32_t)u->shard,
+                                                     u->filename, pipe_source, &r, (int64_t)o->size,
+                                                     o->sha256, "snapshot", cancel_of(env), &uerr)
+                            : qs_qdrant_upload_snapshot(u->q, u->target, u->filename, pipe_source,
+                                                        &r, (int64_t)o->size, o->sha256, "snapshot",
+                                                        cancel_of(env), &uerr);
+    if (urc != 0)
+        qs_pipe_fail(&r.pipe, urc); /* unblock the reader */
+    pthread_join(th, NULL);
+    if (r.rc != 0 && !(urc != 0 && r.upload_stopped)) {
+        /* The reader's reason is the real one (e.g. tampered object), unless
+         * it only stopped because the upload failed (e.g. Qdrant timed out). */
+        rc = r.rc;
+        if (err != NULL)
+            *err = r.err;
+    } else if (urc != 0) {
+        rc = urc;
+        if (err != NULL)
+            *err = uerr;
+    }
+out:
+    if (r.z_ready)
+        inflateEnd(&r.z);
+    free(r.zout);
+    qs_sha256_deinit(&r.sha);
+    if (pipe_ready)
+        qs_pipe_deinit(&r.pipe);
+    return rc;
+}
+
+int qs_restore_upload_shard(const struct qs_backup_env *env, struct qs_qdrant *q,
+                            const char *target, const struct qs_manifest_shard *sh,
+                            int compression_level, struct qs_error *err)
+{
+    char filename[48];
+    snprintf(filename, sizeof(filename), "shard-%" PRIu32 ".snapshot", sh->id);
+    struct stored o = {sh->object, sh->size, sh->sha256, compression_level > 0};
+    struct upload u = {q, target, filename, sh->id};
+    return stream_into_qdrant(env, &o, &u, err);
+}
+
 /* Points counts seen by a restore, -1 while unknown. */
 struct points {
     int64_t expected; /* the manifest's points_count */
     int64_t restored; /* what Qdrant reports after the upload */
 };
+
+/* Refuses, before any byte moves, a backup the target Qdrant cannot load,
+ * unless forced. */
+static int check_version(const struct qs_backup_env *env, const struct qs_manifest *m,
+                         const struct qs_restore_req *req, struct qs_log_ctx *c,
+                         struct qs_error *err)
+{
+    char target[64];
+    int rc = qs_qdrant_version(env->qdrant, target, sizeof(target), err);
+    if (rc != 0)
+        return qs_error_prefix(err, "cannot check which snapshots the target Qdrant loads");
+    char why[400];
+    if (qs_manifest_check_versions(m->qdrant_version, target, why, sizeof(why)) == 0)
+        return 0;
+    if (req->force) {
+        c->error = why;
+        qs_log(QS_LOG_WARN, c, "restoring anyway (force)");
+        c->error = NULL;
+        return 0;
+    }
+    return qs_error_set(err, QS_EINVAL,
+                        "refusing to restore %s: %s; nothing was changed. To restore anyway, "
+                        "force it (\"force\": true, or --force)",
+                        m->snapshot, why);
+}
+
+/* The flat body of PUT /collections/{c} from the `config` object that GET
+ * /collections/{c} answered: params flattened, optimizer_config spelled
+ * optimizers_config; read_fan_out_factor, which PUT does not take, left
+ * out. Owned (cJSON_free), or NULL with err set. */
+static char *create_body(const char *config_json, struct qs_error *err)
+{
+    cJSON *cfg = NULL, *body = NULL;
+    char *out = NULL;
+    if (qs_json_parse(config_json, strlen(config_json), &cfg, NULL) != 0 || !cJSON_IsObject(cfg)) {
+        qs_error_set(err, QS_EINVAL, "the manifest's collection_config is not a JSON object");
+        goto done;
+    }
+    if ((body = cJSON_CreateObject()) == NULL)
+        goto nomem;
+    for (cJSON *it = cfg->child; it != NULL; it = it->next) {
+        if (strcmp(it->string, "params") == 0) {
+            for (cJSON *p = it->child; p != NULL; p = p->next) {
+                if (strcmp(p->string, "read_fan_out_factor") == 0)
+                    continue;
+                cJSON *dup = cJSON_Duplicate(p, 1);
+                if (dup == NULL || !cJSON_AddItemToObject(body, p->string, dup)) {
+                    cJSON_Delete(dup);
+                    goto nomem;
+                }
+            }
+            continue;
+        }
+        const char *name =
+            strcmp(it->string, "optimizer_config") == 0 ? "optimizers_config" : it->string;
+        cJSON *dup = cJSON_Duplicate(it, 1);
+        if (dup == NULL || !cJSON_AddItemToObject(body, name, dup)) {
+            cJSON_Delete(dup);
+            goto nomem;
+        }
+    }
+    if ((out = cJSON_PrintUnformatted(body)) == NULL)
+        goto nomem;
+    goto done;
+nomem:
+    qs_error_set(err, UV_ENOMEM, "out of memory");
+done:
+    cJSON_Delete(cfg);
+    cJSON_Delete(body);
+    return out;
+}
+
+/* A string member of the manifest's collection_config.params (borrowed from
+ * root, which the caller deletes), or NULL. */
+static const cJSON *config_param(const char *config_json, const char *name, cJSON **root)
+{
+    *root = NULL;
+    if (config_json == NULL || qs_json_parse(config_json, strlen(config_json), root, NULL) != 0)
+        return NULL;
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(*root, "params"),
+                                            name);
+}
+
+/* 1 when the JSON texts a and b (borrowed, may be NULL) hold equal values. */
+static int same_json(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    cJSON *x = NULL, *y = NULL;
+    qs_json_parse(a, strlen(a), &x, NULL);
+    qs_json_parse(b, strlen(b), &y, NULL);
+    int same = x != NULL && y != NULL && cJSON_Compare(x, y, 1);
+    cJSON_Delete(x);
+    cJSON_Delete(y);
+    return same;
+}
+
+/* The collection a shards backup is restored into: created from the
+ * manifest's configuration when it does not exist (*created = 1), else
+ * accepted only when it has the backup's shards and vectors (each shard
+ * upload then replaces that shard's points). */
+static int prepare_target(const struct qs_backup_env *env, const struct qs_manifest *m,
+                          const char *target, int *created, struct qs_error *err)
+{
+    *created = 0;
+    cJSON *root = NULL;
+    const cJSON *sm = config_param(m->collection_config, "sharding_method", &root);
+    int custom = cJSON_IsString(sm) && strcmp(sm->valuestring, "custom") == 0;
+    cJSON_Delete(root);
+    if (custom)
+        return qs_error_set(err, QS_EINVAL,
+                            "backup %s is of a collection with custom sharding: qsnap cannot "
+                            "re-create its shard keys",
+                            m->snapshot);
+    const cJSON *sn = config_param(m->collection_config, "shard_number", &root);
+    int consistent = cJSON_IsNumber(sn) && sn->valuedouble == (double)m->nshards;
+    cJSON_Delete(root);
+    for (size_t i = 0; consistent && i < m->nshards; i++)
+        consistent = m->shards[i].id == i;
+    if (!consistent)
+        return qs_error_set(err, QS_EINVAL,
+                            "manifest of %s: its shards are not 0..%zu of its collection_config's "
+                            "shard_number",
+                            m->snapshot, m->nshards - 1);
+
+    struct qs_collection_info info = {0};
+    int rc = qs_qdrant_collection_info(env->qdrant, target, &info, err);
+    if (rc == 0) {
+        const int shards_ok = info.shard_number == m->nshards && info.sharding_method[0] == '\0';
+        const int vectors_ok = same_json(info.vectors_json, m->vectors);
+        qs_collection_info_deinit(&info);
+        if (shards_ok && vectors_ok)
+            return 0;
+        return qs_error_set(err, QS_EINVAL,
+                            "collection '%s' exists with %s than backup %s (%zu shards): a shards "
+                            "backup restores only into a new collection or one with the same "
+                            "shard count and vectors; delete it first or restore under another "
+                            "name",
+                            target, shards_ok ? "other vectors" : "another shard count",
+                            m->snapshot, m->nshards);
+    }
+    if (rc != QS_ENOTFOUND)
+        return rc;
+    char *body = create_body(m->collection_config, err);
+    if (body == NULL)
+        return err != NULL ? err->code : QS_EINVAL;
+    rc = qs_qdrant_create_collection(env->qdrant, target, body, err);
+    cJSON_free(body);
+    if (rc == 0)
+        *created = 1;
+    return rc;
+}
+
+/* Re-creates the backup's payload indexes on target, each waited for. */
+static int create_indexes(const struct qs_backup_env *env, const struct qs_manifest *m,
+                          const char *target, struct qs_log_ctx *c, struct qs_error *err)
+{
+    cJSON *schema = NULL;
+    if (m->payload_schema == NULL)
+        return 0; /* a version 1 manifest: the snapshot brought what it had */
+    if (qs_json_parse(m->payload_schema, strlen(m->payload_schema), &schema, NULL) != 0)
+        return qs_error_set(err, QS_EINVAL, "the manifest's payload_schema is not JSON");
+    int rc = 0;
+    size_t n = 0;
+    for (const cJSON *f = schema->child; rc == 0 && f != NULL; f = f->next) {
+        /* {data_type, params?, points}: params (which carries "type") when
+         * the index was made with them, else the data type. */
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(f, "params");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(f, "data_type");
+        char *js = cJSON_IsObject(params) ? cJSON_PrintUnformatted(params)
+                   : cJSON_IsString(type) ? cJSON_PrintUnformatted(type)
+                                          : NULL;
+        if (js == NULL) {
+            rc = qs_error_set(err, QS_EINVAL,
+                              "the manifest's payload_schema entry '%.100s' has no data_type",
+                              f->string);
+            break;
+        }
+        rc = qs_qdrant_create_index(env->qdrant, target, f->string, js, err);
+        cJSON_free(js);
+        n += rc == 0;
+    }
+    cJSON_Delete(schema);
+    if (rc == 0 && n > 0)
+        qs_log(QS_LOG_INFO, c, "%zu payload indexes re-created", n);
+    return rc;
+}
 
 static int restore(const struct qs_backup_env *env, const struct qs_restore_req *req,
                    struct qs_job_item *item, struct points *pts, struct qs_error *err)
@@ -164,9 +440,7 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
     const char *target = req->target != NULL ? req->target : req->collection;
     double t0 = qs_monotonic();
     struct qs_manifest m = {0};
-    struct reader r;
-    memset(&r, 0, sizeof(r));
-    int rc, pipe_ready = 0;
+    int rc, created = 0;
     struct qs_log_ctx c = QS_LOG_CTX_NONE;
     c.job = env->progress != NULL ? env->progress->job_id : NULL;
     c.collection = target;
@@ -183,7 +457,13 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
     free(item->snapshot);
     item->snapshot = strdup(m.snapshot);
     free(item->object);
-    item->object = strdup(m.object);
+    if (m.method == QS_METHOD_SHARDS) {
+        char prefix[QS_MANIFEST_KEY_MAX];
+        qs_manifest_run_prefix(m.collection, m.snapshot, prefix, sizeof(prefix));
+        item->object = strdup(prefix);
+    } else {
+        item->object = strdup(m.object);
+    }
     item->size = m.size;
     item->created = m.created;
     pts->expected = m.points_count;
@@ -195,52 +475,36 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
                           m.snapshot);
         goto out;
     }
-    qs_log(QS_LOG_INFO, &c, "restoring %s of collection %s (%llu bytes)", m.snapshot,
-           req->collection, (unsigned long long)m.size);
+    if ((rc = check_version(env, &m, req, &c, err)) != 0)
+        goto out;
+    qs_log(QS_LOG_INFO, &c, "restoring %s of collection %s (%llu bytes, %s)", m.snapshot,
+           req->collection, (unsigned long long)m.size,
+           m.method == QS_METHOD_SHARDS ? "shards" : "collection snapshot");
 
     /* Stream: storage -> (gunzip) -> pipe -> Qdrant upload. */
-    qs_progress_phase(env->progress, target, "upload");
-    r.env = env;
-    r.m = &m;
-    if (qs_pipe_init(&r.pipe, PIPE_CAP) != 0 || qs_sha256_init(&r.sha) != 0) {
-        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-        goto out;
-    }
-    pipe_ready = 1;
-    if (m.compression_level > 0) {
-        if (inflateInit2(&r.z, 15 + 16) != Z_OK || (r.zout = malloc(ZOUT)) == NULL) {
-            rc = qs_error_set(err, UV_ENOMEM, "gzip: cannot initialise");
+    if (m.method == QS_METHOD_SHARDS) {
+        qs_progress_phase(env->progress, target, "create");
+        if ((rc = prepare_target(env, &m, target, &created, err)) != 0)
             goto out;
+        qs_progress_phase(env->progress, target, "upload");
+        for (size_t i = 0; i < m.nshards; i++) {
+            rc = qs_restore_upload_shard(env, env->qdrant, target, &m.shards[i],
+                                         m.compression_level, err);
+            if (rc != 0)
+                goto out;
         }
-        r.z_ready = 1;
+    } else {
+        qs_progress_phase(env->progress, target, "upload");
+        struct stored o = {m.object, m.size, m.sha256, m.compression_level > 0};
+        struct upload u = {env->qdrant, target, m.snapshot, -1};
+        if ((rc = stream_into_qdrant(env, &o, &u, err)) != 0)
+            goto out;
     }
-    pthread_t th;
-    if (pthread_create(&th, NULL, reader_main, &r) != 0) {
-        rc = qs_error_set(err, UV_EAGAIN, "cannot start reader thread");
+
+    /* The payload indexes, before the points check (every shard has them). */
+    qs_progress_phase(env->progress, target, "indexes");
+    if ((rc = create_indexes(env, &m, target, &c, err)) != 0)
         goto out;
-    }
-    struct qs_error uerr;
-    qs_error_clear(&uerr);
-    int urc =
-        qs_qdrant_upload_snapshot(env->qdrant, target, m.snapshot, pipe_source, &r, (int64_t)m.size,
-                                  m.sha256, "snapshot", cancel_of(env), &uerr);
-    if (urc != 0)
-        qs_pipe_fail(&r.pipe, urc); /* unblock the reader */
-    pthread_join(th, NULL);
-    if (r.rc != 0 && !(urc != 0 && r.upload_stopped)) {
-        /* The reader's reason is the real one (e.g. tampered object), unless
-         * it only stopped because the upload failed (e.g. Qdrant timed out). */
-        rc = r.rc;
-        if (err != NULL)
-            *err = r.err;
-        goto out;
-    }
-    if (urc != 0) {
-        rc = urc;
-        if (err != NULL)
-            *err = uerr;
-        goto out;
-    }
 
     /* Check what Qdrant now holds. */
     qs_progress_phase(env->progress, target, "check");
@@ -253,13 +517,34 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
                           "collection '%s' reports %llu points after restore, backup had %lld",
                           target, (unsigned long long)info.points_count, (long long)m.points_count);
     qs_collection_info_deinit(&info);
+    if (rc != 0)
+        goto out;
+
+    /* Last, once the collection is verified: point the aliases at it. */
+    if (m.has_aliases && m.naliases > 0) {
+        if (req->no_aliases) {
+            qs_log(QS_LOG_INFO, &c, "%zu aliases of the backup left as they are (not restored)",
+                   m.naliases);
+        } else {
+            qs_progress_phase(env->progress, target, "aliases");
+            rc = qs_qdrant_create_aliases(env->qdrant, target, m.aliases, m.naliases, err);
+            if (rc != 0)
+                goto out;
+            qs_log(QS_LOG_INFO, &c, "%zu aliases point at collection %s", m.naliases, target);
+        }
+    }
 out:
-    if (r.z_ready)
-        inflateEnd(&r.z);
-    free(r.zout);
-    qs_sha256_deinit(&r.sha);
-    if (pipe_ready)
-        qs_pipe_deinit(&r.pipe);
+    if (rc != 0 && created) {
+        /* A collection this restore created and could not fill is removed:
+         * no half-restored collection is left behind. */
+        struct qs_error e;
+        qs_error_clear(&e);
+        if (qs_qdrant_delete_collection(env->qdrant, target, &e) != 0) {
+            c.error = e.msg;
+            qs_log(QS_LOG_ERROR, &c, "could not delete the collection this failed restore created");
+            c.error = NULL;
+        }
+    }
     item->done = 1;
     item->ok = rc == 0;
     item->duration_s = qs_monotonic() - t0;
@@ -324,9 +609,11 @@ int qs_restore_drill(const struct qs_backup_env *env, const char *collection, co
     double t0 = qs_monotonic();
     /* A leftover from a crashed drill must not be mistaken for success. */
     qs_qdrant_delete_collection(env->qdrant, scratch, NULL);
+    /* A drill never moves an alias to its scratch collection. */
     struct qs_restore_req req = {.collection = collection,
                                  .snapshot = snapshot != NULL ? snapshot : "latest",
-                                 .target = scratch};
+                                 .target = scratch,
+                                 .no_aliases = 1};
     struct points pts = {-1, -1};
     int rc = restore(env, &req, item, &pts, err);
     struct qs_error e;

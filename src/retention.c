@@ -211,6 +211,11 @@ static int validate_input(const struct qs_retention_backup *backups, size_t n,
         const struct qs_retention_backup *b = &backups[i];
         if (b->object_key == NULL)
             return qs_error_set(err, QS_EINVAL, "retention: backup %zu has no object key", i);
+        for (size_t k = 0; k < b->nmore; k++)
+            if (b->more_keys == NULL || b->more_keys[k] == NULL)
+                return qs_error_set(err, QS_EINVAL,
+                                    "retention: backup %zu lacks one of its further object keys",
+                                    i);
         if (b->complete && (b->manifest_key == NULL || b->collection == NULL))
             return qs_error_set(err, QS_EINVAL,
                                 "retention: complete backup %zu has no manifest key or collection",
@@ -335,6 +340,19 @@ static int plan_complete(struct builder *bld, const struct qs_retention_backup *
                          "drill result of pruned backup (manifest %s)", b->manifest_key);
             snprintf(o->reason, sizeof(o->reason), "object of pruned backup (manifest %s)",
                      b->manifest_key);
+            for (size_t m = 0; m < b->nmore; m++) {
+                struct qs_retention_action *x =
+                    add_action(bld, QS_RETENTION_DELETE_OBJECT, b->collection, b->snapshot,
+                               b->more_keys[m], NULL, idx);
+                if (x == NULL) {
+                    rc = UV_ENOMEM;
+                    break;
+                }
+                snprintf(x->reason, sizeof(x->reason), "object of pruned backup (manifest %s)",
+                         b->manifest_key);
+            }
+            if (rc != 0)
+                break;
             plan->keep[idx] = false;
             plan->deleted_backups++;
         }
@@ -355,7 +373,10 @@ int qs_retention_plan(const struct qs_retention_backup *backups, size_t n,
     int rc = validate_input(backups, n, uploads, nuploads, policy, err);
     if (rc != 0)
         return rc;
-    struct builder bld = {.plan = out, .cap_actions = 3 * n + nuploads, .cap_warnings = n};
+    size_t more = 0;
+    for (size_t i = 0; i < n; i++)
+        more += backups[i].complete ? backups[i].nmore : 0;
+    struct builder bld = {.plan = out, .cap_actions = 3 * n + nuploads + more, .cap_warnings = n};
     if (bld.cap_actions > 0 &&
         (out->actions = calloc(bld.cap_actions, sizeof(*out->actions))) == NULL)
         goto nomem;

@@ -817,6 +817,28 @@ Test(config, mode)
     expect_error("QSNAP_MODE=full", NULL, "QSNAP_MODE=full", "QSNAP_COLLECTIONS=a", NULL);
 }
 
+Test(config, snapshot_method)
+{
+    struct qs_config cfg;
+    LOAD_OK(&cfg, NULL);
+    cr_assert_eq(cfg.method, QS_METHOD_COLLECTION);
+    qs_config_free(&cfg);
+    LOAD_OK(&cfg, "QSNAP_SNAPSHOT_METHOD=shards");
+    cr_assert_eq(cfg.method, QS_METHOD_SHARDS);
+    char *out = print_config(&cfg);
+    assert_line(out, "QSNAP_SNAPSHOT_METHOD=shards");
+    free(out);
+    qs_config_free(&cfg);
+    LOAD_OK(&cfg, "QSNAP_SNAPSHOT_METHOD=collection");
+    cr_assert_eq(cfg.method, QS_METHOD_COLLECTION);
+    qs_config_free(&cfg);
+    expect_error("QSNAP_SNAPSHOT_METHOD", "'collection' or 'shards' (got 'shard')",
+                 "QSNAP_SNAPSHOT_METHOD=shard", NULL);
+    expect_error("QSNAP_SNAPSHOT_METHOD", "empty", "QSNAP_SNAPSHOT_METHOD=", NULL);
+    expect_error("QSNAP_SNAPSHOT_METHOD: cannot be 'shards' with QSNAP_MODE=full", NULL,
+                 "QSNAP_MODE=full", "QSNAP_SNAPSHOT_METHOD=shards", NULL);
+}
+
 Test(config, retention)
 {
     struct qs_config cfg;
@@ -1096,6 +1118,7 @@ Test(config, print_lists_every_variable_with_defaults)
         "QSNAP_JITTER=0s",
         "QSNAP_COLLECTIONS=",
         "QSNAP_MODE=collections",
+        "QSNAP_SNAPSHOT_METHOD=collection",
         "QSNAP_RETENTION=7d",
         "QSNAP_KEEP_MIN=3",
         "QSNAP_LOCAL_KEEP=1",
@@ -1117,7 +1140,7 @@ Test(config, print_lists_every_variable_with_defaults)
         nl += *p == '\n';
     for (size_t i = 0; lines[i] != NULL; i++)
         assert_line(out, lines[i]);
-    cr_assert_eq(nl, 28, "expected 28 lines:\n%s", out);
+    cr_assert_eq(nl, 29, "expected 29 lines:\n%s", out);
     free(out);
     qs_config_free(&cfg);
 }

@@ -25,7 +25,7 @@ static const char *valid_json(void)
 static void fill(struct qs_manifest *m)
 {
     memset(m, 0, sizeof(*m));
-    m->format = QS_MANIFEST_FORMAT;
+    m->format = QS_MANIFEST_FORMAT_V1;
     m->collection = strdup("agent-memory");
     m->snapshot = strdup(SNAP);
     m->created = qs_timegm(2025, 1, 28, 3, 0, 2);
@@ -311,7 +311,7 @@ Test(manifest, bad_values_are_named)
         /* bad values */
         {"format", "0", QS_EINVAL},
         {"format", "1.5", QS_EINVAL},
-        {"format", "2", QS_EPROTO},
+        {"format", "3", QS_EPROTO},
         {"mode", "\"Full\"", QS_EINVAL},
         {"mode", "\"full\"", QS_EINVAL}, /* collection must then be ":full" */
         {"created", "\"yesterday\"", QS_EINVAL},
@@ -798,4 +798,430 @@ Test(manifest, drill_key_and_reserved_snapshot_names)
     cr_assert_eq(strlen(key),
                  1 + QS_COLLECTION_NAME_MAX + 1 + 255 + strlen(QS_MANIFEST_DRILL_SUFFIX));
     cr_assert_eq(key[0], QS_MANIFEST_DOT_ESCAPE);
+}
+
+/* ---- format 2: fidelity fields and shards backups ----------------------------- */
+
+#define RUN "agent-memory-shards-2025-01-28-03-00-02"
+#define SHA_B "b123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define CONFIG                                                                                     \
+    "{\"params\":{\"vectors\":{\"size\":4,\"distance\":\"Cosine\"},\"shard_number\":3},"           \
+    "\"optimizer_config\":{\"indexing_threshold\":20000}}"
+#define SCHEMA                                                                                     \
+    "{\"city\":{\"data_type\":\"keyword\",\"points\":9},\"year\":{\"data_type\":\"integer\","      \
+    "\"params\":{\"type\":\"integer\",\"lookup\":null,\"range\":true},\"points\":9}}"
+
+/* A format 2 collection-method manifest. */
+static void fill_v2(struct qs_manifest *m)
+{
+    fill(m);
+    m->format = QS_MANIFEST_FORMAT;
+    m->method = QS_METHOD_COLLECTION;
+    m->collection_config = strdup(CONFIG);
+    m->payload_schema = strdup(SCHEMA);
+    m->has_aliases = 1;
+    m->aliases = calloc(2, sizeof(char *));
+    m->aliases[0] = strdup("memory");
+    m->aliases[1] = strdup("memory-\"prod\"");
+    m->naliases = 2;
+}
+
+/* A format 2 shards manifest of three shards (ids 0, 1, 5), gzip 6. */
+static void fill_shards(struct qs_manifest *m)
+{
+    fill_v2(m);
+    m->method = QS_METHOD_SHARDS;
+    free(m->snapshot);
+    m->snapshot = strdup(RUN);
+    free(m->object);
+    m->object = NULL;
+    m->sha256[0] = '\0';
+    static const uint32_t ids[] = {0, 1, 5};
+    m->shards = calloc(3, sizeof(*m->shards));
+    m->nshards = 3;
+    m->size = m->stored_size = 0;
+    for (size_t i = 0; i < 3; i++) {
+        char key[QS_MANIFEST_KEY_MAX];
+        cr_assert_eq(qs_manifest_shard_key(m->collection, m->snapshot, ids[i], 1, key, sizeof(key)),
+                     0);
+        m->shards[i].id = ids[i];
+        m->shards[i].object = strdup(key);
+        m->shards[i].size = 1000 * (i + 1);
+        m->shards[i].stored_size = 700 * (i + 1);
+        memcpy(m->shards[i].sha256, i == 1 ? SHA_B : SHA, 65);
+        m->size += m->shards[i].size;
+        m->stored_size += m->shards[i].stored_size;
+    }
+}
+
+static void assert_same_v2(const struct qs_manifest *a, const struct qs_manifest *b)
+{
+    cr_assert_eq(a->method, b->method);
+    cr_assert_eq(a->has_aliases, b->has_aliases);
+    cr_assert_eq(a->naliases, b->naliases);
+    for (size_t i = 0; i < a->naliases; i++)
+        cr_assert_str_eq(a->aliases[i], b->aliases[i]);
+    if (a->collection_config == NULL)
+        cr_assert_null(b->collection_config);
+    else
+        cr_assert_str_eq(a->collection_config, b->collection_config);
+    if (a->payload_schema == NULL)
+        cr_assert_null(b->payload_schema);
+    else
+        cr_assert_str_eq(a->payload_schema, b->payload_schema);
+    cr_assert_eq(a->nshards, b->nshards);
+    for (size_t i = 0; i < a->nshards; i++) {
+        cr_assert_eq(a->shards[i].id, b->shards[i].id);
+        cr_assert_str_eq(a->shards[i].object, b->shards[i].object);
+        cr_assert_eq(a->shards[i].size, b->shards[i].size);
+        cr_assert_eq(a->shards[i].stored_size, b->shards[i].stored_size);
+        cr_assert_str_eq(a->shards[i].sha256, b->shards[i].sha256);
+    }
+}
+
+static char *render(const struct qs_manifest *m)
+{
+    struct qs_buf b;
+    qs_buf_init(&b);
+    struct qs_error err;
+    cr_assert_eq(qs_manifest_validate(m, &err), 0, "%s", err.msg);
+    cr_assert_eq(qs_manifest_to_json(m, &b), 0);
+    return b.data;
+}
+
+Test(manifest, v2_render_exact_and_roundtrip)
+{
+    struct qs_manifest m, back;
+    struct qs_error err;
+    fill_v2(&m);
+    char *text = render(&m);
+    const char *want = "{\n"
+                       "  \"format\": 2,\n"
+                       "  \"collection\": \"agent-memory\",\n"
+                       "  \"snapshot\": \"" SNAP "\",\n"
+                       "  \"mode\": \"collections\",\n"
+                       "  \"method\": \"collection\",\n"
+                       "  \"created\": \"2025-01-28T03:00:02Z\",\n"
+                       "  \"size\": 850000000,\n"
+                       "  \"sha256\": \"" SHA "\",\n"
+                       "  \"compression\": \"gzip\",\n"
+                       "  \"compression_level\": 6,\n"
+                       "  \"stored_size\": 600000000,\n"
+                       "  \"object\": \"agent-memory/" SNAP ".gz\",\n"
+                       "  \"qdrant_version\": \"1.13.2\",\n"
+                       "  \"points_count\": 100000,\n"
+                       "  \"vectors\": {\"size\":1536,\"distance\":\"Cosine\",\"on_disk\":true},\n"
+                       "  \"collection_config\": " CONFIG ",\n"
+                       "  \"payload_schema\": " SCHEMA ",\n"
+                       "  \"aliases\": [\"memory\", \"memory-\\\"prod\\\"\"],\n"
+                       "  \"qsnap_version\": \"0.1.0\"\n"
+                       "}\n";
+    cr_assert_str_eq(text, want);
+    cr_assert_eq(qs_manifest_parse(text, strlen(text), &back, &err), 0, "%s", err.msg);
+    assert_same(&m, &back);
+    assert_same_v2(&m, &back);
+    qs_manifest_deinit(&back);
+    free(text);
+    /* No aliases is an empty list, not an absent field. */
+    for (size_t i = 0; i < m.naliases; i++)
+        free(m.aliases[i]);
+    m.naliases = 0;
+    text = render(&m);
+    cr_assert_not_null(strstr(text, "\"aliases\": []"), "%s", text);
+    cr_assert_eq(qs_manifest_parse(text, strlen(text), &back, &err), 0, "%s", err.msg);
+    cr_assert_eq(back.has_aliases, 1);
+    cr_assert_eq(back.naliases, 0);
+    qs_manifest_deinit(&back);
+    free(text);
+    qs_manifest_deinit(&m);
+}
+
+Test(manifest, shards_render_exact_and_roundtrip)
+{
+    struct qs_manifest m, back;
+    struct qs_error err;
+    fill_shards(&m);
+    char *text = render(&m);
+    const char *want =
+        "{\n"
+        "  \"format\": 2,\n"
+        "  \"collection\": \"agent-memory\",\n"
+        "  \"snapshot\": \"" RUN "\",\n"
+        "  \"mode\": \"collections\",\n"
+        "  \"method\": \"shards\",\n"
+        "  \"created\": \"2025-01-28T03:00:02Z\",\n"
+        "  \"size\": 6000,\n"
+        "  \"compression\": \"gzip\",\n"
+        "  \"compression_level\": 6,\n"
+        "  \"stored_size\": 4200,\n"
+        "  \"shards\": [\n"
+        "    {\"id\": 0, \"object\": \"agent-memory/" RUN "/shard-0.snapshot.gz\", \"size\": 1000, "
+        "\"sha256\": \"" SHA "\", \"stored_size\": 700},\n"
+        "    {\"id\": 1, \"object\": \"agent-memory/" RUN "/shard-1.snapshot.gz\", \"size\": 2000, "
+        "\"sha256\": \"" SHA_B "\", \"stored_size\": 1400},\n"
+        "    {\"id\": 5, \"object\": \"agent-memory/" RUN "/shard-5.snapshot.gz\", \"size\": 3000, "
+        "\"sha256\": \"" SHA "\", \"stored_size\": 2100}\n"
+        "  ],\n"
+        "  \"qdrant_version\": \"1.13.2\",\n"
+        "  \"points_count\": 100000,\n"
+        "  \"vectors\": {\"size\":1536,\"distance\":\"Cosine\",\"on_disk\":true},\n"
+        "  \"collection_config\": " CONFIG ",\n"
+        "  \"payload_schema\": " SCHEMA ",\n"
+        "  \"aliases\": [\"memory\", \"memory-\\\"prod\\\"\"],\n"
+        "  \"qsnap_version\": \"0.1.0\"\n"
+        "}\n";
+    cr_assert_str_eq(text, want);
+    cr_assert_eq(qs_manifest_parse(text, strlen(text), &back, &err), 0, "%s", err.msg);
+    cr_assert_null(back.object);
+    cr_assert_str_eq(back.sha256, "");
+    assert_same_v2(&m, &back);
+    qs_manifest_deinit(&back);
+    free(text);
+    qs_manifest_deinit(&m);
+}
+
+/* Mutates a rendered manifest: replaces the text `from` by `to`, expects
+ * parse to fail with code and a message holding `needle`. */
+static void expect_parse_error(const struct qs_manifest *m, const char *from, const char *to,
+                               int code, const char *needle)
+{
+    char *text = render(m);
+    char *at = strstr(text, from);
+    cr_assert_not_null(at, "'%s' not in\n%s", from, text);
+    size_t fl = strlen(from), tl = strlen(to), len = strlen(text);
+    char *mut = malloc(len - fl + tl + 1);
+    memcpy(mut, text, (size_t)(at - text));
+    memcpy(mut + (at - text), to, tl);
+    memcpy(mut + (at - text) + tl, at + fl, len - (size_t)(at - text) - fl + 1);
+    struct qs_manifest back;
+    struct qs_error err;
+    qs_error_clear(&err);
+    cr_assert_eq(qs_manifest_parse(mut, strlen(mut), &back, &err), code, "%s -> %s accepted: %s",
+                 from, to, err.msg);
+    cr_assert_not_null(strstr(err.msg, needle), "%s -> %s: '%s' lacks '%s'", from, to, err.msg,
+                       needle);
+    cr_assert_null(back.collection);
+    free(mut);
+    free(text);
+}
+
+Test(manifest, v2_rules)
+{
+    struct qs_manifest m;
+    fill_v2(&m);
+    expect_parse_error(&m, "\"method\": \"collection\"", "\"method\": \"snapshot\"", QS_EINVAL,
+                       "\"method\"");
+    expect_parse_error(&m, "  \"method\": \"collection\",\n", "", QS_EINVAL, "\"method\": missing");
+    expect_parse_error(&m, "\"aliases\": [\"memory\", \"memory-\\\"prod\\\"\"]",
+                       "\"aliases\": [\"b\", \"a\"]", QS_EINVAL, "sorted");
+    expect_parse_error(&m, "\"aliases\": [\"memory\", \"memory-\\\"prod\\\"\"]",
+                       "\"aliases\": [\"\"]", QS_EINVAL, "invalid alias");
+    expect_parse_error(&m, "\"aliases\": [\"memory\", \"memory-\\\"prod\\\"\"]", "\"aliases\": 3",
+                       QS_EINVAL, "\"aliases\"");
+    expect_parse_error(&m, ",\n  \"aliases\": [\"memory\", \"memory-\\\"prod\\\"\"]", "", QS_EINVAL,
+                       "\"aliases\": missing");
+    expect_parse_error(&m, "\"payload_schema\": {", "\"payload_schema\": [], \"x\": {", QS_EINVAL,
+                       "\"payload_schema\"");
+    expect_parse_error(&m, "\"collection_config\": ", "\"collection_config_x\": ", QS_EINVAL,
+                       "\"collection_config\": missing");
+    expect_parse_error(&m, "\"format\": 2", "\"format\": 3", QS_EPROTO, "newer");
+    /* A collection backup lists no shards. */
+    expect_parse_error(&m, "\"qsnap_version\"", "\"shards\": [], \"qsnap_version\"", QS_EINVAL,
+                       "only a shards backup");
+    qs_manifest_deinit(&m);
+
+    fill_shards(&m);
+    expect_parse_error(&m, "\"size\": 6000", "\"size\": 6001", QS_EINVAL,
+                       "\"size\": must be the sum");
+    expect_parse_error(&m, "\"stored_size\": 4200", "\"stored_size\": 4201", QS_EINVAL,
+                       "\"stored_size\": must be the sum");
+    expect_parse_error(&m, "{\"id\": 5", "{\"id\": 1", QS_EINVAL, "ascending");
+    expect_parse_error(&m, "shard-5.snapshot.gz", "shard-6.snapshot.gz", QS_EINVAL,
+                       "does not match");
+    expect_parse_error(&m, "\"sha256\": \"" SHA_B "\"", "\"sha256\": \"x\"", QS_EINVAL, "sha256");
+    expect_parse_error(&m, "\"compression\": \"gzip\"",
+                       "\"sha256\": \"" SHA "\", "
+                       "\"compression\": \"gzip\"",
+                       QS_EINVAL, "one per shard");
+    expect_parse_error(&m, "\"stored_size\": 4200", "\"stored_size\": 4200, \"object\": \"x\"",
+                       QS_EINVAL, "\"object\"");
+    expect_parse_error(&m, "\"shards\": [", "\"shards_\": [", QS_EINVAL, "\"shards\": missing");
+    expect_parse_error(&m, ", \"stored_size\": 700}", "}", QS_EINVAL, "each entry needs");
+    expect_parse_error(&m, "\"mode\": \"collections\"", "\"mode\": \"full\"", QS_EINVAL,
+                       "\"collection\"");
+    qs_manifest_deinit(&m);
+
+    /* validate() holds the same rules for what qsnap is about to write. */
+    struct qs_error err;
+    fill_shards(&m);
+    m.shards[2].stored_size++;
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "\"stored_size\""), "%s", err.msg);
+    m.shards[2].stored_size--;
+    m.compression_level = 0;
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    qs_manifest_deinit(&m);
+    fill_v2(&m);
+    m.format = QS_MANIFEST_FORMAT_V1; /* version 1 knew no aliases */
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "\"format\""), "%s", err.msg);
+    qs_manifest_deinit(&m);
+}
+
+/* A version 1 manifest exactly as qsnap wrote it before format 2 (captured
+ * from that release) parses, and renders back to the same bytes. */
+Test(manifest, version1_as_written_by_the_previous_release)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/test/fixtures/manifest-v1/plain.json",
+             getenv("QSNAP_TEST_SOURCE_ROOT") != NULL ? getenv("QSNAP_TEST_SOURCE_ROOT") : "..");
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    char text[4096];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[len] = '\0';
+    struct qs_manifest m;
+    struct qs_error err;
+    cr_assert_eq(qs_manifest_parse(text, len, &m, &err), 0, "%s", err.msg);
+    cr_assert_eq(m.format, 1);
+    cr_assert_eq(m.method, QS_METHOD_COLLECTION);
+    cr_assert_eq(m.has_aliases, 0);
+    cr_assert_null(m.collection_config);
+    cr_assert_null(m.payload_schema);
+    cr_assert_eq(m.nshards, 0);
+    char *back = render(&m);
+    cr_assert_str_eq(back, text);
+    free(back);
+    qs_manifest_deinit(&m);
+    /* A "method" in a version 1 manifest is someone else's field: ignored. */
+    char *mut = strdup(text);
+    char *at = strstr(mut, "\"mode\"");
+    memcpy(at, "\"mxde\"", 6);
+    cr_assert_eq(qs_manifest_parse(mut, len, &m, &err), QS_EINVAL);
+    free(mut);
+}
+
+Test(manifest, shard_keys_and_run_names)
+{
+    char key[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_shard_key("c", "c-shards-2025-01-28-03-00-02", 0, 0, key, sizeof(key)),
+                 0);
+    cr_assert_str_eq(key, "c/c-shards-2025-01-28-03-00-02/shard-0.snapshot");
+    cr_assert_eq(qs_manifest_shard_key("c", "r", 4294967295u, 1, key, sizeof(key)), 0);
+    cr_assert_str_eq(key, "c/r/shard-4294967295.snapshot.gz");
+    cr_assert_eq(
+        qs_manifest_shard_key(".h", ".h-shards-2025-01-28-03-00-02", 3, 1, key, sizeof(key)), 0);
+    cr_assert_str_eq(key, ":.h/:.h-shards-2025-01-28-03-00-02/shard-3.snapshot.gz");
+    cr_assert_eq(qs_manifest_run_prefix(".h", ".h-shards-x", key, sizeof(key)), 0);
+    cr_assert_str_eq(key, ":.h/:.h-shards-x/");
+    cr_assert_eq(qs_manifest_shard_key(QS_MANIFEST_FULL_DIR, "r", 0, 0, key, sizeof(key)),
+                 QS_EINVAL);
+    cr_assert_eq(qs_manifest_shard_key("c", "a/b", 0, 0, key, sizeof(key)), QS_EINVAL);
+    cr_assert_eq(qs_manifest_shard_key("c", "r", 0, 0, key, 10), QS_ETOOBIG);
+    cr_assert_str_eq(key, "");
+
+    cr_assert_eq(
+        qs_manifest_run_name("agent-memory", qs_timegm(2025, 1, 28, 3, 0, 2), key, sizeof(key)), 0);
+    cr_assert_str_eq(key, "agent-memory-shards-2025-01-28-03-00-02");
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(key), 1);
+    /* The longest collection name gives a valid snapshot name too. */
+    char coll[QS_COLLECTION_NAME_MAX + 1];
+    memset(coll, 'c', QS_COLLECTION_NAME_MAX);
+    coll[0] = '.';
+    coll[QS_COLLECTION_NAME_MAX] = '\0';
+    cr_assert_eq(qs_manifest_run_name(coll, 0, key, sizeof(key)), 0);
+    cr_assert_eq(qs_manifest_is_valid_snapshot_name(key), 1);
+    cr_assert_eq(qs_manifest_shard_key(coll, key, 4294967295u, 1, key + 300, 900), 0);
+    cr_assert_eq(qs_manifest_run_name("a:b", 0, key, sizeof(key)), QS_EINVAL);
+    cr_assert_eq(qs_manifest_run_name("c", 0, key, 20), QS_ETOOBIG);
+}
+
+Test(manifest, qdrant_version_rule)
+{
+    char why[400];
+    cr_assert_eq(qs_manifest_check_versions("1.13.2", "1.13.0", why, sizeof(why)), 0);
+    cr_assert_eq(qs_manifest_check_versions("1.12.6", "1.13.2", why, sizeof(why)), 0);
+    cr_assert_eq(qs_manifest_check_versions("1.13", "1.14.0-rc1", why, sizeof(why)), 0);
+    cr_assert_eq(qs_manifest_check_versions("1.11.5", "1.13.2", why, sizeof(why)), QS_EINVAL);
+    cr_assert_str_eq(why, "the backup was made by Qdrant 1.11.5 and the target runs Qdrant "
+                          "1.13.2, which cannot load it: Qdrant restores snapshots of the same "
+                          "or the previous minor version only (a 1.11 backup needs Qdrant "
+                          "1.11.x or 1.12.x)");
+    /* newer than the target */
+    cr_assert_eq(qs_manifest_check_versions("1.14.0", "1.13.2", why, sizeof(why)), QS_EINVAL);
+    cr_assert(strstr(why, "Qdrant 1.14.0") != NULL && strstr(why, "Qdrant 1.13.2") != NULL, "%s",
+              why);
+    cr_assert_eq(qs_manifest_check_versions("1.13.2", "2.0.0", why, sizeof(why)), QS_EINVAL);
+    cr_assert_eq(qs_manifest_check_versions("0.13.2", "1.13.2", why, sizeof(why)), QS_EINVAL);
+    /* unknown versions cannot be checked */
+    cr_assert_eq(qs_manifest_check_versions("unknown", "1.13.2", why, sizeof(why)), QS_EINVAL);
+    cr_assert(strstr(why, "'unknown' is unknown") != NULL, "%s", why);
+    cr_assert_eq(qs_manifest_check_versions("1.13.2", "v1.13", why, sizeof(why)), QS_EINVAL);
+    cr_assert(strstr(why, "target Qdrant reports version 'v1.13'") != NULL, "%s", why);
+    cr_assert_eq(qs_manifest_check_versions("1.x", "1.13", NULL, 0), QS_EINVAL);
+    cr_assert_eq(qs_manifest_check_versions(NULL, "1.13", why, sizeof(why)), QS_EINVAL);
+}
+
+Test(manifest, classify_shard_runs)
+{
+    const struct qs_listed_key keys[] = {
+        /* a complete shards run */
+        {"c/c-shards-2025-01-01-03-00-00.json", 1, 1001},
+        {"c/c-shards-2025-01-01-03-00-00/shard-0.snapshot", 100, 1000},
+        {"c/c-shards-2025-01-01-03-00-00/shard-1.snapshot", 200, 1000},
+        {"c/c-shards-2025-01-01-03-00-00/shard-10.snapshot", 300, 1000},
+        {"c/c-shards-2025-01-01-03-00-00.drill.json", 1, 1002},
+        /* a sibling whose name shares the prefix ("-" sorts before "/") */
+        {"c/c-shards-2025-01-01-03-00-00-x/shard-0.snapshot.gz", 5, 900},
+        /* a run without manifest: each shard object is incomplete */
+        {"c/c-shards-2025-01-02-03-00-00/shard-0.snapshot.gz", 7, 2000},
+        {"c/c-shards-2025-01-02-03-00-00/shard-1.snapshot.gz", 8, 2000},
+        /* a manifest whose run has no objects: orphan */
+        {"c/c-shards-2025-01-03-03-00-00.json", 1, 3000},
+        /* an escaped run */
+        {":.h/:.h-shards-2025-01-01-03-00-00.json", 1, 1},
+        {":.h/:.h-shards-2025-01-01-03-00-00/shard-2.snapshot", 9, 1},
+        /* ignored: not shard objects, too deep, leading zeros, ":full", hidden run */
+        {"c/c-shards-2025-01-01-03-00-00/shard-01.snapshot", 1, 1},
+        {"c/c-shards-2025-01-01-03-00-00/shard-.snapshot", 1, 1},
+        {"c/c-shards-2025-01-01-03-00-00/shard-4294967296.snapshot", 1, 1},
+        {"c/c-shards-2025-01-01-03-00-00/shard-0.snapshot.tmp", 1, 1},
+        {"c/c-shards-2025-01-01-03-00-00/x/shard-0.snapshot", 1, 1},
+        {"c/c-shards-2025-01-01-03-00-00/README", 1, 1},
+        {":full/r/shard-0.snapshot", 1, 1},
+        {"c/.r/shard-0.snapshot", 1, 1},
+    };
+    const size_t n = sizeof(keys) / sizeof(keys[0]);
+    struct qs_manifest_listing l;
+    cr_assert_eq(qs_manifest_classify(keys, n, &l), 0);
+    cr_assert_eq(l.ncomplete, 2);
+    const struct qs_listed_backup *b =
+        find_backup(l.complete, l.ncomplete, "c/c-shards-2025-01-01-03-00-00.json");
+    cr_assert_not_null(b);
+    cr_assert_null(b->object_key);
+    cr_assert_str_eq(b->snapshot, "c-shards-2025-01-01-03-00-00");
+    cr_assert_eq(b->nshards, 3);
+    cr_assert_str_eq(b->shard_keys[0], "c/c-shards-2025-01-01-03-00-00/shard-0.snapshot");
+    cr_assert_str_eq(b->shard_keys[1], "c/c-shards-2025-01-01-03-00-00/shard-1.snapshot");
+    cr_assert_str_eq(b->shard_keys[2], "c/c-shards-2025-01-01-03-00-00/shard-10.snapshot");
+    cr_assert_eq(b->shard_sizes[2], 300);
+    cr_assert_eq(b->object_size, 600);
+    cr_assert_str_eq(b->drill_key, "c/c-shards-2025-01-01-03-00-00.drill.json");
+    b = find_backup(l.complete, l.ncomplete, ":.h/:.h-shards-2025-01-01-03-00-00.json");
+    cr_assert_not_null(b);
+    cr_assert_str_eq(b->collection, ".h");
+    cr_assert_str_eq(b->snapshot, ".h-shards-2025-01-01-03-00-00");
+    cr_assert_eq(b->nshards, 1);
+    cr_assert_eq(l.norphans, 1);
+    cr_assert_str_eq(l.orphans[0].manifest_key, "c/c-shards-2025-01-03-03-00-00.json");
+    cr_assert_eq(l.orphans[0].nshards, 0);
+    cr_assert_eq(l.nincomplete, 3);
+    cr_assert_str_eq(l.incomplete[0].key, "c/c-shards-2025-01-01-03-00-00-x/shard-0.snapshot.gz");
+    cr_assert_str_eq(l.incomplete[1].key, "c/c-shards-2025-01-02-03-00-00/shard-0.snapshot.gz");
+    cr_assert_str_eq(l.incomplete[1].collection, "c");
+    cr_assert_eq(l.incomplete[1].size, 7);
+    cr_assert_str_eq(l.incomplete[2].key, "c/c-shards-2025-01-02-03-00-00/shard-1.snapshot.gz");
+    cr_assert_eq(l.nignored, 8, "%zu", l.nignored);
+    qs_manifest_listing_deinit(&l);
 }

@@ -161,7 +161,7 @@ static void seed_backup(struct dest *d, const char *coll, int64_t created, char 
     char body[400];
     int blen = snprintf(body, sizeof(body), "snapshot bytes of %s", snap);
     struct qs_manifest m = {
-        .format = QS_MANIFEST_FORMAT,
+        .format = QS_MANIFEST_FORMAT_V1,
         .collection = (char *)coll,
         .snapshot = snap,
         .created = created,
@@ -510,6 +510,132 @@ Test(prune_s3, survivors_and_dry_run)
     prune_and_check(&d, &m, "deleted: 0 backups, 0 incomplete objects, 0 uploads");
     model_free(&m);
     dest_close(&d);
+}
+
+/* ---- shards runs ------------------------------------------------------------ */
+
+/* A shards backup of coll created at `created`: nshards shard objects and
+ * its format 2 manifest (written last). The name of the run goes to run;
+ * the model records its deletion (manifest, drill result, every shard) when
+ * doomed, else its keys as survivors. */
+static void seed_shards_backup(struct dest *d, const char *coll, int64_t created, int nshards,
+                               int drilled, int doomed, struct model *model)
+{
+    char run[300], mkey[QS_MANIFEST_KEY_MAX], dkey[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_run_name(coll, created, run, sizeof(run)), 0);
+    cr_assert_eq(qs_manifest_key(coll, run, mkey, sizeof(mkey)), 0);
+    struct qs_manifest m = {
+        .format = QS_MANIFEST_FORMAT,
+        .method = QS_METHOD_SHARDS,
+        .collection = (char *)coll,
+        .snapshot = run,
+        .created = created,
+        .qdrant_version = "1.13.2",
+        .points_count = 10,
+        .vectors = "{\"size\":4,\"distance\":\"Cosine\"}",
+        .collection_config = "{\"params\":{\"shard_number\":3}}",
+        .payload_schema = "{}",
+        .has_aliases = 1,
+        .qsnap_version = "test",
+        .mode = QS_MODE_COLLECTIONS,
+    };
+    struct qs_manifest_shard sh[8];
+    struct qs_error err;
+    if (doomed)
+        qs_buf_printf(&model->actions, "delete-manifest %s\n", mkey);
+    else
+        qs_buf_printf(&model->keep, "%s\n", mkey);
+    if (drilled) {
+        cr_assert_eq(qs_manifest_drill_key(coll, run, dkey, sizeof(dkey)), 0);
+        cr_assert_eq(qs_storage_put_buffer(d->st, dkey, "{}", 2, NULL, NULL, &err), 0, "%s",
+                     err.msg);
+        qs_buf_printf(doomed ? &model->actions : &model->keep, "%s%s\n",
+                      doomed ? "delete-drill-result " : "", dkey);
+    }
+    for (int i = 0; i < nshards; i++) {
+        char key[QS_MANIFEST_KEY_MAX], body[64];
+        cr_assert_eq(qs_manifest_shard_key(coll, run, (uint32_t)i, 0, key, sizeof(key)), 0);
+        int n = snprintf(body, sizeof(body), "shard %d of %s", i, run + strlen(run) - 19);
+        cr_assert_eq(qs_storage_put_buffer(d->st, key, body, (size_t)n, NULL, NULL, &err), 0, "%s",
+                     err.msg);
+        sh[i] = (struct qs_manifest_shard){.id = (uint32_t)i,
+                                           .object = strdup(key),
+                                           .size = (uint64_t)n,
+                                           .stored_size = (uint64_t)n};
+        qs_sha256_hex(body, (size_t)n, sh[i].sha256);
+        m.size += (uint64_t)n;
+        m.stored_size += (uint64_t)n;
+        qs_buf_printf(doomed ? &model->actions : &model->keep, "%s%s\n",
+                      doomed ? "delete-object " : "", key);
+    }
+    m.shards = sh;
+    m.nshards = (size_t)nshards;
+    struct qs_buf js;
+    qs_buf_init(&js);
+    cr_assert_eq(qs_manifest_to_json(&m, &js), 0);
+    cr_assert_eq(qs_storage_put_buffer(d->st, mkey, js.data, js.len, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+    qs_buf_free(&js);
+    for (int i = 0; i < nshards; i++)
+        free(sh[i].object);
+}
+
+/* A shards run is one backup: pruned whole, manifest first, then its drill
+ * result, then each shard object; shard objects of a run without manifest
+ * are incomplete, each on its own; a manifest whose shard object is missing
+ * is left alone. */
+static void shards_runs(enum backend kind)
+{
+    struct dest d;
+    dest_open(&d, kind, "shards");
+    /* S3 cannot backdate LastModified: the clock moves forward instead. */
+    int64_t now = qs_clock_now() + 2 * DAY;
+    dest_set_now(&d, now);
+    struct model m;
+    model_init(&m);
+    seed_shards_backup(&d, "sigma", now - 12 * DAY, 3, 1, 1, &m);
+    seed_shards_backup(&d, "sigma", now - 3 * DAY, 3, 0, 0, &m);
+    seed_shards_backup(&d, "sigma", now - 2 * DAY, 3, 1, 0, &m);
+    seed_shards_backup(&d, "sigma", now - 1 * DAY, 3, 0, 0, &m);
+    /* a run that never got its manifest, two days before now */
+    struct qs_error err;
+    char run[300], key[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_run_name("sigma", now - 2 * DAY - 60, run, sizeof(run)), 0);
+    for (uint32_t i = 0; i < 2; i++) {
+        cr_assert_eq(qs_manifest_shard_key("sigma", run, i, 1, key, sizeof(key)), 0);
+        cr_assert_eq(qs_storage_put_buffer(d.st, key, "partial", 7, NULL, NULL, &err), 0, "%s",
+                     err.msg);
+        set_mtime(&d, key, now - 2 * DAY);
+        qs_buf_printf(&m.actions, "delete-incomplete %s\n", key);
+    }
+    /* a broken run: its manifest lists a shard that is gone */
+    struct model broken;
+    model_init(&broken);
+    seed_shards_backup(&d, "tau", now - 30 * DAY, 2, 0, 0, &broken);
+    cr_assert_eq(qs_manifest_run_name("tau", now - 30 * DAY, run, sizeof(run)), 0);
+    cr_assert_eq(qs_manifest_shard_key("tau", run, 1, 0, key, sizeof(key)), 0);
+    cr_assert_eq(qs_storage_delete(d.st, key, &err), 0, "%s", err.msg);
+    for (const char *p = broken.keep.data; *p != '\0';) {
+        const char *e = strchr(p, '\n');
+        if (strncmp(p, key, (size_t)(e - p)) != 0)
+            qs_buf_printf(&m.keep, "%.*s\n", (int)(e - p + 1) - 1, p);
+        p = e + 1;
+    }
+    model_free(&broken);
+
+    prune_and_check(&d, &m, "deleted: 1 backups, 2 incomplete objects, 0 uploads; 3 backups kept");
+    model_free(&m);
+    dest_close(&d);
+}
+
+Test(prune_file, shards_runs)
+{
+    shards_runs(BK_FILE);
+}
+
+Test(prune_s3, shards_runs)
+{
+    shards_runs(BK_S3);
 }
 
 /* ---- interrupted prune ---------------------------------------------------- */

@@ -1017,7 +1017,7 @@ Test(restore, latest_refuses_a_newer_format_manifest)
     struct qs_manifest m;
     latest_manifest(&w, "c", &m);
 
-    /* A later backup written by a future qsnap (format 2). */
+    /* A later backup written by a future qsnap (format 3). */
     const char *later = "c-1-2099-01-01-00-00-00.snapshot";
     char key[QS_MANIFEST_KEY_MAX], mkey[QS_MANIFEST_KEY_MAX];
     cr_assert_eq(qs_manifest_object_key("c", later, 0, key, sizeof(key)), 0);
@@ -1029,9 +1029,9 @@ Test(restore, latest_refuses_a_newer_format_manifest)
     struct qs_buf js;
     qs_buf_init(&js);
     cr_assert_eq(qs_manifest_to_json(&f, &js), 0);
-    char *fmt = strstr(js.data, "\"format\": 1");
+    char *fmt = strstr(js.data, "\"format\": 2");
     cr_assert_not_null(fmt);
-    fmt[strlen("\"format\": ")] = '2';
+    fmt[strlen("\"format\": ")] = '3';
     struct qs_error err;
     cr_assert_eq(qs_storage_put_buffer(w.st, key, "future", 6, NULL, NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(qs_storage_put_buffer(w.st, mkey, js.data, js.len, NULL, NULL, &err), 0, "%s",
@@ -1042,7 +1042,7 @@ Test(restore, latest_refuses_a_newer_format_manifest)
     int rc = qsnap(&w, NULL, &out, "restore", "-c", "c", "--to", "c-copy", NULL, NULL);
     cr_assert_neq(rc, 0, "restore of latest succeeded:\n%s", out);
     cr_assert_not_null(strstr(out, mkey), "the manifest is not named:\n%s", out);
-    cr_assert_not_null(strstr(out, "version 2 is newer than this qsnap understands"), "%s", out);
+    cr_assert_not_null(strstr(out, "version 3 is newer than this qsnap understands"), "%s", out);
     free(out);
     cJSON *st = standin_state(&w);
     cr_assert_null(last_upload(st, "c-copy"), "something was restored");

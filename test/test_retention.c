@@ -217,7 +217,7 @@ Test(retention, future_dated_manifest_kept_and_not_counted)
  * (manifest's LastModified). */
 #define B(snap, created, written)                                                                  \
     {                                                                                              \
-        "c", snap, created, true, "c/" snap, "c/" snap ".json", written, NULL                      \
+        "c", snap, created, true, "c/" snap, "c/" snap ".json", written, NULL, NULL, 0             \
     }
 
 /* Issue: one backup taken while Qdrant's clock ran a month ahead was kept
@@ -339,8 +339,8 @@ Test(retention, drill_result_deleted_between_manifest_and_object)
 
     /* An orphan drill result (its backup is gone) is an incomplete object. */
     const struct qs_retention_backup orphan[] = {
-        {"c", NULL, 0, false, "c/gone.drill.json", NULL, NOW - DAY - 1, NULL},
-        {"c", NULL, 0, false, "c/young.drill.json", NULL, NOW - DAY, NULL},
+        {"c", NULL, 0, false, "c/gone.drill.json", NULL, NOW - DAY - 1, NULL, NULL, 0},
+        {"c", NULL, 0, false, "c/young.drill.json", NULL, NOW - DAY, NULL, NULL, 0},
     };
     cr_assert_eq(qs_retention_plan(orphan, 2, NULL, 0, NOW, &p, &plan, NULL), 0);
     cr_assert_eq(plan.nactions, 1);
@@ -537,9 +537,9 @@ Test(retention, multipart_uploads_by_age)
 Test(retention, order_backups_then_incomplete_then_uploads)
 {
     const struct qs_retention_backup b[] = {
-        {"c", NULL, 0, false, "c/x.snapshot", NULL, NOW - 3 * DAY, NULL},
+        {"c", NULL, 0, false, "c/x.snapshot", NULL, NOW - 3 * DAY, NULL, NULL, 0},
         {"c", "old.snapshot", NOW - 30 * DAY, true, "c/old.snapshot", "c/old.snapshot.json", 0,
-         NULL},
+         NULL, NULL, 0},
     };
     const struct qs_retention_upload up[] = {{"c/y.snapshot", "u1", NOW - 3 * DAY}};
     struct qs_retention_policy p = {WEEK, 0, DAY};
@@ -617,10 +617,12 @@ Test(retention, invalid_input)
     p = (struct qs_retention_policy){WEEK, 3, -1};
     cr_assert_eq(qs_retention_plan(NULL, 0, NULL, 0, NOW, &p, &plan, &err), QS_EINVAL);
     cr_assert_eq(qs_retention_plan(NULL, 0, NULL, 0, NOW, NULL, &plan, &err), QS_EINVAL);
-    const struct qs_retention_backup no_manifest = {"c", "s", NOW, true, "c/s", NULL, 0, NULL};
+    const struct qs_retention_backup no_manifest = {"c",  "s", NOW,  true, "c/s",
+                                                    NULL, 0,   NULL, NULL, 0};
     cr_assert_eq(qs_retention_plan(&no_manifest, 1, NULL, 0, NOW, &WEEK_KEEP3, &plan, &err),
                  QS_EINVAL);
-    const struct qs_retention_backup no_object = {"c", "s", NOW, false, NULL, NULL, 0, NULL};
+    const struct qs_retention_backup no_object = {"c",  "s", NOW,  false, NULL,
+                                                  NULL, 0,   NULL, NULL,  0};
     cr_assert_eq(qs_retention_plan(&no_object, 1, NULL, 0, NOW, &WEEK_KEEP3, &plan, &err),
                  QS_EINVAL);
     const struct qs_retention_upload no_id = {"c/s", NULL, 0};
@@ -633,12 +635,12 @@ Test(retention, invalid_input)
 Test(retention, metrics_helpers)
 {
     const struct qs_retention_backup b[] = {
-        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0, NULL},
-        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0, NULL},
-        {"a", "3", NOW - 1 * DAY, true, "a/3", "a/3.json", 0, NULL},
-        {"a", "4", NOW + 1 * DAY, true, "a/4", "a/4.json", 0, NULL},
-        {"a", NULL, 0, false, "a/5", NULL, NOW - 1 * HOUR, NULL},
-        {"b", "6", NOW - 2 * DAY, true, "b/6", "b/6.json", 0, NULL},
+        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0, NULL, NULL, 0},
+        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0, NULL, NULL, 0},
+        {"a", "3", NOW - 1 * DAY, true, "a/3", "a/3.json", 0, NULL, NULL, 0},
+        {"a", "4", NOW + 1 * DAY, true, "a/4", "a/4.json", 0, NULL, NULL, 0},
+        {"a", NULL, 0, false, "a/5", NULL, NOW - 1 * HOUR, NULL, NULL, 0},
+        {"b", "6", NOW - 2 * DAY, true, "b/6", "b/6.json", 0, NULL, NULL, 0},
     };
     struct qs_retention_policy p = {WEEK, 1, DAY};
     struct qs_retention_plan plan;
@@ -662,13 +664,52 @@ Test(retention, metrics_helpers)
 
     /* Without a plan: among all complete ones; a pruned one is not "newest". */
     const struct qs_retention_backup old[] = {
-        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0, NULL},
-        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0, NULL},
+        {"a", "1", NOW - 30 * DAY, true, "a/1", "a/1.json", 0, NULL, NULL, 0},
+        {"a", "2", NOW - 20 * DAY, true, "a/2", "a/2.json", 0, NULL, NULL, 0},
     };
     cr_assert_eq(qs_retention_newest(NULL, old, 2, "a", NOW, &t), 0);
     cr_assert_eq(t, NOW - 20 * DAY);
     p.keep_min = 0;
     cr_assert_eq(qs_retention_plan(old, 2, NULL, 0, NOW, &p, &plan, NULL), 0);
     cr_assert_eq(qs_retention_newest(&plan, old, 2, "a", NOW, &t), QS_ENOTFOUND);
+    qs_retention_plan_deinit(&plan);
+}
+
+/* A shards backup is one backup of several objects: its manifest goes first,
+ * then its drill result, then every shard object; it counts once. */
+Test(retention, shards_backup_is_deleted_whole_manifest_first)
+{
+    const char *const more[] = {"c/r-old/shard-1.snapshot", "c/r-old/shard-2.snapshot"};
+    const struct qs_retention_backup b[] = {
+        {"c", "r-old", NOW - 30 * DAY, true, "c/r-old/shard-0.snapshot", "c/r-old.json", 0,
+         "c/r-old.drill.json", more, 2},
+        {"c", "r-new", NOW - 1 * DAY, true, "c/r-new/shard-0.snapshot", "c/r-new.json", 0, NULL,
+         NULL, 0},
+    };
+    struct qs_retention_policy p = {WEEK, 1, DAY};
+    struct qs_retention_plan plan;
+    cr_assert_eq(qs_retention_plan(b, 2, NULL, 0, NOW, &p, &plan, NULL), 0);
+    cr_assert_eq(plan.nactions, 5);
+    static const char *const want[] = {"c/r-old.json", "c/r-old.drill.json",
+                                       "c/r-old/shard-0.snapshot", "c/r-old/shard-1.snapshot",
+                                       "c/r-old/shard-2.snapshot"};
+    for (size_t i = 0; i < 5; i++) {
+        cr_assert_str_eq(plan.actions[i].key, want[i]);
+        cr_assert_eq(plan.actions[i].index, 0);
+    }
+    cr_assert_eq(plan.actions[0].kind, QS_RETENTION_DELETE_MANIFEST);
+    cr_assert_eq(plan.actions[1].kind, QS_RETENTION_DELETE_DRILL);
+    for (size_t i = 2; i < 5; i++)
+        cr_assert_eq(plan.actions[i].kind, QS_RETENTION_DELETE_OBJECT);
+    cr_assert_eq(plan.deleted_backups, 1);
+    cr_assert_eq(plan.kept_complete, 1);
+    qs_retention_plan_deinit(&plan);
+    /* A missing further key is refused. */
+    const char *const holes[] = {"c/r/shard-1.snapshot", NULL};
+    const struct qs_retention_backup bad = {"c",        "r", NOW,  true,  "c/r/shard-0.snapshot",
+                                            "c/r.json", 0,   NULL, holes, 2};
+    struct qs_error err;
+    cr_assert_eq(qs_retention_plan(&bad, 1, NULL, 0, NOW, &p, &plan, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "further object"), "%s", err.msg);
     qs_retention_plan_deinit(&plan);
 }

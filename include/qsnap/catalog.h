@@ -16,11 +16,12 @@
 #include "qsnap/manifest.h"
 #include "qsnap/storage.h"
 
-/* A complete backup. Everything owned by the catalog. */
+/* A complete backup (a shards backup only with every shard object its
+ * manifest lists). Everything owned by the catalog. */
 struct qs_catalog_backup {
     struct qs_manifest m;
     char *manifest_key;
-    uint64_t object_size;   /* as listed */
+    uint64_t object_size;   /* as listed (shards: the sum of the shard objects) */
     int64_t manifest_mtime; /* the manifest's LastModified: when the backup was written */
     char *drill_key;        /* its drill result "{c}/{S}.drill.json", NULL when none */
     /* With QS_CATALOG_DRILLS: 1 when drill holds the parsed drill result, -1
@@ -93,7 +94,9 @@ int qs_catalog_take_latest(struct qs_catalog *cat, const char *collection, struc
                            struct qs_error *err);
 
 /* Appends {"backups":[...]} (newest first; each: collection, snapshot,
- * created, size, sha256, compression, stored_size, object, points_count,
+ * created, size, sha256 (null for shards), compression, stored_size, object
+ * (null for shards), format, method, shards (shards only: id, object, size,
+ * sha256, stored_size), aliases (null for format 1), points_count,
  * qdrant_version, mode, drill) to out. drill is the backup's latest drill
  * result {"result": "success"|"failure", "finished", "duration_s",
  * "points_expected", "points_restored", "error"}, or null when the backup was

@@ -44,6 +44,12 @@ enum qs_cluster_setting {
     QS_CLUSTER_OFF = 1,
 };
 
+/* QSNAP_SNAPSHOT_METHOD: how a collection's data leaves Qdrant. */
+enum qs_method {
+    QS_METHOD_COLLECTION = 0, /* a collection snapshot file on Qdrant's disk, then streamed */
+    QS_METHOD_SHARDS = 1,     /* every shard streamed straight from Qdrant, no snapshot file */
+};
+
 /* All strings are owned by the struct and freed by qs_config_free(). Secrets
  * (the four *_FILE-capable values) are registered with qs_log_add_secret() by
  * qs_config_load(). */
@@ -72,6 +78,7 @@ struct qs_config {
     char **collections;  /* QSNAP_COLLECTIONS, NULL-terminated; NULL = all */
     size_t ncollections;
     enum qs_mode mode;
+    enum qs_method method;  /* QSNAP_SNAPSHOT_METHOD (collections mode only) */
     int64_t retention_s;    /* QSNAP_RETENTION */
     uint32_t keep_min;      /* QSNAP_KEEP_MIN */
     uint32_t local_keep;    /* QSNAP_LOCAL_KEEP */

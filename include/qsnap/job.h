@@ -5,7 +5,8 @@
  *   QUEUED -> CANCELLED
  *
  * While RUNNING, the job has a phase ("snapshot", "stream", "verify",
- * "manifest", "prune-local", "prune-remote", "download", "upload", "check")
+ * "manifest", "prune-local", "prune-remote", "download", "create", "upload",
+ * "indexes", "check", "aliases")
  * and per-collection outcomes. The work itself runs on one worker thread; it
  * reports through struct qs_progress, whose daemon implementation queues
  * events and wakes the loop with a uv_async_t, so that state, metrics and the

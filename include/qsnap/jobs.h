@@ -34,6 +34,8 @@ struct qs_job_params {
     char *collection; /* restore: the backed-up collection */
     char *snapshot;   /* restore: snapshot name, NULL or "latest" = newest */
     char *target;     /* restore: target collection, NULL = same name */
+    int no_aliases;   /* restore: leave the backup's aliases alone */
+    int force;        /* restore: even when the target's Qdrant version cannot load it */
 };
 
 /* Frees what p (borrowed; NULL accepted) owns and zeroes it. */

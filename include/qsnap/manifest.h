@@ -1,15 +1,21 @@
-/* Backup manifests and object key naming (SPEC sections 4.3 and 4.5).
+/* Backup manifests and object key naming (SPEC sections 4.3, 4.5 and 14).
  *
- * Pure module: no I/O. A backup of snapshot S of collection C consists of two
- * objects below the destination prefix (the storage layer adds the prefix;
- * every key here is relative to it):
+ * Pure module: no I/O. Every key here is relative to the destination prefix
+ * (the storage layer adds the prefix). A backup made with the collection
+ * method (Qdrant's collection snapshot S of collection C) is two objects:
  *
  *   C/S        the snapshot as streamed (C/S.gz when gzip-compressed)
  *   C/S.json   the manifest, written only after the object was verified
  *
- * and, once a restore drill has tested it, its drill result (drill.h):
+ * A backup made with the shards method (run R of collection C: every shard
+ * streamed straight from Qdrant) is one object per shard and one manifest:
  *
- *   C/S.drill.json
+ *   C/R/shard-N.snapshot   shard N's snapshot (C/R/shard-N.snapshot.gz gzipped)
+ *   C/R.json               the manifest listing every shard object, written last
+ *
+ * and, once a restore drill has tested a backup, its drill result (drill.h):
+ *
+ *   C/S.drill.json (or C/R.drill.json)
  *
  * A backup exists only once its manifest exists. Objects without a manifest
  * are incomplete, and so is a drill result without its manifest.
@@ -23,7 +29,10 @@
  * end in ".json", ".gz", ".tmp" or ".drill" and never start with ':', so the
  * key of a manifest, of a drill result, of a plain object and of a compressed
  * object can never be confused. Qdrant's own names ("C-PEERID-YYYY-MM-DD-HH-MM-SS.snapshot",
- * "full-snapshot-YYYY-MM-DD-HH-MM-SS.snapshot") always qualify.
+ * "full-snapshot-YYYY-MM-DD-HH-MM-SS.snapshot") always qualify, and so do run
+ * names (qs_manifest_run_name: "C-shards-YYYY-MM-DD-HH-MM-SS"), which never end
+ * in ".snapshot": a run's directory C/R/ never shares its name with a
+ * collection snapshot's object C/S.
  *
  * Key components never begin with '.' (the storage layer reserves those for
  * file:// temporaries and metadata). A collection or snapshot name that begins
@@ -34,6 +43,11 @@
  * names that begin with ':': the escape is unambiguous, can never collide with
  * another collection or with ":full", and names without a leading '.' keep
  * the keys they always had.
+ *
+ * Manifest formats: version 1 (written by qsnap before the shards method)
+ * holds one object's facts; version 2 adds the method, the shard objects, the
+ * collection's configuration, payload schema and aliases. Both are read; new
+ * manifests are version 2. docs/design.md describes every field.
  */
 #ifndef QSNAP_MANIFEST_H
 #define QSNAP_MANIFEST_H
@@ -45,9 +59,12 @@
 #include "qsnap/error.h"
 #include "qsnap/util.h"
 
-/* Current manifest format. Parsing refuses larger values (QS_EPROTO): a newer
- * qsnap wrote them and this one must not misread (or prune) them. */
-#define QS_MANIFEST_FORMAT 1
+/* Current manifest format, written by qsnap (field "format"). Parsing
+ * accepts 1 and 2 and refuses larger values (QS_EPROTO): a newer qsnap wrote
+ * them and this one must not misread (or prune) them. qsnap before version 2
+ * refuses version 2 the same way. */
+#define QS_MANIFEST_FORMAT 2
+#define QS_MANIFEST_FORMAT_V1 1
 
 /* Reserved key directory (and manifest `collection` value) of full-storage
  * snapshots. */
@@ -73,25 +90,48 @@
  * (escape + 213-byte collection + '/' + escape + 255-byte snapshot + ".drill.json"). */
 #define QS_MANIFEST_KEY_MAX 1300
 
+/* Most shards a shards backup may list. */
+#define QS_MANIFEST_MAX_SHARDS 65536
+
+/* One shard object of a shards backup. Strings owned by the manifest. */
+struct qs_manifest_shard {
+    uint32_t id;          /* Qdrant's shard id */
+    char *object;         /* "{c}/{run}/shard-{id}.snapshot[.gz]" (qs_manifest_shard_key) */
+    uint64_t size;        /* bytes of the shard snapshot as Qdrant streamed it */
+    char sha256[65];      /* their SHA-256, lowercase hex */
+    uint64_t stored_size; /* bytes of the stored object */
+};
+
 /* One manifest. All strings are owned by the struct (malloc'd) and freed by
  * qs_manifest_deinit(). A zeroed struct is a valid empty value for deinit. */
 struct qs_manifest {
-    int format;            /* QS_MANIFEST_FORMAT */
+    int format;            /* QS_MANIFEST_FORMAT, or QS_MANIFEST_FORMAT_V1 as read */
     char *collection;      /* collection name, or QS_MANIFEST_FULL_DIR in full mode */
-    char *snapshot;        /* snapshot name as Qdrant produced it */
+    char *snapshot;        /* snapshot name as Qdrant produced it, or the shards run's name */
     int64_t created;       /* snapshot creation time, UTC seconds; JSON: RFC 3339 "...Z"
                               (parse also accepts "+00:00" or no zone, read as UTC) */
-    uint64_t size;         /* snapshot bytes as produced by Qdrant */
-    char sha256[65];       /* SHA-256 of the snapshot as produced by Qdrant, lowercase hex */
+    uint64_t size;         /* snapshot bytes as produced by Qdrant (shards: the sum) */
+    char sha256[65];       /* SHA-256 of the snapshot as produced by Qdrant, lowercase hex
+                              ("" for shards: each shard has its own) */
     int compression_level; /* 0 = "none", 1..9 = "gzip" at that zlib level */
-    uint64_t stored_size;  /* bytes of the stored object */
-    char *object;          /* object key relative to the destination prefix */
+    uint64_t stored_size;  /* bytes of the stored object (shards: the sum) */
+    char *object;          /* object key relative to the destination prefix (NULL for
+                              shards: see shards) */
     char *qdrant_version;  /* Qdrant version string, e.g. "1.13.2" */
     int64_t points_count;  /* points at backup time; -1 = absent (full mode only) */
     char *vectors;         /* vector config: JSON object text (re-rendered compactly by
                               parse and to_json); NULL = absent (full mode only) */
     char *qsnap_version;   /* version of qsnap that wrote the manifest */
     enum qs_mode mode;     /* QS_MODE_COLLECTIONS or QS_MODE_FULL */
+    /* Version 2 (all absent in version 1 and in full mode, except method). */
+    enum qs_method method;   /* version 1: always QS_METHOD_COLLECTION */
+    char *collection_config; /* the `config` object of GET /collections/{c}: JSON object text */
+    char *payload_schema;    /* its `payload_schema`: JSON object text */
+    int has_aliases;         /* 1 when aliases were recorded (version 2, collections mode) */
+    char **aliases;          /* the aliases that pointed at the collection, sorted */
+    size_t naliases;
+    struct qs_manifest_shard *shards; /* shards method: ascending ids */
+    size_t nshards;
 };
 
 /* Frees the strings of m (borrowed; may be NULL) and zeroes it. */
@@ -102,14 +142,17 @@ void qs_manifest_deinit(struct qs_manifest *m);
 int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err);
 
 /* Appends the manifest as pretty-printed JSON (two-space indent, fixed key
- * order, trailing newline) to out. m borrowed; out borrowed (caller owns and
- * frees it with qs_buf_free). Validates first: returns 0, QS_EINVAL for an
- * invalid manifest (out unchanged) or UV_ENOMEM.
+ * order, trailing newline) to out, in the manifest's own format version (a
+ * version 1 manifest renders exactly as qsnap wrote version 1). m borrowed;
+ * out borrowed (caller owns and frees it with qs_buf_free). Validates first:
+ * returns 0, QS_EINVAL for an invalid manifest (out unchanged) or UV_ENOMEM.
  *
- * Key order: format, collection, snapshot, mode, created, size, sha256,
- * compression, compression_level (gzip only), stored_size, object,
- * qdrant_version, points_count, vectors (absent when unknown in full mode),
- * qsnap_version. */
+ * Key order: format, collection, snapshot, mode, method (v2), created, size,
+ * sha256 (not for shards), compression, compression_level (gzip only),
+ * stored_size, object (not for shards), shards (shards only: id, object,
+ * size, sha256, stored_size each), qdrant_version, points_count, vectors
+ * (absent when unknown in full mode), collection_config, payload_schema,
+ * aliases (v2, collections mode), qsnap_version. */
 int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out);
 
 /* Parses and strictly validates a manifest from json (borrowed, len bytes, no
@@ -171,6 +214,36 @@ int qs_manifest_key(const char *collection, const char *snapshot, char *out, siz
  * Same rules and results as qs_manifest_object_key(). */
 int qs_manifest_drill_key(const char *collection, const char *snapshot, char *out, size_t cap);
 
+/* Writes the key of shard shard_id of shards run `run` of collection:
+ * "{collection}/{run}/shard-{id}.snapshot" (+ ".gz" when compressed;
+ * components escaped as described at the top). Same rules and results as
+ * qs_manifest_object_key(); collection must be a collection name. */
+int qs_manifest_shard_key(const char *collection, const char *run, uint32_t shard_id,
+                          int compressed, char *out, size_t cap);
+
+/* Writes the key prefix "{collection}/{run}/" under which a shards run keeps
+ * its shard objects. Same rules and results as qs_manifest_shard_key(). */
+int qs_manifest_run_prefix(const char *collection, const char *run, char *out, size_t cap);
+
+/* Writes the name of a shards run of collection (a valid collection name)
+ * started at t (UTC seconds): "{collection}-shards-YYYY-MM-DD-HH-MM-SS", like
+ * Qdrant's snapshot names unique to the second, and always a valid snapshot
+ * name. Returns 0, QS_EINVAL or QS_ETOOBIG (out then holds ""). */
+int qs_manifest_run_name(const char *collection, int64_t t, char *out, size_t cap);
+
+/* ---- Qdrant versions --------------------------------------------------------- */
+
+/* Whether a Qdrant running target_version (borrowed, e.g. "1.13.2") can load
+ * a snapshot made by backup_version (borrowed): Qdrant restores snapshots of
+ * the same or the previous minor version only, so the majors must be equal
+ * and the target's minor the backup's or the one after it (a backup newer
+ * than the target is refused too). Returns 0 when it can; QS_EINVAL when it
+ * cannot, or when either version is not "MAJOR.MINOR[.PATCH...]", with why
+ * (borrowed, cap bytes, may be NULL) naming both versions and what would be
+ * accepted. */
+int qs_manifest_check_versions(const char *backup_version, const char *target_version, char *why,
+                               size_t cap);
+
 /* ---- classifying a destination listing ----------------------------------- */
 
 /* One listed key (all borrowed from the caller's listing). */
@@ -180,7 +253,8 @@ struct qs_listed_key {
     int64_t last_modified; /* UTC seconds */
 };
 
-/* A manifest key with its object. Strings owned by the listing. */
+/* A manifest key with its object (or, for a shards run, its shard objects).
+ * Strings owned by the listing. */
 struct qs_listed_backup {
     char *collection;      /* collection name (unescaped) or QS_MANIFEST_FULL_DIR */
     char *snapshot;        /* snapshot name (unescaped) */
@@ -193,6 +267,9 @@ struct qs_listed_backup {
                               exist (the manifest's `object` tells which belongs to the
                               backup), else NULL */
     char *drill_key;       /* "{c}/{snapshot}.drill.json" when listed, else NULL */
+    char **shard_keys;     /* the shard objects listed under "{c}/{snapshot}/" (sorted) */
+    uint64_t *shard_sizes; /* their sizes */
+    size_t nshards;
 };
 
 /* An object that may be a backup object but has no manifest. Strings owned. */
@@ -206,9 +283,10 @@ struct qs_listed_object {
 /* Result of qs_manifest_classify(). Arrays and strings owned; free with
  * qs_manifest_listing_deinit(). Arrays are sorted by key. */
 struct qs_manifest_listing {
-    struct qs_listed_backup *complete; /* manifest and object present */
+    struct qs_listed_backup *complete; /* manifest and object (or shard objects) present */
     size_t ncomplete;
-    struct qs_listed_object *incomplete; /* "{c}/{name}.snapshot[.gz]" and
+    struct qs_listed_object *incomplete; /* "{c}/{name}.snapshot[.gz]",
+                                            "{c}/{run}/shard-N.snapshot[.gz]" and
                                             "{c}/{name}.drill.json" without manifest */
     size_t nincomplete;
     struct qs_listed_backup *orphans; /* manifest without object (should not happen) */
@@ -219,8 +297,13 @@ struct qs_manifest_listing {
 /* Groups a listing (keys borrowed, n entries) into complete backups,
  * incomplete objects and orphan manifests. Keys that are not exactly
  * "{dir}/{name}" with a valid directory (collection name, escaped as described
- * at the top, or ":full"), hidden names (leading '.'), "*.tmp" names and anything not
- * recognisable as a manifest, drill result or snapshot object are ignored and only counted.
+ * at the top, or ":full") or a shard object "{dir}/{run}/shard-N.snapshot[.gz]"
+ * (N without leading zeros), hidden names (leading '.'), "*.tmp" names and anything not
+ * recognisable as a manifest, drill result, snapshot or shard object are ignored and only
+ * counted. A manifest "{c}/{S}.json" is complete with its object "{c}/{S}[.gz]" or with
+ * shard objects under "{c}/{S}/" (shard_keys; the catalog checks them against
+ * the manifest), an orphan with neither; shard objects whose run has no
+ * manifest are incomplete, each on its own.
  * A drill result "{c}/{S}.drill.json" belongs to the manifest "{c}/{S}.json"
  * (complete or orphan: drill_key); without that manifest it is incomplete.
  * Only names ending in ".snapshot" or ".snapshot.gz", and drill results, are

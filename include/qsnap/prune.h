@@ -1,6 +1,6 @@
 /* Remote pruning (SPEC section 5): load the catalog, plan with the pure
  * retention policy, then execute the plan (manifest, then the backup's drill
- * result, then its object, so an interrupted prune leaves at worst an
+ * result, then its object or shard objects, so an interrupted prune leaves at worst an
  * incomplete object or drill result, never a manifest that points at
  * nothing; when deleting a manifest fails, its drill result and object are
  * left alone). Blocking: worker threads and CLI only. */

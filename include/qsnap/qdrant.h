@@ -81,9 +81,12 @@ void qs_qdrant_strv_free(char **v, size_t n);
 
 struct qs_collection_info {
     uint64_t points_count;
-    char status[16];    /* "green", "yellow", "grey", "red" */
-    char *vectors_json; /* owned: compact JSON of config.params.vectors */
-    uint32_t shard_number;
+    char status[16];           /* "green", "yellow", "grey", "red" */
+    char *vectors_json;        /* owned: compact JSON of config.params.vectors, NULL if absent */
+    char *config_json;         /* owned: compact JSON of config, NULL if absent */
+    char *payload_schema_json; /* owned: compact JSON of payload_schema, NULL if absent */
+    char sharding_method[16];  /* config.params.sharding_method, "" when omitted (auto) */
+    uint32_t shard_number;     /* config.params.shard_number, 1 when omitted */
 };
 
 /* GET /collections/{collection}. collection borrowed; out (borrowed) is
@@ -129,6 +132,59 @@ int qs_qdrant_delete_snapshot(struct qs_qdrant *q, const char *collection, const
 int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const char *filename,
                               qs_source_fn src, void *ud, int64_t length, const char *checksum,
                               const char *priority, struct qs_cancel *cancel, struct qs_error *err);
+
+/* GET /collections/{collection}/shards/{shard_id}/snapshot (Qdrant 1.12 and
+ * later): a tar of one shard that Qdrant builds while it sends it, without
+ * writing a snapshot file, streamed into sink (called on this thread with
+ * borrowed chunks). Never asks for compression; hashes SHA-256 and checks
+ * the tar's structure (tarcheck.h) while streaming: a stream that is not a
+ * tar archive fails at its first bad header (QS_EPROTO, the sink's code
+ * path), and one that ends before the end of the archive, which is how
+ * Qdrant reports a failure after the answer began (HTTP 200 and a cleanly
+ * ended body), fails with QS_EPROTO, marked retryable. Only a complete
+ * archive is a success: then *size_out (may be NULL) holds its bytes and
+ * sha256_out (may be NULL, else 65 bytes) the lower-case hex digest. The
+ * client's URL names the peer streamed from: a cluster backup uses one
+ * client per peer. */
+int qs_qdrant_stream_shard(struct qs_qdrant *q, const char *collection, uint32_t shard_id,
+                           qs_sink_fn sink, void *ud, struct qs_cancel *cancel, uint64_t *size_out,
+                           char *sha256_out, struct qs_error *err);
+
+/* POST /collections/{collection}/shards/{shard_id}/snapshots/upload
+ * ?wait=true[&priority=][&checksum=]: restores one shard of an existing
+ * collection from a shard snapshot, streamed from src as for
+ * qs_qdrant_upload_snapshot() (same arguments and limits). Qdrant answers
+ * result null on success. */
+int qs_qdrant_upload_shard(struct qs_qdrant *q, const char *collection, uint32_t shard_id,
+                           const char *filename, qs_source_fn src, void *ud, int64_t length,
+                           const char *checksum, const char *priority, struct qs_cancel *cancel,
+                           struct qs_error *err);
+
+/* PUT /collections/{collection} with body_json (borrowed: the flat
+ * CreateCollection object, e.g. {"vectors":{...},"shard_number":3,
+ * "optimizers_config":{...}}). An existing collection is QS_EHTTP with
+ * status 409. */
+int qs_qdrant_create_collection(struct qs_qdrant *q, const char *collection, const char *body_json,
+                                struct qs_error *err);
+
+/* PUT /collections/{collection}/index?wait=true with {"field_name": field,
+ * "field_schema": schema}: schema_json (borrowed) is the JSON of the schema,
+ * a string such as "\"keyword\"" or an object with "type". Returns once
+ * Qdrant reports the operation completed; bounded by snapshot_timeout_ms. */
+int qs_qdrant_create_index(struct qs_qdrant *q, const char *collection, const char *field,
+                           const char *schema_json, struct qs_error *err);
+
+/* GET /collections/{collection}/aliases: the names of the aliases that point
+ * at collection, sorted. *names is owned by the caller (free with
+ * qs_qdrant_strv_free(*names, *n)). A missing collection has none. */
+int qs_qdrant_collection_aliases(struct qs_qdrant *q, const char *collection, char ***names,
+                                 size_t *n, struct qs_error *err);
+
+/* POST /collections/aliases: points each of aliases (borrowed, n names) at
+ * collection in one request of create_alias actions (an alias that exists
+ * is re-pointed). n == 0 sends nothing. */
+int qs_qdrant_create_aliases(struct qs_qdrant *q, const char *collection, char *const *aliases,
+                             size_t n, struct qs_error *err);
 
 /* DELETE /collections/{collection} (restore drills). */
 int qs_qdrant_delete_collection(struct qs_qdrant *q, const char *collection, struct qs_error *err);

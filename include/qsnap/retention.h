@@ -11,8 +11,9 @@
  *   AND it is not among the keep_min newest complete backups of its
  *   collection. Creation times come from manifests only (never from
  *   LastModified, except to date a suspect backup, below).
- * - Deleting a complete backup is up to three actions: manifest first, then
- *   its drill result (when it has one), then the object. If a later one fails
+ * - Deleting a complete backup is up to three kinds of action: manifest first,
+ *   then its drill result (when it has one), then its object (a shards backup:
+ *   each of its objects, in input order). If a later one fails
  *   (or qsnap stops in between), what is left has no manifest: an incomplete
  *   object or drill result, cleaned up after the grace; a manifest never
  *   points at a missing object.
@@ -64,16 +65,20 @@ struct qs_retention_policy {
 
 /* One backup at the destination. Strings borrowed for the call. */
 struct qs_retention_backup {
-    const char *collection;   /* grouping key (a collection name or ":full") */
-    const char *snapshot;     /* snapshot name (may be NULL for incomplete objects) */
-    int64_t created;          /* complete only: creation time from the manifest */
-    bool complete;            /* manifest present and readable */
-    const char *object_key;   /* relative object key; required */
-    const char *manifest_key; /* complete only: relative manifest key */
-    int64_t last_modified;    /* incomplete: the object's LastModified; complete: the
-                                 manifest's (when the backup was written; 0 = unknown),
-                                 used only to date a backup whose creation time is suspect */
-    const char *drill_key;    /* complete only: its drill result's key, NULL when none */
+    const char *collection;       /* grouping key (a collection name or ":full") */
+    const char *snapshot;         /* snapshot name (may be NULL for incomplete objects) */
+    int64_t created;              /* complete only: creation time from the manifest */
+    bool complete;                /* manifest present and readable */
+    const char *object_key;       /* relative object key; required */
+    const char *manifest_key;     /* complete only: relative manifest key */
+    int64_t last_modified;        /* incomplete: the object's LastModified; complete: the
+                                     manifest's (when the backup was written; 0 = unknown),
+                                     used only to date a backup whose creation time is suspect */
+    const char *drill_key;        /* complete only: its drill result's key, NULL when none */
+    const char *const *more_keys; /* complete only: the backup's further objects (the other
+                                     shard objects of a shards backup), deleted after
+                                     object_key; NULL when nmore is 0 */
+    size_t nmore;
 };
 
 /* One open multipart upload under the prefix. Strings borrowed for the call. */
@@ -86,7 +91,7 @@ struct qs_retention_upload {
 enum qs_retention_action_kind {
     QS_RETENTION_DELETE_MANIFEST,   /* first step of deleting a complete backup */
     QS_RETENTION_DELETE_DRILL,      /* its drill result, when it has one (same index) */
-    QS_RETENTION_DELETE_OBJECT,     /* last step: its object (same index) */
+    QS_RETENTION_DELETE_OBJECT,     /* last step: its object(s) (same index) */
     QS_RETENTION_DELETE_INCOMPLETE, /* object without manifest, older than the grace */
     QS_RETENTION_ABORT_UPLOAD,      /* multipart upload started before the grace */
 };

@@ -36,6 +36,24 @@ __begin() {
         __want=$(__points agent-memory)
         curl -sf -X DELETE "$RB_QDRANT_URL/__standin/collections/agent-memory" >/dev/null
         ;;
+    "Restore without qsnap#2")
+        # A shards backup of agent-memory with a payload index and an alias,
+        # made by a qsnap with QSNAP_SNAPSHOT_METHOD=shards; then the
+        # collection (and with it its alias) is lost.
+        curl -sf -X PUT -H 'Content-Type: application/json' -d '{"field_name":"agent","field_schema":"keyword"}' \
+            "$RB_QDRANT_URL/collections/agent-memory/index?wait=true" >/dev/null
+        curl -sf -X POST -H 'Content-Type: application/json' \
+            -d '{"actions":[{"create_alias":{"collection_name":"agent-memory","alias_name":"memory"}}]}' \
+            "$RB_QDRANT_URL/collections/aliases" >/dev/null
+        env -i PATH="$PATH" QSNAP_DESTINATION="s3://$RB_BUCKET/$RB_PREFIX" QSNAP_S3_ENDPOINT="$RB_S3_ENDPOINT" \
+            QSNAP_S3_REGION="$RB_S3_REGION" QSNAP_S3_ACCESS_KEY_ID="$QSNAP_TEST_S3_ACCESS_KEY" \
+            QSNAP_S3_SECRET_ACCESS_KEY="$QSNAP_TEST_S3_SECRET_KEY" QSNAP_QDRANT_URL="$RB_QDRANT_URL" \
+            QSNAP_SNAPSHOT_METHOD=shards QSNAP_SCHEDULE=off QSNAP_COMPRESSION=gzip:1 \
+            "$RB_BIN" backup -c agent-memory >"$RB_WORK/shards-backup.log" 2>&1 ||
+            echo "FAIL: [$__label] the shards backup for the block failed: $(tail -n 3 "$RB_WORK/shards-backup.log")"
+        __want=$(__points agent-memory)
+        curl -sf -X DELETE "$RB_QDRANT_URL/collections/agent-memory" >/dev/null
+        ;;
     "Rotate keys#1") __old_token=$TOKEN ;;
     esac
 }
@@ -107,6 +125,17 @@ __end() {
         __check "agent-memory is back with its $__want points" [ "$(__points agent-memory)" = "$__want" ]
         __check "uploaded with the manifest's checksum" \
             [ "$(__standin __standin/state | jq -r '.collections["agent-memory"].restored_from_sha256')" = "$(jq -r .sha256 manifest.json)" ]
+        ;;
+    "Restore without qsnap#2")
+        __check "sha256sum accepted every shard" __has 'shard: OK'
+        __check "agent-memory is back with its $__want points" [ "$(__points agent-memory)" = "$__want" ]
+        __check "from the shards manifest" [ "$(jq -r .method manifest.json)" = shards ]
+        __check "every shard uploaded with its checksum" \
+            [ "$(__standin __standin/state | jq '[.uploads[] | select(.collection == "agent-memory" and .shard != null and .checksum_param == .sha256 and .status == 200)] | length')" -ge 1 ]
+        __check "its payload index is back" \
+            [ "$(__standin collections/agent-memory | jq -r '.result.payload_schema.agent.data_type')" = keyword ]
+        __check "its alias points at it again" \
+            [ "$(__standin aliases | jq -r '.result.aliases[] | select(.alias_name == "memory") | .collection_name')" = agent-memory ]
         ;;
     "Lost PVC#1")
         __check "the old pod was force-deleted after the wait timed out" \
