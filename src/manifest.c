@@ -635,6 +635,10 @@ int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out)
     qs_time_rfc3339(m->created, created);
     if (rc == 0)
         rc = qs_buf_printf(out, "{\n  \"format\": %d", m->format);
+    /* format_version names the same number for scripts (format 2 on);
+     * format stays, the field every release reads. */
+    if (rc == 0 && v2)
+        rc = qs_buf_printf(out, ",\n  \"format_version\": %d", m->format);
     if (rc == 0)
         rc = append_string_field(out, "collection", m->collection);
     if (rc == 0)
@@ -837,6 +841,16 @@ static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error 
                             (unsigned long long)u, QS_MANIFEST_FORMAT);
     m->format = (int)u;
     const bool v2 = m->format != QS_MANIFEST_FORMAT_V1;
+    /* Format 2 writes the number twice ("format" for every release,
+     * "format_version" for scripts); they must agree. */
+    uint64_t fv;
+    int have_fv;
+    if ((rc = get_uint(root, "format_version", OPTIONAL, &fv, &have_fv, err)) != 0)
+        return rc;
+    if (have_fv && fv != u)
+        return field_error(err, "format_version", "must equal \"format\"");
+    if (v2 && !have_fv)
+        return field_error(err, "format_version", "missing");
 
     const char *collection, *snapshot, *mode, *created, *sha, *compression, *object, *qv, *sv;
     const char *method;

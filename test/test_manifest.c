@@ -897,6 +897,7 @@ Test(manifest, v2_render_exact_and_roundtrip)
     char *text = render(&m);
     const char *want = "{\n"
                        "  \"format\": 2,\n"
+                       "  \"format_version\": 2,\n"
                        "  \"collection\": \"agent-memory\",\n"
                        "  \"snapshot\": \"" SNAP "\",\n"
                        "  \"mode\": \"collections\",\n"
@@ -945,6 +946,7 @@ Test(manifest, shards_render_exact_and_roundtrip)
     const char *want =
         "{\n"
         "  \"format\": 2,\n"
+        "  \"format_version\": 2,\n"
         "  \"collection\": \"agent-memory\",\n"
         "  \"snapshot\": \"" RUN "\",\n"
         "  \"mode\": \"collections\",\n"
@@ -1025,6 +1027,11 @@ Test(manifest, v2_rules)
     expect_parse_error(&m, "\"collection_config\": ", "\"collection_config_x\": ", QS_EINVAL,
                        "\"collection_config\": missing");
     expect_parse_error(&m, "\"format\": 2", "\"format\": 3", QS_EPROTO, "newer");
+    /* format_version repeats format (for scripts) and must agree with it. */
+    expect_parse_error(&m, "\"format_version\": 2", "\"format_version\": 1", QS_EINVAL,
+                       "\"format_version\": must equal");
+    expect_parse_error(&m, "  \"format_version\": 2,\n", "", QS_EINVAL,
+                       "\"format_version\": missing");
     /* A collection backup lists no shards. */
     expect_parse_error(&m, "\"qsnap_version\"", "\"shards\": [], \"qsnap_version\"", QS_EINVAL,
                        "only a shards backup");
