@@ -334,9 +334,7 @@ static double parse_q(const char *p, const char *end)
                 n++;
             memcpy(num, v, n);
             num[n] = '\0';
-            char *e;
-            q = strtod(num, &e);
-            if (n == 0 || *e != '\0' || !(q >= 0 && q <= 1))
+            if (qs_parse_double(num, &q) != 0 || !(q >= 0 && q <= 1))
                 return 0;
         }
     }

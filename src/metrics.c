@@ -483,11 +483,10 @@ static void refresh_process(struct qs_metrics *m)
             char sbuf[4096];
             if (read_small_file("/proc/stat", sbuf, sizeof(sbuf)) != NULL) {
                 char *bt = strstr(sbuf, "\nbtime ");
-                if (bt != NULL) {
-                    double btime = strtod(bt + 7, NULL);
+                uint64_t btime;
+                if (bt != NULL && qs_parse_u64_prefix(bt + 7, NULL, &btime) == 0)
                     qs_metrics_set(m, QS_MN(PROCESS_START), NULL,
-                                   btime + (double)start / (double)ticks);
-                }
+                                   (double)btime + (double)start / (double)ticks);
             }
         }
     }
@@ -555,7 +554,8 @@ void qs_metrics_format_value(double v, char out[static 32])
     }
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(out, 32, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
+        double back;
+        if (qs_parse_double(out, &back) == 0 && back == v)
             return;
     }
 }

@@ -1,5 +1,6 @@
 #include <cJSON.h>
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,6 +81,35 @@ Test(util, injectable_clock)
     cr_assert_eq(qs_clock_now(), 1234);
     qs_clock_set(NULL, NULL);
     cr_assert_gt(qs_clock_now(), 1700000000);
+}
+
+Test(util, parse_u64_and_double_check_the_whole_number)
+{
+    uint64_t v = 7;
+    cr_assert_eq(qs_parse_u64("0", &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(qs_parse_u64("18446744073709551615", &v), 0);
+    cr_assert_eq(v, UINT64_MAX);
+    const char *bad[] = {"", " 1", "+1", "-1", "1 ", "1x", "18446744073709551616", "0x10", NULL};
+    for (int i = 0; bad[i] != NULL; i++)
+        cr_assert_eq(qs_parse_u64(bad[i], &v), QS_EINVAL, "%s", bad[i]);
+    cr_assert_eq(qs_parse_u64(NULL, &v), QS_EINVAL);
+    const char *end = NULL;
+    cr_assert_eq(qs_parse_u64_prefix("1712345678\nprocs 3", &end, &v), 0);
+    cr_assert_eq(v, 1712345678);
+    cr_assert_str_eq(end, "\nprocs 3");
+    cr_assert_eq(qs_parse_u64_prefix("x1", &end, &v), QS_EINVAL);
+
+    double d = 0;
+    cr_assert_eq(qs_parse_double("0.5", &d), 0);
+    cr_assert_eq(d, 0.5);
+    cr_assert_eq(qs_parse_double("-1e3", &d), 0);
+    cr_assert_eq(d, -1000.0);
+    cr_assert_eq(qs_parse_double("5e-324", &d), 0); /* underflows to the nearest value */
+    cr_assert_gt(d, 0);
+    const char *dbad[] = {"", " 1", "1 ", "0.5x", "1e999", "inf", "nan", "-inf", NULL};
+    for (int i = 0; dbad[i] != NULL; i++)
+        cr_assert_eq(qs_parse_double(dbad[i], &d), QS_EINVAL, "%s", dbad[i]);
 }
 
 Test(util, sha256_and_hex)

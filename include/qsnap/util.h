@@ -85,7 +85,21 @@ void qs_sha256_update(struct qs_sha256 *h, const void *data, size_t len);
 void qs_sha256_final(struct qs_sha256 *h, char out[static 65]);
 void qs_sha256_deinit(struct qs_sha256 *h);
 
-/* ---- parsing ------------------------------------------------------------- */
+/* ---- parsing -------------------------------------------------------------
+ * qs_parse_u64_prefix and qs_parse_double are the only callers of the strto*
+ * functions in qsnap (test/check-banned.sh allows them nowhere else): they
+ * check the end pointer and errno, so a partial, signed or out-of-range
+ * number is an error. */
+/* The decimal digits at the start of s (at least one; no sign, no space) into
+ * *out; *end (may be NULL) gets the first character after them. Returns 0, or
+ * QS_EINVAL when s starts with no digit or the number exceeds UINT64_MAX. */
+int qs_parse_u64_prefix(const char *s, const char **end, uint64_t *out);
+/* All of s as such a number. Returns 0 or QS_EINVAL. */
+int qs_parse_u64(const char *s, uint64_t *out);
+/* All of s as a finite floating-point number in strtod's syntax, without
+ * leading white space, "inf" or "nan" (a result too small to represent is
+ * the nearest value). Returns 0 or QS_EINVAL. */
+int qs_parse_double(const char *s, double *out);
 /* "123", "16MiB", "1GiB", "512KiB", "10B" -> bytes. Returns 0 or QS_EINVAL. */
 int qs_parse_size(const char *s, uint64_t *out);
 /* "30s", "5m", "2h", "7d", "0s" -> seconds. Returns 0 or QS_EINVAL. */
