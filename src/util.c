@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,19 +18,27 @@
 
 #include "qsnap/error.h"
 
+/* The installed clock: fn and ud change together, under clock_mu. */
+static pthread_mutex_t clock_mu = PTHREAD_MUTEX_INITIALIZER;
 static qs_clock_fn clock_fn;
 static void *clock_ud;
 
 void qs_clock_set(qs_clock_fn fn, void *ud)
 {
-    clock_ud = ud;
+    pthread_mutex_lock(&clock_mu);
     clock_fn = fn;
+    clock_ud = ud;
+    pthread_mutex_unlock(&clock_mu);
 }
 
 int64_t qs_clock_now(void)
 {
-    if (clock_fn != NULL)
-        return clock_fn(clock_ud);
+    pthread_mutex_lock(&clock_mu);
+    qs_clock_fn fn = clock_fn;
+    void *ud = clock_ud;
+    pthread_mutex_unlock(&clock_mu);
+    if (fn != NULL)
+        return fn(ud);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec;

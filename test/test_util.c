@@ -1,5 +1,6 @@
 #include <cJSON.h>
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -81,6 +82,39 @@ Test(util, injectable_clock)
     cr_assert_eq(qs_clock_now(), 1234);
     qs_clock_set(NULL, NULL);
     cr_assert_gt(qs_clock_now(), 1700000000);
+}
+
+/* Under ThreadSanitizer (scripts/test.sh) an unsynchronised clock is a
+ * reported race: installing a clock while another thread reads it must be
+ * safe, and a reader sees one installed clock, never a torn fn/ud pair. */
+struct clock_reader {
+    int64_t bad; /* a reading that came from no installed clock */
+    int stop;    /* atomic */
+};
+
+static void *read_clock(void *arg)
+{
+    struct clock_reader *r = arg;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        int64_t t = qs_clock_now();
+        if (t != 1111 && t != 2222 && t < 1700000000)
+            r->bad = t;
+    }
+    return NULL;
+}
+
+Test(util, clock_installed_while_another_thread_reads_it)
+{
+    static int64_t a = 1111, b = 2222;
+    struct clock_reader r = {0, 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, read_clock, &r), 0);
+    for (int i = 0; i < 3000; i++)
+        qs_clock_set(i % 3 == 2 ? NULL : fixed_clock, i % 3 == 0 ? &a : &b);
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    qs_clock_set(NULL, NULL);
+    cr_assert_eq(r.bad, 0, "read %lld", (long long)r.bad);
 }
 
 Test(util, parse_u64_and_double_check_the_whole_number)

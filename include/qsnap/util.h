@@ -50,7 +50,9 @@ typedef ssize_t (*qs_source_fn)(void *buf, size_t cap, void *ud);
  * drive schedules without sleeping. The default is CLOCK_REALTIME. */
 typedef int64_t (*qs_clock_fn)(void *ud);
 
-/* Installs a clock (fn may be NULL to restore the real one; ud borrowed). */
+/* Installs a clock (fn may be NULL to restore the real one). Any thread may
+ * call both functions; ud is borrowed and must stay valid while a thread may
+ * still be reading the clock it was installed with. */
 void qs_clock_set(qs_clock_fn fn, void *ud);
 /* Current wall-clock time in whole seconds since the epoch (UTC). */
 int64_t qs_clock_now(void);
