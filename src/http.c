@@ -231,20 +231,6 @@ int qs_http_query_get(const char *query, const char *name, char *out, size_t cap
     return 0;
 }
 
-/* A parameter name for a message: printable and bounded. */
-static void show_name(const char *name, size_t n, char *out, size_t cap)
-{
-    size_t o = 0, i = 0;
-    for (; i < n && o + 4 < cap && o < 64; i++)
-        out[o++] = (name[i] > 0x20 && name[i] < 0x7f) ? name[i] : '?';
-    if (i < n && cap > 4) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    if (cap > 0)
-        out[o] = '\0';
-}
-
 int qs_http_query_check(const char *query, const char *const *allowed, char *msg, size_t cap)
 {
     if (query == NULL || *query == '\0')
@@ -268,10 +254,10 @@ int qs_http_query_check(const char *query, const char *const *allowed, char *msg
             snprintf(msg, cap, "empty query parameter name");
             return QS_EINVAL;
         }
-        size_t kn;
-        int rc = pct_decode(p, klen, 1, 0, key, sizeof(key), &kn);
+        int rc = pct_decode(p, klen, 1, 0, key, sizeof(key), NULL);
         if (rc == QS_ETOOBIG) {
-            show_name(p, klen, shown, sizeof(shown));
+            /* The name is longer than the 64 characters shown. */
+            qs_printable(shown, sizeof(shown), p, 64);
             snprintf(msg, cap, "unknown query parameter '%s'", shown);
             return QS_EINVAL;
         }
@@ -282,7 +268,7 @@ int qs_http_query_check(const char *query, const char *const *allowed, char *msg
         size_t k = 0;
         while (k < nallowed && strcmp(allowed[k], key) != 0)
             k++;
-        show_name(key, kn, shown, sizeof(shown));
+        qs_printable(shown, sizeof(shown), key, 64);
         if (k == nallowed) {
             snprintf(msg, cap, "unknown query parameter '%s'", shown);
             return QS_EINVAL;
