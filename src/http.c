@@ -606,20 +606,14 @@ static void apply_defaults(struct qs_http_server_opts *o, const struct qs_http_s
         *o = *in;
     else
         memset(o, 0, sizeof(*o));
-    if (o->timeout_ms == 0)
-        o->timeout_ms = QS_HTTP_DEFAULT_TIMEOUT_MS;
-    if (o->max_conns == 0)
-        o->max_conns = QS_HTTP_DEFAULT_MAX_CONNS;
-    if (o->max_head == 0)
-        o->max_head = QS_HTTP_DEFAULT_MAX_HEAD;
-    if (o->max_body == 0)
-        o->max_body = QS_HTTP_DEFAULT_MAX_BODY;
-    if (o->max_pending == 0)
-        o->max_pending = QS_HTTP_DEFAULT_MAX_PENDING;
-    if (o->idle_ms == 0)
-        o->idle_ms = QS_HTTP_DEFAULT_IDLE_MS;
-    if (o->max_requests == 0)
-        o->max_requests = QS_HTTP_DEFAULT_MAX_REQUESTS;
+    /* 0 means "the default" in every field. */
+    o->timeout_ms = o->timeout_ms != 0 ? o->timeout_ms : QS_HTTP_DEFAULT_TIMEOUT_MS;
+    o->max_conns = o->max_conns != 0 ? o->max_conns : QS_HTTP_DEFAULT_MAX_CONNS;
+    o->max_head = o->max_head != 0 ? o->max_head : QS_HTTP_DEFAULT_MAX_HEAD;
+    o->max_body = o->max_body != 0 ? o->max_body : QS_HTTP_DEFAULT_MAX_BODY;
+    o->max_pending = o->max_pending != 0 ? o->max_pending : QS_HTTP_DEFAULT_MAX_PENDING;
+    o->idle_ms = o->idle_ms != 0 ? o->idle_ms : QS_HTTP_DEFAULT_IDLE_MS;
+    o->max_requests = o->max_requests != 0 ? o->max_requests : QS_HTTP_DEFAULT_MAX_REQUESTS;
 }
 
 static int fail(struct qs_http_reader *r, int status)
@@ -1680,13 +1674,11 @@ static void head_done(struct conn *c)
     }
 }
 
-/* The first byte of a request on a kept-alive connection: the request's
- * deadline starts now (short while the slots are mostly taken). */
-static void conn_begin_request(struct conn *c)
+/* Starts the deadline of a request's head: the full request timeout, or a
+ * short one while the connection slots are mostly taken. */
+static void start_head_deadline(struct conn *c)
 {
     struct qs_http_server *s = c->server;
-    c->started_at = uv_now(s->loop);
-    conn_enqueue(c, CLS_HEAD);
     uint64_t deadline = s->opts.timeout_ms;
     c->full_deadline = 1;
     if (under_pressure(s) && deadline > PRESSURE_HEAD_MS) {
@@ -1694,6 +1686,16 @@ static void conn_begin_request(struct conn *c)
         c->full_deadline = 0;
     }
     uv_timer_start(&c->timer, conn_timer_cb, deadline, 0);
+}
+
+/* The first byte of a request on a kept-alive connection: the request's
+ * deadline starts now (short while the slots are mostly taken). */
+static void conn_begin_request(struct conn *c)
+{
+    struct qs_http_server *s = c->server;
+    c->started_at = uv_now(s->loop);
+    conn_enqueue(c, CLS_HEAD);
+    start_head_deadline(c);
 }
 
 /* Keeps bytes (borrowed) that arrived after the request being answered.
@@ -1828,13 +1830,7 @@ static void connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    uint64_t deadline = s->opts.timeout_ms;
-    c->full_deadline = 1;
-    if (under_pressure(s) && deadline > PRESSURE_HEAD_MS) {
-        deadline = PRESSURE_HEAD_MS;
-        c->full_deadline = 0;
-    }
-    uv_timer_start(&c->timer, conn_timer_cb, deadline, 0);
+    start_head_deadline(c);
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
         conn_close(c);
         return;
