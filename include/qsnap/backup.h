@@ -1,4 +1,4 @@
-/* A backup run (SPEC section 4), as blocking worker-thread code.
+/* A backup run, as blocking worker-thread code.
  *
  * For each collection: create a snapshot in Qdrant (retried), stream its
  * download through SHA-256 (and gzip when configured) into a streaming put at

@@ -1,4 +1,4 @@
-/* Backup manifests and object key naming (SPEC sections 4.3 and 4.5).
+/* Backup manifests and object key naming.
  *
  * Pure module: no I/O. A backup of snapshot S of collection C consists of two
  * objects below the destination prefix (the storage layer adds the prefix;

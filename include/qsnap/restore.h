@@ -1,4 +1,4 @@
-/* Restore (SPEC section 6) and restore drills, as blocking worker-thread
+/* Restore and restore drills, as blocking worker-thread
  * code: read the manifest (refuse without one), stream the object from the
  * destination through gunzip when needed into Qdrant's snapshot upload
  * (multipart/form-data, checksum and priority=snapshot), with no local
