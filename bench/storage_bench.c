@@ -113,10 +113,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: storage_bench put MIB [PART_MIB] | emit MIB\n");
         return 2;
     }
-    uint64_t mib = strtoull(argv[2], NULL, 10);
+    uint64_t mib, part_mib = 16;
+    if (qs_parse_u64(argv[2], &mib) != 0 || (argc > 3 && qs_parse_u64(argv[3], &part_mib) != 0)) {
+        fprintf(stderr, "storage_bench: MIB and PART_MIB are whole numbers\n");
+        return 2;
+    }
     if (strcmp(argv[1], "emit") == 0)
         return emit(mib);
     if (strcmp(argv[1], "put") == 0)
-        return put(mib, argc > 3 ? strtoull(argv[3], NULL, 10) : 16);
+        return put(mib, part_mib);
     return 2;
 }

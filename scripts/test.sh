@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The test command: installs dependencies, builds a normal and an
-# ASan+UBSan configuration (both with the test hooks), starts a throwaway
-# radosgw, runs every meson test suite (unit + integration) in both builds
-# plus the extra check scripts (test/check-*.sh: among them, that a release
-# build holds no test hook), and prints a summary ending in "N passed, N
-# failed". Exits non-zero on any
-# failure. Runs from any directory, without a terminal (CI=true).
+# The test command: installs dependencies, builds a normal, an ASan+UBSan and
+# a ThreadSanitizer configuration (all with the test hooks), starts a
+# throwaway radosgw, runs every meson test suite (unit + integration) in the
+# normal build and every C suite in the two sanitizer builds, plus the extra
+# check scripts (test/check-*.sh: among them, that a release build holds no
+# test hook and that no banned C function is called), and prints a summary
+# ending in "N passed, N failed". Exits non-zero on any failure. Runs from
+# any directory, without a terminal (CI=true).
 #
 # Environment knobs:
 #   QSNAP_BUILD_DIR       normal build directory          (default build)
@@ -14,6 +15,9 @@
 #                         compiles with both gcc and clang; gcc works too)
 #   QSNAP_SKIP_DEPS=1     do not run scripts/install-deps.sh
 #   QSNAP_SKIP_ASAN=1     skip the sanitizer build and its tests
+#   QSNAP_TSAN_BUILD_DIR  ThreadSanitizer build directory (default build-tsan)
+#   QSNAP_TSAN_CC         compiler for the ThreadSanitizer build (default clang)
+#   QSNAP_SKIP_TSAN=1     skip the ThreadSanitizer build and its tests
 #   QSNAP_FUZZ_SECONDS    time per fuzz run when scripts/fuzz.sh exists (default 30)
 #   QSNAP_TEST_ARGS       extra arguments for every `meson test` (e.g. a test name)
 #   QSNAP_VALGRIND=1      also run the unit suite of the normal build under valgrind
@@ -27,15 +31,18 @@ cd "$ROOT" || exit 1
 BUILD=${QSNAP_BUILD_DIR:-build}
 ASAN_BUILD=${QSNAP_ASAN_BUILD_DIR:-build-asan}
 ASAN_CC=${QSNAP_ASAN_CC:-clang}
+TSAN_BUILD=${QSNAP_TSAN_BUILD_DIR:-build-tsan}
+TSAN_CC=${QSNAP_TSAN_CC:-clang}
 FUZZ_SECONDS=${QSNAP_FUZZ_SECONDS:-30}
 read -r -a EXTRA_TEST_ARGS <<<"${QSNAP_TEST_ARGS:-}"
 SKIP_DEPS=${QSNAP_SKIP_DEPS:-0}
 SKIP_ASAN=${QSNAP_SKIP_ASAN:-0}
+SKIP_TSAN=${QSNAP_SKIP_TSAN:-0}
 VALGRIND=${QSNAP_VALGRIND:-0}
 # qsnap warns about QSNAP_* variables it does not know, and the tests run it
 # with this environment: keep the script's own knobs out of it.
 unset QSNAP_BUILD_DIR QSNAP_ASAN_BUILD_DIR QSNAP_ASAN_CC QSNAP_FUZZ_SECONDS QSNAP_TEST_ARGS \
-    QSNAP_SKIP_DEPS QSNAP_SKIP_ASAN QSNAP_VALGRIND
+    QSNAP_SKIP_DEPS QSNAP_SKIP_ASAN QSNAP_VALGRIND QSNAP_TSAN_BUILD_DIR QSNAP_TSAN_CC QSNAP_SKIP_TSAN
 export CI=${CI:-true}
 export NO_PROXY=127.0.0.1,localhost no_proxy=127.0.0.1,localhost
 unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
@@ -188,6 +195,54 @@ build_asan() {
         ninja -C "$ASAN_BUILD"
 }
 
+# The suites link test/criterion-lite there (Criterion's own runner cannot
+# start under ThreadSanitizer; test/meson.build picks the replacement).
+build_tsan() {
+    configure "$TSAN_BUILD" "$TSAN_CC" -Dtests=true -Dtest_hooks=true \
+        -Db_sanitize=thread -Db_lundef=false &&
+        ninja -C "$TSAN_BUILD"
+}
+
+# Every C suite: the Python stand-in conformance test does not depend on the
+# build and runs in the normal build only.
+c_suites() { # dir
+    meson test -C "$1" --list --suite unit --suite integration 2>/dev/null |
+        sed -n 's#^.* / ##p' | grep -vx standin_conformance
+}
+
+# Runs the C suites of the ThreadSanitizer build. Every report, from a test
+# process or from a qsnap the tests started, goes to a file of its own
+# (log_path), so one in a daemon whose exit status a test does not look at
+# still fails the step. TSAN_OPTIONS:
+#   halt_on_error=1                  the first race ends the process
+#   atexit_sleep_ms=0                no 1 s pause at every exit (the suites
+#                                    time how fast qsnap exits on a signal)
+#   ignore_noninstrumented_modules=1 interceptors called from the libraries
+#       (which are not instrumented) check no memory: libuv closes
+#       descriptors with syscall(SYS_close), which ThreadSanitizer never
+#       sees, so a descriptor number reused after libuv closed it would look
+#       shared between libuv's old read() and a worker's new open(). Locks,
+#       condition variables and thread creation stay tracked, so a race in
+#       qsnap's code (on the threadpool, the job worker or an upload thread)
+#       is still reported.
+#   suppressions=scripts/tsan.supp   third-party code only (none needed today)
+run_tsan_tests() {
+    local reports rc f
+    reports=$(mktemp -d /tmp/qsnap-tsan-reports.XXXXXX)
+    export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0:ignore_noninstrumented_modules=1:suppressions=$ROOT/scripts/tsan.supp:log_path=$reports/report"
+    mapfile -t TSAN_TESTS < <(c_suites "$TSAN_BUILD")
+    run_meson_tests "$TSAN_BUILD" "$TSAN_BUILD" --timeout-multiplier 2 "${TSAN_TESTS[@]}"
+    rc=$?
+    for f in "$reports"/report.*; do
+        [ -f "$f" ] || continue
+        echo "test.sh: ThreadSanitizer report $(basename "$f"):" >&2
+        cat "$f" >&2
+        rc=1
+    done
+    rm -rf "$reports"
+    return "$rc"
+}
+
 run_meson_tests() { # dir tag [meson test args...]
     local dir=$1 tag=$2 rc
     shift 2
@@ -214,6 +269,10 @@ asan_ok=0
 if [ "$SKIP_ASAN" != 1 ]; then
     step "build ASan+UBSan ($ASAN_BUILD, $ASAN_CC)" build_asan && asan_ok=1
 fi
+tsan_ok=0
+if [ "$SKIP_TSAN" != 1 ]; then
+    step "build ThreadSanitizer ($TSAN_BUILD, $TSAN_CC)" build_tsan && tsan_ok=1
+fi
 
 # 3. the S3 peer
 RGW_DIR=$(mktemp -d /tmp/qsnap-ci-rgw.XXXXXX)
@@ -237,14 +296,17 @@ if [ $asan_ok = 1 ]; then
     export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1:print_stacktrace=1:detect_stack_use_after_return=1:strict_string_checks=1"
     export UBSAN_OPTIONS="halt_on_error=1:abort_on_error=1:print_stacktrace=1"
     export LSAN_OPTIONS="suppressions=$ROOT/scripts/lsan.supp:print_suppressions=0"
-    # Every C test; the Python stand-in conformance test does not depend on
-    # the build and already ran above.
-    mapfile -t ASAN_TESTS < <(meson test -C "$ASAN_BUILD" --list --suite unit --suite integration 2>/dev/null |
-        sed -n 's#^.* / ##p' | grep -vx standin_conformance)
+    mapfile -t ASAN_TESTS < <(c_suites "$ASAN_BUILD")
     step "meson test ($ASAN_BUILD, unit + integration)" run_meson_tests "$ASAN_BUILD" "$ASAN_BUILD" \
         --timeout-multiplier 2 "${ASAN_TESTS[@]}"
     count_results "$ASAN_BUILD"
     unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+fi
+
+# 5a. tests, ThreadSanitizer build: the same C suites
+if [ $tsan_ok = 1 ]; then
+    step "meson test ($TSAN_BUILD, unit + integration)" run_tsan_tests
+    count_results "$TSAN_BUILD"
 fi
 
 # 5b. valgrind (opt-in)

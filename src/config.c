@@ -1,4 +1,4 @@
-/* Configuration from QSNAP_* environment variables (SPEC section 3). */
+/* Configuration from QSNAP_* environment variables (see config.h). */
 #include "qsnap/config.h"
 
 #include <arpa/inet.h>

@@ -231,20 +231,6 @@ int qs_http_query_get(const char *query, const char *name, char *out, size_t cap
     return 0;
 }
 
-/* A parameter name for a message: printable and bounded. */
-static void show_name(const char *name, size_t n, char *out, size_t cap)
-{
-    size_t o = 0, i = 0;
-    for (; i < n && o + 4 < cap && o < 64; i++)
-        out[o++] = (name[i] > 0x20 && name[i] < 0x7f) ? name[i] : '?';
-    if (i < n && cap > 4) {
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    if (cap > 0)
-        out[o] = '\0';
-}
-
 int qs_http_query_check(const char *query, const char *const *allowed, char *msg, size_t cap)
 {
     if (query == NULL || *query == '\0')
@@ -268,10 +254,10 @@ int qs_http_query_check(const char *query, const char *const *allowed, char *msg
             snprintf(msg, cap, "empty query parameter name");
             return QS_EINVAL;
         }
-        size_t kn;
-        int rc = pct_decode(p, klen, 1, 0, key, sizeof(key), &kn);
+        int rc = pct_decode(p, klen, 1, 0, key, sizeof(key), NULL);
         if (rc == QS_ETOOBIG) {
-            show_name(p, klen, shown, sizeof(shown));
+            /* The name is longer than the 64 characters shown. */
+            qs_printable(shown, sizeof(shown), p, 64);
             snprintf(msg, cap, "unknown query parameter '%s'", shown);
             return QS_EINVAL;
         }
@@ -282,7 +268,7 @@ int qs_http_query_check(const char *query, const char *const *allowed, char *msg
         size_t k = 0;
         while (k < nallowed && strcmp(allowed[k], key) != 0)
             k++;
-        show_name(key, kn, shown, sizeof(shown));
+        qs_printable(shown, sizeof(shown), key, 64);
         if (k == nallowed) {
             snprintf(msg, cap, "unknown query parameter '%s'", shown);
             return QS_EINVAL;
@@ -334,9 +320,7 @@ static double parse_q(const char *p, const char *end)
                 n++;
             memcpy(num, v, n);
             num[n] = '\0';
-            char *e;
-            q = strtod(num, &e);
-            if (n == 0 || *e != '\0' || !(q >= 0 && q <= 1))
+            if (qs_parse_double(num, &q) != 0 || !(q >= 0 && q <= 1))
                 return 0;
         }
     }
@@ -622,20 +606,14 @@ static void apply_defaults(struct qs_http_server_opts *o, const struct qs_http_s
         *o = *in;
     else
         memset(o, 0, sizeof(*o));
-    if (o->timeout_ms == 0)
-        o->timeout_ms = QS_HTTP_DEFAULT_TIMEOUT_MS;
-    if (o->max_conns == 0)
-        o->max_conns = QS_HTTP_DEFAULT_MAX_CONNS;
-    if (o->max_head == 0)
-        o->max_head = QS_HTTP_DEFAULT_MAX_HEAD;
-    if (o->max_body == 0)
-        o->max_body = QS_HTTP_DEFAULT_MAX_BODY;
-    if (o->max_pending == 0)
-        o->max_pending = QS_HTTP_DEFAULT_MAX_PENDING;
-    if (o->idle_ms == 0)
-        o->idle_ms = QS_HTTP_DEFAULT_IDLE_MS;
-    if (o->max_requests == 0)
-        o->max_requests = QS_HTTP_DEFAULT_MAX_REQUESTS;
+    /* 0 means "the default" in every field. */
+    o->timeout_ms = o->timeout_ms != 0 ? o->timeout_ms : QS_HTTP_DEFAULT_TIMEOUT_MS;
+    o->max_conns = o->max_conns != 0 ? o->max_conns : QS_HTTP_DEFAULT_MAX_CONNS;
+    o->max_head = o->max_head != 0 ? o->max_head : QS_HTTP_DEFAULT_MAX_HEAD;
+    o->max_body = o->max_body != 0 ? o->max_body : QS_HTTP_DEFAULT_MAX_BODY;
+    o->max_pending = o->max_pending != 0 ? o->max_pending : QS_HTTP_DEFAULT_MAX_PENDING;
+    o->idle_ms = o->idle_ms != 0 ? o->idle_ms : QS_HTTP_DEFAULT_IDLE_MS;
+    o->max_requests = o->max_requests != 0 ? o->max_requests : QS_HTTP_DEFAULT_MAX_REQUESTS;
 }
 
 static int fail(struct qs_http_reader *r, int status)
@@ -1696,13 +1674,11 @@ static void head_done(struct conn *c)
     }
 }
 
-/* The first byte of a request on a kept-alive connection: the request's
- * deadline starts now (short while the slots are mostly taken). */
-static void conn_begin_request(struct conn *c)
+/* Starts the deadline of a request's head: the full request timeout, or a
+ * short one while the connection slots are mostly taken. */
+static void start_head_deadline(struct conn *c)
 {
     struct qs_http_server *s = c->server;
-    c->started_at = uv_now(s->loop);
-    conn_enqueue(c, CLS_HEAD);
     uint64_t deadline = s->opts.timeout_ms;
     c->full_deadline = 1;
     if (under_pressure(s) && deadline > PRESSURE_HEAD_MS) {
@@ -1710,6 +1686,16 @@ static void conn_begin_request(struct conn *c)
         c->full_deadline = 0;
     }
     uv_timer_start(&c->timer, conn_timer_cb, deadline, 0);
+}
+
+/* The first byte of a request on a kept-alive connection: the request's
+ * deadline starts now (short while the slots are mostly taken). */
+static void conn_begin_request(struct conn *c)
+{
+    struct qs_http_server *s = c->server;
+    c->started_at = uv_now(s->loop);
+    conn_enqueue(c, CLS_HEAD);
+    start_head_deadline(c);
 }
 
 /* Keeps bytes (borrowed) that arrived after the request being answered.
@@ -1844,13 +1830,7 @@ static void connection_cb(uv_stream_t *listener, int status)
         conn_close(c);
         return;
     }
-    uint64_t deadline = s->opts.timeout_ms;
-    c->full_deadline = 1;
-    if (under_pressure(s) && deadline > PRESSURE_HEAD_MS) {
-        deadline = PRESSURE_HEAD_MS;
-        c->full_deadline = 0;
-    }
-    uv_timer_start(&c->timer, conn_timer_cb, deadline, 0);
+    start_head_deadline(c);
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0) {
         conn_close(c);
         return;

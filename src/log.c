@@ -427,8 +427,9 @@ void qs_logv(enum qs_log_level level, const struct qs_log_ctx *ctx, const char *
     size_t n = l->len;
     l->buf[n++] = '\n';
     const char *p = l->buf;
+    int fd = __atomic_load_n(&log_fd, __ATOMIC_RELAXED);
     while (n > 0) {
-        ssize_t w = write(log_fd, p, n);
+        ssize_t w = write(fd, p, n);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)

@@ -483,11 +483,10 @@ static void refresh_process(struct qs_metrics *m)
             char sbuf[4096];
             if (read_small_file("/proc/stat", sbuf, sizeof(sbuf)) != NULL) {
                 char *bt = strstr(sbuf, "\nbtime ");
-                if (bt != NULL) {
-                    double btime = strtod(bt + 7, NULL);
+                uint64_t btime;
+                if (bt != NULL && qs_parse_u64_prefix(bt + 7, NULL, &btime) == 0)
                     qs_metrics_set(m, QS_MN(PROCESS_START), NULL,
-                                   btime + (double)start / (double)ticks);
-                }
+                                   (double)btime + (double)start / (double)ticks);
             }
         }
     }
@@ -555,7 +554,8 @@ void qs_metrics_format_value(double v, char out[static 32])
     }
     for (int prec = 15; prec <= 17; prec++) {
         snprintf(out, 32, "%.*g", prec, v);
-        if (strtod(out, NULL) == v)
+        double back;
+        if (qs_parse_double(out, &back) == 0 && back == v)
             return;
     }
 }
@@ -567,12 +567,12 @@ static int cmp_family(const void *a, const void *b)
     return strcmp(fa->name, fb->name);
 }
 
-static size_t sort_nlabels; /* loop-thread only, like the rest of the registry */
-
-static int cmp_series(const void *a, const void *b)
+/* arg: the family's label count (size_t). */
+static int cmp_series(const void *a, const void *b, void *arg)
 {
     const struct series *sa = a, *sb = b;
-    for (size_t i = 0; i < sort_nlabels; i++) {
+    size_t nlabels = *(const size_t *)arg;
+    for (size_t i = 0; i < nlabels; i++) {
         int c = strcmp(sa->values[i], sb->values[i]);
         if (c != 0)
             return c;
@@ -585,8 +585,7 @@ static int render_family(struct family *f, struct qs_buf *out)
     int rc = 0;
     if (f->nseries == 0)
         return 0;
-    sort_nlabels = f->nlabels;
-    qsort(f->series, f->nseries, sizeof(struct series), cmp_series);
+    qsort_r(f->series, f->nseries, sizeof(struct series), cmp_series, &f->nlabels);
     rc |= qs_buf_printf(out, "# HELP %s ", f->name);
     rc |= escape_help(out, f->help);
     rc |= qs_buf_printf(out, "\n# TYPE %s %s\n", f->name,

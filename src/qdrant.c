@@ -148,20 +148,6 @@ void qs_collection_info_deinit(struct qs_collection_info *ci)
     ci->payload_schema_json = NULL;
 }
 
-/* A name as it may appear in an error message: printable, bounded. */
-static void msg_name(char *out, size_t cap, const char *s)
-{
-    size_t o = 0;
-    for (; *s != '\0' && o + 1 < cap; s++)
-        out[o++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
-    if (*s != '\0' && cap > 4) {
-        o = o > cap - 4 ? cap - 4 : o;
-        memcpy(out + o, "...", 3);
-        o += 3;
-    }
-    out[cap > 0 ? o : 0] = '\0';
-}
-
 /* Removes every occurrence of secret from msg (in place). */
 static void scrub(char *msg, size_t cap, const char *secret)
 {
@@ -208,7 +194,7 @@ static void server_message(const char *body, size_t len, int truncated, char *ou
         if (!cJSON_IsString(e))
             e = cJSON_GetObjectItemCaseSensitive(j, "message");
         if (cJSON_IsString(e) && e->valuestring != NULL)
-            msg_name(out, cap < QD_MSG_MAX ? cap : QD_MSG_MAX, e->valuestring);
+            qs_printable(out, cap < QD_MSG_MAX ? cap : QD_MSG_MAX, e->valuestring, QD_MSG_MAX);
         cJSON_Delete(j);
         if (out[0] != '\0')
             return;
@@ -419,9 +405,9 @@ static void op_name(char *out, size_t cap, const char *verb, const char *collect
 {
     char c[120], s[160];
     if (collection != NULL)
-        msg_name(c, sizeof(c), collection);
+        qs_printable(c, sizeof(c), collection, sizeof(c));
     if (snapshot != NULL)
-        msg_name(s, sizeof(s), snapshot);
+        qs_printable(s, sizeof(s), snapshot, sizeof(s));
     if (collection != NULL && snapshot != NULL)
         snprintf(out, cap, "%s snapshot '%s' of collection '%s'", verb, s, c);
     else if (snapshot != NULL)
@@ -675,7 +661,7 @@ int qs_qdrant_collection_info(struct qs_qdrant *q, const char *collection,
     char op[200], c[120];
     memset(out, 0, sizeof(*out));
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
     snprintf(op, sizeof(op), "get collection '%s'", c);
     int rc = check_name("collection name", collection, op, err);
     if (rc != 0)
@@ -707,7 +693,7 @@ int qs_qdrant_list_snapshots(struct qs_qdrant *q, const char *collection,
     qs_error_clear(err);
     if (collection != NULL) {
         char c[120];
-        msg_name(c, sizeof(c), collection);
+        qs_printable(c, sizeof(c), collection, sizeof(c));
         snprintf(op, sizeof(op), "list snapshots of collection '%s'", c);
     } else {
         snprintf(op, sizeof(op), "list full snapshots");
@@ -897,8 +883,8 @@ int qs_qdrant_upload_snapshot(struct qs_qdrant *q, const char *collection, const
 {
     char op[300], c[120], f[160];
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
-    msg_name(f, sizeof(f), filename ? filename : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
+    qs_printable(f, sizeof(f), filename ? filename : "", sizeof(f));
     snprintf(op, sizeof(op), "upload snapshot '%s' to collection '%s'", f, c);
     return upload_multipart(q, op, collection, "/snapshots/upload", filename, src, ud, length,
                             checksum, priority, 0, cancel, err);
@@ -911,8 +897,8 @@ int qs_qdrant_upload_shard(struct qs_qdrant *q, const char *collection, uint32_t
 {
     char op[300], c[120], f[160], mid[64];
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
-    msg_name(f, sizeof(f), filename ? filename : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
+    qs_printable(f, sizeof(f), filename ? filename : "", sizeof(f));
     snprintf(op, sizeof(op), "upload shard %" PRIu32 " snapshot '%s' to collection '%s'", shard_id,
              f, c);
     snprintf(mid, sizeof(mid), "/shards/%" PRIu32 "/snapshots/upload", shard_id);
@@ -939,7 +925,7 @@ int qs_qdrant_delete_collection(struct qs_qdrant *q, const char *collection, str
 {
     char op[200], c[120];
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
     snprintf(op, sizeof(op), "delete collection '%s'", c);
     int rc = check_name("collection name", collection, op, err);
     if (rc != 0)
@@ -1020,7 +1006,7 @@ int qs_qdrant_stream_shard(struct qs_qdrant *q, const char *collection, uint32_t
 {
     char op[300], c[120];
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
     snprintf(op, sizeof(op), "stream shard %" PRIu32 " of collection '%s'", shard_id, c);
     int rc = check_name("collection name", collection, op, err);
     if (rc == 0 && sink == NULL)
@@ -1086,7 +1072,7 @@ int qs_qdrant_create_collection(struct qs_qdrant *q, const char *collection, con
 {
     char op[200], c[120];
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
     snprintf(op, sizeof(op), "create collection '%s'", c);
     int rc = check_name("collection name", collection, op, err);
     if (rc == 0 && body_json == NULL)
@@ -1114,8 +1100,8 @@ int qs_qdrant_create_index(struct qs_qdrant *q, const char *collection, const ch
 {
     char op[300], c[120], f[120];
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
-    msg_name(f, sizeof(f), field ? field : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
+    qs_printable(f, sizeof(f), field ? field : "", sizeof(f));
     snprintf(op, sizeof(op), "create payload index '%s' of collection '%s'", f, c);
     int rc = check_name("collection name", collection, op, err);
     if (rc == 0)
@@ -1200,7 +1186,7 @@ int qs_qdrant_collection_aliases(struct qs_qdrant *q, const char *collection, ch
     *names = NULL;
     *n = 0;
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
     snprintf(op, sizeof(op), "list aliases of collection '%s'", c);
     int rc = check_name("collection name", collection, op, err);
     if (rc != 0)
@@ -1220,7 +1206,7 @@ int qs_qdrant_create_aliases(struct qs_qdrant *q, const char *collection, char *
 {
     char op[200], c[120];
     qs_error_clear(err);
-    msg_name(c, sizeof(c), collection ? collection : "");
+    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
     snprintf(op, sizeof(op), "point %zu aliases at collection '%s'", n, c);
     int rc = check_name("collection name", collection, op, err);
     for (size_t i = 0; rc == 0 && i < n; i++)

@@ -635,17 +635,23 @@ int qs_restore_drill(const struct qs_backup_env *env, const char *collection, co
     /* Record the outcome beside the backup that was tested (when one was
      * found); a cancelled drill has no outcome. */
     if (item->snapshot != NULL && rc != QS_ECANCELED && !qs_cancel_requested(cancel_of(env))) {
+        /* The record owns its strings (drill.h): copies. */
+        const char *error = rc != 0 ? item->error : NULL;
         struct qs_drill_result r = {
-            .collection = (char *)collection,
-            .snapshot = item->snapshot,
+            .collection = strdup(collection),
+            .snapshot = strdup(item->snapshot),
             .ok = rc == 0,
             .finished = qs_clock_now(),
             .duration_s = qs_monotonic() - t0,
             .points_expected = pts.expected,
             .points_restored = pts.restored,
-            .error = rc != 0 ? item->error : NULL,
+            .error = error != NULL ? strdup(error) : NULL,
         };
-        store_drill_result(env, &r);
+        if (r.collection == NULL || r.snapshot == NULL || (error != NULL && r.error == NULL))
+            QS_ERROR("out of memory: the drill result of %s is not stored", collection);
+        else
+            store_drill_result(env, &r);
+        qs_drill_result_deinit(&r);
     }
     return rc;
 }

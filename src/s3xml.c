@@ -295,12 +295,11 @@ static int on_contents(struct doc *d)
     const char *rel = strip(key, c->prefix);
     if (rel == NULL)
         return 0;
-    char *end = NULL;
-    unsigned long long sz = strtoull(size, &end, 10);
+    uint64_t sz;
     int64_t t = 0;
-    if (end == size || *end != '\0' || (lm != NULL && qs_time_parse(lm, &t) != 0))
+    if (qs_parse_u64(size, &sz) != 0 || (lm != NULL && qs_time_parse(lm, &t) != 0))
         return QS_EPROTO;
-    return qs_storage_list_add(c->out, rel, (uint64_t)sz, t);
+    return qs_storage_list_add(c->out, rel, sz, t);
 }
 
 static void list_rollback(void *out, size_t n)

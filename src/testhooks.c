@@ -24,9 +24,8 @@ uint64_t qs_testhook_ms(enum qs_testhook h)
     const char *v = getenv(knob_names[h]);
     if (v == NULL || *v == '\0')
         return 0;
-    char *end;
-    unsigned long long ms = strtoull(v, &end, 10);
-    return *end == '\0' && ms > 0 && ms <= 600000 ? (uint64_t)ms : 0;
+    uint64_t ms;
+    return qs_parse_u64(v, &ms) == 0 && ms > 0 && ms <= 600000 ? ms : 0;
 }
 
 static int64_t clock_offset;
@@ -44,9 +43,8 @@ void qs_testhook_apply_clock(void)
     const char *v = getenv(PREFIX "NOW");
     if (v == NULL || *v == '\0')
         return;
-    char *end;
-    long long t = strtoll(v, &end, 10);
-    if (*end != '\0' || t <= 0)
+    uint64_t t;
+    if (qs_parse_u64(v, &t) != 0 || t == 0 || t > INT64_MAX)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);

@@ -2,6 +2,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,19 +18,27 @@
 
 #include "qsnap/error.h"
 
+/* The installed clock: fn and ud change together, under clock_mu. */
+static pthread_mutex_t clock_mu = PTHREAD_MUTEX_INITIALIZER;
 static qs_clock_fn clock_fn;
 static void *clock_ud;
 
 void qs_clock_set(qs_clock_fn fn, void *ud)
 {
-    clock_ud = ud;
+    pthread_mutex_lock(&clock_mu);
     clock_fn = fn;
+    clock_ud = ud;
+    pthread_mutex_unlock(&clock_mu);
 }
 
 int64_t qs_clock_now(void)
 {
-    if (clock_fn != NULL)
-        return clock_fn(clock_ud);
+    pthread_mutex_lock(&clock_mu);
+    qs_clock_fn fn = clock_fn;
+    void *ud = clock_ud;
+    pthread_mutex_unlock(&clock_mu);
+    if (fn != NULL)
+        return fn(ud);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec;
@@ -206,6 +216,45 @@ int qs_is_sha256_hex(const char *s)
     return i == 64;
 }
 
+int qs_parse_u64_prefix(const char *s, const char **end, uint64_t *out)
+{
+    if (s == NULL || !isdigit((unsigned char)*s))
+        return QS_EINVAL;
+    errno = 0;
+    char *e;
+    unsigned long long v = strtoull(s, &e, 10);
+    if (errno != 0 || e == s)
+        return QS_EINVAL;
+    if (end != NULL)
+        *end = e;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+int qs_parse_u64(const char *s, uint64_t *out)
+{
+    const char *end;
+    uint64_t v;
+    if (qs_parse_u64_prefix(s, &end, &v) != 0 || *end != '\0')
+        return QS_EINVAL;
+    *out = v;
+    return 0;
+}
+
+int qs_parse_double(const char *s, double *out)
+{
+    if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+        return QS_EINVAL;
+    errno = 0;
+    char *e;
+    double v = strtod(s, &e);
+    if (e == s || *e != '\0' || !isfinite(v))
+        return QS_EINVAL;
+    /* ERANGE with a finite result is an underflow: v is the nearest value. */
+    *out = v;
+    return 0;
+}
+
 /* Parses a non-negative decimal number followed by a unit from table. */
 struct unit {
     const char *name;
@@ -214,18 +263,15 @@ struct unit {
 
 static int parse_with_units(const char *s, const struct unit *units, uint64_t *out)
 {
-    if (s == NULL || !isdigit((unsigned char)*s))
-        return QS_EINVAL;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0)
+    const char *end;
+    uint64_t v;
+    if (qs_parse_u64_prefix(s, &end, &v) != 0)
         return QS_EINVAL;
     for (const struct unit *u = units; u->name != NULL; u++) {
         if (strcmp(end, u->name) == 0) {
             if (u->mult != 0 && v > UINT64_MAX / u->mult)
                 return QS_EINVAL;
-            *out = (uint64_t)v * u->mult;
+            *out = v * u->mult;
             return 0;
         }
     }

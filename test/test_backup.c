@@ -554,8 +554,8 @@ static const cJSON *job_item(const cJSON *job, const char *coll)
 
 /* ---- verification of one backup ------------------------------------------------ */
 
-/* Checks backup `snap` of `coll`: the manifest has every field of SPEC 4.5
- * with the right values, the object hashes to Qdrant's checksum, sizes
+/* Checks backup `snap` of `coll`: the manifest has every field a manifest
+ * holds, with the right values, the object hashes to Qdrant's checksum, sizes
  * agree. level: 0 none, else gzip level. Returns the manifest's creation
  * time. */
 static int64_t verify_backup(const struct dest *d, const struct qs_test_standin *s,
@@ -579,8 +579,8 @@ static int64_t verify_backup(const struct dest *d, const struct qs_test_standin 
     cJSON *m = cJSON_Parse(mtext);
     cr_assert_not_null(m, "manifest is not JSON: %s", mtext);
 
-    /* SPEC 4.5: collection, snapshot name, creation time, size, sha256,
-     * compression, stored size, Qdrant version, points_count, vector
+    /* A manifest holds: collection, snapshot name, creation time, size,
+     * sha256, compression, stored size, Qdrant version, points_count, vector
      * config, qsnap version. */
     cr_assert_str_eq(jstr(m, "collection"), coll);
     cr_assert_str_eq(jstr(m, "snapshot"), snap);

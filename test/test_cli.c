@@ -216,7 +216,7 @@ static int serve_exit(char *const env[], char **out)
 }
 
 /* The deployment template's placeholder values must never start a daemon
- * that grants access (SPEC 12): exit 2 naming the variable, never the value. */
+ * that grants access: exit 2 naming the variable, never the value. */
 Test(cli, serve_refuses_placeholder_secrets)
 {
     struct qs_test_standin s;

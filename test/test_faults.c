@@ -984,7 +984,8 @@ Test(faults, sigkill_mid_upload_then_restart_sweeps_orphan)
     cr_assert_eq(nu, 1, "SIGKILL should leave the multipart upload open");
 
     /* Restart 25 h later (test clock): the next run succeeds and the sweep
-     * aborts the orphaned upload (older than 24 h, SPEC 5). */
+     * aborts the orphaned upload (unfinished uploads older than 24 h are
+     * aborted). */
     char later[64];
     snprintf(later, sizeof(later), "QSNAP_TEST_NOW=%lld", (long long)time(NULL) + 25 * 3600);
     const char *extra[] = {later, NULL};
@@ -1055,6 +1056,23 @@ Test(faults, file_destination_full_filesystem)
 
 /* Raw request over a socket (libcurl normalises paths); returns the status
  * line's code and the response in *resp (owned). */
+/* 1 when b holds a whole response: its head and, when it says one, a body of
+ * Content-Length bytes. A response without a length is whole at the close. */
+static int response_complete(const struct qs_buf *b)
+{
+    const char *head_end = b->data != NULL ? strstr(b->data, "\r\n\r\n") : NULL;
+    if (head_end == NULL)
+        return 0;
+    const char *cl = strcasestr(b->data, "\r\ncontent-length:");
+    if (cl == NULL || cl > head_end)
+        return 0;
+    size_t body = strtoul(cl + strlen("\r\ncontent-length:"), NULL, 10);
+    return b->len >= (size_t)(head_end + 4 - b->data) + body;
+}
+
+/* Sends req on a new connection and reads the answer: until the server
+ * closes, 10 s pass, or a whole response arrived (the server keeps the
+ * connection open for the next request). */
 static int raw_http(const char *req, char **resp)
 {
     char cmd[64];
@@ -1091,6 +1109,8 @@ static int raw_http(const char *req, char **resp)
         if (rc != CURLE_OK || n == 0)
             break;
         qs_buf_append(&b, buf, n);
+        if (response_complete(&b))
+            break;
     }
     curl_easy_cleanup(c);
     int status = 0;

@@ -1,4 +1,4 @@
-/* Collection fidelity and the shards method end to end (SPEC section 14),
+/* Collection fidelity and the shards method end to end,
  * with the Qdrant stand-in and both destinations (radosgw and file://):
  *   - a collection with three shards, a keyword and an integer payload
  *     index and two aliases, backed up with each method and restored under

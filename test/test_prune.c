@@ -1,7 +1,7 @@
 /* `qsnap prune` against radosgw (QSNAP_TEST_S3_*) and a file:// directory:
  * a destination pre-seeded with complete backups, incomplete objects and
  * unfinished uploads, pruned by the built binary with its clock set through
- * QSNAP_TEST_NOW. Checks the survivors SPEC section 5 implies, that
+ * QSNAP_TEST_NOW. Checks the survivors the retention rules imply, that
  * --dry-run lists the same actions and deletes nothing, and that a prune
  * killed part-way never leaves a manifest without its object. */
 #include <criterion/criterion.h>

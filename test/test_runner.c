@@ -1,12 +1,14 @@
-/* The job runner and the schedule on a private loop: ownership when a job
- * cannot start (a start that fails takes nothing over, so the caller frees
- * job and parameters exactly once), a job that runs to the end, the
- * schedule's skip-with-warning, and the leader rule's check when Qdrant
- * cannot be asked. No network: the destination is a temporary file://
- * directory, no job here talks to Qdrant, and the leader check goes to a
- * loopback port nothing listens on. Run under the sanitizer build, a double
- * free or a leak fails these tests. */
+/* The job runner, the schedule and the API's job triggers on a private
+ * loop: ownership when a job cannot start (a start that fails takes nothing
+ * over, so the caller frees job and parameters exactly once), a job that
+ * runs to the end, the schedule's skip-with-warning, and the leader rule's
+ * check when Qdrant cannot be asked. The destination is a temporary file://
+ * directory, the API listens on a loopback port of this process, no job here
+ * talks to Qdrant, and the leader check goes to a loopback port nothing
+ * listens on. Run under the sanitizer build, a double free or a leak fails
+ * these tests. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +16,12 @@
 
 #include <uv.h>
 
+#include "qsnap/api.h"
 #include "qsnap/config.h"
+#include "qsnap/http.h"
 #include "qsnap/jobs.h"
 #include "qsnap/log.h"
+#include "qsnap/manifest.h"
 #include "qsnap/metric_names.h"
 #include "qsnap/metrics.h"
 #include "qsnap/qdrant.h"
@@ -46,6 +51,8 @@ static int counting_create(uv_thread_t *tid, uv_thread_cb entry, void *arg)
 }
 
 /* ---- the fixture ----------------------------------------------------------- */
+
+#define API_TOKEN "runner-test-admin-token-0123456789"
 
 struct fixture {
     uv_loop_t loop;
@@ -80,6 +87,8 @@ static const char *fixture_env(const char *name, void *ud)
         return f->cluster;
     if (strcmp(name, "QSNAP_QDRANT_URL") == 0)
         return f->qdrant_url;
+    if (strcmp(name, "QSNAP_ADMIN_TOKEN") == 0)
+        return API_TOKEN;
     return NULL;
 }
 
@@ -367,5 +376,94 @@ Test(scheduler, close_waits_for_the_leader_check)
     cr_assert_eq(v, 0.0, "a check that returns after the close counts nothing");
     /* Closed already: teardown's close calls back at once. */
     f.closed = 0;
+    fixture_teardown(&f);
+}
+
+/* ---- the API's job triggers -------------------------------------------------- */
+
+struct api_client {
+    int port;
+    long backup_status, restore_status;
+    char backup_body[256], restore_body[256];
+    int done; /* atomic */
+};
+
+static void api_post(int port, const char *path, const char *body, long *status, char *out,
+                     size_t cap)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", port, path);
+    const char *h[] = {"Authorization: Bearer " API_TOKEN, "Content-Type: application/json", NULL};
+    struct qs_test_resp r;
+    *status = -1;
+    if (qs_test_http("POST", url, h, body, strlen(body), &r) == 0) {
+        *status = r.status;
+        qs_strlcpy(out, r.body != NULL ? r.body : "", cap);
+        qs_test_resp_free(&r);
+    }
+}
+
+static void *api_client_main(void *arg)
+{
+    struct api_client *c = arg;
+    api_post(c->port, "/v1/backup", "", &c->backup_status, c->backup_body, sizeof(c->backup_body));
+    api_post(c->port, "/v1/restore", "{\"collection\":\"alpha\",\"snapshot\":\"alpha-1.snapshot\"}",
+             &c->restore_status, c->restore_body, sizeof(c->restore_body));
+    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void http_closed(void *ud)
+{
+    *(int *)ud = 1;
+}
+
+/* POST /v1/backup and POST /v1/restore (after its look-up found the backup)
+ * when the worker thread cannot start: each answers 500, the job and its
+ * parameters are freed once by the route (a double free or a leak fails the
+ * sanitizer build) and nothing is left running. */
+Test(api, triggers_whose_thread_cannot_start_answer_500_and_free_once)
+{
+    struct fixture f;
+    fixture_setup(&f, failing_create);
+    create_result = UV_EAGAIN;
+    /* The backup the restore names: its look-up only needs the manifest. */
+    char key[QS_MANIFEST_KEY_MAX];
+    cr_assert_eq(qs_manifest_key("alpha", "alpha-1.snapshot", key, sizeof(key)), 0);
+    struct qs_error err;
+    cr_assert_eq(qs_storage_put_buffer(f.storage, key, "{}", 2, NULL, NULL, &err), 0, "%s",
+                 err.msg);
+
+    struct qs_http_server *http;
+    struct qs_api *api;
+    struct qs_api_env env = {
+        .loop = &f.loop, .cfg = &f.cfg, .storage = f.storage, .runner = f.runner};
+    cr_assert_eq(qs_http_server_new(&f.loop, NULL, &http), 0);
+    cr_assert_eq(qs_api_new(&env, &api), 0);
+    cr_assert_eq(qs_api_start(api, http), 0);
+    cr_assert_eq(qs_http_server_listen(http, "127.0.0.1", 0, NULL), 0);
+    struct api_client c = {.port = qs_http_server_port(http)};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, api_client_main, &c), 0);
+    for (int i = 0; i < 60000 && !__atomic_load_n(&c.done, __ATOMIC_ACQUIRE); i++) {
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+        usleep(1000);
+    }
+    pthread_join(th, NULL);
+
+    cr_assert_eq(c.backup_status, 500, "%ld %s", c.backup_status, c.backup_body);
+    cr_assert_not_null(strstr(c.backup_body, "could not start the job"), "%s", c.backup_body);
+    cr_assert_eq(c.restore_status, 500, "%ld %s", c.restore_status, c.restore_body);
+    cr_assert_not_null(strstr(c.restore_body, "could not start the job"), "%s", c.restore_body);
+    cr_assert_eq(creates, 2, "each trigger tried one thread (%d)", creates);
+    cr_assert_null(qs_runner_current(f.runner));
+    cr_assert_eq(f.started, 0);
+
+    int closed = 0;
+    qs_http_server_close(http, http_closed, &closed);
+    for (int i = 0; i < 1000 && !closed; i++)
+        uv_run(&f.loop, UV_RUN_ONCE);
+    cr_assert_eq(closed, 1);
+    qs_api_free(api);
     fixture_teardown(&f);
 }

@@ -1393,7 +1393,7 @@ struct flood {
     int port;
     int n;
     int *fds;
-    volatile int stop;
+    atomic_int stop; /* set by the test, read by the flood thread */
     unsigned long reconnects;
     pthread_t th;
 };
@@ -1416,7 +1416,7 @@ static void *flood_thread(void *p)
 {
     struct flood *f = p;
     struct pollfd *pf = calloc((size_t)f->n, sizeof(*pf));
-    while (!f->stop) {
+    while (!atomic_load(&f->stop)) {
         for (int i = 0; i < f->n; i++) {
             pf[i].fd = f->fds[i];
             pf[i].events = POLLIN;
@@ -1424,7 +1424,7 @@ static void *flood_thread(void *p)
         }
         if (poll(pf, (nfds_t)f->n, 20) <= 0)
             continue;
-        for (int i = 0; i < f->n && !f->stop; i++) {
+        for (int i = 0; i < f->n && !atomic_load(&f->stop); i++) {
             if (pf[i].revents == 0)
                 continue;
             char c;
@@ -1456,7 +1456,7 @@ static void flood_start(struct flood *f, int port, int n)
 
 static void flood_stop(struct flood *f)
 {
-    f->stop = 1;
+    atomic_store(&f->stop, 1);
     pthread_join(f->th, NULL);
     for (int i = 0; i < f->n; i++)
         if (f->fds[i] >= 0)

@@ -1171,7 +1171,7 @@ class TProcess(Base):
         self.assertEqual(st["counters"]["creates"], 1)
 
 
-# ================================================================ issue 15: collection fidelity
+# ================================================================ collection fidelity
 # Each test cites the Qdrant v1.13.2 source it follows (paths in the qdrant/qdrant repository).
 
 def raw_get(port, path, host="127.0.0.1", headers=None, timeout=30):
@@ -1890,7 +1890,7 @@ class T28ClusterInfoSingleNode(Fidelity):
                              "remote_shards": [], "shard_transfers": []})
 
 
-# ================================================================ issue 16: cluster mode
+# ================================================================ cluster mode
 
 def _die_with_parent():
     try:

@@ -1186,11 +1186,18 @@ Test(storage_s3, tls_is_verified_and_ca_file_is_honoured)
     set_s3_opts(&o, "p");
     o.endpoint = ep;
     struct qs_storage *st = NULL, *st_ca = NULL;
-    struct qs_error err, err_ca;
-    int rc = -1, rc_ca = -1;
+    struct qs_error err, err_ca, err_head;
+    int rc = -1, rc_ca = -1, rc_head = -1;
     uint64_t retries = 99;
     if (up == 0 && qs_storage_new(&o, &st, &err) == 0) {
         rc = qs_storage_probe(st, &err);
+        /* The probe never retries; a HEAD does (up to max_retries = 3) when
+         * the failure is retryable, which a certificate failure is not. */
+        struct qs_storage_stat stat;
+        memset(&stat, 0, sizeof(stat));
+        rc_head = qs_storage_head(st, "any-key", &stat, &err_head);
+        if (rc_head == 0)
+            qs_storage_stat_deinit(&stat);
         retries = qs_storage_retries(st);
         o.ca_file = cert;
         if (qs_storage_new(&o, &st_ca, &err_ca) == 0)
@@ -1204,6 +1211,8 @@ Test(storage_s3, tls_is_verified_and_ca_file_is_honoured)
     cr_assert_eq(up, 0, "TLS stand-in did not start");
     cr_assert_eq(rc, QS_ETRANSPORT, "an unknown CA must fail: %s", err.msg);
     cr_assert_not_null(strstr(err.msg, "certificate"), "%s", err.msg);
+    cr_assert_eq(rc_head, QS_ETRANSPORT, "%s", err_head.msg);
+    cr_assert_eq(err_head.retryable, 0, "%s", err_head.msg);
     cr_assert_eq(retries, 0, "certificate errors are not retried");
     cr_assert_eq(rc_ca, 0, "with QSNAP_S3_CA_FILE: %s", err_ca.msg);
 }

@@ -1,5 +1,7 @@
 #include <cJSON.h>
 #include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,6 +82,68 @@ Test(util, injectable_clock)
     cr_assert_eq(qs_clock_now(), 1234);
     qs_clock_set(NULL, NULL);
     cr_assert_gt(qs_clock_now(), 1700000000);
+}
+
+/* Under ThreadSanitizer (scripts/test.sh) an unsynchronised clock is a
+ * reported race: installing a clock while another thread reads it must be
+ * safe, and a reader sees one installed clock, never a torn fn/ud pair. */
+struct clock_reader {
+    int64_t bad; /* a reading that came from no installed clock */
+    int stop;    /* atomic */
+};
+
+static void *read_clock(void *arg)
+{
+    struct clock_reader *r = arg;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        int64_t t = qs_clock_now();
+        if (t != 1111 && t != 2222 && t < 1700000000)
+            r->bad = t;
+    }
+    return NULL;
+}
+
+Test(util, clock_installed_while_another_thread_reads_it)
+{
+    static int64_t a = 1111, b = 2222;
+    struct clock_reader r = {0, 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, read_clock, &r), 0);
+    for (int i = 0; i < 3000; i++)
+        qs_clock_set(i % 3 == 2 ? NULL : fixed_clock, i % 3 == 0 ? &a : &b);
+    __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    qs_clock_set(NULL, NULL);
+    cr_assert_eq(r.bad, 0, "read %lld", (long long)r.bad);
+}
+
+Test(util, parse_u64_and_double_check_the_whole_number)
+{
+    uint64_t v = 7;
+    cr_assert_eq(qs_parse_u64("0", &v), 0);
+    cr_assert_eq(v, 0);
+    cr_assert_eq(qs_parse_u64("18446744073709551615", &v), 0);
+    cr_assert_eq(v, UINT64_MAX);
+    const char *bad[] = {"", " 1", "+1", "-1", "1 ", "1x", "18446744073709551616", "0x10", NULL};
+    for (int i = 0; bad[i] != NULL; i++)
+        cr_assert_eq(qs_parse_u64(bad[i], &v), QS_EINVAL, "%s", bad[i]);
+    cr_assert_eq(qs_parse_u64(NULL, &v), QS_EINVAL);
+    const char *end = NULL;
+    cr_assert_eq(qs_parse_u64_prefix("1712345678\nprocs 3", &end, &v), 0);
+    cr_assert_eq(v, 1712345678);
+    cr_assert_str_eq(end, "\nprocs 3");
+    cr_assert_eq(qs_parse_u64_prefix("x1", &end, &v), QS_EINVAL);
+
+    double d = 0;
+    cr_assert_eq(qs_parse_double("0.5", &d), 0);
+    cr_assert_eq(d, 0.5);
+    cr_assert_eq(qs_parse_double("-1e3", &d), 0);
+    cr_assert_eq(d, -1000.0);
+    cr_assert_eq(qs_parse_double("5e-324", &d), 0); /* underflows to the nearest value */
+    cr_assert_gt(d, 0);
+    const char *dbad[] = {"", " 1", "1 ", "0.5x", "1e999", "inf", "nan", "-inf", NULL};
+    for (int i = 0; dbad[i] != NULL; i++)
+        cr_assert_eq(qs_parse_double(dbad[i], &d), QS_EINVAL, "%s", dbad[i]);
 }
 
 Test(util, sha256_and_hex)

@@ -1,4 +1,4 @@
-/* A backup run (SPEC sections 4 and 14), as blocking worker-thread code.
+/* A backup run, as blocking worker-thread code.
  *
  * For each collection: record its configuration, payload schema, aliases and
  * Qdrant's version, then, with the collection method, create a snapshot in

@@ -1,5 +1,5 @@
 /* The catalog: what the destination holds, read from its listing and its
- * manifests (SPEC sections 4.5 and 5). Blocking (storage calls): worker
+ * manifests. Blocking (storage calls): worker
  * threads and CLI only.
  *
  * A backup exists only once its manifest exists and parses. Manifests that

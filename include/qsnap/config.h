@@ -1,4 +1,4 @@
-/* Configuration (SPEC section 3): QSNAP_* environment variables, with *_FILE
+/* Configuration: QSNAP_* environment variables, with *_FILE
  * variants for secrets, parsed and validated once into an immutable struct.
  * Invalid input is an error naming the variable and the reason (exit 2). */
 #ifndef QSNAP_CONFIG_H

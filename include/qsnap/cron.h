@@ -1,4 +1,4 @@
-/* 5-field cron expressions evaluated in UTC (SPEC section 3: QSNAP_SCHEDULE).
+/* 5-field cron expressions evaluated in UTC (QSNAP_SCHEDULE, QSNAP_DRILL_SCHEDULE).
  * Pure functions of (expression, time): no clock access here. */
 #ifndef QSNAP_CRON_H
 #define QSNAP_CRON_H

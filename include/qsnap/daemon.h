@@ -1,5 +1,4 @@
-/* `qsnap serve`: the daemon's loop, HTTP endpoint, metrics and shutdown
- * (SPEC sections 7, 8, 10).
+/* `qsnap serve`: the daemon's loop, HTTP endpoint, metrics and shutdown.
  *
  * The daemon owns a private uv_loop_t (never uv_default_loop()), the HTTP
  * server and the metrics registry. Other modules hook in between
@@ -25,8 +24,8 @@
  *      handle still open are closed, the loop runs until uv_loop_close()
  *      returns 0 (logged as "loop closed"), and qs_daemon_run() returns 0;
  *   4. if holds remain QS_DAEMON_DEADLINE_S seconds after the signal, the
- *      process logs a warning and exits with status 0 at once (SPEC 10: exit
- *      0 within 25 s).
+ *      process logs a warning and exits with status 0 at once (so the
+ *      process is gone well within the pod's 30 s grace period).
  * A second signal exits with status 0 immediately. SIGPIPE is ignored.
 
  */

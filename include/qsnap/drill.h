@@ -1,5 +1,5 @@
-/* Restore drills: scratch collection names and the drill result record
- * (SPEC section 12). Pure module: no I/O.
+/* Restore drills: scratch collection names and the drill result record.
+ * Pure module: no I/O.
  *
  * A drill restores the newest backup of a collection into the scratch
  * collection "{c}__qsnap_drill", compares points_count with the manifest and

@@ -1,4 +1,4 @@
-/* Small HTTP/1.1 server on libuv + http_parser (SPEC sections 7 and 13).
+/* Small HTTP/1.1 server on libuv + http_parser: the daemon's endpoint.
  *
  * Runs entirely on the loop thread.
  *
@@ -286,7 +286,7 @@ void qs_http_respond_json_error(struct qs_http_req *req, int status, const char 
  * UV_ENOMEM. Exposed for tests. */
 int qs_http_json_error_body(const char *message, struct qs_buf *body);
 
-/* Bearer token check for POST routes (SPEC 7), comparing in constant time.
+/* Bearer token check for POST routes, comparing in constant time.
  * token borrowed (the configured admin token, NULL when unset). Returns 0
  * when the request carries `Authorization: Bearer <token>`, 403 when no token
  * is configured, 401 when the header is missing or wrong. */

@@ -1,4 +1,4 @@
-/* Structured logging to stderr (SPEC section 9).
+/* Structured logging to stderr.
  *
  * One line per event, written with a single write(2) under a mutex, so any
  * thread may log. Control characters in values are escaped in both formats,

@@ -1,4 +1,4 @@
-/* Backup manifests and object key naming (SPEC sections 4.3, 4.5 and 14).
+/* Backup manifests and object key naming.
  *
  * Pure module: no I/O. Every key here is relative to the destination prefix
  * (the storage layer adds the prefix). A backup made with the collection

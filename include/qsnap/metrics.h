@@ -1,4 +1,4 @@
-/* Prometheus metrics registry and text exposition (format 0.0.4, SPEC section 8).
+/* Prometheus metrics registry and text exposition (format 0.0.4).
  *
  * A registry holds metric families (gauge or counter) with a HELP text and a
  * fixed list of label names; each family holds series keyed by label values.

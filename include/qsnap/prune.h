@@ -1,4 +1,4 @@
-/* Remote pruning (SPEC section 5): load the catalog, plan with the pure
+/* Remote pruning: load the catalog, plan with the pure
  * retention policy, then execute the plan (manifest, then the backup's drill
  * result, then its object or shard objects, so an interrupted prune leaves at worst an
  * incomplete object or drill result, never a manifest that points at

@@ -1,10 +1,10 @@
-/* Restore (SPEC sections 6 and 14) and restore drills, as blocking
- * worker-thread code: read the manifest (refuse without one), check that the
- * target's Qdrant can load the backup, stream the object (or each shard
- * object) from the destination through gunzip when needed into Qdrant's
- * snapshot upload (multipart/form-data, checksum and priority=snapshot),
- * with no local staging, re-create payload indexes, check points_count
- * against the manifest, and point the backup's aliases at the target.
+/* Restore and restore drills, as blocking worker-thread code: read the
+ * manifest (refuse without one), check that the target's Qdrant can load the
+ * backup, stream the object (or each shard object) from the destination
+ * through gunzip when needed into Qdrant's snapshot upload
+ * (multipart/form-data, checksum and priority=snapshot), with no local
+ * staging, re-create payload indexes, check points_count against the
+ * manifest, and point the backup's aliases at the target.
  *
  * Two threads move the bytes: a reader thread runs the storage GET and
  * inflates into a bounded qs_pipe; the calling thread runs the upload and

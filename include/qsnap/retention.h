@@ -1,4 +1,4 @@
-/* The remote retention policy (SPEC section 5) as a pure function.
+/* The remote retention policy as a pure function.
  *
  * Input: the backups found at the destination (complete ones with the
  * creation time from their manifest, incomplete objects with their

@@ -50,7 +50,9 @@ typedef ssize_t (*qs_source_fn)(void *buf, size_t cap, void *ud);
  * drive schedules without sleeping. The default is CLOCK_REALTIME. */
 typedef int64_t (*qs_clock_fn)(void *ud);
 
-/* Installs a clock (fn may be NULL to restore the real one; ud borrowed). */
+/* Installs a clock (fn may be NULL to restore the real one). Any thread may
+ * call both functions; ud is borrowed and must stay valid while a thread may
+ * still be reading the clock it was installed with. */
 void qs_clock_set(qs_clock_fn fn, void *ud);
 /* Current wall-clock time in whole seconds since the epoch (UTC). */
 int64_t qs_clock_now(void);
@@ -85,7 +87,21 @@ void qs_sha256_update(struct qs_sha256 *h, const void *data, size_t len);
 void qs_sha256_final(struct qs_sha256 *h, char out[static 65]);
 void qs_sha256_deinit(struct qs_sha256 *h);
 
-/* ---- parsing ------------------------------------------------------------- */
+/* ---- parsing -------------------------------------------------------------
+ * qs_parse_u64_prefix and qs_parse_double are the only callers of the strto*
+ * functions in qsnap (test/check-banned.sh allows them nowhere else): they
+ * check the end pointer and errno, so a partial, signed or out-of-range
+ * number is an error. */
+/* The decimal digits at the start of s (at least one; no sign, no space) into
+ * *out; *end (may be NULL) gets the first character after them. Returns 0, or
+ * QS_EINVAL when s starts with no digit or the number exceeds UINT64_MAX. */
+int qs_parse_u64_prefix(const char *s, const char **end, uint64_t *out);
+/* All of s as such a number. Returns 0 or QS_EINVAL. */
+int qs_parse_u64(const char *s, uint64_t *out);
+/* All of s as a finite floating-point number in strtod's syntax, without
+ * leading white space, "inf" or "nan" (a result too small to represent is
+ * the nearest value). Returns 0 or QS_EINVAL. */
+int qs_parse_double(const char *s, double *out);
 /* "123", "16MiB", "1GiB", "512KiB", "10B" -> bytes. Returns 0 or QS_EINVAL. */
 int qs_parse_size(const char *s, uint64_t *out);
 /* "30s", "5m", "2h", "7d", "0s" -> seconds. Returns 0 or QS_EINVAL. */
