@@ -294,9 +294,18 @@ static int parse_peers(const cJSON *peers, const char *qdrant_url, int rest_port
     return 0;
 }
 
-static int parse_cluster_result(const cJSON *res, const char *qdrant_url, int rest_port,
-                                const char *op, struct qs_cluster_info *ci, struct qs_error *err)
+/* Where the peers' REST addresses come from (parse_cluster_result's ctx). */
+struct rest_of_peers {
+    const char *qdrant_url;
+    int rest_port;
+};
+
+static int parse_cluster_result(const cJSON *res, const char *op, void *out, const void *ctx,
+                                struct qs_error *err)
 {
+    struct qs_cluster_info *ci = out;
+    const char *qdrant_url = ((const struct rest_of_peers *)ctx)->qdrant_url;
+    int rest_port = ((const struct rest_of_peers *)ctx)->rest_port;
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(res, "status");
     if (!cJSON_IsString(st))
         return proto(err, op, "no status");
@@ -339,18 +348,29 @@ static int parse_cluster_result(const cJSON *res, const char *qdrant_url, int re
     return 0;
 }
 
-int qs_cluster_info_parse(const char *body, size_t len, const char *qdrant_url, int rest_port,
-                          struct qs_cluster_info *out, struct qs_error *err)
+/* Parses the envelope of body (borrowed, len bytes) and hands its result to
+ * fn with out and ctx (both borrowed). */
+static int parse_answer(const char *body, size_t len, const char *op,
+                        int (*fn)(const cJSON *res, const char *op, void *out, const void *ctx,
+                                  struct qs_error *err),
+                        void *out, const void *ctx, struct qs_error *err)
 {
-    static const char op[] = "get cluster info";
-    memset(out, 0, sizeof(*out));
     qs_error_clear(err);
     cJSON *root = NULL;
     const cJSON *res = parse_envelope(body, len, op, &root, err);
     if (res == NULL)
         return err != NULL ? err->code : QS_EPROTO;
-    int rc = parse_cluster_result(res, qdrant_url, rest_port, op, out, err);
+    int rc = fn(res, op, out, ctx, err);
     cJSON_Delete(root);
+    return rc;
+}
+
+int qs_cluster_info_parse(const char *body, size_t len, const char *qdrant_url, int rest_port,
+                          struct qs_cluster_info *out, struct qs_error *err)
+{
+    memset(out, 0, sizeof(*out));
+    const struct rest_of_peers ctx = {qdrant_url, rest_port};
+    int rc = parse_answer(body, len, "get cluster info", parse_cluster_result, out, &ctx, err);
     if (rc != 0)
         qs_cluster_info_deinit(out);
     return rc;
@@ -402,7 +422,8 @@ void qs_collection_cluster_deinit(struct qs_collection_cluster *cc)
 /* The fields every replica entry has: shard_id, shard_key, state. */
 static int parse_replica(const cJSON *o, const char *list, size_t i, const char *op,
                          uint32_t *shard_id, char **shard_key, enum qs_replica_state *state,
-                         char *state_name, size_t cap, struct qs_error *err)
+                         char *state_name, size_t cap, const char *u64_field, uint64_t *u64_out,
+                         struct qs_error *err)
 {
     uint64_t sid;
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
@@ -436,6 +457,9 @@ static int parse_replica(const cJSON *o, const char *list, size_t i, const char 
         if (*shard_key == NULL)
             return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
+    if (num_u64(cJSON_GetObjectItemCaseSensitive(o, u64_field), u64_out) != 0)
+        return qs_error_set(err, QS_EPROTO, "%s: unexpected answer: %s[%zu].%s is not a u64", op,
+                            list, i, u64_field);
     return 0;
 }
 
@@ -453,9 +477,11 @@ static int array_of(const cJSON *res, const char *key, const char *op, const cJS
     return 0;
 }
 
-static int parse_collection_cluster_result(const cJSON *res, const char *op,
-                                           struct qs_collection_cluster *cc, struct qs_error *err)
+static int parse_collection_cluster_result(const cJSON *res, const char *op, void *out,
+                                           const void *ctx, struct qs_error *err)
 {
+    (void)ctx;
+    struct qs_collection_cluster *cc = out;
     uint64_t count;
     if (num_u64(cJSON_GetObjectItemCaseSensitive(res, "peer_id"), &cc->peer_id) != 0)
         return proto(err, op, "peer_id is not a u64");
@@ -479,31 +505,21 @@ static int parse_collection_cluster_result(const cJSON *res, const char *op,
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     cJSON_ArrayForEach(it, local)
     {
-        struct qs_local_shard *s = &cc->local[cc->nlocal];
-        rc = parse_replica(it, "local_shards", cc->nlocal, op, &s->shard_id, &s->shard_key,
-                           &s->state, s->state_name, sizeof(s->state_name), err);
-        cc->nlocal++;
+        struct qs_local_shard *s = &cc->local[cc->nlocal++];
+        rc = parse_replica(it, "local_shards", cc->nlocal - 1, op, &s->shard_id, &s->shard_key,
+                           &s->state, s->state_name, sizeof(s->state_name), "points_count",
+                           &s->points_count, err);
         if (rc != 0)
             return rc;
-        const cJSON *pc = cJSON_GetObjectItemCaseSensitive(it, "points_count");
-        if (num_u64(pc, &s->points_count) != 0)
-            return qs_error_set(err, QS_EPROTO,
-                                "%s: unexpected answer: local_shards[%zu].points_count is not a "
-                                "u64",
-                                op, cc->nlocal - 1);
     }
     cJSON_ArrayForEach(it, remote)
     {
-        struct qs_remote_shard *s = &cc->remote[cc->nremote];
-        rc = parse_replica(it, "remote_shards", cc->nremote, op, &s->shard_id, &s->shard_key,
-                           &s->state, s->state_name, sizeof(s->state_name), err);
-        cc->nremote++;
+        struct qs_remote_shard *s = &cc->remote[cc->nremote++];
+        rc = parse_replica(it, "remote_shards", cc->nremote - 1, op, &s->shard_id, &s->shard_key,
+                           &s->state, s->state_name, sizeof(s->state_name), "peer_id", &s->peer_id,
+                           err);
         if (rc != 0)
             return rc;
-        if (num_u64(cJSON_GetObjectItemCaseSensitive(it, "peer_id"), &s->peer_id) != 0)
-            return qs_error_set(err, QS_EPROTO,
-                                "%s: unexpected answer: remote_shards[%zu].peer_id is not a u64",
-                                op, cc->nremote - 1);
     }
     cJSON_ArrayForEach(it, transfers)
     {
@@ -537,15 +553,9 @@ static int parse_collection_cluster_result(const cJSON *res, const char *op,
 int qs_collection_cluster_parse(const char *body, size_t len, struct qs_collection_cluster *out,
                                 struct qs_error *err)
 {
-    static const char op[] = "get collection cluster info";
     memset(out, 0, sizeof(*out));
-    qs_error_clear(err);
-    cJSON *root = NULL;
-    const cJSON *res = parse_envelope(body, len, op, &root, err);
-    if (res == NULL)
-        return err != NULL ? err->code : QS_EPROTO;
-    int rc = parse_collection_cluster_result(res, op, out, err);
-    cJSON_Delete(root);
+    int rc = parse_answer(body, len, "get collection cluster info", parse_collection_cluster_result,
+                          out, NULL, err);
     if (rc != 0)
         qs_collection_cluster_deinit(out);
     return rc;

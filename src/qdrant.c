@@ -140,12 +140,11 @@ void qs_collection_info_deinit(struct qs_collection_info *ci)
 {
     if (ci == NULL)
         return;
-    free(ci->vectors_json);
-    free(ci->config_json);
-    free(ci->payload_schema_json);
-    ci->vectors_json = NULL;
-    ci->config_json = NULL;
-    ci->payload_schema_json = NULL;
+    char **owned[] = {&ci->vectors_json, &ci->config_json, &ci->payload_schema_json};
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++) {
+        free(*owned[i]);
+        *owned[i] = NULL;
+    }
 }
 
 /* Removes every occurrence of secret from msg (in place). */
@@ -427,6 +426,31 @@ static int check_name(const char *what, const char *v, const char *op, struct qs
     return 0;
 }
 
+/* Clears err, names the operation on snapshot name (borrowed, may be NULL)
+ * of collection (borrowed; NULL: a full snapshot) into op (cap bytes) and
+ * checks both names with it. */
+static int snapshot_op(char *op, size_t cap, const char *verb, const char *collection,
+                       const char *name, struct qs_error *err)
+{
+    qs_error_clear(err);
+    op_name(op, cap, verb, collection, name != NULL ? name : "");
+    int rc = collection != NULL ? check_name("collection name", collection, op, err) : 0;
+    return rc == 0 ? check_name("snapshot name", name, op, err) : rc;
+}
+
+/* Clears err, writes "<what> '<collection>'" into op (cap bytes; the name
+ * printable and bounded) for the messages of one operation, and checks the
+ * collection name (borrowed, may be NULL) with it. */
+static int collection_op(char *op, size_t cap, const char *what, const char *collection,
+                         struct qs_error *err)
+{
+    char c[120];
+    qs_error_clear(err);
+    qs_printable(c, sizeof(c), collection != NULL ? collection : "", sizeof(c));
+    snprintf(op, cap, "%s '%s'", what, c);
+    return check_name("collection name", collection, op, err);
+}
+
 /* "/collections/{c}" + suffix, or root + suffix when c is NULL. */
 static int build_path(struct qs_buf *p, const char *collection, const char *mid, const char *name,
                       const char *query)
@@ -461,27 +485,31 @@ struct snapshots {
     size_t n;
 };
 
-static int parse_collections(const cJSON *res, const char *op, void *out, struct qs_error *err)
+/* The string member `field` of every object of arr (borrowed) into o (a
+ * fresh NULL-terminated vector), keeping with match_field set only the
+ * objects whose match_field equals match; an object without them is the
+ * protocol error `missing`. */
+static int strings_of(const cJSON *arr, const char *op, const char *field, const char *match_field,
+                      const char *match, const char *missing, struct strv *o, struct qs_error *err)
 {
-    struct strv *o = out;
-    int rc = 0;
-    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "collections");
-    if (!cJSON_IsArray(arr)) {
-        return proto_err(err, op, "no collections array");
-    }
     size_t cnt = (size_t)cJSON_GetArraySize(arr), k = 0;
     char **v = calloc(cnt + 1, sizeof(*v));
-    if (v == NULL) {
+    if (v == NULL)
         return qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
+    int rc = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, arr)
     {
-        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
-        if (!cJSON_IsString(nm) || nm->valuestring[0] == '\0') {
-            rc = proto_err(err, op, "collection without a name");
+        const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, field);
+        const cJSON *m =
+            match_field != NULL ? cJSON_GetObjectItemCaseSensitive(it, match_field) : NULL;
+        if (!cJSON_IsString(nm) || nm->valuestring[0] == '\0' ||
+            (match_field != NULL && !cJSON_IsString(m))) {
+            rc = proto_err(err, op, missing);
             break;
         }
+        if (m != NULL && strcmp(m->valuestring, match) != 0)
+            continue;
         if ((v[k] = strdup(nm->valuestring)) == NULL) {
             rc = qs_error_set(err, UV_ENOMEM, "out of memory");
             break;
@@ -495,6 +523,14 @@ static int parse_collections(const cJSON *res, const char *op, void *out, struct
     o->v = v;
     o->n = k;
     return 0;
+}
+
+static int parse_collections(const cJSON *res, const char *op, void *out, struct qs_error *err)
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "collections");
+    if (!cJSON_IsArray(arr))
+        return proto_err(err, op, "no collections array");
+    return strings_of(arr, op, "name", NULL, NULL, "collection without a name", out, err);
 }
 
 static int parse_snapshot_list(const cJSON *res, const char *op, void *out, struct qs_error *err)
@@ -658,12 +694,9 @@ int qs_qdrant_list_collections(struct qs_qdrant *q, char ***names, size_t *n, st
 int qs_qdrant_collection_info(struct qs_qdrant *q, const char *collection,
                               struct qs_collection_info *out, struct qs_error *err)
 {
-    char op[200], c[120];
+    char op[200];
     memset(out, 0, sizeof(*out));
-    qs_error_clear(err);
-    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
-    snprintf(op, sizeof(op), "get collection '%s'", c);
-    int rc = check_name("collection name", collection, op, err);
+    int rc = collection_op(op, sizeof(op), "get collection", collection, err);
     if (rc != 0)
         return rc;
     return json_call(q, "GET", (struct where){collection, NULL, NULL, NULL}, op,
@@ -711,42 +744,44 @@ int qs_qdrant_list_snapshots(struct qs_qdrant *q, const char *collection,
     return rc;
 }
 
-/* Hashes what a download hands on to the caller's sink. */
+/* Hashes what a download hands on to the caller's sink, after checking the
+ * tar structure when tar is set: a stream that is not a tar archive then
+ * stops at its first bad header. */
 struct hashing_sink {
     struct qs_sha256 sha;
+    struct qs_tarcheck *tar; /* borrowed; NULL: no check */
     qs_sink_fn sink;
     void *ud;
+    struct qs_error *err;
 };
 
 static int hashing_sink(const void *data, size_t len, void *ud)
 {
     struct hashing_sink *h = ud;
+    if (h->tar != NULL) {
+        int rc = qs_tarcheck_feed(h->tar, data, len, h->err);
+        if (rc != 0)
+            return rc;
+    }
     qs_sha256_update(&h->sha, data, len);
     return h->sink(data, len, h->ud);
 }
 
-int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, const char *name,
-                                qs_sink_fn sink, void *ud, struct qs_cancel *cancel,
-                                uint64_t *size_out, char *sha256_out, struct qs_error *err)
+/* GET of the path build_path() makes of collection, mid and name (all
+ * borrowed) streamed into sink through SHA-256 (and the tar check when tar,
+ * borrowed, is set); on success the size and digest go to size_out and
+ * sha256_out (both optional). */
+static int download_hashed(struct qs_qdrant *q, const char *op, const char *collection,
+                           const char *mid, const char *name, struct qs_tarcheck *tar,
+                           qs_sink_fn sink, void *ud, struct qs_cancel *cancel, uint64_t *size_out,
+                           char *sha256_out, struct qs_error *err)
 {
-    char op[300];
-    qs_error_clear(err);
-    op_name(op, sizeof(op), "download", collection, name ? name : "");
-    int rc = collection != NULL ? check_name("collection name", collection, op, err) : 0;
-    if (rc == 0)
-        rc = check_name("snapshot name", name, op, err);
-    if (rc == 0 && sink == NULL)
-        rc = qs_error_set(err, QS_EINVAL, "%s: no sink", op);
-    if (rc != 0)
-        return rc;
+    if (sink == NULL)
+        return qs_error_set(err, QS_EINVAL, "%s: no sink", op);
+    struct hashing_sink hs = {.tar = tar, .sink = sink, .ud = ud, .err = err};
     struct qs_buf p;
     qs_buf_init(&p);
-    if (build_path(&p, collection, "/snapshots", name, NULL) != 0) {
-        qs_buf_free(&p);
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
-    struct hashing_sink hs = {.sink = sink, .ud = ud};
-    if (qs_sha256_init(&hs.sha) != 0) {
+    if (build_path(&p, collection, mid, name, NULL) != 0 || qs_sha256_init(&hs.sha) != 0) {
         qs_buf_free(&p);
         return qs_error_set(err, UV_ENOMEM, "out of memory");
     }
@@ -760,9 +795,18 @@ int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, con
                     .sink = hashing_sink,
                     .sink_ud = &hs,
                     .cancel = cancel};
-    rc = perform(q, &r, &a, err);
+    int rc = perform(q, &r, &a, err);
     if (rc == 0 && a.status != 200)
         rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, a.status);
+    if (rc == 0 && tar != NULL && qs_tarcheck_finish(tar, err) != 0) {
+        /* Qdrant ends the body cleanly when its archive writer fails after
+         * the headers were sent: the cut tar is the only sign. Another
+         * attempt may well succeed, as after a cut connection. */
+        qs_error_prefix(err, "%s: Qdrant ended the stream before the end of the archive", op);
+        rc = QS_EPROTO;
+        if (err != NULL)
+            err->retryable = 1;
+    }
     if (rc == 0) {
         char sha[65];
         qs_sha256_final(&hs.sha, sha);
@@ -775,6 +819,18 @@ int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, con
     qs_httpc_req_deinit(&a);
     qs_buf_free(&p);
     return rc;
+}
+
+int qs_qdrant_download_snapshot(struct qs_qdrant *q, const char *collection, const char *name,
+                                qs_sink_fn sink, void *ud, struct qs_cancel *cancel,
+                                uint64_t *size_out, char *sha256_out, struct qs_error *err)
+{
+    char op[300];
+    int rc = snapshot_op(op, sizeof(op), "download", collection, name, err);
+    if (rc != 0)
+        return rc;
+    return download_hashed(q, op, collection, "/snapshots", name, NULL, sink, ud, cancel, size_out,
+                           sha256_out, err);
 }
 
 /* Filenames go into a quoted multipart header: keep them plain. */
@@ -910,11 +966,7 @@ int qs_qdrant_delete_snapshot(struct qs_qdrant *q, const char *collection, const
                               struct qs_error *err)
 {
     char op[300];
-    qs_error_clear(err);
-    op_name(op, sizeof(op), "delete", collection, name ? name : "");
-    int rc = collection != NULL ? check_name("collection name", collection, op, err) : 0;
-    if (rc == 0)
-        rc = check_name("snapshot name", name, op, err);
+    int rc = snapshot_op(op, sizeof(op), "delete", collection, name, err);
     if (rc != 0)
         return rc;
     return json_call(q, "DELETE", (struct where){collection, "/snapshots", name, "?wait=true"}, op,
@@ -923,11 +975,8 @@ int qs_qdrant_delete_snapshot(struct qs_qdrant *q, const char *collection, const
 
 int qs_qdrant_delete_collection(struct qs_qdrant *q, const char *collection, struct qs_error *err)
 {
-    char op[200], c[120];
-    qs_error_clear(err);
-    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
-    snprintf(op, sizeof(op), "delete collection '%s'", c);
-    int rc = check_name("collection name", collection, op, err);
+    char op[200];
+    int rc = collection_op(op, sizeof(op), "delete collection", collection, err);
     if (rc != 0)
         return rc;
     return json_call(q, "DELETE", (struct where){collection, NULL, NULL, NULL}, op,
@@ -979,84 +1028,21 @@ int qs_qdrant_version(struct qs_qdrant *q, char *out, size_t cap, struct qs_erro
 
 /* ---- shard snapshots streamed ----------------------------------------------- */
 
-/* Hashes and checks the tar structure of what a shard stream hands on. */
-struct shard_sink {
-    struct qs_sha256 sha;
-    struct qs_tarcheck tar;
-    qs_sink_fn sink;
-    void *ud;
-    struct qs_error *err;
-};
-
-static int shard_sink(const void *data, size_t len, void *ud)
-{
-    struct shard_sink *h = ud;
-    /* The tar is checked before the bytes go on, so a stream that is not a
-     * tar archive stops at its first bad header. */
-    int rc = qs_tarcheck_feed(&h->tar, data, len, h->err);
-    if (rc != 0)
-        return rc;
-    qs_sha256_update(&h->sha, data, len);
-    return h->sink(data, len, h->ud);
-}
-
 int qs_qdrant_stream_shard(struct qs_qdrant *q, const char *collection, uint32_t shard_id,
                            qs_sink_fn sink, void *ud, struct qs_cancel *cancel, uint64_t *size_out,
                            char *sha256_out, struct qs_error *err)
 {
-    char op[300], c[120];
-    qs_error_clear(err);
-    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
-    snprintf(op, sizeof(op), "stream shard %" PRIu32 " of collection '%s'", shard_id, c);
-    int rc = check_name("collection name", collection, op, err);
-    if (rc == 0 && sink == NULL)
-        rc = qs_error_set(err, QS_EINVAL, "%s: no sink", op);
+    char op[300], what[64];
+    snprintf(what, sizeof(what), "stream shard %" PRIu32 " of collection", shard_id);
+    int rc = collection_op(op, sizeof(op), what, collection, err);
     if (rc != 0)
         return rc;
-    struct qs_buf p;
-    qs_buf_init(&p);
     char mid[40];
     snprintf(mid, sizeof(mid), "/shards/%" PRIu32 "/snapshot", shard_id);
-    struct shard_sink hs = {.sink = sink, .ud = ud, .err = err};
-    qs_tarcheck_init(&hs.tar);
-    if (build_path(&p, collection, mid, NULL, NULL) != 0 || qs_sha256_init(&hs.sha) != 0) {
-        qs_buf_free(&p);
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    }
-    struct qs_httpc_req a;
-    struct req r = {.method = "GET",
-                    .path = p.data,
-                    .op = op,
-                    .timeout_ms = -1,
-                    .stall_watch = 1,
-                    .body_cap = QD_SMALL_CAP,
-                    .sink = shard_sink,
-                    .sink_ud = &hs,
-                    .cancel = cancel};
-    rc = perform(q, &r, &a, err);
-    if (rc == 0 && a.status != 200)
-        rc = qs_error_set(err, QS_EPROTO, "%s: unexpected HTTP %ld", op, a.status);
-    if (rc == 0 && qs_tarcheck_finish(&hs.tar, err) != 0) {
-        /* Qdrant ends the body cleanly when its archive writer fails after
-         * the headers were sent: the cut tar is the only sign. Another
-         * attempt may well succeed, as after a cut connection. */
-        qs_error_prefix(err, "%s: Qdrant ended the stream before the end of the archive", op);
-        rc = QS_EPROTO;
-        if (err != NULL)
-            err->retryable = 1;
-    }
-    if (rc == 0) {
-        char sha[65];
-        qs_sha256_final(&hs.sha, sha);
-        if (sha256_out != NULL)
-            memcpy(sha256_out, sha, sizeof(sha));
-        if (size_out != NULL)
-            *size_out = a.received;
-    }
-    qs_sha256_deinit(&hs.sha);
-    qs_httpc_req_deinit(&a);
-    qs_buf_free(&p);
-    return rc;
+    struct qs_tarcheck tar;
+    qs_tarcheck_init(&tar);
+    return download_hashed(q, op, collection, mid, NULL, &tar, sink, ud, cancel, size_out,
+                           sha256_out, err);
 }
 
 /* ---- collection fidelity: creation, payload indexes, aliases ------------------ */
@@ -1070,11 +1056,8 @@ static int parse_true(const cJSON *res, const char *op, void *out, struct qs_err
 int qs_qdrant_create_collection(struct qs_qdrant *q, const char *collection, const char *body_json,
                                 struct qs_error *err)
 {
-    char op[200], c[120];
-    qs_error_clear(err);
-    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
-    snprintf(op, sizeof(op), "create collection '%s'", c);
-    int rc = check_name("collection name", collection, op, err);
+    char op[200];
+    int rc = collection_op(op, sizeof(op), "create collection", collection, err);
     if (rc == 0 && body_json == NULL)
         rc = qs_error_set(err, QS_EINVAL, "%s: no body", op);
     if (rc != 0)
@@ -1147,48 +1130,20 @@ static int parse_aliases(const cJSON *res, const char *op, void *out, struct qs_
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(res, "aliases");
     if (!cJSON_IsArray(arr))
         return proto_err(err, op, "no aliases array");
-    size_t cnt = (size_t)cJSON_GetArraySize(arr), k = 0;
-    char **v = calloc(cnt + 1, sizeof(*v));
-    if (v == NULL)
-        return qs_error_set(err, UV_ENOMEM, "out of memory");
-    int rc = 0;
-    const cJSON *it;
-    cJSON_ArrayForEach(it, arr)
-    {
-        const cJSON *an = cJSON_GetObjectItemCaseSensitive(it, "alias_name");
-        const cJSON *cn = cJSON_GetObjectItemCaseSensitive(it, "collection_name");
-        if (!cJSON_IsString(an) || an->valuestring[0] == '\0' || !cJSON_IsString(cn)) {
-            rc = proto_err(err, op, "alias without a name or collection");
-            break;
-        }
-        if (strcmp(cn->valuestring, o->collection) != 0)
-            continue;
-        if ((v[k] = strdup(an->valuestring)) == NULL) {
-            rc = qs_error_set(err, UV_ENOMEM, "out of memory");
-            break;
-        }
-        k++;
-    }
-    if (rc != 0) {
-        qs_qdrant_strv_free(v, k);
-        return rc;
-    }
-    qsort(v, k, sizeof(*v), cmp_str);
-    o->names.v = v;
-    o->names.n = k;
-    return 0;
+    int rc = strings_of(arr, op, "alias_name", "collection_name", o->collection,
+                        "alias without a name or collection", &o->names, err);
+    if (rc == 0)
+        qsort(o->names.v, o->names.n, sizeof(*o->names.v), cmp_str);
+    return rc;
 }
 
 int qs_qdrant_collection_aliases(struct qs_qdrant *q, const char *collection, char ***names,
                                  size_t *n, struct qs_error *err)
 {
-    char op[200], c[120];
+    char op[200];
     *names = NULL;
     *n = 0;
-    qs_error_clear(err);
-    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
-    snprintf(op, sizeof(op), "list aliases of collection '%s'", c);
-    int rc = check_name("collection name", collection, op, err);
+    int rc = collection_op(op, sizeof(op), "list aliases of collection", collection, err);
     if (rc != 0)
         return rc;
     struct alias_list o = {collection, {NULL, 0}};
@@ -1204,11 +1159,9 @@ int qs_qdrant_collection_aliases(struct qs_qdrant *q, const char *collection, ch
 int qs_qdrant_create_aliases(struct qs_qdrant *q, const char *collection, char *const *aliases,
                              size_t n, struct qs_error *err)
 {
-    char op[200], c[120];
-    qs_error_clear(err);
-    qs_printable(c, sizeof(c), collection ? collection : "", sizeof(c));
-    snprintf(op, sizeof(op), "point %zu aliases at collection '%s'", n, c);
-    int rc = check_name("collection name", collection, op, err);
+    char op[200], what[64];
+    snprintf(what, sizeof(what), "point %zu aliases at collection", n);
+    int rc = collection_op(op, sizeof(op), what, collection, err);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = check_name("alias name", aliases[i], op, err);
     if (rc != 0 || n == 0)
