@@ -56,6 +56,16 @@ run_one() {
     else
         printf 'fuzz.sh: %-9s FAIL  rc=%s  %s\n' "$t" "$rc" "$stats"
         grep -E 'ERROR|SUMMARY|Test unit written|==[0-9]+==' "$log" | head -20
+        # Kept for the summary at the end, where a CI log's tail shows it.
+        # The reproducer too, in base64 (inputs are at most 8 KiB), so a
+        # failure on a machine one cannot log into can be replayed here.
+        local unit
+        unit=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -1)
+        {
+            printf '%s (rc=%s):\n' "$t" "$rc"
+            grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -5
+            [ -n "$unit" ] && [ -f "$unit" ] && printf 'reproducer (base64): %s\n' "$(base64 -w0 "$unit")"
+        } >"$WORK/$t.failed"
     fi
     return $rc
 }
@@ -82,6 +92,7 @@ for p in "${pids[@]}"; do
     wait "$p" || fails=$((fails + 1))
 done
 if [ $fails -ne 0 ]; then
+    cat "$WORK"/*.failed 2>/dev/null | sed 's/^/fuzz.sh: failed: /' >&2
     echo "fuzz.sh: $fails target(s) failed; reproducers in $ART" >&2
     exit 1
 fi
