@@ -1924,6 +1924,9 @@ class State:
         self.ro_key = ro_key
         self.version = version
         self.lock = threading.RLock()
+        # Held by replica commits and by gc_local() (see there); taken
+        # before a replica's own lock.
+        self.gc_lock = threading.RLock()
         self.collections = {}
         self.alias_map = {}
         self.name_locks = {}
@@ -2182,7 +2185,7 @@ class State:
             sv = self.shard(meta["name"], sid)
             if sv.exists():
                 continue
-            with sv.lock:
+            with self.gc_lock, sv.lock:
                 if sv.exists():
                     continue
                 build = tempfile.mkdtemp(prefix="replica-", dir=self.storage_tmp)
@@ -2194,10 +2197,11 @@ class State:
                     shutil.rmtree(build, ignore_errors=True)
 
     def commit_shard(self, meta, sid, build):
-        """Replaces a local replica's data with the directory `build`."""
+        """Replaces a local replica's data with the directory `build` (under
+        gc_lock, then the replica's lock: the order everywhere)."""
         sv = self.shard(meta["name"], sid)
         cdir = self.coll_dir(meta["name"])
-        with sv.lock:
+        with self.gc_lock, sv.lock:
             os.makedirs(cdir, exist_ok=True)
             if self.is_cluster:
                 with open(os.path.join(cdir, "uuid"), "w") as f:
@@ -2345,39 +2349,47 @@ class State:
             return self.protected.get((cname, sid), 0) > time.time()
 
     def gc_local(self):
-        """Removes local data of collections and replicas this peer no longer has."""
+        """Removes local data of collections and replicas this peer no longer has.
+        Under gc_lock, which every replica commit holds too: the view is read
+        after any commit in progress has finished, so a collection just
+        created in the view (whose directory a commit is making) is never
+        taken for a deleted one."""
         if not self.is_cluster:
             return
-        v = self.view()
-        for name in os.listdir(self.coll_root):
-            d = os.path.join(self.coll_root, name)
-            if not os.path.isdir(d) or ".old-" in name or ".deleted-" in name:
-                continue
-            m = v["collections"].get(name)
-            try:
-                with open(os.path.join(d, "uuid")) as f:
-                    u = f.read().strip()
-            except OSError:
-                u = None
-            if m is None or (u is not None and u != m["uuid"]):
-                trash = d + ".deleted-" + uuid.uuid4().hex[:8]
-                try:
-                    os.rename(d, trash)
-                except OSError:
+        trashed = []
+        with self.gc_lock:
+            v = self.view()
+            for name in os.listdir(self.coll_root):
+                d = os.path.join(self.coll_root, name)
+                if not os.path.isdir(d) or ".old-" in name or ".deleted-" in name:
                     continue
-                shutil.rmtree(trash, ignore_errors=True)
-                continue
-            keep = set(str(s) for s in self.local_sids(m))
-            for sd in os.listdir(d):
-                if sd.isdigit() and sd not in keep and not self.is_protected(name, int(sd)):
-                    sv = self.shard(name, int(sd))
-                    with sv.lock:
-                        trash = sv.dir + ".old-" + uuid.uuid4().hex[:8]
-                        try:
-                            os.rename(sv.dir, trash)
-                        except OSError:
-                            continue
-                    shutil.rmtree(trash, ignore_errors=True)
+                m = v["collections"].get(name)
+                try:
+                    with open(os.path.join(d, "uuid")) as f:
+                        u = f.read().strip()
+                except OSError:
+                    u = None
+                if m is None or (u is not None and u != m["uuid"]):
+                    trash = d + ".deleted-" + uuid.uuid4().hex[:8]
+                    try:
+                        os.rename(d, trash)
+                    except OSError:
+                        continue
+                    trashed.append(trash)
+                    continue
+                keep = set(str(s) for s in self.local_sids(m))
+                for sd in os.listdir(d):
+                    if sd.isdigit() and sd not in keep and not self.is_protected(name, int(sd)):
+                        sv = self.shard(name, int(sd))
+                        with sv.lock:
+                            trash = sv.dir + ".old-" + uuid.uuid4().hex[:8]
+                            try:
+                                os.rename(sv.dir, trash)
+                            except OSError:
+                                continue
+                        trashed.append(trash)
+        for trash in trashed:
+            shutil.rmtree(trash, ignore_errors=True)
 
     # snapshots ------------------------------------------------------------
     def record_birth(self, path, when=None):

@@ -394,15 +394,31 @@ static cJSON *wait_job(const struct world *w, int i, const char *id)
 }
 
 /* /readyz of sidecar i (200), its "cluster" object checked against the
- * cluster: this peer, the leader, and every peer's REST URL. */
+ * cluster: this peer, the leader, and every peer's REST URL. The view is
+ * the last probe's (every 300 ms here), and a follower that stays a
+ * follower keeps its gauge at 0, so wait_leader_gauge() cannot tell that
+ * it has seen a new leader: the leader field is waited for, the rest
+ * asserted at once. */
 static void check_readyz(const struct world *w, int i, int leader)
 {
     char url[128];
     snprintf(url, sizeof(url), "%s/readyz", w->d[i].url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    double end = now_s() + 20;
+    cJSON *j;
+    const cJSON *cl;
+    for (;;) {
+        j = http_json("GET", url, NULL, 200);
+        cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
+        cr_assert(cJSON_IsObject(cl), "no cluster view in /readyz");
+        const char *seen = jstr(cl, "leader");
+        if (seen != NULL && strcmp(seen, w->id[leader]) == 0)
+            break;
+        cJSON_Delete(j);
+        cr_assert_lt(now_s(), end, "sidecar %d's /readyz never named peer %s the leader", i,
+                     w->id[leader]);
+        usleep(100000);
+    }
     cr_assert_str_eq(jstr(j, "status"), "ready");
-    const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
-    cr_assert(cJSON_IsObject(cl), "no cluster view in /readyz");
     cr_assert_str_eq(jstr(cl, "setting"), "auto");
     cr_assert_str_eq(jstr(cl, "status"), "enabled");
     cr_assert_str_eq(jstr(cl, "role"), i == leader ? "leader" : "follower");
