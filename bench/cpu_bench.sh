@@ -102,6 +102,11 @@ for r in $(seq "$RUNS"); do
     fi
     bc_log "run $r of $RUNS"
     for s in "${order[@]}"; do $s; done
+    line=""
+    for k in get sha ossl put dd news3 newfile ${BASE:+bases3 basefile}; do
+        line="$line $k $(eval echo "\$CPU_$k")"
+    done
+    bc_log "run $r CPU seconds:$line"
     for k in get sha ossl put dd news3 newfile; do add "$k" "$(per "$(eval echo "\$CPU_$k")")"; done
     add rss_new "$RSS_news3"
     floor_s3=$(per "$(awk -v a="$CPU_sha" -v b="$CPU_put" 'BEGIN { print a + b }')")
