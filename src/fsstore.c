@@ -46,9 +46,10 @@ struct fs_put {
 /* Bytes go to the file in writes of this size at offsets that are
  * multiples of it (the last one shorter): a download hands them over in
  * 16 KiB pieces, and a write system call per piece costs more than the copy
- * into this buffer. 256 KiB: on the benchmark machine writes of 128-256 KiB
- * cost the kernel the least CPU per GiB (16 KiB and 1 MiB writes more;
- * docs/benchmarks.md). */
+ * into this buffer. 256 KiB: on the benchmark machine a GiB written in
+ * 16 KiB writes costs about 1.8 times the CPU of 256 KiB writes, 1 MiB
+ * writes save only a little more and 4 MiB writes cost three times as much
+ * (docs/benchmarks.md). */
 #define FS_WRITE_BUF (256 * 1024)
 
 static char *path_join(const char *a, const char *b)
