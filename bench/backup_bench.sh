@@ -39,7 +39,9 @@ bc_qsnap_env
 [ -n "$PART" ] && export QSNAP_S3_PART_SIZE="$PART"
 export QSNAP_COMPRESSION=none
 
-bc_log "creating 1 GiB and 3 GiB collections"
+SMALL="${QSNAP_BENCH_MIB:-1024} MiB"
+LARGE="${QSNAP_BENCH_LARGE_MIB:-3072} MiB"
+bc_log "creating $SMALL and $LARGE collections"
 bc_collection bench-1g "${QSNAP_BENCH_MIB:-1024}"
 bc_collection bench-3g "${QSNAP_BENCH_LARGE_MIB:-3072}"
 
@@ -168,13 +170,13 @@ run_backup() { # COLLECTION TAG -> sets WALL_<TAG> RSS_<TAG> STREAM_<TAG>
     printf -v "WALL_$tag" '%s' "$(bc_timev_field "$BC_W/time.$tag" 'Elapsed (wall clock) time (h:mm:ss or m:ss)')"
     printf -v "STREAM_$tag" '%s' "$(bc_stream_seconds "$BC_W/log.$tag" "$c")"
 }
-bc_log "qsnap backup 1 GiB"
+bc_log "qsnap backup $SMALL"
 run_backup bench-1g q1
-bc_log "qsnap backup 3 GiB"
+bc_log "qsnap backup $LARGE"
 run_backup bench-3g q3
 
 # ---- qsnap serve: /metrics latency while streaming ---------------------------
-bc_log "qsnap serve: /metrics while streaming 1 GiB"
+bc_log "qsnap serve: /metrics while streaming $SMALL"
 PORT=$("$BC_PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 TOKEN=bench-admin-token-0123456789
 QSNAP_LISTEN="127.0.0.1:$PORT" QSNAP_ADMIN_TOKEN="$TOKEN" "$QSNAP" serve >"$BC_W/serve.log" 2>&1 &
@@ -260,12 +262,12 @@ if [ ${#PEERS[@]} -gt 0 ]; then
 fi
 awk -v q="$(med r_q)" 'BEGIN { printf "median ratio qsnap / max(download, upload) = %.2f (target <= 1.10): %s\n",
     q, q <= 1.10 ? "OK" : "MISSED" }'
-printf '\npeak RSS: 1 GiB %s MiB (rounds: %s), 3 GiB %s MiB; qsnap serve, 1 GiB via POST /v1/backup: %s MiB\n' \
-    "$RSS_q1" "$(fmt rss_q)" "$RSS_q3" "$RSS_serve"
-printf 'stream + verify: 1 GiB %s s, 3 GiB %s s; wall clock incl. Qdrant snapshot creation: %s / %s\n' \
-    "$STREAM_q1" "$STREAM_q3" "$WALL_q1" "$WALL_q3"
-awk -v a="$RSS_q1" -v b="$RSS_q3" 'BEGIN {
+printf '\npeak RSS: %s %s MiB (rounds: %s), %s %s MiB; qsnap serve, %s via POST /v1/backup: %s MiB\n' \
+    "$SMALL" "$RSS_q1" "$(fmt rss_q)" "$LARGE" "$RSS_q3" "$SMALL" "$RSS_serve"
+printf 'stream + verify: %s %s s, %s %s s; wall clock incl. Qdrant snapshot creation: %s / %s\n' \
+    "$SMALL" "$STREAM_q1" "$LARGE" "$STREAM_q3" "$WALL_q1" "$WALL_q3"
+awk -v a="$RSS_q1" -v b="$RSS_q3" -v sa="$SMALL" -v sb="$LARGE" 'BEGIN {
     d = b - a; if (d < 0) d = -d
-    printf "peak RSS 1 GiB %d MiB, 3 GiB %d MiB, difference %d MiB (targets <= 48, <= 4): %s\n",
-        a, b, d, (a <= 48 && b <= 48 && d <= 4) ? "OK" : "MISSED" }'
+    printf "peak RSS %s %d MiB, %s %d MiB, difference %d MiB (targets <= 48, <= 4): %s\n",
+        sa, a, sb, b, d, (a <= 48 && b <= 48 && d <= 4) ? "OK" : "MISSED" }'
 printf '/metrics while streaming: %s samples, median %s ms, max %s ms\n' "$LAT_N" "$LAT_MED" "$LAT_MAX"
