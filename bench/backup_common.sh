@@ -44,13 +44,49 @@ bc_s3() { # METHOD PATH [curl args...]
 }
 
 bc_delete_prefix() { # delete every object under BC_PREFIX/
+    bc_delete_under "$BC_PREFIX"
+}
+
+bc_delete_under() { # PREFIX: delete every object under PREFIX/
     local keys k
     for _ in 1 2 3 4 5; do
-        keys=$(bc_s3 GET "?list-type=2&prefix=$BC_PREFIX%2F" | grep -o '<Key>[^<]*</Key>' |
+        keys=$(bc_s3 GET "?list-type=2&prefix=$1%2F" | grep -o '<Key>[^<]*</Key>' |
             sed 's/<Key>\(.*\)<\/Key>/\1/') || true
         [ -n "$keys" ] || return 0
         for k in $keys; do bc_s3 DELETE "$k" -o /dev/null || true; done
     done
+}
+
+# bc_cpu FILE: "user+sys" seconds from a `/usr/bin/time -f '%U %S ...'` file.
+bc_cpu() {
+    awk '/^[0-9.]+ [0-9.]+( |$)/ { v = $1 + $2 } END { printf "%.2f", v }' "$1"
+}
+
+# bc_pcpu PID...: utime + stime of the processes so far, in seconds.
+bc_pcpu() {
+    local p t=0
+    for p in "$@"; do
+        t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    awk -v t="$t" -v h="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / h }'
+}
+
+# bc_rgw_pids: the radosgw, OSD and monitor of the benchmark's radosgw (its
+# directory: the one started here, else QSNAP_BENCH_RGW_DIR), or nothing.
+bc_rgw_pids() {
+    local d=${BC_RGW_DIR:-${QSNAP_BENCH_RGW_DIR:-}} f
+    [ -n "$d" ] && [ -d "$d/run" ] || return 0
+    for f in "$d"/run/*.pid; do
+        [ -r "$f" ] && printf '%s ' "$(cat "$f")"
+    done
+}
+
+# bc_stats VALUE...: "median min max" of the values.
+bc_stats() {
+    printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) { print "nan nan nan"; exit }
+        m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+        printf "%.2f %.2f %.2f\n", m, a[1], a[NR] }'
 }
 
 bc_cleanup() {

@@ -13,6 +13,9 @@
 #define S3_POOL_MAX 8
 #define S3_RESP_MAX (16u * 1024u * 1024u)
 #define S3_UPLOAD_BUFFER (256L * 1024L)
+/* Receive buffer of object GETs: libcurl's default (16 KiB) means one recv
+ * and one poll per 16 KiB of a restore's download. */
+#define S3_DOWNLOAD_BUFFER (256L * 1024L)
 
 int qs_s3req_ctx_init(struct qs_s3req_ctx *c, const struct qs_storage_opts *o, struct qs_error *err)
 {
@@ -216,7 +219,10 @@ static int perform_once(struct qs_s3req_ctx *c, struct qs_httpc *h, struct qs_s3
     hr.hook_ud = r;
     hr.explain = explain;
     hr.explain_ud = c;
-    hr.limits = &c->limits;
+    struct qs_httpc_limits lim = c->limits;
+    if (r->sink != NULL)
+        lim.download_buffer = S3_DOWNLOAD_BUFFER;
+    hr.limits = &lim;
     hr.cancel = r->cancel;
 
     r->status = 0;

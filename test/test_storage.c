@@ -3,16 +3,19 @@
  * wrong secret, missing bucket, and a connection cut mid-upload by a TCP
  * proxy in this file. */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1116,6 +1119,103 @@ Test(storage_file, bandwidth_cap)
     qs_storage_free(st);
     qs_test_rmrf(dir);
     free(dir);
+}
+
+/* Size of the one temporary file of a put under dir/c (-1: none or several). */
+static long long temp_size(const char *dir)
+{
+    char sub[4096];
+    snprintf(sub, sizeof(sub), "%s/c", dir);
+    DIR *d = opendir(sub);
+    if (d == NULL)
+        return -1;
+    long long size = -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, ".qsnap-tmp-", 11) != 0)
+            continue;
+        char path[8192];
+        snprintf(path, sizeof(path), "%s/%s", sub, e->d_name);
+        struct stat sb;
+        if (stat(path, &sb) == 0)
+            size = (long long)sb.st_size;
+        n++;
+    }
+    closedir(d);
+    return n == 1 ? size : -1;
+}
+
+/* A download hands its bytes over in 16 KiB pieces; they reach the file in
+ * writes of 256 KiB (one system call per piece cost more CPU than the whole
+ * copy), and the rest at the end, before the fsync. */
+Test(storage_file, small_writes_reach_the_file_in_batches)
+{
+    struct fixture f;
+    fixture_open(&f, BK_FILE, "batched", 0);
+    struct qs_error err;
+    const size_t piece = 16 * 1024, size = 600 * 1024 + 7;
+    unsigned char *buf = malloc(size);
+    struct gen g = {42};
+    gen_fill(&g, buf, size);
+    struct qs_storage_put *put;
+    cr_assert_eq(
+        qs_storage_put_begin(f.st, "c/batched.snapshot", (int64_t)size, NULL, NULL, &put, &err), 0,
+        "%s", err.msg);
+    size_t off = 0;
+    for (; off + piece < 256 * 1024; off += piece)
+        cr_assert_eq(qs_storage_put_write(put, buf + off, piece, &err), 0, "%s", err.msg);
+    cr_assert_eq(temp_size(f.dir), 0, "%zu bytes written piece by piece", off);
+    cr_assert_eq(qs_storage_put_write(put, buf + off, piece, &err), 0, "%s", err.msg);
+    off += piece;
+    cr_assert_eq(temp_size(f.dir), 256 * 1024);
+    /* A big write is not split into pieces, nor copied when it is whole
+     * buffers: the rest of it waits for the end. */
+    cr_assert_eq(qs_storage_put_write(put, buf + off, size - off, &err), 0, "%s", err.msg);
+    cr_assert_eq(temp_size(f.dir), 512 * 1024);
+    cr_assert_eq(qs_storage_put_finish(put, NULL, &err), 0, "%s", err.msg);
+    char want[65], got[65];
+    uint64_t n = 0;
+    qs_sha256_hex(buf, size, want);
+    get_sha(f.st, "c/batched.snapshot", got, &n);
+    cr_assert_eq(n, size);
+    cr_assert_str_eq(got, want);
+    free(buf);
+    fixture_close(&f);
+}
+
+/* The last bytes are written only by finish: when that write fails, the put
+ * fails with the reason and leaves nothing behind. */
+Test(storage_file, write_failing_at_finish_leaves_nothing)
+{
+    struct fixture f;
+    fixture_open(&f, BK_FILE, "efbig", 0);
+    struct qs_error err;
+    const size_t piece = 16 * 1024, size = 13 * piece; /* less than one buffer */
+    unsigned char *buf = calloc(1, size);
+    struct qs_storage_put *put;
+    cr_assert_eq(qs_storage_put_begin(f.st, "c/big.snapshot", -1, NULL, NULL, &put, &err), 0);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim = {.rlim_cur = 100 * 1024, .rlim_max = RLIM_INFINITY};
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim.rlim_max = old.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0, "%s", strerror(errno));
+    for (size_t off = 0; off < size; off += piece)
+        cr_assert_eq(qs_storage_put_write(put, buf + off, piece, &err), 0, "%s", err.msg);
+    int rc = qs_storage_put_finish(put, NULL, &err);
+    setrlimit(RLIMIT_FSIZE, &old);
+    cr_assert_eq(rc, UV_EFBIG, "%d %s", rc, err.msg);
+    cr_assert_not_null(strstr(err.msg, "c/big.snapshot"), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "File too large"), "%s", err.msg);
+    struct qs_storage_list l;
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(f.st, "", &l, &err), 0);
+    cr_assert_eq(l.n, 0, "nothing stored, got %s", l.n ? l.items[0].key : "");
+    qs_storage_list_deinit(&l);
+    assert_no_uploads(f.st, "");
+    cr_assert_eq(temp_size(f.dir), -1, "the temporary is gone");
+    free(buf);
+    fixture_close(&f);
 }
 
 /* ---- TLS: certificates are always verified ------------------------------------ */
