@@ -353,12 +353,30 @@ static void strv_free(char **v, size_t n)
     free(v);
 }
 
-/* 1 when the snapshot was made by peer i (Qdrant puts its peer id in the name). */
-static int made_by(const struct world *w, const char *snapshot, int i)
+/* 1 when backup `snapshot` of collection c was made by peer i's sidecar: a
+ * cluster backup's manifest names that peer; a collection snapshot's name
+ * (QSNAP_CLUSTER=off) holds the peer id Qdrant put there. */
+static int made_by(const struct world *w, const char *c, const char *snapshot, int i)
 {
-    uint64_t peer = 0;
-    cr_assert_eq(qs_snapshot_name_parse(snapshot, NULL, 0, &peer, NULL), 0, "%s", snapshot);
-    return peer == id_of(w, i);
+    struct qs_catalog cat;
+    struct qs_error err;
+    cr_assert_eq(qs_catalog_load(w->st, c, 0, &cat, &err), 0, "%s", err.msg);
+    int found = -1;
+    for (size_t k = 0; k < cat.nbackups; k++) {
+        const struct qs_manifest *m = &cat.backups[k].m;
+        if (strcmp(m->snapshot, snapshot) != 0)
+            continue;
+        if (m->has_cluster) {
+            found = m->cluster.peer_id == id_of(w, i);
+        } else {
+            uint64_t peer = 0;
+            cr_assert_eq(qs_snapshot_name_parse(snapshot, NULL, 0, &peer, NULL), 0, "%s", snapshot);
+            found = peer == id_of(w, i);
+        }
+    }
+    qs_catalog_deinit(&cat);
+    cr_assert_neq(found, -1, "no backup %s of %s", snapshot, c);
+    return found;
 }
 
 static char *post_backup(const struct world *w, int i)
@@ -399,7 +417,18 @@ static void check_readyz(const struct world *w, int i, int leader)
 {
     char url[128];
     snprintf(url, sizeof(url), "%s/readyz", w->d[i].url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    /* A follower's gauge stays 0 whoever leads: its view may still name the
+     * previous leader until its next probe (every 300 ms). */
+    cJSON *j;
+    double end = now_s() + 10;
+    for (;;) {
+        j = http_json("GET", url, NULL, 200);
+        const char *l = jstr(cJSON_GetObjectItemCaseSensitive(j, "cluster"), "leader");
+        if ((l != NULL && strcmp(l, w->id[leader]) == 0) || now_s() > end)
+            break;
+        cJSON_Delete(j);
+        usleep(100000);
+    }
     cr_assert_str_eq(jstr(j, "status"), "ready");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
     cr_assert(cJSON_IsObject(cl), "no cluster view in /readyz");
@@ -603,7 +632,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     size_t n;
     char **b = backups_of(&w, "sched", &n);
     cr_assert_eq(n, 1, "one backup at the destination, not %zu", n);
-    cr_assert(made_by(&w, b[0], 1), "%s was not made by the leader's peer", b[0]);
+    cr_assert(made_by(&w, "sched", b[0], 1), "%s was not made by the leader's peer", b[0]);
     char *first = strdup(b[0]);
     strv_free(b, n);
 
@@ -622,7 +651,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     cr_assert_eq(n, 2, "the follower pruned: %zu backups", n);
     int older = strcmp(b[0], first) == 0 ? 0 : 1;
     cr_assert_str_eq(b[older], first, "the older backup (prunable) is still there");
-    cr_assert(made_by(&w, b[1 - older], 3), "%s was not made by peer 3", b[1 - older]);
+    cr_assert(made_by(&w, "sched", b[1 - older], 3), "%s was not made by peer 3", b[1 - older]);
     strv_free(b, n);
     cr_assert_eq(metric(&w, 3, "qsnap_prune_deleted_total{location=\"remote\",kind=\"backup\"}"),
                  0.0);
@@ -663,7 +692,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     end = now_s() + 30;
     for (;;) {
         b = backups_of(&w, "sched", &n);
-        int done = n == 1 && made_by(&w, b[0], 2);
+        int done = n == 1 && made_by(&w, "sched", b[0], 2);
         strv_free(b, n);
         if (done)
             break;
@@ -735,7 +764,7 @@ Test(cluster, cluster_unreachable_at_the_scheduled_time_skips_with_an_error)
     size_t n;
     char **b = backups_of(&w, "gone", &n);
     cr_assert_eq(n, 1);
-    cr_assert(made_by(&w, b[0], 1));
+    cr_assert(made_by(&w, "gone", b[0], 1));
     strv_free(b, n);
     for (int i = 1; i <= PEERS; i++)
         sidecar_stop(&w, i);
@@ -809,7 +838,7 @@ Test(cluster, off_never_asks_and_runs_as_a_single_node)
     size_t n;
     char **b = backups_of(&w, "plain", &n);
     cr_assert_eq(n, 1);
-    cr_assert(made_by(&w, b[0], 2));
+    cr_assert(made_by(&w, "plain", b[0], 2));
     strv_free(b, n);
     sidecar_stop(&w, 2);
     stop_all();
@@ -979,5 +1008,248 @@ Test(cluster, single_node_auto_is_todays_behaviour)
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     qs_test_rmrf(dir);
     free(dir);
+    stop_all();
+}
+
+/* ---- cluster backups ---------------------------------------------------------------- */
+
+/* A generated collection of `shards` shards, replication factor 2. */
+static void make_sharded(struct world *w, const char *name, int points, int shards)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"%s\",\"points\":%d,\"dim\":8,\"shard_number\":%d,"
+             "\"replication_factor\":2}",
+             name, points, shards);
+    ctl(w, 1, "POST", "/__standin/collections", body);
+    wait_active(w, name);
+}
+
+/* The placement of collection c as peer 1 sees it. */
+static void placement_of(struct world *w, const char *c, struct qs_collection_cluster *cc)
+{
+    struct qs_qdrant_opts o = {.url = w->c.peer[1].url};
+    struct qs_qdrant *q = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_new(&o, &q, &err), 0, "%s", err.msg);
+    cr_assert_eq(qs_cluster_collection_get(q, c, cc, &err), 0, "%s", err.msg);
+    qs_qdrant_free(q);
+}
+
+/* The peer index of a peer id. */
+static int index_of(const struct world *w, uint64_t id)
+{
+    for (int i = 1; i <= PEERS; i++)
+        if (id_of(w, i) == id)
+            return i;
+    cr_assert_fail("peer id %" PRIu64 " is not a peer of the cluster", id);
+    return 0;
+}
+
+/* Shard streams peer i served so far (the stand-in's counter). */
+static double shard_streams(const struct world *w, int i)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__standin/state", w->c.peer[i].url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "counters"), "shard_streams");
+    cr_assert(cJSON_IsNumber(n));
+    double v = n->valuedouble;
+    cJSON_Delete(j);
+    return v;
+}
+
+/* The newest backup of c (its manifest into m, owned by the caller). */
+static void newest_backup(const struct world *w, const char *c, struct qs_manifest *m)
+{
+    struct qs_catalog cat;
+    struct qs_error err;
+    cr_assert_eq(qs_catalog_load(w->st, c, 0, &cat, &err), 0, "%s", err.msg);
+    cr_assert_gt(cat.nbackups, 0, "no backup of %s", c);
+    *m = cat.backups[0].m;
+    memset(&cat.backups[0].m, 0, sizeof(cat.backups[0].m));
+    qs_catalog_deinit(&cat);
+}
+
+/* Checks that backup m of a collection placed as cc (3 peers, RF 2) was made
+ * by peer `by`'s sidecar: every shard once, each from a peer holding an
+ * Active replica of it, the local one when `by` holds one, else the lowest
+ * id; the topology recorded. */
+static void check_cluster_backup(const struct world *w, const struct qs_manifest *m,
+                                 const struct qs_collection_cluster *cc, int by, int down)
+{
+    cr_assert_eq(m->method, QS_METHOD_SHARDS);
+    cr_assert(m->has_cluster, "no cluster object in the manifest");
+    cr_assert_eq(m->cluster.peer_id, id_of(w, by));
+    cr_assert_eq(m->cluster.npeers, PEERS);
+    cr_assert_eq(m->cluster.replication_factor, 2);
+    cr_assert_eq(m->cluster.shard_count, cc->shard_count);
+    cr_assert_eq(m->nshards, cc->shard_count);
+    for (size_t i = 0; i < m->nshards; i++) {
+        const struct qs_manifest_shard *sh = &m->shards[i];
+        cr_assert_eq(sh->id, i);
+        struct qs_shard_replica r[PEERS];
+        size_t n = qs_cluster_shard_replicas(cc, sh->id, r, PEERS);
+        cr_assert_eq(n, 2, "shard %u has %zu replicas", sh->id, n);
+        uint64_t want = 0;
+        for (size_t k = 0; k < n && want == 0; k++)
+            if (r[k].peer_id == id_of(w, by))
+                want = r[k].peer_id;
+        for (size_t k = 0; k < n; k++)
+            if (want == 0 || (want != id_of(w, by) && r[k].peer_id < want))
+                if (down == 0 || r[k].peer_id != id_of(w, down))
+                    want = r[k].peer_id;
+        if (want != id_of(w, by)) {
+            /* ascending ids among the others, the dead one skipped */
+            want = 0;
+            for (size_t k = 0; k < n; k++) {
+                uint64_t p = r[k].peer_id;
+                if ((down != 0 && p == id_of(w, down)) || p == id_of(w, by))
+                    continue;
+                if (want == 0 || p < want)
+                    want = p;
+            }
+        }
+        cr_assert_eq(sh->peer_id, want, "shard %u streamed from peer %d, not %d", sh->id,
+                     index_of(w, sh->peer_id), index_of(w, want));
+        struct qs_storage_stat st;
+        struct qs_error err;
+        cr_assert_eq(qs_storage_head(w->st, sh->object, &st, &err), 0, "%s", err.msg);
+        cr_assert_eq(st.size, sh->stored_size);
+        qs_storage_stat_deinit(&st);
+    }
+}
+
+/* The objects under prefix c/ at the destination. */
+static size_t objects_of(const struct world *w, const char *c)
+{
+    struct qs_storage_list l;
+    struct qs_error err;
+    char prefix[256];
+    snprintf(prefix, sizeof(prefix), "%s/", c);
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(w->st, prefix, &l, &err), 0, "%s", err.msg);
+    size_t n = l.n;
+    qs_storage_list_deinit(&l);
+    return n;
+}
+
+static const char *const SHARDED[] = {"one", "three", "six"};
+static const int NSHARDS[] = {1, 3, 6};
+
+/* A manual backup on a follower's sidecar and one on the leader's: whatever
+ * QSNAP_SNAPSHOT_METHOD says, every shard of every collection (1, 3 and 6
+ * shards, replication factor 2) is stored once, streamed from a peer holding
+ * an Active replica (the sidecar's own peer when it holds one, else the
+ * lowest peer id); the manifest records the topology; exactly one shard
+ * stream per shard across the peers, no collection snapshot. */
+Test(cluster, backup_stores_every_shard_once_from_an_active_replica)
+{
+    static struct world w;
+    world_open(&w, 0);
+    for (int k = 0; k < 3; k++)
+        make_sharded(&w, SHARDED[k], 60, NSHARDS[k]);
+    const char *extra[] = {"QSNAP_SNAPSHOT_METHOD=collection", NULL};
+    for (int by = 2; by >= 1; by--) {
+        sidecar_start(&w, by, extra);
+        double before = 0;
+        for (int i = 1; i <= PEERS; i++)
+            before += shard_streams(&w, i);
+        char *job = post_backup(&w, by);
+        cJSON *j = wait_job(&w, by, job);
+        char *txt = cJSON_Print(j);
+        cr_assert_str_eq(jstr(j, "state"), "succeeded", "%s", txt);
+        free(txt);
+        cJSON_Delete(j);
+        free(job);
+        double after = 0;
+        for (int i = 1; i <= PEERS; i++)
+            after += shard_streams(&w, i);
+        cr_assert_eq(after - before, 10.0, "%g shard streams for 10 shards", after - before);
+        for (int k = 0; k < 3; k++) {
+            struct qs_collection_cluster cc;
+            placement_of(&w, SHARDED[k], &cc);
+            struct qs_manifest m;
+            newest_backup(&w, SHARDED[k], &m);
+            check_cluster_backup(&w, &m, &cc, by, 0);
+            qs_manifest_deinit(&m);
+            qs_collection_cluster_deinit(&cc);
+        }
+        cr_assert_eq(log_count(&w, by, "snapshot created"), 0, "a collection snapshot was made");
+        sidecar_stop(&w, by);
+    }
+    for (int k = 0; k < 3; k++) {
+        size_t n;
+        char **b = backups_of(&w, SHARDED[k], &n);
+        cr_assert_eq(n, 2);
+        strv_free(b, n);
+        /* two runs: shards + manifest each */
+        cr_assert_eq(objects_of(&w, SHARDED[k]), (size_t)(2 * (NSHARDS[k] + 1)));
+    }
+    stop_all();
+}
+
+/* A peer down during a backup: shards whose first choice was on it come from
+ * the other Active replica. A shard with no Active replica fails its
+ * collection, naming the shard and the states, and leaves nothing of it
+ * behind; the other collections are backed up. */
+Test(cluster, peer_down_uses_another_replica_or_fails_the_collection_clearly)
+{
+    static struct world w;
+    world_open(&w, 0);
+    make_sharded(&w, "six", 60, 6);
+    make_sharded(&w, "three", 30, 3);
+    sidecar_start(&w, 1, NULL);
+    /* The peer (not 1) that is the first choice of some shard not on peer 1. */
+    struct qs_collection_cluster cc;
+    placement_of(&w, "six", &cc);
+    int down = 0;
+    for (uint32_t s = 0; s < cc.shard_count && down == 0; s++) {
+        struct qs_shard_replica r[PEERS];
+        size_t n = qs_cluster_shard_replicas(&cc, s, r, PEERS);
+        int on1 = 0;
+        for (size_t k = 0; k < n; k++)
+            on1 |= r[k].peer_id == id_of(&w, 1);
+        if (!on1)
+            down = index_of(&w, r[0].peer_id < r[1].peer_id ? r[0].peer_id : r[1].peer_id);
+    }
+    cr_assert_neq(down, 0, "every shard has a replica on peer 1");
+    qs_test_cluster_kill(&w.c, down);
+    /* "three": shard 0's replicas both Dead (pinned) */
+    char body[256];
+    struct qs_collection_cluster c3;
+    placement_of(&w, "three", &c3);
+    struct qs_shard_replica r3[PEERS];
+    size_t n3 = qs_cluster_shard_replicas(&c3, 0, r3, PEERS);
+    for (size_t k = 0; k < n3; k++) {
+        snprintf(body, sizeof(body),
+                 "{\"collection\":\"three\",\"shard\":0,\"peer_id\":\"%" PRIu64
+                 "\",\"state\":\"Dead\"}",
+                 r3[k].peer_id);
+        ctl(&w, 1, "POST", "/__standin/cluster/replica", body);
+    }
+    qs_collection_cluster_deinit(&c3);
+
+    char *job = post_backup(&w, 1);
+    cJSON *j = wait_job(&w, 1, job);
+    char *txt = cJSON_Print(j);
+    cr_assert_str_eq(jstr(j, "state"), "failed", "%s", txt);
+    cr_assert_not_null(strstr(txt, "shard 0 has no Active replica (peer "), "%s", txt);
+    cr_assert_not_null(strstr(txt, " Dead, peer "), "%s", txt);
+    free(txt);
+    cJSON_Delete(j);
+    free(job);
+    cr_assert_eq(objects_of(&w, "three"), 0, "the failed collection left objects");
+    struct qs_manifest m;
+    newest_backup(&w, "six", &m);
+    check_cluster_backup(&w, &m, &cc, 1, down);
+    qs_manifest_deinit(&m);
+    qs_collection_cluster_deinit(&cc);
+    char line[128];
+    snprintf(line, sizeof(line), "could not be streamed from peer %s; trying the next Active",
+             w.id[down]);
+    cr_assert_geq(log_count(&w, 1, line), 1, "no word of the failover");
+    sidecar_stop(&w, 1);
     stop_all();
 }
