@@ -58,6 +58,7 @@ struct world {
 
 static struct world *g_world;
 static struct qs_test_standin *g_single;
+static struct qs_test_cluster *g_other; /* a second cluster (restores) */
 
 static void stop_all(void)
 {
@@ -78,6 +79,10 @@ static void stop_all(void)
     if (g_single != NULL) {
         qs_test_standin_stop(g_single);
         g_single = NULL;
+    }
+    if (g_other != NULL) {
+        qs_test_cluster_stop(g_other);
+        g_other = NULL;
     }
 }
 
@@ -1251,5 +1256,196 @@ Test(cluster, peer_down_uses_another_replica_or_fails_the_collection_clearly)
              w.id[down]);
     cr_assert_geq(log_count(&w, 1, line), 1, "no word of the failover");
     sidecar_stop(&w, 1);
+    stop_all();
+}
+
+/* ---- cluster restores ---------------------------------------------------------------- */
+
+/* Every point of collection c on the Qdrant at base (ids, vectors, payloads
+ * by ascending id), as JSON text (owned). */
+static char *all_points(const char *base, const char *c)
+{
+    cJSON *out = cJSON_CreateArray();
+    char url[256], body[160], offset[64] = "null";
+    snprintf(url, sizeof(url), "%s/collections/%s/points/scroll", base, c);
+    for (;;) {
+        snprintf(body, sizeof(body),
+                 "{\"limit\":100,\"offset\":%s,\"with_payload\":true,\"with_vector\":true}",
+                 offset);
+        cJSON *j = http_json("POST", url, body, 200);
+        const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(res, "points"))
+            cJSON_AddItemToArray(out, cJSON_Duplicate(p, 1));
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(res, "next_page_offset");
+        int more = cJSON_IsNumber(next);
+        if (more)
+            snprintf(offset, sizeof(offset), "%.0f", next->valuedouble);
+        cJSON_Delete(j);
+        if (!more)
+            break;
+    }
+    char *text = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    return text;
+}
+
+/* `qsnap VERB ARGS...` against the Qdrant at qurl (a cluster's peer when
+ * rest_port > 0) and w's destination; the exit code, its output into *out
+ * (owned). */
+static int cli(struct world *w, const char *qurl, int rest_port, const char *const *args,
+               char **out)
+{
+    char q[160], port[64];
+    snprintf(q, sizeof(q), "QSNAP_QDRANT_URL=%s", qurl);
+    snprintf(port, sizeof(port), "QSNAP_CLUSTER_REST_PORT=%d", rest_port > 0 ? rest_port : 6333);
+    char *env[] = {w->dest,
+                   q,
+                   port,
+                   "QSNAP_CLUSTER=auto",
+                   "QSNAP_COMPRESSION=none",
+                   "QSNAP_LOG_FORMAT=json",
+                   "QSNAP_TEST_ACTIVE_WAIT_MS=60000",
+                   NULL};
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = (char *)qs_test_env("QSNAP_TEST_BINARY");
+    for (size_t i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return qs_test_run(argv, env, out);
+}
+
+/* Every shard of c on cluster k has replicas replicas, all Active. */
+static void check_placement(const struct qs_test_cluster *k, const char *c, uint32_t shards,
+                            size_t replicas)
+{
+    struct qs_qdrant_opts o = {.url = k->peer[1].url};
+    struct qs_qdrant *q = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_new(&o, &q, &err), 0, "%s", err.msg);
+    struct qs_collection_cluster cc;
+    cr_assert_eq(qs_cluster_collection_get(q, c, &cc, &err), 0, "%s", err.msg);
+    cr_assert_eq(cc.shard_count, shards);
+    char why[512];
+    cr_assert(qs_cluster_all_active(&cc, shards, why, sizeof(why)), "%s: %s", c, why);
+    for (uint32_t s = 0; s < shards; s++) {
+        struct qs_shard_replica r[QS_TEST_CLUSTER_MAX];
+        cr_assert_eq(qs_cluster_shard_replicas(&cc, s, r, QS_TEST_CLUSTER_MAX), replicas,
+                     "shard %u", s);
+    }
+    qs_collection_cluster_deinit(&cc);
+    qs_qdrant_free(q);
+}
+
+/* A 3-peer backup (6 shards, replication factor 2) restored into a 2-peer
+ * cluster and into a single node holds the same points; each shard upload
+ * lands on a peer holding a replica of it and every replica turns Active
+ * again; the alias is re-created. A single-node shards backup restores into
+ * the cluster; a collection snapshot of several shards is refused there. */
+Test(cluster, restore_into_another_cluster_size_and_a_single_node)
+{
+    static struct world w;
+    world_open(&w, 0);
+    make_sharded(&w, "six", 90, 6);
+    char url[256];
+    snprintf(url, sizeof(url), "%s/collections/aliases", w.c.peer[1].url);
+    cJSON_Delete(http_json("POST", url,
+                           "{\"actions\":[{\"create_alias\":{\"collection_name\":\"six\","
+                           "\"alias_name\":\"six-prod\"}}]}",
+                           200));
+    char *want = all_points(w.c.peer[1].url, "six");
+    cr_assert_gt(strlen(want), 1000, "%s", want);
+    char *out = NULL;
+    const char *backup[] = {"backup", "-c", "six", NULL};
+    int rc = cli(&w, w.c.peer[2].url, w.c.port, backup, &out);
+    cr_assert_eq(rc, 0, "backup: exit %d:\n%s", rc, out);
+    free(out);
+
+    /* into 2 peers */
+    static struct qs_test_cluster two;
+    cr_assert_eq(qs_test_cluster_start(&two, 2, NULL), 0);
+    g_other = &two;
+    const char *restore[] = {"restore", "-c", "six", NULL};
+    rc = cli(&w, two.peer[1].url, two.port, restore, &out);
+    cr_assert_eq(rc, 0, "restore into 2 peers: exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "uploaded to peer"), "%s", out);
+    free(out);
+    check_placement(&two, "six", 6, 2);
+    for (int i = 1; i <= 2; i++) {
+        char *got = all_points(two.peer[i].url, "six");
+        cr_assert_str_eq(got, want, "peer %d of the 2-peer cluster:\n%.300s\nwant:\n%.300s", i, got,
+                         want);
+        free(got);
+    }
+    snprintf(url, sizeof(url), "%s/collections/six-prod", two.peer[2].url);
+    cJSON_Delete(http_json("GET", url, NULL, 200));
+
+    /* into a single node */
+    static struct qs_test_standin single;
+    cr_assert_eq(qs_test_standin_start(&single, NULL), 0);
+    g_single = &single;
+    rc = cli(&w, single.url, 0, restore, &out);
+    cr_assert_eq(rc, 0, "restore into a single node: exit %d:\n%s", rc, out);
+    free(out);
+    char *got = all_points(single.url, "six");
+    cr_assert_str_eq(got, want, "the single node");
+    free(got);
+    snprintf(url, sizeof(url), "%s/collections/six", single.url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *sn = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "result"),
+                                             "config"),
+            "params"),
+        "shard_number");
+    cr_assert(cJSON_IsNumber(sn) && sn->valuedouble == 6.0);
+    cJSON_Delete(j);
+
+    /* a single-node shards backup into the 2-peer cluster */
+    snprintf(url, sizeof(url), "%s/__standin/collections", single.url);
+    cJSON_Delete(http_json("POST", url,
+                           "{\"name\":\"solo\",\"points\":40,\"dim\":8,\"shard_number\":3}", 200));
+    char *solo = all_points(single.url, "solo");
+    {
+        char q[160];
+        snprintf(q, sizeof(q), "QSNAP_QDRANT_URL=%s", single.url);
+        char *env[] = {w.dest, q, "QSNAP_SNAPSHOT_METHOD=shards", "QSNAP_COMPRESSION=none", NULL};
+        char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "solo", NULL};
+        rc = qs_test_run(argv, env, &out);
+        cr_assert_eq(rc, 0, "single-node shards backup: exit %d:\n%s", rc, out);
+        free(out);
+    }
+    const char *rsolo[] = {"restore", "-c", "solo", NULL};
+    rc = cli(&w, two.peer[2].url, two.port, rsolo, &out);
+    cr_assert_eq(rc, 0, "single-node shards backup into 2 peers: exit %d:\n%s", rc, out);
+    free(out);
+    check_placement(&two, "solo", 3, 1);
+    got = all_points(two.peer[1].url, "solo");
+    cr_assert_str_eq(got, solo);
+    free(got);
+
+    /* a collection snapshot of 3 shards is refused by the cluster, untouched */
+    {
+        char q[160];
+        snprintf(q, sizeof(q), "QSNAP_QDRANT_URL=%s", single.url);
+        char *env[] = {w.dest, q, "QSNAP_SNAPSHOT_METHOD=collection", "QSNAP_COMPRESSION=none",
+                       NULL};
+        char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "solo", NULL};
+        sleep(1); /* run names to the second */
+        rc = qs_test_run(argv, env, &out);
+        cr_assert_eq(rc, 0, "single-node collection backup: exit %d:\n%s", rc, out);
+        free(out);
+    }
+    const char *rcoll[] = {"restore", "-c", "solo", "--to", "solo-coll", NULL};
+    rc = cli(&w, two.peer[1].url, two.port, rcoll, &out);
+    cr_assert_neq(rc, 0, "a collection snapshot of 3 shards was restored into a cluster:\n%s", out);
+    cr_assert_not_null(strstr(out, "refusing to restore"), "%s", out);
+    cr_assert_not_null(strstr(out, "collection snapshot of 3 shards"), "%s", out);
+    free(out);
+    snprintf(url, sizeof(url), "%s/collections/solo-coll", two.peer[1].url);
+    cJSON_Delete(http_json("GET", url, NULL, 404));
+    free(solo);
+    free(want);
     stop_all();
 }
