@@ -458,6 +458,14 @@ static void check_readyz(const struct world *w, int i, int leader)
     cJSON_Delete(j);
 }
 
+/* Cluster backup helpers (defined below). */
+static void make_sharded(struct world *w, const char *name, int points, int shards);
+static void placement_of(struct world *w, const char *c, struct qs_collection_cluster *cc);
+static void newest_backup(const struct world *w, const char *c, struct qs_manifest *m);
+static void check_cluster_backup(const struct world *w, const struct qs_manifest *m,
+                                 const struct qs_collection_cluster *cc, int by, int down);
+static size_t objects_of(const struct world *w, const char *c);
+
 /* ---- the wire ----------------------------------------------------------------- */
 
 /* GET /cluster on every peer through the client: exact ids (random u64 above
@@ -594,7 +602,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     static struct world w;
     int64_t base = qs_timegm(2031, 3, 14, 3, 4, 50);
     world_open(&w, base);
-    make_collection(&w, "sched", 40);
+    make_sharded(&w, "sched", 40, 6);
     const char *extra[] = {"QSNAP_SCHEDULE=* * * * *", "QSNAP_RETENTION=1s", "QSNAP_KEEP_MIN=1",
                            NULL};
     for (int i = 1; i <= PEERS; i++)
@@ -640,6 +648,12 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     cr_assert(made_by(&w, "sched", b[0], 1), "%s was not made by the leader's peer", b[0]);
     char *first = strdup(b[0]);
     strv_free(b, n);
+    struct qs_collection_cluster cc;
+    placement_of(&w, "sched", &cc);
+    struct qs_manifest m;
+    newest_backup(&w, "sched", &m);
+    check_cluster_backup(&w, &m, &cc, 1, 0);
+    qs_manifest_deinit(&m);
 
     /* a follower's manual backup: it runs, and never prunes */
     char *job = post_backup(&w, 3);
@@ -704,6 +718,11 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
         cr_assert_lt(now_s(), end, "the leader's sidecar did not prune (%zu backups)", n);
         usleep(200000);
     }
+    newest_backup(&w, "sched", &m);
+    check_cluster_backup(&w, &m, &cc, 2, 0);
+    qs_manifest_deinit(&m);
+    qs_collection_cluster_deinit(&cc);
+    cr_assert_eq(objects_of(&w, "sched"), 7, "not 6 shards and a manifest");
     cr_assert_eq(metric(&w, 2, "qsnap_prune_deleted_total{location=\"remote\",kind=\"backup\"}"),
                  2.0);
     free(first);
