@@ -1312,6 +1312,8 @@ static char *all_points(const char *base, const char *c)
 /* `qsnap VERB ARGS...` against the Qdrant at qurl (a cluster's peer when
  * rest_port > 0) and w's destination; the exit code, its output into *out
  * (owned). */
+static const char *g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=60000";
+
 static int cli(struct world *w, const char *qurl, int rest_port, const char *const *args,
                char **out)
 {
@@ -1324,7 +1326,7 @@ static int cli(struct world *w, const char *qurl, int rest_port, const char *con
                    "QSNAP_CLUSTER=auto",
                    "QSNAP_COMPRESSION=none",
                    "QSNAP_LOG_FORMAT=json",
-                   "QSNAP_TEST_ACTIVE_WAIT_MS=60000",
+                   (char *)g_active_wait,
                    NULL};
     char *argv[16];
     size_t n = 0;
@@ -1464,6 +1466,27 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
     free(out);
     snprintf(url, sizeof(url), "%s/collections/solo-coll", two.peer[1].url);
     cJSON_Delete(http_json("GET", url, NULL, 404));
+
+    /* a replica that never turns Active: the bounded wait fails the restore,
+     * naming the shard and the states */
+    snprintf(url, sizeof(url), "%s/__standin/collections", two.peer[1].url);
+    cJSON_Delete(http_json("POST", url,
+                           "{\"name\":\"stuck\",\"points\":6,\"dim\":8,\"shard_number\":6,"
+                           "\"replication_factor\":2}",
+                           200));
+    snprintf(url, sizeof(url), "%s/__standin/cluster/replica", two.peer[1].url);
+    cJSON_Delete(http_json(
+        "POST", url, "{\"collection\":\"stuck\",\"shard\":2,\"peer\":2,\"state\":\"Dead\"}", 200));
+    g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=2000";
+    const char *rstuck[] = {"restore", "-c", "six", "--to", "stuck", NULL};
+    rc = cli(&w, two.peer[1].url, two.port, rstuck, &out);
+    g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=60000";
+    cr_assert_neq(rc, 0, "a restore with a Dead replica succeeded:\n%s", out);
+    cr_assert_not_null(strstr(out, "did not all become Active after its creation within 2 s: "
+                                   "shard 2 ("),
+                       "%s", out);
+    cr_assert_not_null(strstr(out, " Dead"), "%s", out);
+    free(out);
     free(solo);
     free(want);
     stop_all();
