@@ -1,7 +1,8 @@
 /* libFuzzer target for qs_manifest_parse(): whatever the input, parsing must
  * not crash or leak, and a manifest that parses (format 1 or 2, either
- * method) must render, re-parse to the same values and render to the same
- * bytes, with keys the key helpers would build. */
+ * method, with or without a cluster topology) must render, re-parse to the
+ * same values and render to the same bytes, with keys the key helpers would
+ * build. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
 
     check(back.method == m.method && back.nshards == m.nshards && back.naliases == m.naliases &&
-          back.has_aliases == m.has_aliases);
+          back.has_aliases == m.has_aliases && back.has_cluster == m.has_cluster);
+    if (m.has_cluster) {
+        check(back.cluster.peer_id == m.cluster.peer_id &&
+              back.cluster.npeers == m.cluster.npeers &&
+              back.cluster.shard_count == m.cluster.shard_count &&
+              back.cluster.replication_factor == m.cluster.replication_factor);
+        for (size_t i = 0; i < m.cluster.npeers; i++)
+            check(back.cluster.peers[i].id == m.cluster.peers[i].id &&
+                  same_str(back.cluster.peers[i].uri, m.cluster.peers[i].uri));
+        for (size_t i = 0; i < m.nshards; i++)
+            check(back.shards[i].peer_id == m.shards[i].peer_id);
+    }
     char key[QS_MANIFEST_KEY_MAX];
     if (m.method == QS_METHOD_SHARDS) {
         check(m.object == NULL && m.nshards > 0);

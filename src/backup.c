@@ -1,6 +1,7 @@
 #include "qsnap/backup.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <uv.h>
 #include <zlib.h>
 
+#include "qsnap/cluster.h"
 #include "qsnap/drill.h"
 #include "qsnap/httpc.h"
 #include "qsnap/log.h"
@@ -683,14 +685,175 @@ static int check_run_free(const struct qs_backup_env *env, const char *coll, con
                         taken, run);
 }
 
+/* Where each shard of a cluster backup is read from: the peers holding an
+ * Active replica of it, in the order of qs_cluster_active_peers(). */
+struct shard_sources {
+    struct qs_collection_cluster cc;
+    struct qs_cluster_clients clients;
+    uint64_t *peers; /* owned: nshards rows of npeers_max ids */
+    size_t *npeers;  /* owned: nshards counts */
+    size_t npeers_max;
+    uint64_t *failed; /* owned: peers a shard could not be streamed from in this run */
+    size_t nfailed;
+};
+
+static void sources_deinit(struct shard_sources *s)
+{
+    qs_cluster_clients_deinit(&s->clients);
+    qs_collection_cluster_deinit(&s->cc);
+    free(s->peers);
+    free(s->npeers);
+    free(s->failed);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Reads the collection's shard placement and picks, for every shard, the
+ * peers it may be streamed from. Any shard in transfer or without an Active
+ * replica fails the collection before anything is stored. */
+static int sources_init(struct shard_sources *s, const struct qs_backup_env *env,
+                        const struct qs_cluster_info *ci, const char *coll, uint32_t nshards,
+                        struct qs_error *err)
+{
+    memset(s, 0, sizeof(*s));
+    int rc;
+    for (int a = 0;; a++) {
+        rc = qs_cluster_collection_get(env->qdrant, coll, &s->cc, err);
+        if (!should_retry(env, "read the collection's shard placement", coll, a, rc, err))
+            break;
+    }
+    if (rc != 0)
+        return rc;
+    if (s->cc.shard_count != nshards) {
+        rc = qs_error_set(err, QS_EPROTO,
+                          "collection '%s' reports %u shards but its cluster placement %u", coll,
+                          (unsigned)nshards, (unsigned)s->cc.shard_count);
+        goto fail;
+    }
+    s->npeers_max = ci->npeers > 0 ? ci->npeers : 1;
+    s->peers = calloc((size_t)nshards * s->npeers_max, sizeof(*s->peers));
+    s->npeers = calloc(nshards, sizeof(*s->npeers));
+    s->failed = calloc(s->npeers_max, sizeof(*s->failed));
+    if (s->peers == NULL || s->npeers == NULL || s->failed == NULL ||
+        qs_cluster_clients_init(&s->clients, env->qdrant, ci) != 0) {
+        rc = qs_error_set(err, UV_ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (uint32_t id = 0; id < nshards; id++) {
+        rc = qs_cluster_active_peers(&s->cc, id, s->peers + (size_t)id * s->npeers_max,
+                                     s->npeers_max, err);
+        if (rc < 0) {
+            if (err != NULL)
+                err->retryable = 0;
+            qs_error_prefix(err, "collection '%s' cannot be backed up", coll);
+            goto fail;
+        }
+        s->npeers[id] = (size_t)rc;
+    }
+    return 0;
+fail:
+    sources_deinit(s);
+    return rc;
+}
+
+static int peer_failed(const struct shard_sources *s, uint64_t id)
+{
+    for (size_t i = 0; i < s->nfailed; i++)
+        if (s->failed[i] == id)
+            return 1;
+    return 0;
+}
+
+/* Streams shard id of a cluster backup from the first of its Active peers
+ * that serves it: peers that already failed in this run are tried last, a
+ * peer that fails is remembered and the next one tried. */
+static int stream_cluster_shard(const struct qs_backup_env *env, struct shard_sources *s,
+                                const char *coll, uint32_t id, const char *key,
+                                const char *run_token, struct qs_manifest_shard *out,
+                                struct qs_log_ctx *c, struct qs_error *err)
+{
+    const uint64_t *row = s->peers + (size_t)id * s->npeers_max;
+    size_t n = s->npeers[id];
+    uint64_t *order = calloc(n > 0 ? n : 1, sizeof(*order));
+    if (order == NULL)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < n; i++)
+            if (peer_failed(s, row[i]) == pass)
+                order[k++] = row[i];
+    int rc = QS_ENOTFOUND;
+    char tried[256] = "";
+    size_t tlen = 0;
+    for (size_t i = 0; i < k; i++) {
+        struct qs_qdrant *q;
+        rc = qs_cluster_clients_get(&s->clients, order[i], &q, err);
+        if (rc == 0)
+            rc = qs_backup_stream_shard(env, q, coll, id, key, run_token, out, err);
+        if (rc == 0) {
+            out->peer_id = order[i];
+            free(order);
+            return 0;
+        }
+        if (rc == QS_ECANCELED || (err != NULL && err->code == QS_ECANCELED) ||
+            qs_cancel_requested(cancel_of(env))) {
+            free(order);
+            return rc;
+        }
+        int w =
+            snprintf(tried + tlen, sizeof(tried) - tlen, "%s%" PRIu64, i > 0 ? ", " : "", order[i]);
+        if (w > 0 && (size_t)w < sizeof(tried) - tlen)
+            tlen += (size_t)w;
+        if (!peer_failed(s, order[i]) && s->nfailed < s->npeers_max)
+            s->failed[s->nfailed++] = order[i];
+        c->error = err != NULL ? err->msg : NULL;
+        qs_log(i + 1 < k ? QS_LOG_WARN : QS_LOG_ERROR, c,
+               "shard %u could not be streamed from peer %" PRIu64 "%s", (unsigned)id, order[i],
+               i + 1 < k ? "; trying the next Active replica" : "");
+        c->error = NULL;
+    }
+    free(order);
+    if (err != NULL)
+        err->retryable = 0;
+    return qs_error_wrap(err, rc,
+                         "shard %u: no peer holding an Active replica served it (tried peer%s "
+                         "%s)",
+                         (unsigned)id, k > 1 ? "s" : "", tried);
+}
+
+/* The topology of a cluster backup into m (shards' peer ids are set as they
+ * are streamed). */
+static int manifest_cluster(struct qs_manifest *m, const struct qs_cluster_info *ci,
+                            const struct facts *f)
+{
+    m->has_cluster = 1;
+    m->cluster.peer_id = ci->peer_id;
+    m->cluster.shard_count = f->info.shard_number;
+    m->cluster.replication_factor = f->info.replication_factor > 0 ? f->info.replication_factor : 1;
+    m->cluster.peers = calloc(ci->npeers > 0 ? ci->npeers : 1, sizeof(*m->cluster.peers));
+    if (m->cluster.peers == NULL)
+        return UV_ENOMEM;
+    for (size_t i = 0; i < ci->npeers; i++) {
+        m->cluster.peers[i].id = ci->peers[i].id;
+        if ((m->cluster.peers[i].uri = strdup(ci->peers[i].uri)) == NULL)
+            return UV_ENOMEM;
+        m->cluster.npeers++;
+    }
+    return 0;
+}
+
 /* The shards method: every shard streamed from Qdrant into its own object,
- * then the manifest listing them. */
+ * then the manifest listing them. ci: the cluster's peers in cluster mode
+ * (each shard then streamed from a peer holding an Active replica of it),
+ * NULL for a single node. */
 static int backup_shards(const struct qs_backup_env *env, const char *coll, const struct facts *f,
-                         const char *run_token, struct qs_job_item *item, struct qs_log_ctx *c,
-                         const char **phase, struct qs_error *err)
+                         const struct qs_cluster_info *ci, const char *run_token,
+                         struct qs_job_item *item, struct qs_log_ctx *c, const char **phase,
+                         struct qs_error *err)
 {
     const struct qs_config *cfg = env->cfg;
     struct qs_manifest m = {0};
+    struct shard_sources src;
+    memset(&src, 0, sizeof(src));
     char run[300] = "", mkey[QS_MANIFEST_KEY_MAX] = "";
     int rc;
     if (strcmp(f->info.sharding_method, "custom") == 0)
@@ -703,6 +866,8 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
         return qs_error_set(err, QS_EPROTO, "collection '%s' reports %u shards", coll,
                             (unsigned)f->info.shard_number);
     enter_phase(env, coll, phase, c, "snapshot");
+    if (ci != NULL && (rc = sources_init(&src, env, ci, coll, f->info.shard_number, err)) != 0)
+        return rc;
 
     /* A run name no backup has yet, unique to the second like Qdrant's
      * snapshot names: a second run in the same second (another process), or
@@ -716,8 +881,10 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
             rc = qs_manifest_run_name(coll, started, run, sizeof(run));
         if (rc == 0)
             rc = qs_manifest_key(coll, run, mkey, sizeof(mkey));
-        if (rc != 0)
-            return qs_error_wrap(err, rc, "cannot name the shards run of '%s'", coll);
+        if (rc != 0) {
+            rc = qs_error_wrap(err, rc, "cannot name the shards run of '%s'", coll);
+            goto out;
+        }
         set_str(&item->snapshot, run);
         c->snapshot = item->snapshot;
         for (int a = 0;; a++) {
@@ -734,7 +901,7 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
         c->error = NULL;
     }
     if (rc != 0)
-        return rc;
+        goto out;
     char prefix[QS_MANIFEST_KEY_MAX];
     qs_manifest_run_prefix(coll, run, prefix, sizeof(prefix));
     set_str(&item->object, prefix);
@@ -742,10 +909,12 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
 
     if ((rc = manifest_facts(&m, env, coll, coll, f, item->created)) != 0 ||
         (m.snapshot = strdup(run)) == NULL ||
-        (m.shards = calloc(f->info.shard_number, sizeof(*m.shards))) == NULL) {
+        (m.shards = calloc(f->info.shard_number, sizeof(*m.shards))) == NULL ||
+        (ci != NULL && manifest_cluster(&m, ci, f) != 0)) {
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
         goto out;
     }
+    m.method = QS_METHOD_SHARDS; /* in cluster mode whatever QSNAP_SNAPSHOT_METHOD says */
     enter_phase(env, coll, phase, c, "stream");
     for (uint32_t id = 0; id < f->info.shard_number; id++) {
         if (qs_cancel_requested(cancel_of(env))) {
@@ -758,15 +927,23 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
             rc = qs_error_set(err, rc, "cannot build the key of shard %u", (unsigned)id);
             goto out;
         }
-        rc = qs_backup_stream_shard(env, env->qdrant, coll, id, key, run_token,
-                                    &m.shards[m.nshards], err);
+        if (ci != NULL)
+            rc = stream_cluster_shard(env, &src, coll, id, key, run_token, &m.shards[m.nshards], c,
+                                      err);
+        else
+            rc = qs_backup_stream_shard(env, env->qdrant, coll, id, key, run_token,
+                                        &m.shards[m.nshards], err);
         if (rc != 0)
             goto out;
         const struct qs_manifest_shard *sh = &m.shards[m.nshards++];
         m.size += sh->size;
         m.stored_size += sh->stored_size;
-        qs_log(QS_LOG_INFO, c, "shard %u stored (%llu bytes)", (unsigned)id,
-               (unsigned long long)sh->size);
+        if (ci != NULL)
+            qs_log(QS_LOG_INFO, c, "shard %u stored (%llu bytes) from peer %" PRIu64, (unsigned)id,
+                   (unsigned long long)sh->size, sh->peer_id);
+        else
+            qs_log(QS_LOG_INFO, c, "shard %u stored (%llu bytes)", (unsigned)id,
+                   (unsigned long long)sh->size);
     }
     item->size = m.size;
     item->stored = m.stored_size;
@@ -781,6 +958,7 @@ out:
             remove_own(env, c, m.shards[i].object, run_token);
     }
     qs_manifest_deinit(&m);
+    sources_deinit(&src);
     return rc;
 }
 
@@ -796,6 +974,8 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     memset(&f, 0, sizeof(f));
     struct qs_snapshot_info snap = {0};
     struct qs_manifest m = {0};
+    struct qs_cluster_view view;
+    qs_cluster_view_init(&view);
     char key[QS_MANIFEST_KEY_MAX] = "", mkey[QS_MANIFEST_KEY_MAX] = "", sha[65] = "";
     char run_token[33] = "";
     int created = 0, streaming = 0, stored = 0, rc;
@@ -815,8 +995,26 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     if ((rc = gather_facts(env, coll, dir, &f, err)) != 0)
         goto fail;
 
-    if (coll != NULL && cfg->method == QS_METHOD_SHARDS) {
-        rc = backup_shards(env, coll, &f, run_token, item, &c, &phase, err);
+    /* In a Qdrant cluster every collection is backed up shard by shard,
+     * each shard from a peer holding an Active replica of it. */
+    int cluster = 0;
+    if (coll != NULL) {
+        for (int a = 0;; a++) {
+            cluster = qs_cluster_mode(env->qdrant, cfg, &view, err);
+            if (cluster >= 0 || !should_retry(env, "read GET /cluster", dir, a, cluster, err))
+                break;
+        }
+        if (cluster == QS_ETRANSPORT) {
+            cluster = 0; /* not answering at all: the work below fails on its own */
+            qs_error_clear(err);
+        } else if (cluster < 0) {
+            rc = cluster;
+            goto fail;
+        }
+    }
+    if (coll != NULL && (cfg->method == QS_METHOD_SHARDS || cluster == 1)) {
+        rc = backup_shards(env, coll, &f, cluster == 1 ? &view.info : NULL, run_token, item, &c,
+                           &phase, err);
         if (rc != 0)
             goto fail;
         record_success(item, &c, t0);
@@ -972,6 +1170,7 @@ fail:
 done:
     facts_deinit(&f);
     qs_manifest_deinit(&m);
+    qs_cluster_view_deinit(&view);
     return rc;
 }
 

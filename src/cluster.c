@@ -4,6 +4,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,19 +20,7 @@
 /* A decimal u64 without sign, leading zeros, fraction or exponent. */
 static int dec_u64(const char *s, uint64_t *out)
 {
-    if (s == NULL || s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
-        return -1;
-    uint64_t v = 0;
-    for (; *s != '\0'; s++) {
-        if (*s < '0' || *s > '9')
-            return -1;
-        unsigned d = (unsigned)(*s - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
+    return qs_parse_u64_dec(s, out) == 0 ? 0 : -1;
 }
 
 /* Number items of the tree under item, in document order (pre-order). */
@@ -577,6 +566,229 @@ int qs_cluster_collection_get(struct qs_qdrant *q, const char *collection,
     return rc;
 }
 
+/* ---- shards and their replicas ------------------------------------------------------ */
+
+/* Appends to out (cap bytes, *len used) what fits; the text stays
+ * NUL-terminated and ends in "..." when cut. */
+static void appendf(char *out, size_t cap, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void appendf(char *out, size_t cap, size_t *len, const char *fmt, ...)
+{
+    if (cap == 0 || *len >= cap - 1)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + *len, cap - *len, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n >= cap - *len) {
+        *len = cap - 1;
+        if (cap > 4)
+            memcpy(out + cap - 4, "...", 4);
+        return;
+    }
+    *len += (size_t)n;
+}
+
+static int cmp_replica(const void *a, const void *b)
+{
+    const struct qs_shard_replica *x = a, *y = b;
+    return x->peer_id < y->peer_id ? -1 : x->peer_id > y->peer_id;
+}
+
+size_t qs_cluster_shard_replicas(const struct qs_collection_cluster *cc, uint32_t shard_id,
+                                 struct qs_shard_replica *out, size_t cap)
+{
+    size_t n = 0, k = 0;
+    for (size_t i = 0; i < cc->nlocal; i++) {
+        if (cc->local[i].shard_id != shard_id)
+            continue;
+        if (k < cap)
+            out[k++] =
+                (struct qs_shard_replica){cc->peer_id, cc->local[i].state, cc->local[i].state_name};
+        n++;
+    }
+    size_t first_remote = k;
+    for (size_t i = 0; i < cc->nremote; i++) {
+        if (cc->remote[i].shard_id != shard_id)
+            continue;
+        if (k < cap)
+            out[k++] = (struct qs_shard_replica){cc->remote[i].peer_id, cc->remote[i].state,
+                                                 cc->remote[i].state_name};
+        n++;
+    }
+    if (k > first_remote)
+        qsort(out + first_remote, k - first_remote, sizeof(*out), cmp_replica);
+    return n;
+}
+
+/* The replicas of a shard, into a fresh array (owned, *n entries; NULL when
+ * none or out of memory, then *n is 0 and *nomem set accordingly). */
+static struct qs_shard_replica *replicas_of(const struct qs_collection_cluster *cc,
+                                            uint32_t shard_id, size_t *n, int *nomem)
+{
+    *n = 0;
+    *nomem = 0;
+    size_t total = qs_cluster_shard_replicas(cc, shard_id, NULL, 0);
+    if (total == 0)
+        return NULL;
+    struct qs_shard_replica *v = calloc(total, sizeof(*v));
+    if (v == NULL) {
+        *nomem = 1;
+        return NULL;
+    }
+    *n = qs_cluster_shard_replicas(cc, shard_id, v, total);
+    return v;
+}
+
+static int in_transfer(const struct qs_shard_transfer *t, uint32_t shard_id)
+{
+    return t->shard_id == shard_id || (t->to_shard_id >= 0 && (uint32_t)t->to_shard_id == shard_id);
+}
+
+static void describe(const struct qs_collection_cluster *cc, uint32_t shard_id, char *out,
+                     size_t cap, size_t *len)
+{
+    size_t n;
+    int nomem;
+    struct qs_shard_replica *v = replicas_of(cc, shard_id, &n, &nomem);
+    if (n == 0)
+        appendf(out, cap, len, "%s", nomem ? "replicas unknown (out of memory)" : "no replica");
+    for (size_t i = 0; i < n; i++) {
+        char st[40];
+        appendf(out, cap, len, "%speer %" PRIu64 " %s", i > 0 ? ", " : "", v[i].peer_id,
+                qs_printable(st, sizeof(st), v[i].state_name, 31));
+    }
+    free(v);
+    for (size_t i = 0; i < cc->ntransfers; i++) {
+        const struct qs_shard_transfer *t = &cc->transfers[i];
+        if (!in_transfer(t, shard_id))
+            continue;
+        appendf(out, cap, len, "; transfer from peer %" PRIu64 " to peer %" PRIu64 "%s%s%s",
+                t->from, t->to, t->method[0] != '\0' ? " (" : "", t->method,
+                t->method[0] != '\0' ? ")" : "");
+    }
+}
+
+void qs_cluster_describe_shard(const struct qs_collection_cluster *cc, uint32_t shard_id, char *out,
+                               size_t cap)
+{
+    size_t len = 0;
+    if (cap > 0)
+        out[0] = '\0';
+    describe(cc, shard_id, out, cap, &len);
+}
+
+int qs_cluster_active_peers(const struct qs_collection_cluster *cc, uint32_t shard_id,
+                            uint64_t *out, size_t cap, struct qs_error *err)
+{
+    char what[600];
+    qs_cluster_describe_shard(cc, shard_id, what, sizeof(what));
+    for (size_t i = 0; i < cc->ntransfers; i++)
+        if (in_transfer(&cc->transfers[i], shard_id))
+            return qs_error_set(err, QS_EBUSY,
+                                "shard %" PRIu32 " is being transferred between peers (%s): a "
+                                "shard in transfer is not backed up; run the backup again once "
+                                "the transfer has finished",
+                                shard_id, what);
+    size_t n;
+    int nomem;
+    struct qs_shard_replica *v = replicas_of(cc, shard_id, &n, &nomem);
+    if (nomem)
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i].state == QS_REPLICA_ACTIVE && k < cap)
+            out[k++] = v[i].peer_id;
+    free(v);
+    if (k == 0)
+        return qs_error_set(err, QS_ENOTFOUND, "shard %" PRIu32 " has no Active replica (%s)",
+                            shard_id, what);
+    return (int)k;
+}
+
+int qs_cluster_all_active(const struct qs_collection_cluster *cc, uint32_t nshards, char *why,
+                          size_t cap)
+{
+    size_t len = 0;
+    if (cap > 0)
+        why[0] = '\0';
+    int all = 1;
+    for (uint32_t sid = 0; sid < nshards; sid++) {
+        size_t n;
+        int nomem, ok;
+        struct qs_shard_replica *v = replicas_of(cc, sid, &n, &nomem);
+        ok = n > 0;
+        for (size_t i = 0; i < n; i++)
+            ok &= v[i].state == QS_REPLICA_ACTIVE;
+        free(v);
+        for (size_t i = 0; ok && i < cc->ntransfers; i++)
+            ok = !in_transfer(&cc->transfers[i], sid);
+        if (ok)
+            continue;
+        appendf(why, cap, &len, "%sshard %" PRIu32 " (", all ? "" : ", ", sid);
+        describe(cc, sid, why, cap, &len);
+        appendf(why, cap, &len, ")");
+        all = 0;
+    }
+    return all;
+}
+
+/* ---- clients of the peers ----------------------------------------------------------- */
+
+int qs_cluster_clients_init(struct qs_cluster_clients *c, struct qs_qdrant *local,
+                            const struct qs_cluster_info *info)
+{
+    memset(c, 0, sizeof(*c));
+    struct qs_qdrant **made = calloc(info->npeers + 1, sizeof(*made));
+    if (made == NULL)
+        return UV_ENOMEM;
+    c->local = local;
+    c->info = info;
+    c->made = made;
+    return 0;
+}
+
+void qs_cluster_clients_deinit(struct qs_cluster_clients *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; c->made != NULL && i < c->info->npeers; i++)
+        qs_qdrant_free(c->made[i]);
+    free(c->made);
+    memset(c, 0, sizeof(*c));
+}
+
+int qs_cluster_clients_get(struct qs_cluster_clients *c, uint64_t peer_id, struct qs_qdrant **out,
+                           struct qs_error *err)
+{
+    *out = NULL;
+    if (peer_id == c->info->peer_id) {
+        *out = c->local;
+        return 0;
+    }
+    for (size_t i = 0; i < c->info->npeers; i++) {
+        const struct qs_cluster_peer *p = &c->info->peers[i];
+        if (p->id != peer_id)
+            continue;
+        if (c->made[i] == NULL) {
+            char u[120];
+            if (p->rest_url == NULL)
+                return qs_error_set(err, QS_EINVAL,
+                                    "peer %" PRIu64 ": its uri '%s' gives no REST address", p->id,
+                                    qs_printable(u, sizeof(u), p->uri, 100));
+            int rc = qs_qdrant_new_like(c->local, p->rest_url, &c->made[i], err);
+            if (rc != 0)
+                return qs_error_prefix(err, "peer %" PRIu64, p->id);
+        }
+        *out = c->made[i];
+        return 0;
+    }
+    return qs_error_set(err, QS_ENOTFOUND,
+                        "peer %" PRIu64 " is not among the peers GET /cluster listed", peer_id);
+}
+
 /* ---- the leader rule ---------------------------------------------------------------- */
 
 int qs_cluster_role_runs_scheduled(enum qs_cluster_role role)
@@ -673,6 +885,27 @@ enum qs_cluster_role qs_cluster_view_check(struct qs_qdrant *q, const struct qs_
     else
         qs_cluster_view_set(out, cfg->cluster, now, &info, NULL);
     return out->role;
+}
+
+int qs_cluster_mode(struct qs_qdrant *q, const struct qs_config *cfg, struct qs_cluster_view *v,
+                    struct qs_error *err)
+{
+    switch (qs_cluster_view_check(q, cfg, v)) {
+    case QS_CLUSTER_ROLE_OFF:
+    case QS_CLUSTER_ROLE_SINGLE:
+        return 0;
+    case QS_CLUSTER_ROLE_LEADER:
+    case QS_CLUSTER_ROLE_FOLLOWER:
+    case QS_CLUSTER_ROLE_NO_LEADER:
+        return 1;
+    case QS_CLUSTER_ROLE_UNKNOWN:
+        break;
+    }
+    if (err != NULL)
+        *err = v->err;
+    int rc = v->err.code < 0 ? v->err.code : QS_EPROTO;
+    qs_error_prefix(err, "cannot tell whether Qdrant is in cluster mode");
+    return rc;
 }
 
 void qs_cluster_view_reason(const struct qs_cluster_view *v, char *out, size_t cap)

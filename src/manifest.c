@@ -359,6 +359,9 @@ void qs_manifest_deinit(struct qs_manifest *m)
     for (size_t i = 0; i < m->nshards; i++)
         free(m->shards[i].object);
     free(m->shards);
+    for (size_t i = 0; i < m->cluster.npeers; i++)
+        free(m->cluster.peers[i].uri);
+    free(m->cluster.peers);
     memset(m, 0, sizeof(*m));
 }
 
@@ -402,6 +405,62 @@ static bool valid_alias(const char *a)
     return len > 0 && len <= 255;
 }
 
+/* A peer's URI: 1..255 printable ASCII bytes. */
+static bool valid_peer_uri(const char *u)
+{
+    if (u == NULL)
+        return false;
+    size_t len = strlen(u);
+    if (len == 0 || len > 255)
+        return false;
+    for (const char *p = u; *p != '\0'; p++)
+        if (*p < 0x21 || *p > 0x7e)
+            return false;
+    return true;
+}
+
+static bool has_peer(const struct qs_manifest_cluster *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->npeers; i++)
+        if (c->peers[i].id == id)
+            return true;
+    return false;
+}
+
+/* The rules of a cluster backup's topology (and of the shards' peer ids). */
+static int validate_cluster(const struct qs_manifest *m, struct qs_error *err)
+{
+    if (!m->has_cluster) {
+        for (size_t i = 0; i < m->nshards; i++)
+            if (m->shards[i].peer_id != 0)
+                return field_error(err, "shards", "only a cluster backup names a shard's peer_id");
+        return 0;
+    }
+    const struct qs_manifest_cluster *c = &m->cluster;
+    if (m->method != QS_METHOD_SHARDS)
+        return field_error(err, "cluster", "only a shards backup records a cluster");
+    if (c->npeers == 0 || c->npeers > QS_MANIFEST_MAX_PEERS || c->peers == NULL)
+        return field_error(err, "cluster", "peers must list 1 to 4096 peers");
+    for (size_t i = 0; i < c->npeers; i++) {
+        if (i > 0 && c->peers[i].id <= c->peers[i - 1].id)
+            return field_error(err, "cluster", "peer ids must be ascending and unique");
+        if (!valid_peer_uri(c->peers[i].uri))
+            return field_error(err, "cluster",
+                               "a peer's uri must be 1 to 255 printable ASCII characters");
+    }
+    if (!has_peer(c, c->peer_id))
+        return field_error(err, "cluster", "peer_id must be one of the peers");
+    if (c->shard_count != m->nshards)
+        return field_error(err, "cluster", "shard_count must equal the number of shards listed");
+    if (c->replication_factor == 0)
+        return field_error(err, "cluster", "replication_factor must be at least 1");
+    for (size_t i = 0; i < m->nshards; i++)
+        if (!has_peer(c, m->shards[i].peer_id))
+            return field_error(err, "shards",
+                               "a shard's peer_id must be one of the cluster's peers");
+    return 0;
+}
+
 /* The rules of the version 2 fields and of the shards method. */
 static int validate_v2(const struct qs_manifest *m, struct qs_error *err)
 {
@@ -437,6 +496,8 @@ static int validate_v2(const struct qs_manifest *m, struct qs_error *err)
     if (m->method == QS_METHOD_COLLECTION) {
         if (m->nshards != 0)
             return field_error(err, "shards", "only a shards backup lists shards");
+        if (m->has_cluster)
+            return field_error(err, "cluster", "only a shards backup records a cluster");
         return 0;
     }
     if (m->object != NULL)
@@ -474,7 +535,7 @@ static int validate_v2(const struct qs_manifest *m, struct qs_error *err)
         return field_error(err, "size", "must be the sum of the shards' sizes");
     if (stored != m->stored_size)
         return field_error(err, "stored_size", "must be the sum of the shards' stored sizes");
-    return 0;
+    return validate_cluster(m, err);
 }
 
 int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err)
@@ -593,12 +654,38 @@ static int append_shards(struct qs_buf *b, const struct qs_manifest *m)
         if (rc == 0)
             rc = append_json_string(b, sh->object);
         if (rc == 0)
-            rc = qs_buf_printf(b, ", \"size\": %llu, \"sha256\": \"%s\", \"stored_size\": %llu}",
+            rc = qs_buf_printf(b, ", \"size\": %llu, \"sha256\": \"%s\", \"stored_size\": %llu",
                                (unsigned long long)sh->size, sh->sha256,
                                (unsigned long long)sh->stored_size);
+        if (rc == 0 && m->has_cluster)
+            rc = qs_buf_printf(b, ", \"peer_id\": \"%" PRIu64 "\"", sh->peer_id);
+        if (rc == 0)
+            rc = qs_buf_printf(b, "}");
     }
     if (rc == 0)
         rc = qs_buf_printf(b, "\n  ]");
+    return rc;
+}
+
+/* The topology of a cluster backup; peer ids as decimal strings (a reader
+ * holding JSON numbers as doubles would round them). */
+static int append_cluster(struct qs_buf *b, const struct qs_manifest *m)
+{
+    const struct qs_manifest_cluster *c = &m->cluster;
+    int rc = qs_buf_printf(b, ",\n  \"cluster\": {\"peer_id\": \"%" PRIu64 "\", \"peers\": [",
+                           c->peer_id);
+    for (size_t i = 0; rc == 0 && i < c->npeers; i++) {
+        rc = qs_buf_printf(b, "%s{\"id\": \"%" PRIu64 "\", \"uri\": ", i > 0 ? ", " : "",
+                           c->peers[i].id);
+        if (rc == 0)
+            rc = append_json_string(b, c->peers[i].uri);
+        if (rc == 0)
+            rc = qs_buf_printf(b, "}");
+    }
+    if (rc == 0)
+        rc = qs_buf_printf(b,
+                           "], \"shard_count\": %" PRIu32 ", \"replication_factor\": %" PRIu32 "}",
+                           c->shard_count, c->replication_factor);
     return rc;
 }
 
@@ -675,6 +762,8 @@ int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out)
         rc = qs_buf_printf(out, ",\n  \"payload_schema\": %s", schema);
     if (rc == 0 && m->has_aliases)
         rc = append_aliases(out, m);
+    if (rc == 0 && m->has_cluster)
+        rc = append_cluster(out, m);
     if (rc == 0)
         rc = append_string_field(out, "qsnap_version", m->qsnap_version);
     if (rc == 0)
@@ -783,6 +872,61 @@ static int parse_aliases(const cJSON *root, struct qs_manifest *m, struct qs_err
     return 0;
 }
 
+/* A peer id: a decimal string (exact u64). */
+static int get_peer_id(const cJSON *obj, const char *name, uint64_t *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+    if (!cJSON_IsString(it) || it->valuestring == NULL)
+        return -1;
+    return qs_parse_u64_dec(it->valuestring, out) == 0 ? 0 : -1;
+}
+
+/* The optional "cluster" object (read before the shards: their peer_id
+ * depends on it). */
+static int parse_cluster(const cJSON *root, struct qs_manifest *m, struct qs_error *err)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, "cluster");
+    if (c == NULL || cJSON_IsNull(c))
+        return 0;
+    if (m->method != QS_METHOD_SHARDS)
+        return field_error(err, "cluster", "only a shards backup records a cluster");
+    if (!cJSON_IsObject(c))
+        return field_error(err, "cluster", "must be a JSON object");
+    struct qs_manifest_cluster *mc = &m->cluster;
+    m->has_cluster = 1;
+    uint64_t sc, rf;
+    struct qs_error e;
+    if (get_peer_id(c, "peer_id", &mc->peer_id) != 0)
+        return field_error(err, "cluster", "peer_id must be a peer id as a decimal string");
+    if (get_uint(c, "shard_count", REQUIRED, &sc, NULL, &e) != 0 || sc > UINT32_MAX ||
+        get_uint(c, "replication_factor", REQUIRED, &rf, NULL, &e) != 0 || rf > UINT32_MAX)
+        return field_error(err, "cluster", "needs shard_count and replication_factor (integers)");
+    mc->shard_count = (uint32_t)sc;
+    mc->replication_factor = (uint32_t)rf;
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(c, "peers");
+    if (!cJSON_IsArray(arr))
+        return field_error(err, "cluster", "peers must be an array");
+    size_t n = (size_t)cJSON_GetArraySize(arr);
+    if (n == 0 || n > QS_MANIFEST_MAX_PEERS)
+        return field_error(err, "cluster", "peers must list 1 to 4096 peers");
+    if ((mc->peers = calloc(n, sizeof(*mc->peers))) == NULL)
+        return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        struct qs_manifest_peer *p = &mc->peers[mc->npeers];
+        const char *uri;
+        if (!cJSON_IsObject(it) || get_peer_id(it, "id", &p->id) != 0 ||
+            get_string(it, "uri", REQUIRED, &uri, &e) != 0)
+            return field_error(err, "cluster",
+                               "each peer needs id (a decimal string) and uri (a string)");
+        if ((p->uri = strdup(uri)) == NULL)
+            return qs_error_set(err, UV_ENOMEM, "manifest: out of memory");
+        mc->npeers++;
+    }
+    return 0;
+}
+
 static int parse_shards(const cJSON *root, struct qs_manifest *m, struct qs_error *err)
 {
     const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, "shards");
@@ -814,6 +958,12 @@ static int parse_shards(const cJSON *root, struct qs_manifest *m, struct qs_erro
                                "each entry needs id, object, size, sha256 and stored_size");
         if (!is_lower_sha256(sha))
             return field_error(err, "shards", "a sha256 must be 64 lowercase hex characters");
+        const cJSON *pid = cJSON_GetObjectItemCaseSensitive(it, "peer_id");
+        if (m->has_cluster && get_peer_id(it, "peer_id", &sh->peer_id) != 0)
+            return field_error(err, "shards",
+                               "each shard of a cluster backup needs peer_id (a decimal string)");
+        if (!m->has_cluster && pid != NULL)
+            return field_error(err, "shards", "only a cluster backup names a shard's peer_id");
         sh->id = (uint32_t)id;
         memcpy(sh->sha256, sha, 65);
         if ((sh->object = strdup(object)) == NULL)
@@ -966,7 +1116,8 @@ static int parse_tree(const cJSON *root, struct qs_manifest *m, struct qs_error 
         return 0; /* version 1 knew nothing more */
     if ((rc = get_object_text(root, "collection_config", &m->collection_config, err)) != 0 ||
         (rc = get_object_text(root, "payload_schema", &m->payload_schema, err)) != 0 ||
-        (rc = parse_aliases(root, m, err)) != 0 || (rc = parse_shards(root, m, err)) != 0)
+        (rc = parse_aliases(root, m, err)) != 0 || (rc = parse_cluster(root, m, err)) != 0 ||
+        (rc = parse_shards(root, m, err)) != 0)
         return rc;
     return validate_v2(m, err);
 }

@@ -102,6 +102,24 @@ nomem:
     return qs_error_set(err, UV_ENOMEM, "out of memory");
 }
 
+int qs_qdrant_new_like(const struct qs_qdrant *like, const char *url, struct qs_qdrant **out,
+                       struct qs_error *err)
+{
+    struct qs_qdrant_opts o = {
+        .url = url,
+        .api_key = like->api_key,
+        /* -1 keeps "no limit" (0 would select the default) */
+        .connect_timeout_ms = like->connect_timeout_ms,
+        .request_timeout_ms = like->request_timeout_ms,
+        .snapshot_timeout_ms = like->snapshot_timeout_ms,
+        .low_speed_time_s = like->low_speed_time_s,
+        .expect_100 = like->expect_100,
+    };
+    if (url == NULL || url[0] == '\0')
+        return qs_error_set(err, QS_ECONFIG, "Qdrant URL is empty");
+    return qs_qdrant_new(&o, out, err);
+}
+
 static void wipe_free(char *s)
 {
     if (s == NULL)
@@ -588,14 +606,17 @@ static int parse_collection_info(const cJSON *res, const char *op, void *info, s
     const cJSON *vec = cJSON_GetObjectItemCaseSensitive(params, "vectors");
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(params, "shard_number");
     const cJSON *sm = cJSON_GetObjectItemCaseSensitive(params, "sharding_method");
+    const cJSON *rf = cJSON_GetObjectItemCaseSensitive(params, "replication_factor");
     const cJSON *ps = cJSON_GetObjectItemCaseSensitive(res, "payload_schema");
-    uint64_t shards = 1;
+    uint64_t shards = 1, replicas = 1;
     if (cJSON_IsNull(pc) || pc == NULL)
         out->points_count = 0;
     else if (json_u64(pc, &out->points_count) != 0)
         rc = proto_err(err, op, "bad points_count");
     if (rc == 0 && sn != NULL && (json_u64(sn, &shards) != 0 || shards > UINT32_MAX))
         rc = proto_err(err, op, "bad shard_number");
+    if (rc == 0 && rf != NULL && (json_u64(rf, &replicas) != 0 || replicas > UINT32_MAX))
+        rc = proto_err(err, op, "bad replication_factor");
     if (rc == 0 && cJSON_IsString(st))
         qs_strlcpy(out->status, st->valuestring, sizeof(out->status));
     if (rc == 0 && vec != NULL) {
@@ -617,6 +638,7 @@ static int parse_collection_info(const cJSON *res, const char *op, void *info, s
         (out->payload_schema_json = cJSON_PrintUnformatted(ps)) == NULL)
         rc = qs_error_set(err, UV_ENOMEM, "out of memory");
     out->shard_number = (uint32_t)shards;
+    out->replication_factor = (uint32_t)replicas;
     if (rc != 0)
         qs_collection_info_deinit(out);
     return rc;

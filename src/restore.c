@@ -11,12 +11,16 @@
 #include <zlib.h>
 
 #include "qsnap/catalog.h"
+#include "qsnap/cluster.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
 #include "qsnap/pipe.h"
+#include "qsnap/testhooks.h"
 
 #define PIPE_CAP (4 * 1024 * 1024)
 #define MANIFEST_MAX (1024 * 1024)
+#define ACTIVE_WAIT_MS (10 * 60 * 1000) /* a cluster restore's wait for Active replicas */
+#define ACTIVE_POLL_MS 200
 
 int qs_restore_target_ok(const char *name)
 {
@@ -434,12 +438,218 @@ static int create_indexes(const struct qs_backup_env *env, const struct qs_manif
     return rc;
 }
 
+/* ---- into a Qdrant cluster ------------------------------------------------------- */
+
+/* Waits (bounded) until every replica of shards 0..nshards-1 of target is
+ * Active and no transfer runs, as the peer of env->qdrant sees it. what
+ * names the moment for the message ("after its creation"). */
+static int wait_all_active(const struct qs_backup_env *env, const char *target, uint32_t nshards,
+                           const char *what, struct qs_error *err)
+{
+    uint64_t limit = qs_testhook_ms(QS_TESTHOOK_ACTIVE_WAIT);
+    if (limit == 0)
+        limit = ACTIVE_WAIT_MS;
+    double end = qs_monotonic() + (double)limit / 1000.0;
+    char why[600] = "";
+    for (;;) {
+        struct qs_collection_cluster cc;
+        int rc = qs_cluster_collection_get(env->qdrant, target, &cc, err);
+        if (rc != 0 && !(err != NULL && err->retryable))
+            return qs_error_prefix(err, "cannot read the shard placement of '%s'", target);
+        if (rc == 0) {
+            int all = qs_cluster_all_active(&cc, nshards, why, sizeof(why));
+            qs_collection_cluster_deinit(&cc);
+            if (all)
+                return 0;
+        }
+        if (qs_monotonic() >= end)
+            break;
+        if (qs_sleep_cancellable(ACTIVE_POLL_MS, cancel_of(env)) != 0)
+            return qs_error_set(err, QS_ECANCELED, "restore cancelled");
+    }
+    if (err != NULL)
+        err->retryable = 0;
+    return qs_error_set(err, UV_ETIMEDOUT,
+                        "the replicas of collection '%s' did not all become Active %s within "
+                        "%llu s: %s",
+                        target, what, (unsigned long long)(limit / 1000), why);
+}
+
+/* The points_count of peer q's local replica of shard sid of target (-1 when
+ * it holds none), from its GET /collections/{c}/cluster. */
+static int local_points(struct qs_qdrant *q, const char *target, uint32_t sid, int64_t *out,
+                        struct qs_error *err)
+{
+    struct qs_collection_cluster cc;
+    int rc = qs_cluster_collection_get(q, target, &cc, err);
+    if (rc != 0)
+        return rc;
+    *out = -1;
+    for (size_t i = 0; i < cc.nlocal; i++)
+        if (cc.local[i].shard_id == sid)
+            *out = (int64_t)cc.local[i].points_count;
+    qs_collection_cluster_deinit(&cc);
+    return 0;
+}
+
+/* 1 when every peer's replica of every shard holds as many points as the
+ * replica the shard was uploaded to (want[sid]); else 0 with why. A replica
+ * that Qdrant has yet to mark Dead after a priority=snapshot upload (the
+ * state change is a consensus proposal that lands after the answer) still
+ * has its old points: Active alone does not tell it was re-synchronised. */
+static int replicas_synced(struct qs_cluster_clients *clients, const char *target,
+                           const int64_t *want, uint32_t nshards, char *why, size_t cap)
+{
+    const struct qs_cluster_info *ci = clients->info;
+    for (size_t p = 0; p < ci->npeers; p++) {
+        struct qs_qdrant *q;
+        struct qs_error e;
+        struct qs_collection_cluster cc;
+        if (qs_cluster_clients_get(clients, ci->peers[p].id, &q, &e) != 0 ||
+            qs_cluster_collection_get(q, target, &cc, &e) != 0) {
+            snprintf(why, cap, "peer %" PRIu64 ": %s", ci->peers[p].id, e.msg);
+            return 0;
+        }
+        int ok = 1;
+        for (size_t i = 0; ok && i < cc.nlocal; i++) {
+            uint32_t sid = cc.local[i].shard_id;
+            if (sid < nshards && want[sid] >= 0 && (int64_t)cc.local[i].points_count != want[sid]) {
+                snprintf(why, cap,
+                         "shard %" PRIu32 ": the replica on peer %" PRIu64 " holds %" PRIu64
+                         " points, the restored one %" PRId64,
+                         sid, ci->peers[p].id, cc.local[i].points_count, want[sid]);
+                ok = 0;
+            }
+        }
+        qs_collection_cluster_deinit(&cc);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Waits (bounded) until every replica is Active and holds the restored
+ * shard's points. */
+static int wait_synced(const struct qs_backup_env *env, struct qs_cluster_clients *clients,
+                       const char *target, const int64_t *want, uint32_t nshards,
+                       struct qs_error *err)
+{
+    uint64_t limit = qs_testhook_ms(QS_TESTHOOK_ACTIVE_WAIT);
+    if (limit == 0)
+        limit = ACTIVE_WAIT_MS;
+    double end = qs_monotonic() + (double)limit / 1000.0;
+    for (;;) {
+        char why[600] = "";
+        int rc = wait_all_active(env, target, nshards, "after the shard uploads", err);
+        if (rc != 0)
+            return rc;
+        if (replicas_synced(clients, target, want, nshards, why, sizeof(why)))
+            return 0;
+        if (qs_monotonic() >= end) {
+            if (err != NULL)
+                err->retryable = 0;
+            return qs_error_set(err, UV_ETIMEDOUT,
+                                "the replicas of collection '%s' were not re-synchronised "
+                                "within %llu s: %s",
+                                target, (unsigned long long)(limit / 1000), why);
+        }
+        if (qs_sleep_cancellable(ACTIVE_POLL_MS, cancel_of(env)) != 0)
+            return qs_error_set(err, QS_ECANCELED, "restore cancelled");
+    }
+}
+
+/* Uploads every shard of m into target, each to a peer that holds a replica
+ * of it (this sidecar's peer first, then ascending ids; a peer that fails
+ * leaves the shard to the next), with priority=snapshot: that replica turns
+ * Active and Qdrant re-synchronises the others from it. */
+static int upload_cluster_shards(const struct qs_backup_env *env, const struct qs_manifest *m,
+                                 const char *target, const struct qs_cluster_info *ci,
+                                 struct qs_log_ctx *c, struct qs_error *err)
+{
+    struct qs_collection_cluster cc;
+    int rc = qs_cluster_collection_get(env->qdrant, target, &cc, err);
+    if (rc != 0)
+        return qs_error_prefix(err, "cannot read the shard placement of '%s'", target);
+    struct qs_cluster_clients clients;
+    struct qs_shard_replica *r = calloc(ci->npeers + 1, sizeof(*r));
+    int64_t *want = calloc(m->nshards, sizeof(*want));
+    if (r == NULL || want == NULL || qs_cluster_clients_init(&clients, env->qdrant, ci) != 0) {
+        free(r);
+        free(want);
+        qs_collection_cluster_deinit(&cc);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; rc == 0 && i < m->nshards; i++) {
+        const struct qs_manifest_shard *sh = &m->shards[i];
+        size_t n = qs_cluster_shard_replicas(&cc, sh->id, r, ci->npeers + 1);
+        if (n > ci->npeers + 1)
+            n = ci->npeers + 1;
+        if (n == 0) {
+            rc =
+                qs_error_set(err, QS_EPROTO, "shard %" PRIu32 " of '%s' has no replica on any peer",
+                             sh->id, target);
+            break;
+        }
+        for (size_t k = 0; k < n; k++) {
+            struct qs_qdrant *q;
+            rc = qs_cluster_clients_get(&clients, r[k].peer_id, &q, err);
+            if (rc == 0)
+                rc = qs_restore_upload_shard(env, q, target, sh, m->compression_level, err);
+            if (rc == 0 && sh->id < m->nshards)
+                rc = local_points(q, target, sh->id, &want[sh->id], err);
+            if (rc == 0) {
+                qs_log(QS_LOG_INFO, c, "shard %" PRIu32 " uploaded to peer %" PRIu64, sh->id,
+                       r[k].peer_id);
+                break;
+            }
+            if (rc == QS_ECANCELED || qs_cancel_requested(cancel_of(env)) || rc == QS_ECHECKSUM ||
+                k + 1 == n)
+                break; /* a bad object is bad on every peer */
+            c->error = err != NULL ? err->msg : NULL;
+            qs_log(QS_LOG_WARN, c,
+                   "shard %" PRIu32 " could not be uploaded to peer %" PRIu64
+                   "; trying the next peer holding a replica",
+                   sh->id, r[k].peer_id);
+            c->error = NULL;
+        }
+        if (rc != 0)
+            qs_error_prefix(err, "shard %" PRIu32, sh->id);
+    }
+    /* Then Qdrant re-synchronises the other replicas from the restored ones. */
+    qs_progress_phase(env->progress, target, "replicate");
+    if (rc == 0)
+        rc = wait_synced(env, &clients, target, want, (uint32_t)m->nshards, err);
+    qs_cluster_clients_deinit(&clients);
+    free(want);
+    free(r);
+    qs_collection_cluster_deinit(&cc);
+    return rc;
+}
+
+/* The shard count of a collection-method backup, from its
+ * collection_config (0 when the manifest does not tell: format 1). */
+static uint32_t collection_backup_shards(const struct qs_manifest *m)
+{
+    if (m->collection_config == NULL)
+        return 0;
+    cJSON *root = NULL;
+    const cJSON *sn = config_param(m->collection_config, "shard_number", &root);
+    uint32_t n = sn == NULL ? 1
+                 : cJSON_IsNumber(sn) && sn->valuedouble >= 1 && sn->valuedouble <= 65536
+                     ? (uint32_t)sn->valuedouble
+                     : 0;
+    cJSON_Delete(root);
+    return n;
+}
+
 static int restore(const struct qs_backup_env *env, const struct qs_restore_req *req,
                    struct qs_job_item *item, struct points *pts, struct qs_error *err)
 {
     const char *target = req->target != NULL ? req->target : req->collection;
     double t0 = qs_monotonic();
     struct qs_manifest m = {0};
+    struct qs_cluster_view view;
+    qs_cluster_view_init(&view);
     int rc, created = 0;
     struct qs_log_ctx c = QS_LOG_CTX_NONE;
     c.job = env->progress != NULL ? env->progress->job_id : NULL;
@@ -477,6 +687,31 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
     }
     if ((rc = check_version(env, &m, req, &c, err)) != 0)
         goto out;
+    /* A Qdrant cluster takes shards backups shard by shard; a collection
+     * snapshot only when it holds the collection's one shard. */
+    int cluster = qs_cluster_mode(env->qdrant, env->cfg, &view, err);
+    if (cluster == QS_ETRANSPORT) {
+        cluster = 0; /* not answering at all: the upload fails on its own */
+        qs_error_clear(err);
+    } else if (cluster < 0) {
+        rc = cluster;
+        goto out;
+    }
+    if (cluster == 1 && m.method == QS_METHOD_COLLECTION) {
+        uint32_t n = collection_backup_shards(&m);
+        if (n != 1) {
+            char shards[64] = "an unknown number of shards (a format 1 manifest)";
+            if (n > 1)
+                snprintf(shards, sizeof(shards), "%" PRIu32 " shards", n);
+            rc = qs_error_set(err, QS_EINVAL,
+                              "refusing to restore %s into a Qdrant cluster: it is a collection "
+                              "snapshot of %s, and a peer loads only the shards it holds from "
+                              "one; restore it into a single node, or back the collection up "
+                              "with QSNAP_SNAPSHOT_METHOD=shards; nothing was changed",
+                              m.snapshot, shards);
+            goto out;
+        }
+    }
     qs_log(QS_LOG_INFO, &c, "restoring %s of collection %s (%llu bytes, %s)", m.snapshot,
            req->collection, (unsigned long long)m.size,
            m.method == QS_METHOD_SHARDS ? "shards" : "collection snapshot");
@@ -486,12 +721,20 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
         qs_progress_phase(env->progress, target, "create");
         if ((rc = prepare_target(env, &m, target, &created, err)) != 0)
             goto out;
+        if (cluster == 1 && (rc = wait_all_active(env, target, (uint32_t)m.nshards,
+                                                  "after its creation", err)) != 0)
+            goto out;
         qs_progress_phase(env->progress, target, "upload");
-        for (size_t i = 0; i < m.nshards; i++) {
-            rc = qs_restore_upload_shard(env, env->qdrant, target, &m.shards[i],
-                                         m.compression_level, err);
-            if (rc != 0)
+        if (cluster == 1) {
+            if ((rc = upload_cluster_shards(env, &m, target, &view.info, &c, err)) != 0)
                 goto out;
+        } else {
+            for (size_t i = 0; i < m.nshards; i++) {
+                rc = qs_restore_upload_shard(env, env->qdrant, target, &m.shards[i],
+                                             m.compression_level, err);
+                if (rc != 0)
+                    goto out;
+            }
         }
     } else {
         qs_progress_phase(env->progress, target, "upload");
@@ -560,6 +803,7 @@ out:
         qs_log(QS_LOG_INFO, &c, "restore complete, points_count matches the manifest");
     }
     qs_manifest_deinit(&m);
+    qs_cluster_view_deinit(&view);
     return rc;
 }
 

@@ -324,6 +324,23 @@ int qs_parse_rate(const char *s, uint64_t *out)
     return 0;
 }
 
+int qs_parse_u64_dec(const char *s, uint64_t *out)
+{
+    if (s == NULL || s[0] == '\0' || (s[0] == '0' && s[1] != '\0'))
+        return QS_EINVAL;
+    uint64_t v = 0;
+    for (; *s != '\0'; s++) {
+        if (*s < '0' || *s > '9')
+            return QS_EINVAL;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return QS_EINVAL;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
 void qs_buf_init(struct qs_buf *b)
 {
     b->data = NULL;

@@ -58,6 +58,7 @@ struct world {
 
 static struct world *g_world;
 static struct qs_test_standin *g_single;
+static struct qs_test_cluster *g_other; /* a second cluster (restores) */
 
 static void stop_all(void)
 {
@@ -78,6 +79,10 @@ static void stop_all(void)
     if (g_single != NULL) {
         qs_test_standin_stop(g_single);
         g_single = NULL;
+    }
+    if (g_other != NULL) {
+        qs_test_cluster_stop(g_other);
+        g_other = NULL;
     }
 }
 
@@ -353,12 +358,30 @@ static void strv_free(char **v, size_t n)
     free(v);
 }
 
-/* 1 when the snapshot was made by peer i (Qdrant puts its peer id in the name). */
-static int made_by(const struct world *w, const char *snapshot, int i)
+/* 1 when backup `snapshot` of collection c was made by peer i's sidecar: a
+ * cluster backup's manifest names that peer; a collection snapshot's name
+ * (QSNAP_CLUSTER=off) holds the peer id Qdrant put there. */
+static int made_by(const struct world *w, const char *c, const char *snapshot, int i)
 {
-    uint64_t peer = 0;
-    cr_assert_eq(qs_snapshot_name_parse(snapshot, NULL, 0, &peer, NULL), 0, "%s", snapshot);
-    return peer == id_of(w, i);
+    struct qs_catalog cat;
+    struct qs_error err;
+    cr_assert_eq(qs_catalog_load(w->st, c, 0, &cat, &err), 0, "%s", err.msg);
+    int found = -1;
+    for (size_t k = 0; k < cat.nbackups; k++) {
+        const struct qs_manifest *m = &cat.backups[k].m;
+        if (strcmp(m->snapshot, snapshot) != 0)
+            continue;
+        if (m->has_cluster) {
+            found = m->cluster.peer_id == id_of(w, i);
+        } else {
+            uint64_t peer = 0;
+            cr_assert_eq(qs_snapshot_name_parse(snapshot, NULL, 0, &peer, NULL), 0, "%s", snapshot);
+            found = peer == id_of(w, i);
+        }
+    }
+    qs_catalog_deinit(&cat);
+    cr_assert_neq(found, -1, "no backup %s of %s", snapshot, c);
+    return found;
 }
 
 static char *post_backup(const struct world *w, int i)
@@ -439,6 +462,14 @@ static void check_readyz(const struct world *w, int i, int leader)
     }
     cJSON_Delete(j);
 }
+
+/* Cluster backup helpers (defined below). */
+static void make_sharded(struct world *w, const char *name, int points, int shards);
+static void placement_of(struct world *w, const char *c, struct qs_collection_cluster *cc);
+static void newest_backup(const struct world *w, const char *c, struct qs_manifest *m);
+static void check_cluster_backup(const struct world *w, const struct qs_manifest *m,
+                                 const struct qs_collection_cluster *cc, int by, int down);
+static size_t objects_of(const struct world *w, const char *c);
 
 /* ---- the wire ----------------------------------------------------------------- */
 
@@ -576,7 +607,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     static struct world w;
     int64_t base = qs_timegm(2031, 3, 14, 3, 4, 50);
     world_open(&w, base);
-    make_collection(&w, "sched", 40);
+    make_sharded(&w, "sched", 40, 6);
     const char *extra[] = {"QSNAP_SCHEDULE=* * * * *", "QSNAP_RETENTION=1s", "QSNAP_KEEP_MIN=1",
                            NULL};
     for (int i = 1; i <= PEERS; i++)
@@ -619,9 +650,15 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     size_t n;
     char **b = backups_of(&w, "sched", &n);
     cr_assert_eq(n, 1, "one backup at the destination, not %zu", n);
-    cr_assert(made_by(&w, b[0], 1), "%s was not made by the leader's peer", b[0]);
+    cr_assert(made_by(&w, "sched", b[0], 1), "%s was not made by the leader's peer", b[0]);
     char *first = strdup(b[0]);
     strv_free(b, n);
+    struct qs_collection_cluster cc;
+    placement_of(&w, "sched", &cc);
+    struct qs_manifest m;
+    newest_backup(&w, "sched", &m);
+    check_cluster_backup(&w, &m, &cc, 1, 0);
+    qs_manifest_deinit(&m);
 
     /* a follower's manual backup: it runs, and never prunes */
     char *job = post_backup(&w, 3);
@@ -638,7 +675,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     cr_assert_eq(n, 2, "the follower pruned: %zu backups", n);
     int older = strcmp(b[0], first) == 0 ? 0 : 1;
     cr_assert_str_eq(b[older], first, "the older backup (prunable) is still there");
-    cr_assert(made_by(&w, b[1 - older], 3), "%s was not made by peer 3", b[1 - older]);
+    cr_assert(made_by(&w, "sched", b[1 - older], 3), "%s was not made by peer 3", b[1 - older]);
     strv_free(b, n);
     cr_assert_eq(metric(&w, 3, "qsnap_prune_deleted_total{location=\"remote\",kind=\"backup\"}"),
                  0.0);
@@ -679,13 +716,18 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     end = now_s() + 30;
     for (;;) {
         b = backups_of(&w, "sched", &n);
-        int done = n == 1 && made_by(&w, b[0], 2);
+        int done = n == 1 && made_by(&w, "sched", b[0], 2);
         strv_free(b, n);
         if (done)
             break;
         cr_assert_lt(now_s(), end, "the leader's sidecar did not prune (%zu backups)", n);
         usleep(200000);
     }
+    newest_backup(&w, "sched", &m);
+    check_cluster_backup(&w, &m, &cc, 2, 0);
+    qs_manifest_deinit(&m);
+    qs_collection_cluster_deinit(&cc);
+    cr_assert_eq(objects_of(&w, "sched"), 7, "not 6 shards and a manifest");
     cr_assert_eq(metric(&w, 2, "qsnap_prune_deleted_total{location=\"remote\",kind=\"backup\"}"),
                  2.0);
     free(first);
@@ -751,7 +793,7 @@ Test(cluster, cluster_unreachable_at_the_scheduled_time_skips_with_an_error)
     size_t n;
     char **b = backups_of(&w, "gone", &n);
     cr_assert_eq(n, 1);
-    cr_assert(made_by(&w, b[0], 1));
+    cr_assert(made_by(&w, "gone", b[0], 1));
     strv_free(b, n);
     for (int i = 1; i <= PEERS; i++)
         sidecar_stop(&w, i);
@@ -825,7 +867,7 @@ Test(cluster, off_never_asks_and_runs_as_a_single_node)
     size_t n;
     char **b = backups_of(&w, "plain", &n);
     cr_assert_eq(n, 1);
-    cr_assert(made_by(&w, b[0], 2));
+    cr_assert(made_by(&w, "plain", b[0], 2));
     strv_free(b, n);
     sidecar_stop(&w, 2);
     stop_all();
@@ -995,5 +1037,462 @@ Test(cluster, single_node_auto_is_todays_behaviour)
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0);
     qs_test_rmrf(dir);
     free(dir);
+    stop_all();
+}
+
+/* ---- cluster backups ---------------------------------------------------------------- */
+
+/* A generated collection of `shards` shards, replication factor 2. */
+static void make_sharded(struct world *w, const char *name, int points, int shards)
+{
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"%s\",\"points\":%d,\"dim\":8,\"shard_number\":%d,"
+             "\"replication_factor\":2}",
+             name, points, shards);
+    ctl(w, 1, "POST", "/__standin/collections", body);
+    wait_active(w, name);
+}
+
+/* The placement of collection c as peer 1 sees it. */
+static void placement_of(struct world *w, const char *c, struct qs_collection_cluster *cc)
+{
+    struct qs_qdrant_opts o = {.url = w->c.peer[1].url};
+    struct qs_qdrant *q = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_new(&o, &q, &err), 0, "%s", err.msg);
+    cr_assert_eq(qs_cluster_collection_get(q, c, cc, &err), 0, "%s", err.msg);
+    qs_qdrant_free(q);
+}
+
+/* The peer index of a peer id. */
+static int index_of(const struct world *w, uint64_t id)
+{
+    for (int i = 1; i <= PEERS; i++)
+        if (id_of(w, i) == id)
+            return i;
+    cr_assert_fail("peer id %" PRIu64 " is not a peer of the cluster", id);
+    return 0;
+}
+
+/* Shard streams peer i served so far (the stand-in's counter). */
+static double shard_streams(const struct world *w, int i)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__standin/state", w->c.peer[i].url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "counters"), "shard_streams");
+    cr_assert(cJSON_IsNumber(n));
+    double v = n->valuedouble;
+    cJSON_Delete(j);
+    return v;
+}
+
+/* The newest backup of c (its manifest into m, owned by the caller). */
+static void newest_backup(const struct world *w, const char *c, struct qs_manifest *m)
+{
+    struct qs_catalog cat;
+    struct qs_error err;
+    cr_assert_eq(qs_catalog_load(w->st, c, 0, &cat, &err), 0, "%s", err.msg);
+    cr_assert_gt(cat.nbackups, 0, "no backup of %s", c);
+    *m = cat.backups[0].m;
+    memset(&cat.backups[0].m, 0, sizeof(cat.backups[0].m));
+    qs_catalog_deinit(&cat);
+}
+
+/* Checks that backup m of a collection placed as cc (3 peers, RF 2) was made
+ * by peer `by`'s sidecar: every shard once, each from a peer holding an
+ * Active replica of it, the local one when `by` holds one, else the lowest
+ * id; the topology recorded. */
+static void check_cluster_backup(const struct world *w, const struct qs_manifest *m,
+                                 const struct qs_collection_cluster *cc, int by, int down)
+{
+    cr_assert_eq(m->method, QS_METHOD_SHARDS);
+    cr_assert(m->has_cluster, "no cluster object in the manifest");
+    cr_assert_eq(m->cluster.peer_id, id_of(w, by));
+    cr_assert_eq(m->cluster.npeers, PEERS);
+    cr_assert_eq(m->cluster.replication_factor, 2);
+    cr_assert_eq(m->cluster.shard_count, cc->shard_count);
+    cr_assert_eq(m->nshards, cc->shard_count);
+    for (size_t i = 0; i < m->nshards; i++) {
+        const struct qs_manifest_shard *sh = &m->shards[i];
+        cr_assert_eq(sh->id, i);
+        struct qs_shard_replica r[PEERS];
+        size_t n = qs_cluster_shard_replicas(cc, sh->id, r, PEERS);
+        cr_assert_eq(n, 2, "shard %u has %zu replicas", sh->id, n);
+        uint64_t want = 0;
+        for (size_t k = 0; k < n && want == 0; k++)
+            if (r[k].peer_id == id_of(w, by))
+                want = r[k].peer_id;
+        for (size_t k = 0; k < n; k++)
+            if (want == 0 || (want != id_of(w, by) && r[k].peer_id < want))
+                if (down == 0 || r[k].peer_id != id_of(w, down))
+                    want = r[k].peer_id;
+        if (want != id_of(w, by)) {
+            /* ascending ids among the others, the dead one skipped */
+            want = 0;
+            for (size_t k = 0; k < n; k++) {
+                uint64_t p = r[k].peer_id;
+                if ((down != 0 && p == id_of(w, down)) || p == id_of(w, by))
+                    continue;
+                if (want == 0 || p < want)
+                    want = p;
+            }
+        }
+        cr_assert_eq(sh->peer_id, want, "shard %u streamed from peer %d, not %d", sh->id,
+                     index_of(w, sh->peer_id), index_of(w, want));
+        struct qs_storage_stat st;
+        struct qs_error err;
+        cr_assert_eq(qs_storage_head(w->st, sh->object, &st, &err), 0, "%s", err.msg);
+        cr_assert_eq(st.size, sh->stored_size);
+        qs_storage_stat_deinit(&st);
+    }
+}
+
+/* The objects under prefix c/ at the destination. */
+static size_t objects_of(const struct world *w, const char *c)
+{
+    struct qs_storage_list l;
+    struct qs_error err;
+    char prefix[256];
+    snprintf(prefix, sizeof(prefix), "%s/", c);
+    qs_storage_list_init(&l);
+    cr_assert_eq(qs_storage_list(w->st, prefix, &l, &err), 0, "%s", err.msg);
+    size_t n = l.n;
+    qs_storage_list_deinit(&l);
+    return n;
+}
+
+static const char *const SHARDED[] = {"one", "three", "six"};
+static const int NSHARDS[] = {1, 3, 6};
+
+/* A manual backup on a follower's sidecar and one on the leader's: whatever
+ * QSNAP_SNAPSHOT_METHOD says, every shard of every collection (1, 3 and 6
+ * shards, replication factor 2) is stored once, streamed from a peer holding
+ * an Active replica (the sidecar's own peer when it holds one, else the
+ * lowest peer id); the manifest records the topology; exactly one shard
+ * stream per shard across the peers, no collection snapshot. */
+Test(cluster, backup_stores_every_shard_once_from_an_active_replica)
+{
+    static struct world w;
+    world_open(&w, 0);
+    for (int k = 0; k < 3; k++)
+        make_sharded(&w, SHARDED[k], 60, NSHARDS[k]);
+    const char *extra[] = {"QSNAP_SNAPSHOT_METHOD=collection", NULL};
+    for (int by = 2; by >= 1; by--) {
+        sidecar_start(&w, by, extra);
+        double before = 0;
+        for (int i = 1; i <= PEERS; i++)
+            before += shard_streams(&w, i);
+        char *job = post_backup(&w, by);
+        cJSON *j = wait_job(&w, by, job);
+        char *txt = cJSON_Print(j);
+        cr_assert_str_eq(jstr(j, "state"), "succeeded", "%s", txt);
+        free(txt);
+        cJSON_Delete(j);
+        free(job);
+        double after = 0;
+        for (int i = 1; i <= PEERS; i++)
+            after += shard_streams(&w, i);
+        cr_assert_eq(after - before, 10.0, "%g shard streams for 10 shards", after - before);
+        for (int k = 0; k < 3; k++) {
+            struct qs_collection_cluster cc;
+            placement_of(&w, SHARDED[k], &cc);
+            struct qs_manifest m;
+            newest_backup(&w, SHARDED[k], &m);
+            check_cluster_backup(&w, &m, &cc, by, 0);
+            qs_manifest_deinit(&m);
+            qs_collection_cluster_deinit(&cc);
+        }
+        cr_assert_eq(log_count(&w, by, "snapshot created"), 0, "a collection snapshot was made");
+        sidecar_stop(&w, by);
+    }
+    for (int k = 0; k < 3; k++) {
+        size_t n;
+        char **b = backups_of(&w, SHARDED[k], &n);
+        cr_assert_eq(n, 2);
+        strv_free(b, n);
+        /* two runs: shards + manifest each */
+        cr_assert_eq(objects_of(&w, SHARDED[k]), (size_t)(2 * (NSHARDS[k] + 1)));
+    }
+    stop_all();
+}
+
+/* A peer down during a backup: shards whose first choice was on it come from
+ * the other Active replica. A shard with no Active replica fails its
+ * collection, naming the shard and the states, and leaves nothing of it
+ * behind; the other collections are backed up. */
+Test(cluster, peer_down_uses_another_replica_or_fails_the_collection_clearly)
+{
+    static struct world w;
+    world_open(&w, 0);
+    make_sharded(&w, "six", 60, 6);
+    make_sharded(&w, "three", 30, 3);
+    sidecar_start(&w, 1, NULL);
+    /* The peer (not 1) that is the first choice of some shard not on peer 1. */
+    struct qs_collection_cluster cc;
+    placement_of(&w, "six", &cc);
+    int down = 0;
+    for (uint32_t s = 0; s < cc.shard_count && down == 0; s++) {
+        struct qs_shard_replica r[PEERS];
+        size_t n = qs_cluster_shard_replicas(&cc, s, r, PEERS);
+        int on1 = 0;
+        for (size_t k = 0; k < n; k++)
+            on1 |= r[k].peer_id == id_of(&w, 1);
+        if (!on1)
+            down = index_of(&w, r[0].peer_id < r[1].peer_id ? r[0].peer_id : r[1].peer_id);
+    }
+    cr_assert_neq(down, 0, "every shard has a replica on peer 1");
+    qs_test_cluster_kill(&w.c, down);
+    /* "three": shard 0's replicas both Dead (pinned) */
+    char body[256];
+    struct qs_collection_cluster c3;
+    placement_of(&w, "three", &c3);
+    struct qs_shard_replica r3[PEERS];
+    size_t n3 = qs_cluster_shard_replicas(&c3, 0, r3, PEERS);
+    for (size_t k = 0; k < n3; k++) {
+        snprintf(body, sizeof(body),
+                 "{\"collection\":\"three\",\"shard\":0,\"peer_id\":\"%" PRIu64
+                 "\",\"state\":\"Dead\"}",
+                 r3[k].peer_id);
+        ctl(&w, 1, "POST", "/__standin/cluster/replica", body);
+    }
+    qs_collection_cluster_deinit(&c3);
+
+    char *job = post_backup(&w, 1);
+    cJSON *j = wait_job(&w, 1, job);
+    char *txt = cJSON_Print(j);
+    cr_assert_str_eq(jstr(j, "state"), "failed", "%s", txt);
+    cr_assert_not_null(strstr(txt, "shard 0 has no Active replica (peer "), "%s", txt);
+    cr_assert_not_null(strstr(txt, " Dead, peer "), "%s", txt);
+    free(txt);
+    cJSON_Delete(j);
+    free(job);
+    cr_assert_eq(objects_of(&w, "three"), 0, "the failed collection left objects");
+    struct qs_manifest m;
+    newest_backup(&w, "six", &m);
+    check_cluster_backup(&w, &m, &cc, 1, down);
+    qs_manifest_deinit(&m);
+    qs_collection_cluster_deinit(&cc);
+    char line[128];
+    snprintf(line, sizeof(line), "could not be streamed from peer %s; trying the next Active",
+             w.id[down]);
+    cr_assert_geq(log_count(&w, 1, line), 1, "no word of the failover");
+    sidecar_stop(&w, 1);
+    stop_all();
+}
+
+/* ---- cluster restores ---------------------------------------------------------------- */
+
+/* Every point of collection c on the Qdrant at base (ids, vectors, payloads
+ * by ascending id), as JSON text (owned). */
+static char *all_points(const char *base, const char *c)
+{
+    cJSON *out = cJSON_CreateArray();
+    char url[256], body[160], offset[64] = "null";
+    snprintf(url, sizeof(url), "%s/collections/%s/points/scroll", base, c);
+    for (;;) {
+        snprintf(body, sizeof(body),
+                 "{\"limit\":100,\"offset\":%s,\"with_payload\":true,\"with_vector\":true}",
+                 offset);
+        cJSON *j = http_json("POST", url, body, 200);
+        const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(res, "points"))
+            cJSON_AddItemToArray(out, cJSON_Duplicate(p, 1));
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(res, "next_page_offset");
+        int more = cJSON_IsNumber(next);
+        if (more)
+            snprintf(offset, sizeof(offset), "%.0f", next->valuedouble);
+        cJSON_Delete(j);
+        if (!more)
+            break;
+    }
+    char *text = cJSON_PrintUnformatted(out);
+    cJSON_Delete(out);
+    return text;
+}
+
+/* `qsnap VERB ARGS...` against the Qdrant at qurl (a cluster's peer when
+ * rest_port > 0) and w's destination; the exit code, its output into *out
+ * (owned). */
+static const char *g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=60000";
+
+static int cli(struct world *w, const char *qurl, int rest_port, const char *const *args,
+               char **out)
+{
+    char q[160], port[64];
+    snprintf(q, sizeof(q), "QSNAP_QDRANT_URL=%s", qurl);
+    snprintf(port, sizeof(port), "QSNAP_CLUSTER_REST_PORT=%d", rest_port > 0 ? rest_port : 6333);
+    char *env[] = {w->dest,
+                   q,
+                   port,
+                   "QSNAP_CLUSTER=auto",
+                   "QSNAP_COMPRESSION=none",
+                   "QSNAP_LOG_FORMAT=json",
+                   (char *)g_active_wait,
+                   NULL};
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = (char *)qs_test_env("QSNAP_TEST_BINARY");
+    for (size_t i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return qs_test_run(argv, env, out);
+}
+
+/* Every shard of c on cluster k has replicas replicas, all Active. */
+static void check_placement(const struct qs_test_cluster *k, const char *c, uint32_t shards,
+                            size_t replicas)
+{
+    struct qs_qdrant_opts o = {.url = k->peer[1].url};
+    struct qs_qdrant *q = NULL;
+    struct qs_error err;
+    cr_assert_eq(qs_qdrant_new(&o, &q, &err), 0, "%s", err.msg);
+    struct qs_collection_cluster cc;
+    cr_assert_eq(qs_cluster_collection_get(q, c, &cc, &err), 0, "%s", err.msg);
+    cr_assert_eq(cc.shard_count, shards);
+    char why[512];
+    cr_assert(qs_cluster_all_active(&cc, shards, why, sizeof(why)), "%s: %s", c, why);
+    for (uint32_t s = 0; s < shards; s++) {
+        struct qs_shard_replica r[QS_TEST_CLUSTER_MAX];
+        cr_assert_eq(qs_cluster_shard_replicas(&cc, s, r, QS_TEST_CLUSTER_MAX), replicas,
+                     "shard %u", s);
+    }
+    qs_collection_cluster_deinit(&cc);
+    qs_qdrant_free(q);
+}
+
+/* A 3-peer backup (6 shards, replication factor 2) restored into a 2-peer
+ * cluster and into a single node holds the same points; each shard upload
+ * lands on a peer holding a replica of it and every replica turns Active
+ * again; the alias is re-created. A single-node shards backup restores into
+ * the cluster; a collection snapshot of several shards is refused there. */
+Test(cluster, restore_into_another_cluster_size_and_a_single_node)
+{
+    static struct world w;
+    world_open(&w, 0);
+    make_sharded(&w, "six", 90, 6);
+    char url[256];
+    snprintf(url, sizeof(url), "%s/collections/aliases", w.c.peer[1].url);
+    cJSON_Delete(http_json("POST", url,
+                           "{\"actions\":[{\"create_alias\":{\"collection_name\":\"six\","
+                           "\"alias_name\":\"six-prod\"}}]}",
+                           200));
+    char *want = all_points(w.c.peer[1].url, "six");
+    cr_assert_gt(strlen(want), 1000, "%s", want);
+    char *out = NULL;
+    const char *backup[] = {"backup", "-c", "six", NULL};
+    int rc = cli(&w, w.c.peer[2].url, w.c.port, backup, &out);
+    cr_assert_eq(rc, 0, "backup: exit %d:\n%s", rc, out);
+    free(out);
+
+    /* into 2 peers */
+    static struct qs_test_cluster two;
+    cr_assert_eq(qs_test_cluster_start(&two, 2, NULL), 0);
+    g_other = &two;
+    const char *restore[] = {"restore", "-c", "six", NULL};
+    rc = cli(&w, two.peer[1].url, two.port, restore, &out);
+    cr_assert_eq(rc, 0, "restore into 2 peers: exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "uploaded to peer"), "%s", out);
+    free(out);
+    check_placement(&two, "six", 6, 2);
+    for (int i = 1; i <= 2; i++) {
+        char *got = all_points(two.peer[i].url, "six");
+        cr_assert_str_eq(got, want, "peer %d of the 2-peer cluster:\n%.300s\nwant:\n%.300s", i, got,
+                         want);
+        free(got);
+    }
+    snprintf(url, sizeof(url), "%s/collections/six-prod", two.peer[2].url);
+    cJSON_Delete(http_json("GET", url, NULL, 200));
+
+    /* into a single node */
+    static struct qs_test_standin single;
+    cr_assert_eq(qs_test_standin_start(&single, NULL), 0);
+    g_single = &single;
+    rc = cli(&w, single.url, 0, restore, &out);
+    cr_assert_eq(rc, 0, "restore into a single node: exit %d:\n%s", rc, out);
+    free(out);
+    char *got = all_points(single.url, "six");
+    cr_assert_str_eq(got, want, "the single node");
+    free(got);
+    snprintf(url, sizeof(url), "%s/collections/six", single.url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *sn = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "result"),
+                                             "config"),
+            "params"),
+        "shard_number");
+    cr_assert(cJSON_IsNumber(sn) && sn->valuedouble == 6.0);
+    cJSON_Delete(j);
+
+    /* a single-node shards backup into the 2-peer cluster */
+    snprintf(url, sizeof(url), "%s/__standin/collections", single.url);
+    cJSON_Delete(http_json("POST", url,
+                           "{\"name\":\"solo\",\"points\":40,\"dim\":8,\"shard_number\":3}", 200));
+    char *solo = all_points(single.url, "solo");
+    {
+        char q[160];
+        snprintf(q, sizeof(q), "QSNAP_QDRANT_URL=%s", single.url);
+        char *env[] = {w.dest, q, "QSNAP_SNAPSHOT_METHOD=shards", "QSNAP_COMPRESSION=none", NULL};
+        char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "solo", NULL};
+        rc = qs_test_run(argv, env, &out);
+        cr_assert_eq(rc, 0, "single-node shards backup: exit %d:\n%s", rc, out);
+        free(out);
+    }
+    const char *rsolo[] = {"restore", "-c", "solo", NULL};
+    rc = cli(&w, two.peer[2].url, two.port, rsolo, &out);
+    cr_assert_eq(rc, 0, "single-node shards backup into 2 peers: exit %d:\n%s", rc, out);
+    free(out);
+    check_placement(&two, "solo", 3, 1);
+    got = all_points(two.peer[1].url, "solo");
+    cr_assert_str_eq(got, solo);
+    free(got);
+
+    /* a collection snapshot of 3 shards is refused by the cluster, untouched */
+    {
+        char q[160];
+        snprintf(q, sizeof(q), "QSNAP_QDRANT_URL=%s", single.url);
+        char *env[] = {w.dest, q, "QSNAP_SNAPSHOT_METHOD=collection", "QSNAP_COMPRESSION=none",
+                       NULL};
+        char *argv[] = {(char *)qs_test_env("QSNAP_TEST_BINARY"), "backup", "-c", "solo", NULL};
+        sleep(1); /* run names to the second */
+        rc = qs_test_run(argv, env, &out);
+        cr_assert_eq(rc, 0, "single-node collection backup: exit %d:\n%s", rc, out);
+        free(out);
+    }
+    const char *rcoll[] = {"restore", "-c", "solo", "--to", "solo-coll", NULL};
+    rc = cli(&w, two.peer[1].url, two.port, rcoll, &out);
+    cr_assert_neq(rc, 0, "a collection snapshot of 3 shards was restored into a cluster:\n%s", out);
+    cr_assert_not_null(strstr(out, "refusing to restore"), "%s", out);
+    cr_assert_not_null(strstr(out, "collection snapshot of 3 shards"), "%s", out);
+    free(out);
+    snprintf(url, sizeof(url), "%s/collections/solo-coll", two.peer[1].url);
+    cJSON_Delete(http_json("GET", url, NULL, 404));
+
+    /* a replica that never turns Active: the bounded wait fails the restore,
+     * naming the shard and the states */
+    snprintf(url, sizeof(url), "%s/__standin/collections", two.peer[1].url);
+    cJSON_Delete(http_json("POST", url,
+                           "{\"name\":\"stuck\",\"points\":6,\"dim\":8,\"shard_number\":6,"
+                           "\"replication_factor\":2}",
+                           200));
+    snprintf(url, sizeof(url), "%s/__standin/cluster/replica", two.peer[1].url);
+    cJSON_Delete(http_json(
+        "POST", url, "{\"collection\":\"stuck\",\"shard\":2,\"peer\":2,\"state\":\"Dead\"}", 200));
+    g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=2000";
+    const char *rstuck[] = {"restore", "-c", "six", "--to", "stuck", NULL};
+    rc = cli(&w, two.peer[1].url, two.port, rstuck, &out);
+    g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=60000";
+    cr_assert_neq(rc, 0, "a restore with a Dead replica succeeded:\n%s", out);
+    cr_assert_not_null(strstr(out, "did not all become Active after its creation within 2 s: "
+                                   "shard 2 ("),
+                       "%s", out);
+    cr_assert_not_null(strstr(out, " Dead"), "%s", out);
+    free(out);
+    free(solo);
+    free(want);
     stop_all();
 }

@@ -467,3 +467,80 @@ Test(cluster_parse, view_json_and_reason)
     cJSON_Delete(j);
     qs_cluster_view_deinit(&v);
 }
+
+/* Six shards on three peers (this one: 20), replication factor 2. */
+static void placement(struct qs_collection_cluster *cc)
+{
+    const char *body =
+        "{\"result\":{\"peer_id\":20,\"shard_count\":6,\"local_shards\":["
+        "{\"shard_id\":0,\"points_count\":1,\"state\":\"Active\"},"
+        "{\"shard_id\":1,\"points_count\":1,\"state\":\"Dead\"},"
+        "{\"shard_id\":3,\"points_count\":1,\"state\":\"Partial\"}],"
+        "\"remote_shards\":[{\"shard_id\":0,\"peer_id\":" BIG_ID ",\"state\":\"Active\"},"
+        "{\"shard_id\":0,\"peer_id\":10,\"state\":\"Active\"},"
+        "{\"shard_id\":1,\"peer_id\":30,\"state\":\"Active\"},"
+        "{\"shard_id\":1,\"peer_id\":10,\"state\":\"Active\"},"
+        "{\"shard_id\":2,\"peer_id\":10,\"state\":\"Dead\"},"
+        "{\"shard_id\":2,\"peer_id\":30,\"state\":\"Initializing\"},"
+        "{\"shard_id\":3,\"peer_id\":30,\"state\":\"Active\"},"
+        "{\"shard_id\":4,\"peer_id\":30,\"state\":\"Active\"}],"
+        "\"shard_transfers\":[{\"shard_id\":3,\"from\":30,\"to\":20,\"sync\":false,"
+        "\"method\":\"stream_records\"}]}}";
+    struct qs_error err;
+    cr_assert_eq(qs_collection_cluster_parse(body, strlen(body), cc, &err), 0, "%s", err.msg);
+}
+
+Test(cluster_parse, shard_replicas_local_first_then_ascending_ids)
+{
+    struct qs_collection_cluster cc;
+    placement(&cc);
+    struct qs_shard_replica r[4];
+    cr_assert_eq(qs_cluster_shard_replicas(&cc, 0, r, 4), 3);
+    cr_assert_eq(r[0].peer_id, 20);
+    cr_assert_eq(r[1].peer_id, 10);
+    cr_assert_eq(r[2].peer_id, BIG_ID_U);
+    /* cap bounds what is written, not what is counted */
+    cr_assert_eq(qs_cluster_shard_replicas(&cc, 0, r, 1), 3);
+    cr_assert_eq(qs_cluster_shard_replicas(&cc, 5, r, 4), 0);
+
+    uint64_t peers[4];
+    struct qs_error err;
+    /* The local replica first when it is Active, the others by id. */
+    cr_assert_eq(qs_cluster_active_peers(&cc, 0, peers, 4, &err), 3);
+    cr_assert_eq(peers[0], 20);
+    cr_assert_eq(peers[1], 10);
+    cr_assert_eq(peers[2], BIG_ID_U);
+    /* A Dead local replica is never read. */
+    cr_assert_eq(qs_cluster_active_peers(&cc, 1, peers, 4, &err), 2);
+    cr_assert_eq(peers[0], 10);
+    cr_assert_eq(peers[1], 30);
+    /* No Active replica: named with every state. */
+    cr_assert_eq(qs_cluster_active_peers(&cc, 2, peers, 4, &err), QS_ENOTFOUND);
+    cr_assert_not_null(strstr(err.msg, "shard 2 has no Active replica (peer 10 Dead, peer 30 "
+                                       "Initializing)"),
+                       "%s", err.msg);
+    /* In transfer: refused even with an Active replica. */
+    cr_assert_eq(qs_cluster_active_peers(&cc, 3, peers, 4, &err), QS_EBUSY);
+    cr_assert_not_null(strstr(err.msg, "shard 3 is being transferred"), "%s", err.msg);
+    cr_assert_not_null(strstr(err.msg, "peer 20 Partial, peer 30 Active; transfer from peer 30 "
+                                       "to peer 20 (stream_records)"),
+                       "%s", err.msg);
+    cr_assert_eq(qs_cluster_active_peers(&cc, 5, peers, 4, &err), QS_ENOTFOUND);
+    cr_assert_not_null(strstr(err.msg, "shard 5 has no Active replica (no replica)"), "%s",
+                       err.msg);
+
+    char why[512];
+    cr_assert_eq(qs_cluster_all_active(&cc, 6, why, sizeof(why)), 0);
+    cr_assert_str_eq(why, "shard 1 (peer 20 Dead, peer 10 Active, peer 30 Active), "
+                          "shard 2 (peer 10 Dead, peer 30 Initializing), "
+                          "shard 3 (peer 20 Partial, peer 30 Active; transfer from peer 30 to "
+                          "peer 20 (stream_records)), shard 5 (no replica)");
+    /* Bounded: a short buffer ends in "...". */
+    char shortw[24];
+    cr_assert_eq(qs_cluster_all_active(&cc, 6, shortw, sizeof(shortw)), 0);
+    cr_assert_eq(strlen(shortw), sizeof(shortw) - 1);
+    cr_assert_str_eq(shortw + sizeof(shortw) - 4, "...");
+    cr_assert_eq(qs_cluster_all_active(&cc, 1, why, sizeof(why)), 1);
+    cr_assert_str_eq(why, "");
+    qs_collection_cluster_deinit(&cc);
+}

@@ -1075,6 +1075,133 @@ Test(manifest, v2_rules)
     qs_manifest_deinit(&m);
 }
 
+/* A cluster backup: fill_shards() streamed from two of three peers, ids
+ * above 2^53 (JSON doubles would round them). */
+static void fill_cluster(struct qs_manifest *m)
+{
+    fill_shards(m);
+    static const uint64_t ids[] = {17, 9007199254740993ULL, 18446744073709551615ULL};
+    m->has_cluster = 1;
+    m->cluster.peer_id = ids[1];
+    m->cluster.peers = calloc(3, sizeof(*m->cluster.peers));
+    m->cluster.npeers = 3;
+    for (size_t i = 0; i < 3; i++) {
+        char uri[64];
+        snprintf(uri, sizeof(uri), "http://qdrant-%zu.qdrant-headless:6335/", i);
+        m->cluster.peers[i].id = ids[i];
+        m->cluster.peers[i].uri = strdup(uri);
+    }
+    m->cluster.shard_count = 3;
+    m->cluster.replication_factor = 2;
+    m->shards[0].peer_id = ids[1];
+    m->shards[1].peer_id = ids[0];
+    m->shards[2].peer_id = ids[2];
+}
+
+Test(manifest, cluster_render_exact_and_roundtrip)
+{
+    struct qs_manifest m, back;
+    struct qs_error err;
+    fill_cluster(&m);
+    char *text = render(&m);
+    cr_assert_not_null(strstr(text, "\"stored_size\": 700, \"peer_id\": \"9007199254740993\"}"),
+                       "%s", text);
+    cr_assert_not_null(
+        strstr(text, "\"stored_size\": 2100, \"peer_id\": \"18446744073709551615\"}"), "%s", text);
+    const char *tail =
+        "  \"aliases\": [\"memory\", \"memory-\\\"prod\\\"\"],\n"
+        "  \"cluster\": {\"peer_id\": \"9007199254740993\", \"peers\": ["
+        "{\"id\": \"17\", \"uri\": \"http://qdrant-0.qdrant-headless:6335/\"}, "
+        "{\"id\": \"9007199254740993\", \"uri\": \"http://qdrant-1.qdrant-headless:6335/\"}, "
+        "{\"id\": \"18446744073709551615\", \"uri\": \"http://qdrant-2.qdrant-headless:6335/\"}], "
+        "\"shard_count\": 3, \"replication_factor\": 2},\n"
+        "  \"qsnap_version\": \"0.1.0\"\n"
+        "}\n";
+    cr_assert_not_null(strstr(text, tail), "%s", text);
+    cr_assert_eq(qs_manifest_parse(text, strlen(text), &back, &err), 0, "%s", err.msg);
+    assert_same_v2(&m, &back);
+    cr_assert_eq(back.has_cluster, 1);
+    cr_assert_eq(back.cluster.peer_id, m.cluster.peer_id);
+    cr_assert_eq(back.cluster.npeers, 3);
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(back.cluster.peers[i].id, m.cluster.peers[i].id);
+        cr_assert_str_eq(back.cluster.peers[i].uri, m.cluster.peers[i].uri);
+        cr_assert_eq(back.shards[i].peer_id, m.shards[i].peer_id);
+    }
+    cr_assert_eq(back.cluster.shard_count, 3);
+    cr_assert_eq(back.cluster.replication_factor, 2);
+    char *again = render(&back);
+    cr_assert_str_eq(again, text);
+    free(again);
+    qs_manifest_deinit(&back);
+    free(text);
+    qs_manifest_deinit(&m);
+
+    /* A single-node shards backup has neither the object nor peer ids. */
+    fill_shards(&m);
+    text = render(&m);
+    cr_assert_null(strstr(text, "cluster"), "%s", text);
+    cr_assert_null(strstr(text, "peer_id"), "%s", text);
+    free(text);
+    qs_manifest_deinit(&m);
+}
+
+Test(manifest, cluster_rules)
+{
+    struct qs_manifest m;
+    fill_cluster(&m);
+    expect_parse_error(&m, "\"replication_factor\": 2", "\"replication_factor\": 0", QS_EINVAL,
+                       "replication_factor must be at least 1");
+    expect_parse_error(&m, "\"shard_count\": 3", "\"shard_count\": 4", QS_EINVAL,
+                       "shard_count must equal");
+    expect_parse_error(&m, "\"shard_count\": 3", "\"shard_count\": \"3\"", QS_EINVAL,
+                       "needs shard_count");
+    expect_parse_error(&m, "\"cluster\": {\"peer_id\": \"9007199254740993\"",
+                       "\"cluster\": {\"peer_id\": 9007199254740993", QS_EINVAL,
+                       "peer_id must be a peer id");
+    expect_parse_error(&m, "\"cluster\": {\"peer_id\": \"9007199254740993\"",
+                       "\"cluster\": {\"peer_id\": \"5\"", QS_EINVAL, "one of the peers");
+    expect_parse_error(&m, "{\"id\": \"17\"", "{\"id\": \"017\"", QS_EINVAL, "each peer needs id");
+    expect_parse_error(&m, "{\"id\": \"17\"", "{\"id\": \"18446744073709551616\"", QS_EINVAL,
+                       "each peer needs id");
+    expect_parse_error(&m, "{\"id\": \"17\"", "{\"id\": \"9007199254740993\"", QS_EINVAL,
+                       "ascending");
+    expect_parse_error(&m, "\"uri\": \"http://qdrant-0.qdrant-headless:6335/\"", "\"uri\": \"\"",
+                       QS_EINVAL, "uri must be");
+    expect_parse_error(&m, "\"peers\": [", "\"peers\": 1, \"x\": [", QS_EINVAL,
+                       "peers must be an array");
+    expect_parse_error(&m, "\"stored_size\": 1400, \"peer_id\": \"17\"", "\"stored_size\": 1400",
+                       QS_EINVAL, "needs peer_id");
+    expect_parse_error(&m, "\"stored_size\": 1400, \"peer_id\": \"17\"",
+                       "\"stored_size\": 1400, \"peer_id\": \"42\"", QS_EINVAL,
+                       "one of the cluster's peers");
+    expect_parse_error(&m, "\"cluster\": {", "\"cluster\": [], \"x\": {", QS_EINVAL,
+                       "\"cluster\": must be a JSON object");
+    qs_manifest_deinit(&m);
+
+    /* Peer ids without the cluster, and a cluster on a collection backup. */
+    fill_shards(&m);
+    expect_parse_error(&m, "\"stored_size\": 700}", "\"stored_size\": 700, \"peer_id\": \"1\"}",
+                       QS_EINVAL, "only a cluster backup");
+    qs_manifest_deinit(&m);
+    fill_v2(&m);
+    expect_parse_error(&m, "\"qsnap_version\"",
+                       "\"cluster\": {\"peer_id\": \"1\"}, \"qsnap_version\"", QS_EINVAL,
+                       "only a shards backup records a cluster");
+    qs_manifest_deinit(&m);
+
+    /* validate() holds the same rules for what qsnap is about to write. */
+    struct qs_error err;
+    fill_cluster(&m);
+    m.shards[1].peer_id = 3;
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "one of the cluster's peers"), "%s", err.msg);
+    m.has_cluster = 0;
+    cr_assert_eq(qs_manifest_validate(&m, &err), QS_EINVAL);
+    cr_assert_not_null(strstr(err.msg, "only a cluster backup"), "%s", err.msg);
+    qs_manifest_deinit(&m);
+}
+
 /* A version 1 manifest exactly as qsnap wrote it before format 2 (captured
  * from that release) parses, and renders back to the same bytes. */
 Test(manifest, version1_as_written_by_the_previous_release)

@@ -155,6 +155,71 @@ int qs_cluster_collection_get(struct qs_qdrant *q, const char *collection,
 /* Qdrant's name of a state ("Active", ...) -> the enum (QS_REPLICA_OTHER when unknown). */
 enum qs_replica_state qs_replica_state_parse(const char *name);
 
+/* One replica of a shard, as GET /collections/{c}/cluster lists it. */
+struct qs_shard_replica {
+    uint64_t peer_id;
+    enum qs_replica_state state;
+    const char *state_name; /* borrowed from the qs_collection_cluster it came from */
+};
+
+/* The replicas of shard shard_id in cc (borrowed): the replica of the peer
+ * that answered (cc->peer_id) first, then the others by ascending peer id.
+ * Writes at most cap of them into out (borrowed) and returns how many the
+ * shard has (0: none). Pure. */
+size_t qs_cluster_shard_replicas(const struct qs_collection_cluster *cc, uint32_t shard_id,
+                                 struct qs_shard_replica *out, size_t cap);
+
+/* One line about shard shard_id in cc for messages, into out (cap bytes):
+ * its replicas and their states, and its transfers, e.g. "peer 17 Active,
+ * peer 42 Partial; transfer from peer 17 to peer 42 (stream_records)";
+ * "no replica" when it has none. Pure. */
+void qs_cluster_describe_shard(const struct qs_collection_cluster *cc, uint32_t shard_id, char *out,
+                               size_t cap);
+
+/* The peers a shard may be read from or written to: those holding an
+ * Active replica of shard shard_id, in the order of
+ * qs_cluster_shard_replicas() (the answering peer first, then ascending
+ * ids), at most cap of them into out (borrowed). Qdrant streams a shard
+ * from any local replica without looking at its state, so a backup must
+ * ask for Active itself. Returns the number of peers (at least 1), or
+ * QS_EBUSY when the shard is being transferred (shard_transfers lists it)
+ * and QS_ENOTFOUND when no replica is Active, with err naming the shard and
+ * its replicas' states. Pure. */
+int qs_cluster_active_peers(const struct qs_collection_cluster *cc, uint32_t shard_id,
+                            uint64_t *out, size_t cap, struct qs_error *err);
+
+/* 1 when each shard 0..nshards-1 of cc has a replica, every replica is
+ * Active and no transfer is in progress; else 0 with why (cap bytes)
+ * naming the shards that are not (bounded: "shard 1 (peer 17 Dead, peer 42
+ * Active), shard 4 (no replica), ..."). Pure. */
+int qs_cluster_all_active(const struct qs_collection_cluster *cc, uint32_t nshards, char *why,
+                          size_t cap);
+
+/* ---- clients of the peers --------------------------------------------------- */
+
+/* One Qdrant client per peer of a cluster, made on first use from the peer's
+ * REST URL with the settings (API key, timeouts) of this sidecar's client;
+ * this sidecar's own peer (info->peer_id) is served by that client itself.
+ * Used by one thread at a time. */
+struct qs_cluster_clients {
+    struct qs_qdrant *local;            /* borrowed: this sidecar's client */
+    const struct qs_cluster_info *info; /* borrowed: the peers (GET /cluster) */
+    struct qs_qdrant **made;            /* owned: info->npeers entries, NULL until used */
+};
+
+/* local and info are borrowed and must outlive c. Returns 0 or UV_ENOMEM
+ * (c then empty). */
+int qs_cluster_clients_init(struct qs_cluster_clients *c, struct qs_qdrant *local,
+                            const struct qs_cluster_info *info);
+/* Frees the clients made (accepts an empty or zeroed c). */
+void qs_cluster_clients_deinit(struct qs_cluster_clients *c);
+
+/* The client of peer peer_id (*out borrowed from c, valid until deinit).
+ * Returns 0, QS_ENOTFOUND (not a peer GET /cluster listed), QS_EINVAL (its
+ * URI gives no REST address) or the failure of qs_qdrant_new_like(). */
+int qs_cluster_clients_get(struct qs_cluster_clients *c, uint64_t peer_id, struct qs_qdrant **out,
+                           struct qs_error *err);
+
 /* ---- the leader rule ----------------------------------------------------------- */
 
 /* What this sidecar is, as one look at GET /cluster says. */
@@ -203,6 +268,19 @@ enum qs_cluster_role qs_cluster_view_check(struct qs_qdrant *q, const struct qs_
 void qs_cluster_view_set(struct qs_cluster_view *out, enum qs_cluster_setting setting,
                          int64_t checked_at, struct qs_cluster_info *info,
                          const struct qs_error *err);
+
+/* Whether work on q's Qdrant (a backup or a restore) meets a cluster: asks
+ * GET /cluster now, unless cfg->cluster is off, and fills v (initialised by
+ * the caller; released and refilled). Returns 1 in cluster mode (roles
+ * LEADER, FOLLOWER and NO_LEADER: v->info holds the peers), 0 for a single
+ * node (QSNAP_CLUSTER=off, or Qdrant reports "disabled"), or, when the
+ * answer does not tell (role UNKNOWN), v->err's negative code with err set
+ * from it, e.g. QS_ETRANSPORT when Qdrant does not answer at all (callers
+ * treat only that one as a single node: the work then fails on its own),
+ * an HTTP error or an answer that makes no sense (work on a guess could
+ * miss shards). BLOCKING. */
+int qs_cluster_mode(struct qs_qdrant *q, const struct qs_config *cfg, struct qs_cluster_view *v,
+                    struct qs_error *err);
 
 /* Why a sidecar in v's role does or does not run scheduled work, as one
  * sentence for logs and messages (into out, cap bytes), e.g. "this

@@ -46,8 +46,10 @@
  *
  * Manifest formats: version 1 (written by qsnap before the shards method)
  * holds one object's facts; version 2 adds the method, the shard objects, the
- * collection's configuration, payload schema and aliases. Both are read; new
- * manifests are version 2. docs/design.md describes every field.
+ * collection's configuration, payload schema and aliases, and, for a backup
+ * of a Qdrant cluster, its topology (an optional addition: a reader that
+ * ignores it still reads every object right). Both are read; new manifests
+ * are version 2. docs/design.md describes every field.
  */
 #ifndef QSNAP_MANIFEST_H
 #define QSNAP_MANIFEST_H
@@ -93,6 +95,9 @@
 /* Most shards a shards backup may list. */
 #define QS_MANIFEST_MAX_SHARDS 65536
 
+/* Most peers a cluster backup's topology may list. */
+#define QS_MANIFEST_MAX_PEERS 4096
+
 /* One shard object of a shards backup. Strings owned by the manifest. */
 struct qs_manifest_shard {
     uint32_t id;          /* Qdrant's shard id */
@@ -100,6 +105,22 @@ struct qs_manifest_shard {
     uint64_t size;        /* bytes of the shard snapshot as Qdrant streamed it */
     char sha256[65];      /* their SHA-256, lowercase hex */
     uint64_t stored_size; /* bytes of the stored object */
+    uint64_t peer_id;     /* cluster backups: the peer it was streamed from; 0 otherwise */
+};
+
+/* A peer of the cluster a backup was made in. */
+struct qs_manifest_peer {
+    uint64_t id; /* Qdrant's peer id (a u64, written as a decimal string) */
+    char *uri;   /* owned: its P2P URI as GET /cluster reported it */
+};
+
+/* The topology of a cluster backup (shards method, Qdrant in cluster mode). */
+struct qs_manifest_cluster {
+    uint64_t peer_id;               /* the peer whose sidecar made the backup */
+    struct qs_manifest_peer *peers; /* owned: ascending ids, npeers (1..QS_MANIFEST_MAX_PEERS) */
+    size_t npeers;
+    uint32_t shard_count;        /* shards of the collection (= nshards) */
+    uint32_t replication_factor; /* the collection's replication factor (>= 1) */
 };
 
 /* One manifest. All strings are owned by the struct (malloc'd) and freed by
@@ -132,6 +153,11 @@ struct qs_manifest {
     size_t naliases;
     struct qs_manifest_shard *shards; /* shards method: ascending ids */
     size_t nshards;
+    /* Cluster backups only (format 2, shards method; absent otherwise): the
+     * topology at backup time. Every shard then names its peer_id, one of
+     * cluster.peers. */
+    int has_cluster;
+    struct qs_manifest_cluster cluster;
 };
 
 /* Frees the strings of m (borrowed; may be NULL) and zeroes it. */
@@ -150,9 +176,11 @@ int qs_manifest_validate(const struct qs_manifest *m, struct qs_error *err);
  * Key order: format, collection, snapshot, mode, method (v2), created, size,
  * sha256 (not for shards), compression, compression_level (gzip only),
  * stored_size, object (not for shards), shards (shards only: id, object,
- * size, sha256, stored_size each), qdrant_version, points_count, vectors
- * (absent when unknown in full mode), collection_config, payload_schema,
- * aliases (v2, collections mode), qsnap_version. */
+ * size, sha256, stored_size, and peer_id in a cluster backup, each),
+ * qdrant_version, points_count, vectors (absent when unknown in full mode),
+ * collection_config, payload_schema, aliases (v2, collections mode),
+ * cluster (cluster backups: peer_id, peers [{id, uri}], shard_count,
+ * replication_factor; peer ids as decimal strings), qsnap_version. */
 int qs_manifest_to_json(const struct qs_manifest *m, struct qs_buf *out);
 
 /* Parses and strictly validates a manifest from json (borrowed, len bytes, no

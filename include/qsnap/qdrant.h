@@ -60,6 +60,11 @@ struct qs_qdrant_opts {
  * qs_qdrant_free(). Returns 0, QS_ECONFIG (bad URL or key; the message never
  * shows the key) or UV_ENOMEM. */
 int qs_qdrant_new(const struct qs_qdrant_opts *o, struct qs_qdrant **out, struct qs_error *err);
+/* A client of another Qdrant at url (borrowed, copied) with like's API key,
+ * timeouts and settings (like borrowed): one client per peer of a cluster.
+ * Same results as qs_qdrant_new(); an empty url is QS_ECONFIG. */
+int qs_qdrant_new_like(const struct qs_qdrant *like, const char *url, struct qs_qdrant **out,
+                       struct qs_error *err);
 /* Frees q (owned; NULL is fine). */
 void qs_qdrant_free(struct qs_qdrant *q);
 /* Base URL without trailing slash (borrowed from q, valid until free). */
@@ -81,12 +86,13 @@ void qs_qdrant_strv_free(char **v, size_t n);
 
 struct qs_collection_info {
     uint64_t points_count;
-    char status[16];           /* "green", "yellow", "grey", "red" */
-    char *vectors_json;        /* owned: compact JSON of config.params.vectors, NULL if absent */
-    char *config_json;         /* owned: compact JSON of config, NULL if absent */
-    char *payload_schema_json; /* owned: compact JSON of payload_schema, NULL if absent */
-    char sharding_method[16];  /* config.params.sharding_method, "" when omitted (auto) */
-    uint32_t shard_number;     /* config.params.shard_number, 1 when omitted */
+    char status[16];             /* "green", "yellow", "grey", "red" */
+    char *vectors_json;          /* owned: compact JSON of config.params.vectors, NULL if absent */
+    char *config_json;           /* owned: compact JSON of config, NULL if absent */
+    char *payload_schema_json;   /* owned: compact JSON of payload_schema, NULL if absent */
+    char sharding_method[16];    /* config.params.sharding_method, "" when omitted (auto) */
+    uint32_t shard_number;       /* config.params.shard_number, 1 when omitted */
+    uint32_t replication_factor; /* config.params.replication_factor, 1 when omitted */
 };
 
 /* GET /collections/{collection}. collection borrowed; out (borrowed) is

@@ -11,6 +11,8 @@
  *                   cancel: tests of the second signal and the deadline);
  *   PROBE_INTERVAL  the readiness probe interval (default 30 s);
  *   QDRANT_TIMEOUT  the Qdrant client's request and snapshot timeouts;
+ *   ACTIVE_WAIT     how long a cluster restore waits for every replica to
+ *                   turn Active (default 10 min);
  * and the clock: a start time in UTC seconds from which the injectable clock
  * (util.h) advances with real time. The variables are named
  * QSNAP_TEST_<knob> and QSNAP_TEST_NOW. */
@@ -26,6 +28,7 @@ enum qs_testhook {
     QS_TESTHOOK_SHUTDOWN_DELAY,
     QS_TESTHOOK_PROBE_INTERVAL,
     QS_TESTHOOK_QDRANT_TIMEOUT,
+    QS_TESTHOOK_ACTIVE_WAIT,
 };
 
 #ifdef QSNAP_TEST_HOOKS

@@ -108,6 +108,10 @@ int qs_parse_size(const char *s, uint64_t *out);
 int qs_parse_duration(const char *s, int64_t *out);
 /* "50MiB/s" -> bytes per second. Returns 0 or QS_EINVAL. */
 int qs_parse_rate(const char *s, uint64_t *out);
+/* A decimal u64 written exactly: digits only, no sign, no leading zero
+ * (except "0" itself), at most UINT64_MAX. s borrowed (may be NULL).
+ * Returns 0 with *out set, or QS_EINVAL. */
+int qs_parse_u64_dec(const char *s, uint64_t *out);
 
 /* ---- growable buffer ------------------------------------------------------ */
 struct qs_buf {
