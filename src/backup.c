@@ -763,9 +763,49 @@ static int peer_failed(const struct shard_sources *s, uint64_t id)
     return 0;
 }
 
+/* 0 when, as the placement reads now, peer's replica of shard id is Active
+ * and no transfer touches the shard; else a negative code with err naming
+ * the replicas' states. Qdrant streams a shard from any local replica
+ * whatever its state, so this is asked before and after each stream: a
+ * replica marked Dead or being rebuilt meanwhile never goes into a backup. */
+static int replica_still_active(const struct qs_backup_env *env, const char *coll, uint32_t id,
+                                uint64_t peer, size_t cap, struct qs_error *err)
+{
+    struct qs_collection_cluster cc;
+    int rc;
+    for (int a = 0;; a++) {
+        rc = qs_cluster_collection_get(env->qdrant, coll, &cc, err);
+        if (!should_retry(env, "read the collection's shard placement", coll, a, rc, err))
+            break;
+    }
+    if (rc != 0)
+        return rc;
+    uint64_t *act = calloc(cap > 0 ? cap : 1, sizeof(*act));
+    if (act == NULL) {
+        qs_collection_cluster_deinit(&cc);
+        return qs_error_set(err, UV_ENOMEM, "out of memory");
+    }
+    int n = qs_cluster_active_peers(&cc, id, act, cap, err);
+    rc = n < 0 ? n : QS_ENOTFOUND;
+    for (int i = 0; i < n; i++)
+        if (act[i] == peer)
+            rc = 0;
+    if (rc == QS_ENOTFOUND && n >= 0) {
+        char what[600];
+        qs_cluster_describe_shard(&cc, id, what, sizeof(what));
+        rc = qs_error_set(err, QS_ENOTFOUND,
+                          "the replica of shard %u on peer %" PRIu64 " is no longer Active (%s)",
+                          (unsigned)id, peer, what);
+    }
+    free(act);
+    qs_collection_cluster_deinit(&cc);
+    return rc;
+}
+
 /* Streams shard id of a cluster backup from the first of its Active peers
  * that serves it: peers that already failed in this run are tried last, a
- * peer that fails is remembered and the next one tried. */
+ * peer that fails (or whose replica is not Active before or after its
+ * stream) is remembered and the next one tried. */
 static int stream_cluster_shard(const struct qs_backup_env *env, struct shard_sources *s,
                                 const char *coll, uint32_t id, const char *key,
                                 const char *run_token, struct qs_manifest_shard *out,
@@ -788,7 +828,17 @@ static int stream_cluster_shard(const struct qs_backup_env *env, struct shard_so
         struct qs_qdrant *q;
         rc = qs_cluster_clients_get(&s->clients, order[i], &q, err);
         if (rc == 0)
+            rc = replica_still_active(env, coll, id, order[i], s->npeers_max, err);
+        if (rc == 0)
             rc = qs_backup_stream_shard(env, q, coll, id, key, run_token, out, err);
+        if (rc == 0 &&
+            (rc = replica_still_active(env, coll, id, order[i], s->npeers_max, err)) != 0) {
+            qs_error_prefix(err, "shard %u streamed from peer %" PRIu64 " is not kept",
+                            (unsigned)id, order[i]);
+            remove_own(env, c, key, run_token);
+            free(out->object);
+            memset(out, 0, sizeof(*out));
+        }
         if (rc == 0) {
             out->peer_id = order[i];
             free(order);

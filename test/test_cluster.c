@@ -1283,6 +1283,57 @@ Test(cluster, peer_down_uses_another_replica_or_fails_the_collection_clearly)
     stop_all();
 }
 
+/* A replica marked Dead while its shard is being streamed (Qdrant streams a
+ * local replica whatever its state) is not kept: the object is removed, the
+ * shard is streamed again from the other Active replica, and the manifest
+ * names that peer. */
+Test(cluster, replica_marked_dead_during_its_stream_is_not_kept)
+{
+    static struct world w;
+    world_open(&w, 0);
+    make_sharded(&w, "one", 40, 1);
+    struct qs_collection_cluster cc;
+    placement_of(&w, "one", &cc);
+    struct qs_shard_replica r[PEERS];
+    cr_assert_eq(qs_cluster_shard_replicas(&cc, 0, r, PEERS), 2);
+    qs_collection_cluster_deinit(&cc);
+    /* the sidecar of a peer holding a replica: its own is the first choice */
+    int a = index_of(&w, r[0].peer_id), b = index_of(&w, r[1].peer_id);
+    sidecar_start(&w, a, NULL);
+    ctl(&w, a, "POST", "/__standin/faults",
+        "{\"pause_shard_stream_after\":2048,\"pause_shard_stream_s\":3}");
+    char *job = post_backup(&w, a);
+    double end = now_s() + 30;
+    while (shard_streams(&w, a) < 1.0) {
+        cr_assert_lt(now_s(), end, "peer %d never streamed the shard", a);
+        usleep(20000);
+    }
+    char body[256];
+    snprintf(body, sizeof(body),
+             "{\"collection\":\"one\",\"shard\":0,\"peer_id\":\"%" PRIu64 "\",\"state\":\"Dead\"}",
+             id_of(&w, a));
+    ctl(&w, a, "POST", "/__standin/cluster/replica", body);
+    cJSON *j = wait_job(&w, a, job);
+    char *txt = cJSON_Print(j);
+    cr_assert_str_eq(jstr(j, "state"), "succeeded", "%s", txt);
+    free(txt);
+    cJSON_Delete(j);
+    free(job);
+    struct qs_manifest m;
+    newest_backup(&w, "one", &m);
+    cr_assert_eq(m.nshards, 1);
+    cr_assert_eq(m.shards[0].peer_id, id_of(&w, b), "shard 0 kept from peer %" PRIu64,
+                 m.shards[0].peer_id);
+    qs_manifest_deinit(&m);
+    cr_assert_eq(objects_of(&w, "one"), 2, "one shard object and the manifest");
+    cr_assert_geq(shard_streams(&w, b), 1.0);
+    char line[160];
+    snprintf(line, sizeof(line), "the replica of shard 0 on peer %s is no longer Active", w.id[a]);
+    cr_assert_geq(log_count(&w, a, line), 1, "no word of the replica that was not kept");
+    sidecar_stop(&w, a);
+    stop_all();
+}
+
 /* ---- cluster restores ---------------------------------------------------------------- */
 
 /* Every point of collection c on the Qdrant at base (ids, vectors, payloads
