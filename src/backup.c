@@ -1054,10 +1054,9 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
             if (cluster >= 0 || !should_retry(env, "read GET /cluster", dir, a, cluster, err))
                 break;
         }
-        if (cluster == QS_ETRANSPORT) {
-            cluster = 0; /* not answering at all: the work below fails on its own */
-            qs_error_clear(err);
-        } else if (cluster < 0) {
+        /* Qdrant answered gather_facts a moment ago: whatever stops it
+         * answering now, a guess could back up the local shards only. */
+        if (cluster < 0) {
             rc = cluster;
             goto fail;
         }

@@ -904,7 +904,8 @@ int qs_cluster_mode(struct qs_qdrant *q, const struct qs_config *cfg, struct qs_
     if (err != NULL)
         *err = v->err;
     int rc = v->err.code < 0 ? v->err.code : QS_EPROTO;
-    qs_error_prefix(err, "cannot tell whether Qdrant is in cluster mode");
+    qs_error_prefix(err, "cannot tell whether Qdrant is in cluster mode (QSNAP_CLUSTER=off: never "
+                         "ask, run as a single node)");
     return rc;
 }
 

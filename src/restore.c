@@ -352,7 +352,7 @@ static int same_json(const char *a, const char *b)
  * accepted only when it has the backup's shards and vectors (each shard
  * upload then replaces that shard's points). */
 static int prepare_target(const struct qs_backup_env *env, const struct qs_manifest *m,
-                          const char *target, int *created, struct qs_error *err)
+                          const char *target, int cluster, int *created, struct qs_error *err)
 {
     *created = 0;
     cJSON *root = NULL;
@@ -377,6 +377,22 @@ static int prepare_target(const struct qs_backup_env *env, const struct qs_manif
 
     struct qs_collection_info info = {0};
     int rc = qs_qdrant_collection_info(env->qdrant, target, &info, err);
+    if (rc == 0 && cluster && info.points_count > 0) {
+        /* After an upload into one replica Qdrant marks the others Dead and
+         * re-synchronises them, but later, through consensus: replicas of an
+         * existing collection holding as many points (a roll-back) would
+         * look restored while they still serve the old data. An empty one
+         * is fine: its replicas hold the restored points only once
+         * re-synchronised, which the wait checks. */
+        qs_collection_info_deinit(&info);
+        return qs_error_set(err, QS_EINVAL,
+                            "collection '%s' exists and holds points: in a Qdrant cluster qsnap "
+                            "restores only into a new or empty collection, since nothing tells "
+                            "when Qdrant has replaced the data of the other replicas; delete it "
+                            "first, or restore under another name and re-point the aliases; "
+                            "nothing was changed",
+                            target);
+    }
     if (rc == 0) {
         const int shards_ok = info.shard_number == m->nshards && info.sharding_method[0] == '\0';
         const int vectors_ok = same_json(info.vectors_json, m->vectors);
@@ -440,16 +456,23 @@ static int create_indexes(const struct qs_backup_env *env, const struct qs_manif
 
 /* ---- into a Qdrant cluster ------------------------------------------------------- */
 
-/* Waits (bounded) until every replica of shards 0..nshards-1 of target is
- * Active and no transfer runs, as the peer of env->qdrant sees it. what
- * names the moment for the message ("after its creation"). */
-static int wait_all_active(const struct qs_backup_env *env, const char *target, uint32_t nshards,
-                           const char *what, struct qs_error *err)
+/* How long a restore waits for the replicas, in ms. */
+static uint64_t active_wait_ms(void)
 {
     uint64_t limit = qs_testhook_ms(QS_TESTHOOK_ACTIVE_WAIT);
-    if (limit == 0)
-        limit = ACTIVE_WAIT_MS;
-    double end = qs_monotonic() + (double)limit / 1000.0;
+    return limit != 0 ? limit : ACTIVE_WAIT_MS;
+}
+
+/* Waits until every replica of shards 0..nshards-1 of target is Active and
+ * no transfer runs, as the peer of env->qdrant sees it, at the latest until
+ * the monotonic time end (0: active_wait_ms() from now). what names the
+ * moment for the message ("after its creation"). */
+static int wait_all_active(const struct qs_backup_env *env, const char *target, uint32_t nshards,
+                           const char *what, double end, struct qs_error *err)
+{
+    uint64_t limit = active_wait_ms();
+    if (end <= 0)
+        end = qs_monotonic() + (double)limit / 1000.0;
     char why[600] = "";
     for (;;) {
         struct qs_collection_cluster cc;
@@ -492,22 +515,53 @@ static int local_points(struct qs_qdrant *q, const char *target, uint32_t sid, i
     return 0;
 }
 
+/* 1 when peer holds a replica of some shard in placement cc. */
+static int holds_replica(const struct qs_collection_cluster *cc, uint64_t peer)
+{
+    if (cc->peer_id == peer && cc->nlocal > 0)
+        return 1;
+    for (size_t i = 0; i < cc->nremote; i++)
+        if (cc->remote[i].peer_id == peer)
+            return 1;
+    return 0;
+}
+
 /* 1 when every peer's replica of every shard holds as many points as the
  * replica the shard was uploaded to (want[sid]); else 0 with why. A replica
  * that Qdrant has yet to mark Dead after a priority=snapshot upload (the
  * state change is a consensus proposal that lands after the answer) still
- * has its old points: Active alone does not tell it was re-synchronised. */
+ * has its old points: Active alone does not tell it was re-synchronised.
+ * Only the peers the placement names are asked: a peer that is down but
+ * holds nothing of target does not hold the restore up. */
 static int replicas_synced(struct qs_cluster_clients *clients, const char *target,
                            const int64_t *want, uint32_t nshards, char *why, size_t cap)
 {
     const struct qs_cluster_info *ci = clients->info;
+    struct qs_collection_cluster place;
+    struct qs_error pe;
+    if (qs_cluster_collection_get(clients->local, target, &place, &pe) != 0) {
+        snprintf(why, cap, "%s", pe.msg);
+        return 0;
+    }
+    for (size_t i = 0; i < place.nremote; i++)
+        if (qs_cluster_info_peer(ci, place.remote[i].peer_id) == NULL) {
+            snprintf(why, cap,
+                     "peer %" PRIu64 " holds a replica but GET /cluster did not list it when the "
+                     "restore began",
+                     place.remote[i].peer_id);
+            qs_collection_cluster_deinit(&place);
+            return 0;
+        }
     for (size_t p = 0; p < ci->npeers; p++) {
+        if (!holds_replica(&place, ci->peers[p].id))
+            continue;
         struct qs_qdrant *q;
         struct qs_error e;
         struct qs_collection_cluster cc;
         if (qs_cluster_clients_get(clients, ci->peers[p].id, &q, &e) != 0 ||
             qs_cluster_collection_get(q, target, &cc, &e) != 0) {
             snprintf(why, cap, "peer %" PRIu64 ": %s", ci->peers[p].id, e.msg);
+            qs_collection_cluster_deinit(&place);
             return 0;
         }
         int ok = 1;
@@ -522,9 +576,12 @@ static int replicas_synced(struct qs_cluster_clients *clients, const char *targe
             }
         }
         qs_collection_cluster_deinit(&cc);
-        if (!ok)
+        if (!ok) {
+            qs_collection_cluster_deinit(&place);
             return 0;
+        }
     }
+    qs_collection_cluster_deinit(&place);
     return 1;
 }
 
@@ -534,13 +591,11 @@ static int wait_synced(const struct qs_backup_env *env, struct qs_cluster_client
                        const char *target, const int64_t *want, uint32_t nshards,
                        struct qs_error *err)
 {
-    uint64_t limit = qs_testhook_ms(QS_TESTHOOK_ACTIVE_WAIT);
-    if (limit == 0)
-        limit = ACTIVE_WAIT_MS;
+    uint64_t limit = active_wait_ms();
     double end = qs_monotonic() + (double)limit / 1000.0;
     for (;;) {
         char why[600] = "";
-        int rc = wait_all_active(env, target, nshards, "after the shard uploads", err);
+        int rc = wait_all_active(env, target, nshards, "after the shard uploads", end, err);
         if (rc != 0)
             return rc;
         if (replicas_synced(clients, target, want, nshards, why, sizeof(why)))
@@ -689,11 +744,10 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
         goto out;
     /* A Qdrant cluster takes shards backups shard by shard; a collection
      * snapshot only when it holds the collection's one shard. */
+    /* Qdrant answered the version check a moment ago: a guess could
+     * upload every shard to one peer and skip the wait for the replicas. */
     int cluster = qs_cluster_mode(env->qdrant, env->cfg, &view, err);
-    if (cluster == QS_ETRANSPORT) {
-        cluster = 0; /* not answering at all: the upload fails on its own */
-        qs_error_clear(err);
-    } else if (cluster < 0) {
+    if (cluster < 0) {
         rc = cluster;
         goto out;
     }
@@ -719,10 +773,10 @@ static int restore(const struct qs_backup_env *env, const struct qs_restore_req 
     /* Stream: storage -> (gunzip) -> pipe -> Qdrant upload. */
     if (m.method == QS_METHOD_SHARDS) {
         qs_progress_phase(env->progress, target, "create");
-        if ((rc = prepare_target(env, &m, target, &created, err)) != 0)
+        if ((rc = prepare_target(env, &m, target, cluster == 1, &created, err)) != 0)
             goto out;
         if (cluster == 1 && (rc = wait_all_active(env, target, (uint32_t)m.nshards,
-                                                  "after its creation", err)) != 0)
+                                                  "after its creation", 0, err)) != 0)
             goto out;
         qs_progress_phase(env->progress, target, "upload");
         if (cluster == 1) {

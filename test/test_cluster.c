@@ -1457,6 +1457,19 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
     }
     snprintf(url, sizeof(url), "%s/collections/six-prod", two.peer[2].url);
     cJSON_Delete(http_json("GET", url, NULL, 200));
+    /* again into the same, now populated, collection: the other replicas
+     * could still serve the data they hold when the restore looked done, so
+     * it is refused and nothing changes */
+    rc = cli(&w, two.peer[1].url, two.port, restore, &out);
+    cr_assert_neq(rc, 0, "a restore over a populated collection in a cluster ran:\n%s", out);
+    cr_assert_not_null(strstr(out, "collection 'six' exists and holds points"), "%s", out);
+    cr_assert_null(strstr(out, "uploaded to peer"), "%s", out);
+    free(out);
+    for (int i = 1; i <= 2; i++) {
+        char *same = all_points(two.peer[i].url, "six");
+        cr_assert_str_eq(same, want, "peer %d changed", i);
+        free(same);
+    }
 
     /* into a single node */
     static struct qs_test_standin single;
@@ -1527,7 +1540,7 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
      * naming the shard and the states */
     snprintf(url, sizeof(url), "%s/__standin/collections", two.peer[1].url);
     cJSON_Delete(http_json("POST", url,
-                           "{\"name\":\"stuck\",\"points\":6,\"dim\":8,\"shard_number\":6,"
+                           "{\"name\":\"stuck\",\"points\":0,\"dim\":8,\"shard_number\":6,"
                            "\"replication_factor\":2}",
                            200));
     snprintf(url, sizeof(url), "%s/__standin/cluster/replica", two.peer[1].url);

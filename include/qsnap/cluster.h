@@ -275,10 +275,10 @@ void qs_cluster_view_set(struct qs_cluster_view *out, enum qs_cluster_setting se
  * LEADER, FOLLOWER and NO_LEADER: v->info holds the peers), 0 for a single
  * node (QSNAP_CLUSTER=off, or Qdrant reports "disabled"), or, when the
  * answer does not tell (role UNKNOWN), v->err's negative code with err set
- * from it, e.g. QS_ETRANSPORT when Qdrant does not answer at all (callers
- * treat only that one as a single node: the work then fails on its own),
- * an HTTP error or an answer that makes no sense (work on a guess could
- * miss shards). BLOCKING. */
+ * from it, e.g. QS_ETRANSPORT when Qdrant does not answer, an HTTP error
+ * or an answer that makes no sense; the message says that QSNAP_CLUSTER=off
+ * stops the question. Callers fail their work then: work on a guess could
+ * miss shards. BLOCKING. */
 int qs_cluster_mode(struct qs_qdrant *q, const struct qs_config *cfg, struct qs_cluster_view *v,
                     struct qs_error *err);
 
