@@ -909,9 +909,10 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
     if (strcmp(f->info.sharding_method, "custom") == 0)
         return qs_error_set(err, QS_EINVAL,
                             "collection '%s' uses custom sharding: its shard keys cannot be "
-                            "re-created from a shards backup; back it up with "
-                            "QSNAP_SNAPSHOT_METHOD=collection",
-                            coll);
+                            "re-created from a shards backup; %s",
+                            coll,
+                            ci != NULL ? "in a Qdrant cluster qsnap backs up no such collection"
+                                       : "back it up with QSNAP_SNAPSHOT_METHOD=collection");
     if (f->info.shard_number == 0 || f->info.shard_number > QS_MANIFEST_MAX_SHARDS)
         return qs_error_set(err, QS_EPROTO, "collection '%s' reports %u shards", coll,
                             (unsigned)f->info.shard_number);
