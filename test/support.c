@@ -6,6 +6,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -709,4 +710,70 @@ void qs_test_cluster_stop(struct qs_test_cluster *c)
     free(c->log);
     c->extra = NULL;
     c->dir = c->log = NULL;
+}
+
+/* ---- a destination and a stand-in ------------------------------------------ */
+
+void qs_test_world_open(struct qs_test_world *w, int s3, const char *suite, const char *tag)
+{
+    static atomic_int seq;
+    memset(w, 0, sizeof(*w));
+    w->s3 = s3;
+    struct qs_storage_opts o;
+    qs_storage_opts_init(&o);
+    if (s3) {
+        snprintf(w->prefix, sizeof(w->prefix), "test-%s/%ld-%d-%s", suite, (long)getpid(),
+                 atomic_fetch_add(&seq, 1), tag);
+        qs_test_s3_opts(&o, w->prefix);
+        snprintf(w->vars[w->nvars++], 800, "QSNAP_DESTINATION=s3://%s/%s", o.bucket, w->prefix);
+        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_ENDPOINT=%s", o.endpoint);
+        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_REGION=%s", o.region);
+        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_ACCESS_KEY_ID=%s", o.access_key_id);
+        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_SECRET_ACCESS_KEY=%s", o.secret_access_key);
+        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_URI_STYLE=path");
+    } else {
+        w->dir = qs_test_mkdtemp(suite);
+        o.kind = QS_DEST_FILE;
+        o.path = w->dir;
+        snprintf(w->vars[w->nvars++], 800, "QSNAP_DESTINATION=file://%s", w->dir);
+    }
+    struct qs_error err;
+    cr_assert_eq(qs_storage_new(&o, &w->st, &err), 0, "%s", err.msg);
+    cr_assert_eq(qs_test_standin_start(&w->qd, NULL), 0, "Qdrant stand-in did not start");
+    snprintf(w->vars[w->nvars++], 800, "QSNAP_QDRANT_URL=%s", w->qd.url);
+}
+
+void qs_test_world_close(struct qs_test_world *w)
+{
+    qs_test_standin_stop(&w->qd);
+    if (w->s3 && w->st != NULL) {
+        struct qs_storage_list l;
+        qs_storage_list_init(&l);
+        struct qs_error err;
+        if (qs_storage_list(w->st, "", &l, &err) == 0)
+            for (size_t i = 0; i < l.n; i++)
+                qs_storage_delete(w->st, l.items[i].key, &err);
+        qs_storage_list_deinit(&l);
+    }
+    qs_storage_free(w->st);
+    w->st = NULL;
+    if (w->dir != NULL) {
+        qs_test_rmrf(w->dir);
+        free(w->dir);
+        w->dir = NULL;
+    }
+}
+
+char **qs_test_world_env(struct qs_test_world *w, char *const *clean, const char *const *extra)
+{
+    const size_t cap = sizeof(w->env) / sizeof(w->env[0]) - 1;
+    size_t n = 0;
+    for (size_t i = 0; clean[i] != NULL && n < cap; i++)
+        w->env[n++] = clean[i];
+    for (size_t i = 0; i < w->nvars && n < cap; i++)
+        w->env[n++] = w->vars[i];
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < cap; i++)
+        w->env[n++] = (char *)extra[i];
+    w->env[n] = NULL;
+    return w->env;
 }

@@ -132,6 +132,29 @@ const char *qs_test_s3_region(void);
  * at the environment strings. */
 void qs_test_s3_opts(struct qs_storage_opts *o, const char *prefix);
 
+/* A destination (radosgw under a fresh prefix "test-SUITE/PID-N-TAG", or a
+ * temporary file:// directory) and a Qdrant stand-in, with the QSNAP_*
+ * variables that point qsnap at both. */
+struct qs_test_world {
+    int s3;
+    struct qs_storage *st; /* owned */
+    char prefix[200];
+    char *dir; /* owned: the file:// directory, NULL for S3 */
+    struct qs_test_standin qd;
+    char vars[8][800];
+    size_t nvars;
+    char *env[96];
+};
+
+/* Opens w (caller storage) for suite and tag (borrowed); asserts on failure. */
+void qs_test_world_open(struct qs_test_world *w, int s3, const char *suite, const char *tag);
+/* Stops the stand-in, empties the S3 prefix or removes the directory. */
+void qs_test_world_close(struct qs_test_world *w);
+/* The environment for qsnap: clean (NULL-terminated, borrowed), the world's
+ * variables, then extra (NULL-terminated, may be NULL). Points into w;
+ * valid until the next call. */
+char **qs_test_world_env(struct qs_test_world *w, char *const *clean, const char *const *extra);
+
 /* libcurl write callback that appends to ud, a struct qs_buf (borrowed). */
 size_t qs_test_buf_sink(char *p, size_t size, size_t nmemb, void *ud);
 

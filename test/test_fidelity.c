@@ -62,84 +62,28 @@ TestSuite(fidelity, .init = setup, .fini = teardown, .timeout = 0);
 
 /* ---- the world: a destination and the stand-in ---------------------------- */
 
-struct world {
-    int s3;
-    struct qs_storage *st;
-    char prefix[200];
-    char *dir;
-    struct qs_test_standin qd;
-    char vars[8][800];
-    size_t nvars;
-    char *env[96];
-};
-
-static void world_open(struct world *w, int s3, const char *tag)
+static void world_open(struct qs_test_world *w, int s3, const char *tag)
 {
-    static atomic_int seq;
-    memset(w, 0, sizeof(*w));
-    w->s3 = s3;
-    struct qs_storage_opts o;
-    qs_storage_opts_init(&o);
-    if (s3) {
-        snprintf(w->prefix, sizeof(w->prefix), "test-fidelity/%ld-%d-%s", (long)getpid(),
-                 atomic_fetch_add(&seq, 1), tag);
-        qs_test_s3_opts(&o, w->prefix);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_DESTINATION=s3://%s/%s", o.bucket, w->prefix);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_ENDPOINT=%s", o.endpoint);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_REGION=%s", o.region);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_ACCESS_KEY_ID=%s", o.access_key_id);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_SECRET_ACCESS_KEY=%s", o.secret_access_key);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_URI_STYLE=path");
-    } else {
-        w->dir = qs_test_mkdtemp("fidelity");
-        o.kind = QS_DEST_FILE;
-        o.path = w->dir;
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_DESTINATION=file://%s", w->dir);
-    }
-    struct qs_error err;
-    cr_assert_eq(qs_storage_new(&o, &w->st, &err), 0, "%s", err.msg);
-    cr_assert_eq(qs_test_standin_start(&w->qd, NULL), 0, "Qdrant stand-in did not start");
-    snprintf(w->vars[w->nvars++], 800, "QSNAP_QDRANT_URL=%s", w->qd.url);
+    qs_test_world_open(w, s3, "fidelity", tag);
 }
 
-static void world_close(struct world *w)
+static void world_close(struct qs_test_world *w)
 {
-    qs_test_standin_stop(&w->qd);
-    if (w->s3 && w->st != NULL) {
-        struct qs_storage_list l;
-        qs_storage_list_init(&l);
-        struct qs_error err;
-        if (qs_storage_list(w->st, "", &l, &err) == 0)
-            for (size_t i = 0; i < l.n; i++)
-                qs_storage_delete(w->st, l.items[i].key, &err);
-        qs_storage_list_deinit(&l);
-    }
-    qs_storage_free(w->st);
-    if (w->dir != NULL) {
-        qs_test_rmrf(w->dir);
-        free(w->dir);
-    }
+    qs_test_world_close(w);
 }
 
 /* The environment for qsnap: clean slate, the world, then extra (NULL-
  * terminated, may be NULL). Valid until the next call. */
-static char **world_env(struct world *w, const char *const *extra)
+static char **world_env(struct qs_test_world *w, const char *const *extra)
 {
     static char *const clean[] = {CLEAN_ENV, NULL};
-    size_t n = 0;
-    for (size_t i = 0; clean[i] != NULL; i++)
-        w->env[n++] = clean[i];
-    for (size_t i = 0; i < w->nvars; i++)
-        w->env[n++] = w->vars[i];
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 95; i++)
-        w->env[n++] = (char *)extra[i];
-    w->env[n] = NULL;
-    return w->env;
+    return qs_test_world_env(w, clean, extra);
 }
 
 /* Runs qsnap with args (NULL-terminated) and the world's environment plus
  * extra; returns the exit code, the output in *out (owned). */
-static int qsnap(struct world *w, const char *const *extra, char **out, const char *const *args)
+static int qsnap(struct qs_test_world *w, const char *const *extra, char **out,
+                 const char *const *args)
 {
     char *argv[16];
     size_t n = 0;
@@ -151,7 +95,7 @@ static int qsnap(struct world *w, const char *const *extra, char **out, const ch
 }
 
 /* qsnap backup -c coll with QSNAP_SNAPSHOT_METHOD=method, which must succeed. */
-static void backup(struct world *w, const char *coll, const char *method)
+static void backup(struct qs_test_world *w, const char *coll, const char *method)
 {
     char m[64];
     snprintf(m, sizeof(m), "QSNAP_SNAPSHOT_METHOD=%s", method);
@@ -164,7 +108,7 @@ static void backup(struct world *w, const char *coll, const char *method)
 }
 
 /* Every key at the destination, one per line (owned). */
-static char *dest_keys(struct world *w, const char *prefix, size_t *n)
+static char *dest_keys(struct qs_test_world *w, const char *prefix, size_t *n)
 {
     struct qs_storage_list l;
     qs_storage_list_init(&l);
@@ -182,7 +126,7 @@ static char *dest_keys(struct world *w, const char *prefix, size_t *n)
 }
 
 /* Open multipart uploads (S3) or temporaries (file://) under the prefix. */
-static size_t dest_uploads(struct world *w)
+static size_t dest_uploads(struct qs_test_world *w)
 {
     struct qs_storage_uploads u;
     qs_storage_uploads_init(&u);
@@ -209,7 +153,8 @@ static cJSON *http_json(const char *method, const char *url, const char *body, l
 }
 
 /* A request to the stand-in; returns its JSON answer (owned). */
-static cJSON *qd(struct world *w, const char *method, const char *path, const char *body, long want)
+static cJSON *qd(struct qs_test_world *w, const char *method, const char *path, const char *body,
+                 long want)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s%s", w->qd.url, path);
@@ -217,7 +162,7 @@ static cJSON *qd(struct world *w, const char *method, const char *path, const ch
 }
 
 /* The envelope's result of a 200 answer (owned by the caller via *root). */
-static const cJSON *qd_result(struct world *w, const char *method, const char *path,
+static const cJSON *qd_result(struct qs_test_world *w, const char *method, const char *path,
                               const char *body, cJSON **root)
 {
     *root = qd(w, method, path, body, 200);
@@ -226,7 +171,7 @@ static const cJSON *qd_result(struct world *w, const char *method, const char *p
     return res;
 }
 
-static void qd_ok(struct world *w, const char *method, const char *path, const char *body)
+static void qd_ok(struct qs_test_world *w, const char *method, const char *path, const char *body)
 {
     cJSON_Delete(qd(w, method, path, body, 200));
 }
@@ -247,7 +192,7 @@ static double jnum(const cJSON *o, const char *k)
 /* The collection under test: three shards, POINTS points with a keyword
  * ("city") and an integer ("year") payload, an index on each (the integer
  * one with parameters), and the aliases a1-NAME and a2-NAME. */
-static void make_collection(struct world *w, const char *name, int npoints)
+static void make_collection(struct qs_test_world *w, const char *name, int npoints)
 {
     char path[256], body[256];
     snprintf(path, sizeof(path), "/collections/%s", name);
@@ -280,7 +225,7 @@ static void make_collection(struct world *w, const char *name, int npoints)
 }
 
 /* Every point of coll (ids, vectors, payloads), by id (caller deletes). */
-static cJSON *all_points(struct world *w, const char *coll)
+static cJSON *all_points(struct qs_test_world *w, const char *coll)
 {
     cJSON *out = cJSON_CreateArray();
     char path[256], body[128], offset[64] = "null";
@@ -304,7 +249,7 @@ static cJSON *all_points(struct world *w, const char *coll)
     }
 }
 
-static cJSON *collection_info(struct world *w, const char *coll)
+static cJSON *collection_info(struct qs_test_world *w, const char *coll)
 {
     char path[256];
     snprintf(path, sizeof(path), "/collections/%s", coll);
@@ -313,7 +258,7 @@ static cJSON *collection_info(struct world *w, const char *coll)
     return root;
 }
 
-static int collection_exists(struct world *w, const char *coll)
+static int collection_exists(struct qs_test_world *w, const char *coll)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s/collections/%s", w->qd.url, coll);
@@ -328,7 +273,7 @@ static int collection_exists(struct world *w, const char *coll)
 /* target holds the same points as source (every id, vector and payload, as
  * Qdrant's API shows them), the same payload indexes and points_count, and
  * the configuration the backup recorded (its shard count included). */
-static void assert_same_collection(struct world *w, const char *source, const char *target)
+static void assert_same_collection(struct qs_test_world *w, const char *source, const char *target)
 {
     cJSON *a = all_points(w, source), *b = all_points(w, target);
     cr_assert_eq(cJSON_GetArraySize(a), POINTS, "source has %d points", cJSON_GetArraySize(a));
@@ -360,7 +305,7 @@ static void assert_same_collection(struct world *w, const char *source, const ch
 }
 
 /* The collection alias points at, or NULL (static buffer). */
-static const char *alias_target(struct world *w, const char *alias)
+static const char *alias_target(struct qs_test_world *w, const char *alias)
 {
     static char out[256];
     cJSON *root;
@@ -378,7 +323,7 @@ static const char *alias_target(struct world *w, const char *alias)
     return found;
 }
 
-static void assert_aliases_at(struct world *w, const char *coll, const char *at)
+static void assert_aliases_at(struct qs_test_world *w, const char *coll, const char *at)
 {
     char a[128];
     for (int i = 1; i <= 2; i++) {
@@ -389,12 +334,12 @@ static void assert_aliases_at(struct world *w, const char *coll, const char *at)
     }
 }
 
-static cJSON *standin_state(struct world *w)
+static cJSON *standin_state(struct qs_test_world *w)
 {
     return qd(w, "GET", "/__standin/state", NULL, 200);
 }
 
-static double counter(struct world *w, const char *name)
+static double counter(struct qs_test_world *w, const char *name)
 {
     cJSON *st = standin_state(w);
     double v = jnum(cJSON_GetObjectItem(st, "counters"), name);
@@ -406,7 +351,7 @@ static double counter(struct world *w, const char *name)
 
 static void both_methods(int s3)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, s3, "methods");
     make_collection(&w, "mem", POINTS);
 
@@ -514,7 +459,7 @@ Test(fidelity, both_methods_restore_the_whole_collection_s3)
 /* Keeps the stand-in's one-shot fault "cut the next stream of shard 1 after
  * 3000 bytes" armed while running is set, so every attempt is cut. */
 struct rearm {
-    struct world *w;
+    struct qs_test_world *w;
     atomic_int running;
     atomic_int armed; /* times the fault was set */
 };
@@ -543,7 +488,7 @@ static void *rearm_main(void *arg)
 
 static void truncated_stream(int s3)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, s3, "cut");
     make_collection(&w, "mem", POINTS);
     struct rearm r = {.w = &w};
@@ -607,7 +552,7 @@ Test(fidelity, cut_shard_stream_fails_the_run_and_leaves_nothing_s3)
 
 /* Copies the fixture (a gzip backup of collection "legacy", 12 points,
  * written by the release before format 2) to the destination. */
-static void put_fixture(struct world *w)
+static void put_fixture(struct qs_test_world *w)
 {
     static const char *const files[] = {V1_SNAP ".gz", V1_SNAP ".json"};
     for (size_t i = 0; i < 2; i++) {
@@ -627,7 +572,7 @@ static void put_fixture(struct world *w)
 
 static void version1(int s3)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, s3, "v1");
     put_fixture(&w);
     char *out = NULL;
@@ -684,7 +629,8 @@ Test(fidelity, version1_manifest_is_listed_restored_and_pruned_s3)
 
 /* ---- the version guard ------------------------------------------------------------ */
 
-static void daemon_start(struct qs_test_daemon *d, struct world *w, const char *const *extra)
+static void daemon_start(struct qs_test_daemon *d, struct qs_test_world *w,
+                         const char *const *extra)
 {
     int rc = qs_test_daemon_start(d, world_env(w, extra));
     if (rc != 0) {
@@ -740,7 +686,7 @@ static cJSON *restore_job(struct qs_test_daemon *d, const char *json)
 
 Test(fidelity, too_old_a_backup_is_refused_naming_both_versions_and_restores_forced)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "version");
     make_collection(&w, "mem", POINTS);
     /* made by Qdrant 1.11, restored into 1.13 */
@@ -813,7 +759,7 @@ static int wait_log(struct qs_test_daemon *d, const char *needle, double timeout
 
 Test(fidelity, drills_pass_with_both_methods_and_leave_aliases_alone)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 1, "drill");
     make_collection(&w, "dc", POINTS);
     make_collection(&w, "ds", POINTS);
@@ -865,7 +811,7 @@ Test(fidelity, drills_pass_with_both_methods_and_leave_aliases_alone)
 
 Test(fidelity, shards_restore_over_an_existing_collection)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "over");
     make_collection(&w, "mem", POINTS);
     backup(&w, "mem", "shards");
@@ -904,7 +850,7 @@ Test(fidelity, shards_restore_over_an_existing_collection)
 
 Test(fidelity, custom_sharding_is_refused_by_the_shards_method)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "custom");
     qd_ok(&w, "PUT", "/collections/tenants",
           "{\"vectors\":{\"size\":4,\"distance\":\"Cosine\"},\"sharding_method\":\"custom\"}");

@@ -9,7 +9,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,82 +54,25 @@ TestSuite(restore, .init = setup, .fini = teardown, .timeout = 0);
 
 /* ---- the destination -------------------------------------------------------- */
 
-struct world {
-    int s3;
-    struct qs_storage *st;
-    char prefix[200];
-    char *dir;
-    struct qs_test_standin qd;
-    char vars[8][800];
-    size_t nvars;
-    char *env[80];
-};
-
-static void world_open(struct world *w, int s3, const char *tag)
+static void world_open(struct qs_test_world *w, int s3, const char *tag)
 {
-    static atomic_int seq;
-    memset(w, 0, sizeof(*w));
-    w->s3 = s3;
-    struct qs_storage_opts o;
-    qs_storage_opts_init(&o);
-    if (s3) {
-        snprintf(w->prefix, sizeof(w->prefix), "test-restore/%ld-%d-%s", (long)getpid(),
-                 atomic_fetch_add(&seq, 1), tag);
-        qs_test_s3_opts(&o, w->prefix);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_DESTINATION=s3://%s/%s", o.bucket, w->prefix);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_ENDPOINT=%s", o.endpoint);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_REGION=%s", o.region);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_ACCESS_KEY_ID=%s", o.access_key_id);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_SECRET_ACCESS_KEY=%s", o.secret_access_key);
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_S3_URI_STYLE=path");
-    } else {
-        w->dir = qs_test_mkdtemp("restore");
-        o.kind = QS_DEST_FILE;
-        o.path = w->dir;
-        snprintf(w->vars[w->nvars++], 800, "QSNAP_DESTINATION=file://%s", w->dir);
-    }
-    struct qs_error err;
-    cr_assert_eq(qs_storage_new(&o, &w->st, &err), 0, "%s", err.msg);
-    cr_assert_eq(qs_test_standin_start(&w->qd, NULL), 0, "Qdrant stand-in did not start");
-    snprintf(w->vars[w->nvars++], 800, "QSNAP_QDRANT_URL=%s", w->qd.url);
+    qs_test_world_open(w, s3, "restore", tag);
 }
 
-static void world_close(struct world *w)
+static void world_close(struct qs_test_world *w)
 {
-    qs_test_standin_stop(&w->qd);
-    if (w->s3 && w->st != NULL) {
-        struct qs_storage_list l;
-        qs_storage_list_init(&l);
-        struct qs_error err;
-        if (qs_storage_list(w->st, "", &l, &err) == 0)
-            for (size_t i = 0; i < l.n; i++)
-                qs_storage_delete(w->st, l.items[i].key, &err);
-        qs_storage_list_deinit(&l);
-    }
-    qs_storage_free(w->st);
-    if (w->dir != NULL) {
-        qs_test_rmrf(w->dir);
-        free(w->dir);
-    }
+    qs_test_world_close(w);
 }
 
 /* The environment for qsnap: clean slate, the world, then extra (NULL-
  * terminated, may be NULL). Valid until the next call. */
-static char **world_env(struct world *w, const char *const *extra)
+static char **world_env(struct qs_test_world *w, const char *const *extra)
 {
     static char *const clean[] = {CLEAN_ENV, NULL};
-    size_t n = 0;
-    for (size_t i = 0; clean[i] != NULL; i++)
-        w->env[n++] = clean[i];
-    for (size_t i = 0; i < w->nvars; i++)
-        w->env[n++] = w->vars[i];
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 79; i++)
-        w->env[n++] = (char *)extra[i];
-    w->env[n] = NULL;
-    return w->env;
+    return qs_test_world_env(w, clean, extra);
 }
 
-static int qsnap(struct world *w, const char *const *extra, char **out, const char *a1,
+static int qsnap(struct qs_test_world *w, const char *const *extra, char **out, const char *a1,
                  const char *a2, const char *a3, const char *a4, const char *a5, const char *a6,
                  const char *a7)
 {
@@ -147,7 +89,7 @@ static int qsnap(struct world *w, const char *const *extra, char **out, const ch
 }
 
 /* The newest manifest of coll at the destination (caller deinits). */
-static void latest_manifest(struct world *w, const char *coll, struct qs_manifest *m)
+static void latest_manifest(struct qs_test_world *w, const char *coll, struct qs_manifest *m)
 {
     struct qs_catalog cat;
     struct qs_error err;
@@ -174,21 +116,21 @@ static cJSON *http_json(const char *method, const char *url, const char *body, l
     return j;
 }
 
-static void standin_post(struct world *w, const char *path, const char *body)
+static void standin_post(struct qs_test_world *w, const char *path, const char *body)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s%s", w->qd.url, path);
     cJSON_Delete(http_json("POST", url, body, 200));
 }
 
-static void make_collection(struct world *w, const char *name, int points, int dim)
+static void make_collection(struct qs_test_world *w, const char *name, int points, int dim)
 {
     char body[256];
     snprintf(body, sizeof(body), "{\"name\":\"%s\",\"points\":%d,\"dim\":%d}", name, points, dim);
     standin_post(w, "/__standin/collections", body);
 }
 
-static cJSON *standin_state(struct world *w)
+static cJSON *standin_state(struct qs_test_world *w)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/state", w->qd.url);
@@ -230,7 +172,8 @@ static const cJSON *last_upload(const cJSON *st, const char *coll)
 
 /* Asserts that the stand-in received exactly the snapshot of m for target,
  * with the manifest's checksum, and now holds its points. */
-static void assert_restored(struct world *w, const char *target, const struct qs_manifest *m)
+static void assert_restored(struct qs_test_world *w, const char *target,
+                            const struct qs_manifest *m)
 {
     cJSON *st = standin_state(w);
     const cJSON *up = last_upload(st, target);
@@ -248,7 +191,7 @@ static void assert_restored(struct world *w, const char *target, const struct qs
 }
 
 /* Restores so far of coll (0 when it was never restored). */
-static double restores_of(struct world *w, const char *coll)
+static double restores_of(struct qs_test_world *w, const char *coll)
 {
     cJSON *st = standin_state(w);
     const cJSON *c = state_coll(st, coll);
@@ -258,7 +201,7 @@ static double restores_of(struct world *w, const char *coll)
     return n;
 }
 
-static void backup(struct world *w, const char *coll, const char *compression)
+static void backup(struct qs_test_world *w, const char *coll, const char *compression)
 {
     char comp[64];
     snprintf(comp, sizeof(comp), "QSNAP_COMPRESSION=%s", compression);
@@ -273,7 +216,7 @@ static void backup(struct world *w, const char *coll, const char *compression)
 
 static void cli_roundtrip(int s3)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, s3, "cli");
     make_collection(&w, "c", 3000, 64);
     backup(&w, "c", "none");
@@ -314,7 +257,7 @@ Test(restore, cli_s3_to_new_name_and_over_original)
 
 Test(restore, gzip_backup_restores)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 1, "gzip");
     make_collection(&w, "zipped", 2000, 128);
     backup(&w, "zipped", "gzip:1");
@@ -333,7 +276,7 @@ Test(restore, gzip_backup_restores)
 
 Test(restore, cli_exit_codes)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "exit");
     make_collection(&w, "c", 500, 16);
     backup(&w, "c", "none");
@@ -389,7 +332,8 @@ Test(restore, cli_exit_codes)
 
 /* ---- the daemon ------------------------------------------------------------- */
 
-static void daemon_start(struct qs_test_daemon *d, struct world *w, const char *const *extra)
+static void daemon_start(struct qs_test_daemon *d, struct qs_test_world *w,
+                         const char *const *extra)
 {
     int rc = qs_test_daemon_start(d, world_env(w, extra));
     if (rc != 0) {
@@ -498,7 +442,7 @@ static void expect_400(struct qs_test_daemon *d, const char *json, const char *w
 
 Test(restore, http_validation_auth_and_lookup)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "http");
     make_collection(&w, "c", 500, 16);
     backup(&w, "c", "none");
@@ -579,7 +523,7 @@ Test(restore, http_validation_auth_and_lookup)
 
 Test(restore, http_restore_success_failures_and_metrics)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "jobs");
     make_collection(&w, "c", 1500, 32);
     backup(&w, "c", "none");
@@ -645,7 +589,7 @@ Test(restore, http_restore_success_failures_and_metrics)
 
 Test(restore, qdrant_stalls_mid_upload_and_409_while_running)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "stall");
     standin_post(&w, "/__standin/collections", "{\"name\":\"big\",\"size_mib\":24,\"dim\":256}");
     backup(&w, "big", "none");
@@ -716,7 +660,7 @@ static void drill_clock(char *buf, size_t cap)
 }
 
 /* Rewrites the newest manifest of coll with points_count + 1. */
-static void corrupt_points(struct world *w, const char *coll)
+static void corrupt_points(struct qs_test_world *w, const char *coll)
 {
     struct qs_manifest m;
     latest_manifest(w, coll, &m);
@@ -737,7 +681,7 @@ static void corrupt_points(struct world *w, const char *coll)
 
 /* The drill result stored beside the newest backup of coll (caller deletes),
  * or NULL when there is none. */
-static cJSON *drill_result(struct world *w, const char *coll)
+static cJSON *drill_result(struct qs_test_world *w, const char *coll)
 {
     struct qs_manifest m;
     latest_manifest(w, coll, &m);
@@ -788,7 +732,7 @@ static void wait_ready(struct qs_test_daemon *d)
 
 Test(restore, drill_restores_into_scratch_and_cleans_up)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "drill");
     make_collection(&w, "good", 800, 16);
     make_collection(&w, "bad", 600, 16);
@@ -909,7 +853,7 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
 
 Test(restore, failing_drill_leaves_no_scratch_collection)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "drillfail");
     make_collection(&w, "c", 500, 16);
     backup(&w, "c", "none");
@@ -955,7 +899,7 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
  * backup object); the catalog reports the latest one. */
 Test(restore, newer_drill_replaces_the_result)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "redrill");
     make_collection(&w, "c", 300, 16);
     backup(&w, "c", "none");
@@ -1010,7 +954,7 @@ Test(restore, newer_drill_replaces_the_result)
  * still restores. */
 Test(restore, latest_refuses_a_newer_format_manifest)
 {
-    struct world w;
+    struct qs_test_world w;
     world_open(&w, 0, "newer");
     make_collection(&w, "c", 500, 16);
     backup(&w, "c", "none");
