@@ -62,7 +62,8 @@ Control API (not part of Qdrant, no auth, JSON; on every peer):
                                   "cut_shard_stream_shard",
                                   "pause_shard_stream_after",
                                   "pause_shard_stream_s", "fail_shard_streams",
-                                  "fail_shard_uploads", "index_delay_s"}
+                                  "fail_shard_uploads", "index_delay_s",
+                                  "drop_cluster"}
   GET    /__standin/faults
   DELETE /__standin/faults
   GET    /__standin/state
@@ -111,7 +112,8 @@ shard stream once after K bytes; fail_shard_streams=N answers the next N
 shard streams 500 text/plain before any header; fail_shard_uploads=N fails the
 next N shard uploads (after the existence checks) with upload_status (default
 500); index_delay_s=T delays the build of every payload index by T seconds
-(with wait=true the request waits). Setting a fault to 0/false clears it.
+(with wait=true the request waits); drop_cluster=true closes every GET
+/cluster connection without an answer. Setting a fault to 0/false clears it.
 /__standin/state reports collections (points_count of the local replicas, dim,
 distance, shard_number, local_shards, restored_from_sha256, restores), uploads
 (collection, filename, sha256, size, checksum_param, priority, wait, status;
@@ -3600,7 +3602,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self._send(200, text.encode(), "text/plain; version=0.0.4")
 
     def h_cluster(self, t0):
-        """GET /cluster (src/actix/api/cluster_api.rs:32-41)."""
+        """GET /cluster (src/actix/api/cluster_api.rs:32-41). With the fault
+        drop_cluster the connection is closed without an answer (a peer
+        whose HTTP worker died)."""
+        if self.state.faults.get("drop_cluster"):
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         self.send_ok(self.state.cluster_status(), t0)
 
     # ------------------------------------------------------------ collections
@@ -4650,7 +4661,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                   "cut_shard_stream_after": int, "cut_shard_stream_shard": int,
                   "pause_shard_stream_after": int, "pause_shard_stream_s": float,
                   "fail_shard_streams": int, "fail_shard_uploads": int,
-                  "index_delay_s": float}
+                  "index_delay_s": float, "drop_cluster": bool}
 
     ZERO_OK_FAULTS = ("cut_shard_stream_after", "cut_shard_stream_shard",
                       "pause_shard_stream_after")

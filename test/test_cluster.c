@@ -1560,3 +1560,58 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
     free(want);
     stop_all();
 }
+
+/* ---- when GET /cluster does not answer ---------------------------------------------- */
+
+/* A counter of peer i's stand-in. */
+static double counter(const struct world *w, int i, const char *name)
+{
+    char url[256];
+    snprintf(url, sizeof(url), "%s/__standin/state", w->c.peer[i].url);
+    cJSON *j = http_json("GET", url, NULL, 200);
+    const cJSON *n =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "counters"), name);
+    cr_assert(cJSON_IsNumber(n), "no counter %s", name);
+    double v = n->valuedouble;
+    cJSON_Delete(j);
+    return v;
+}
+
+/* Qdrant answered a moment ago but GET /cluster does not: a manual backup
+ * or restore fails, saying why and how to stop the question, instead of
+ * guessing "single node" (a collection snapshot of the local shards only,
+ * or every shard uploaded to one peer without waiting for the replicas). */
+Test(cluster, unanswered_get_cluster_fails_manual_work_instead_of_guessing)
+{
+    static struct world w;
+    world_open(&w, 0);
+    make_sharded(&w, "guess", 30, 3);
+    ctl(&w, 1, "POST", "/__standin/faults", "{\"drop_cluster\":true}");
+    char *out = NULL;
+    const char *backup[] = {"backup", "-c", "guess", NULL};
+    int rc = cli(&w, w.c.peer[1].url, w.c.port, backup, &out);
+    cr_assert_neq(rc, 0, "a backup ran without knowing the cluster:\n%s", out);
+    cr_assert_not_null(strstr(out, "cannot tell whether Qdrant is in cluster mode"), "%s", out);
+    cr_assert_not_null(strstr(out, "QSNAP_CLUSTER=off"), "%s", out);
+    free(out);
+    cr_assert_eq(objects_of(&w, "guess"), 0, "objects left behind");
+    cr_assert_eq(counter(&w, 1, "creates"), 0.0, "a collection snapshot was taken");
+    cr_assert_eq(counter(&w, 1, "shard_streams"), 0.0);
+
+    ctl(&w, 1, "POST", "/__standin/faults", "{\"drop_cluster\":false}");
+    rc = cli(&w, w.c.peer[1].url, w.c.port, backup, &out);
+    cr_assert_eq(rc, 0, "backup: exit %d:\n%s", rc, out);
+    free(out);
+    ctl(&w, 1, "POST", "/__standin/faults", "{\"drop_cluster\":true}");
+    const char *restore[] = {"restore", "-c", "guess", "--to", "guess-copy", NULL};
+    rc = cli(&w, w.c.peer[1].url, w.c.port, restore, &out);
+    cr_assert_neq(rc, 0, "a restore ran without knowing the cluster:\n%s", out);
+    cr_assert_not_null(strstr(out, "cannot tell whether Qdrant is in cluster mode"), "%s", out);
+    free(out);
+    cr_assert_eq(counter(&w, 1, "shard_uploads"), 0.0, "a shard was uploaded");
+    char url[256];
+    snprintf(url, sizeof(url), "%s/collections/guess-copy", w.c.peer[1].url);
+    cJSON_Delete(http_json("GET", url, NULL, 404));
+    ctl(&w, 1, "POST", "/__standin/faults", "{\"drop_cluster\":false}");
+    stop_all();
+}
