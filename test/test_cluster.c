@@ -1615,3 +1615,34 @@ Test(cluster, unanswered_get_cluster_fails_manual_work_instead_of_guessing)
     ctl(&w, 1, "POST", "/__standin/faults", "{\"drop_cluster\":false}");
     stop_all();
 }
+
+/* A peer that is down but holds no replica of the restored collection does
+ * not hold the restore up: only the peers the placement names are asked
+ * whether their replicas were re-synchronised. */
+Test(cluster, restore_is_not_held_up_by_a_down_peer_without_a_replica)
+{
+    static struct world w;
+    world_open(&w, 0);
+    ctl(&w, 1, "POST", "/__standin/collections",
+        "{\"name\":\"lone\",\"points\":20,\"dim\":8,\"shard_number\":1,\"replication_factor\":1}");
+    wait_active(&w, "lone");
+    char *out = NULL;
+    const char *backup[] = {"backup", "-c", "lone", NULL};
+    int rc = cli(&w, w.c.peer[1].url, w.c.port, backup, &out);
+    cr_assert_eq(rc, 0, "backup: exit %d:\n%s", rc, out);
+    free(out);
+    qs_test_cluster_kill(&w.c, 3);
+    g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=5000";
+    const char *restore[] = {"restore", "-c", "lone", "--to", "lone-copy", NULL};
+    rc = cli(&w, w.c.peer[1].url, w.c.port, restore, &out);
+    g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=60000";
+    cr_assert_eq(rc, 0, "restore with peer 3 down: exit %d:\n%s", rc, out);
+    free(out);
+    struct qs_collection_cluster cc;
+    placement_of(&w, "lone-copy", &cc);
+    struct qs_shard_replica r[PEERS];
+    cr_assert_eq(qs_cluster_shard_replicas(&cc, 0, r, PEERS), 1);
+    cr_assert_neq(r[0].peer_id, id_of(&w, 3), "the replica was placed on the peer that is down");
+    qs_collection_cluster_deinit(&cc);
+    stop_all();
+}
