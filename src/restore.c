@@ -515,6 +515,21 @@ static int local_points(struct qs_qdrant *q, const char *target, uint32_t sid, i
     return 0;
 }
 
+/* local_points() of the replica a shard was just uploaded to, asked again
+ * (a few times, a second apart) when the question fails. */
+static int points_after_upload(const struct qs_backup_env *env, struct qs_qdrant *q,
+                               const char *target, uint32_t sid, int64_t *out, struct qs_error *err)
+{
+    int rc = 0;
+    for (int a = 0; a < 5; a++) {
+        if (a > 0 && qs_sleep_cancellable(1000, cancel_of(env)) != 0)
+            return qs_error_set(err, QS_ECANCELED, "restore cancelled");
+        if ((rc = local_points(q, target, sid, out, err)) == 0)
+            break;
+    }
+    return rc;
+}
+
 /* 1 when peer holds a replica of some shard in placement cc. */
 static int holds_replica(const struct qs_collection_cluster *cc, uint64_t peer)
 {
@@ -650,11 +665,16 @@ static int upload_cluster_shards(const struct qs_backup_env *env, const struct q
             rc = qs_cluster_clients_get(&clients, r[k].peer_id, &q, err);
             if (rc == 0)
                 rc = qs_restore_upload_shard(env, q, target, sh, m->compression_level, err);
-            if (rc == 0 && sh->id < m->nshards)
-                rc = local_points(q, target, sh->id, &want[sh->id], err);
             if (rc == 0) {
+                /* Uploaded: a failure from here on is not the upload's, and
+                 * the shard is not uploaded to another peer for it. */
                 qs_log(QS_LOG_INFO, c, "shard %" PRIu32 " uploaded to peer %" PRIu64, sh->id,
                        r[k].peer_id);
+                if (sh->id < m->nshards)
+                    rc = points_after_upload(env, q, target, sh->id, &want[sh->id], err);
+                if (rc != 0)
+                    qs_error_prefix(err, "the points of the replica on peer %" PRIu64,
+                                    r[k].peer_id);
                 break;
             }
             if (rc == QS_ECANCELED || qs_cancel_requested(cancel_of(env)) || rc == QS_ECHECKSUM ||
