@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cJSON.h>
 #include <criterion/criterion.h>
 #include <curl/curl.h>
 
@@ -26,7 +27,7 @@
 
 extern char **environ;
 
-static double now_s(void)
+double qs_test_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -133,7 +134,7 @@ pid_t qs_test_spawn(char *const argv[], char *const env_extra[], const char *log
 
 int qs_test_wait_exit(pid_t pid, double timeout_s, int *status)
 {
-    double end = now_s() + timeout_s;
+    double end = qs_test_now_s() + timeout_s;
     for (;;) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -144,7 +145,7 @@ int qs_test_wait_exit(pid_t pid, double timeout_s, int *status)
         }
         if (r < 0 && errno != EINTR)
             return -1;
-        if (now_s() > end)
+        if (qs_test_now_s() > end)
             return -1;
         usleep(10000);
     }
@@ -248,8 +249,8 @@ void qs_test_resp_free(struct qs_test_resp *r)
 
 int qs_test_wait_http(const char *url, double timeout_s)
 {
-    double end = now_s() + timeout_s;
-    while (now_s() < end) {
+    double end = qs_test_now_s() + timeout_s;
+    while (qs_test_now_s() < end) {
         struct qs_test_resp r;
         int rc = qs_test_http("GET", url, NULL, NULL, 0, &r);
         long st = r.status;
@@ -325,8 +326,8 @@ int qs_test_standin_start(struct qs_test_standin *s, const char *const *extra_ar
     s->pid = qs_test_spawn(argv, NULL, s->log);
     if (s->pid < 0)
         return -1;
-    double end = now_s() + 20;
-    while (now_s() < end) {
+    double end = qs_test_now_s() + 20;
+    while (qs_test_now_s() < end) {
         char *p = qs_test_read_file(portfile, NULL);
         if (p != NULL && strchr(p, '\n') != NULL) {
             s->port = atoi(p);
@@ -654,9 +655,9 @@ int qs_test_cluster_start(struct qs_test_cluster *c, int n, const char *const *e
                      c->port);
             c->peer[i].pid = cluster_spawn_peer(c, i);
         }
-        double end = now_s() + 30;
+        double end = qs_test_now_s() + 30;
         int bind_failed = 0, exited = 0;
-        while (now_s() < end) {
+        while (qs_test_now_s() < end) {
             if ((exited = cluster_peer_exited(c, &bind_failed)) != 0)
                 break;
             if (cluster_ready(c))
@@ -776,4 +777,63 @@ char **qs_test_world_env(struct qs_test_world *w, char *const *clean, const char
         w->env[n++] = (char *)extra[i];
     w->env[n] = NULL;
     return w->env;
+}
+
+cJSON *qs_test_http_json_h(const char *method, const char *url, const char *const *headers,
+                           const char *body, long want)
+{
+    static const char *const json[] = {"Content-Type: application/json", NULL};
+    struct qs_test_resp r;
+    int rc = qs_test_http(method, url, headers != NULL ? headers : json, body,
+                          body != NULL ? strlen(body) : 0, &r);
+    cr_assert_eq(rc, 0, "%s %s: no answer", method, url);
+    cr_assert_eq(r.status, want, "%s %s: HTTP %ld (want %ld): %s", method, url, r.status, want,
+                 r.body);
+    cJSON *j = cJSON_Parse(r.body);
+    cr_assert_not_null(j, "%s %s: not JSON: %s", method, url, r.body);
+    qs_test_resp_free(&r);
+    return j;
+}
+
+cJSON *qs_test_http_json(const char *method, const char *url, const char *body, long want)
+{
+    return qs_test_http_json_h(method, url, NULL, body, want);
+}
+
+const char *qs_test_jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+double qs_test_jnum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    cr_assert(cJSON_IsNumber(v), "field %s: not a number", k);
+    return v->valuedouble;
+}
+
+cJSON *qs_test_all_points(const char *base, const char *c)
+{
+    cJSON *out = cJSON_CreateArray();
+    char url[512], body[160], offset[64] = "null";
+    snprintf(url, sizeof(url), "%s/collections/%s/points/scroll", base, c);
+    for (;;) {
+        snprintf(body, sizeof(body),
+                 "{\"limit\":100,\"offset\":%s,\"with_payload\":true,\"with_vector\":true}",
+                 offset);
+        cJSON *j = qs_test_http_json("POST", url, body, 200);
+        const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
+        cr_assert_not_null(res, "POST %s: no result", url);
+        const cJSON *p;
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(res, "points"))
+            cJSON_AddItemToArray(out, cJSON_Duplicate(p, 1));
+        const cJSON *next = cJSON_GetObjectItemCaseSensitive(res, "next_page_offset");
+        int more = cJSON_IsNumber(next);
+        if (more)
+            snprintf(offset, sizeof(offset), "%.0f", next->valuedouble);
+        cJSON_Delete(j);
+        if (!more)
+            return out;
+    }
 }

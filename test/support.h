@@ -155,6 +155,29 @@ void qs_test_world_close(struct qs_test_world *w);
  * valid until the next call. */
 char **qs_test_world_env(struct qs_test_world *w, char *const *clean, const char *const *extra);
 
+/* Seconds on the monotonic clock. */
+double qs_test_now_s(void);
+
+/* method url with body (borrowed, may be NULL) and the request headers
+ * (NULL-terminated, borrowed; NULL: only Content-Type: application/json):
+ * asserts an answer with status want whose body is JSON, and returns it
+ * parsed (owned: cJSON_Delete). The cJSON type is opaque here. */
+struct cJSON *qs_test_http_json_h(const char *method, const char *url, const char *const *headers,
+                                  const char *body, long want);
+/* The same with only Content-Type: application/json. */
+struct cJSON *qs_test_http_json(const char *method, const char *url, const char *body, long want);
+
+/* The string member k of o (borrowed from o), NULL when absent or not a
+ * string. */
+const char *qs_test_jstr(const struct cJSON *o, const char *k);
+/* The number member k of o; asserts that it is one. */
+double qs_test_jnum(const struct cJSON *o, const char *k);
+
+/* Every point of collection c on the Qdrant at base (ids, vectors,
+ * payloads, in Qdrant's scroll order: ascending ids), as a JSON array
+ * (owned: cJSON_Delete). */
+struct cJSON *qs_test_all_points(const char *base, const char *c);
+
 /* libcurl write callback that appends to ud, a struct qs_buf (borrowed). */
 size_t qs_test_buf_sink(char *p, size_t size, size_t nmemb, void *ud);
 

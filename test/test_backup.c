@@ -24,13 +24,6 @@
 #define TOKEN "backup-test-token-0123456789"
 #define AUTH "Authorization: Bearer " TOKEN
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 struct dest;
 static void dest_cleanup(struct dest *d);
 
@@ -308,25 +301,11 @@ static void standin_start(struct qs_test_standin *s)
     cr_assert_eq(qs_test_standin_start(s, NULL), 0, "Qdrant stand-in did not start");
 }
 
-static cJSON *http_json(const char *method, const char *url, const char *body, long want)
-{
-    struct qs_test_resp r;
-    const char *h[] = {"Content-Type: application/json", NULL};
-    int rc = qs_test_http(method, url, h, body, body != NULL ? strlen(body) : 0, &r);
-    cr_assert_eq(rc, 0, "%s %s: no answer", method, url);
-    cr_assert_eq(r.status, want, "%s %s: HTTP %ld (want %ld): %s", method, url, r.status, want,
-                 r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    cr_assert_not_null(j, "%s %s: not JSON: %s", method, url, r.body);
-    qs_test_resp_free(&r);
-    return j;
-}
-
 static void standin_post(const struct qs_test_standin *s, const char *path, const char *body)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s%s", s->url, path);
-    cJSON_Delete(http_json("POST", url, body, 200));
+    cJSON_Delete(qs_test_http_json("POST", url, body, 200));
 }
 
 static void make_collection(const struct qs_test_standin *s, const char *name, int mib)
@@ -341,7 +320,7 @@ static cJSON *standin_snapshots(const struct qs_test_standin *s, const char *col
 {
     char url[512];
     snprintf(url, sizeof(url), "%s/collections/%s/snapshots", s->url, coll);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     cJSON *res = cJSON_DetachItemFromObjectCaseSensitive(j, "result");
     cJSON_Delete(j);
     cr_assert(cJSON_IsArray(res));
@@ -353,7 +332,7 @@ static cJSON *standin_full_snapshots(const struct qs_test_standin *s)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s/snapshots", s->url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     cJSON *res = cJSON_DetachItemFromObjectCaseSensitive(j, "result");
     cJSON_Delete(j);
     cr_assert(cJSON_IsArray(res));
@@ -377,7 +356,7 @@ static double standin_points(const struct qs_test_standin *s, const char *coll)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/state", s->url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItem(j, "collections"), coll);
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(c, "points_count");
     cr_assert(cJSON_IsNumber(p), "stand-in state has no collection %s", coll);
@@ -391,7 +370,7 @@ static char *standin_snapshot_now(const struct qs_test_standin *s, const char *c
 {
     char url[512];
     snprintf(url, sizeof(url), "%s/collections/%s/snapshots?wait=true", s->url, coll);
-    cJSON *j = http_json("POST", url, "", 200);
+    cJSON *j = qs_test_http_json("POST", url, "", 200);
     const cJSON *n = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "result"), "name");
     cr_assert(cJSON_IsString(n));
     char *name = strdup(n->valuestring);
@@ -511,31 +490,18 @@ static cJSON *wait_job(const struct qs_test_daemon *dm, const char *id, double t
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/jobs/%s", dm->url, id);
-    double end = now_s() + timeout_s;
+    double end = qs_test_now_s() + timeout_s;
     for (;;) {
-        cJSON *j = http_json("GET", url, NULL, 200);
+        cJSON *j = qs_test_http_json("GET", url, NULL, 200);
         const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "state");
         cr_assert(cJSON_IsString(st));
         if (strcmp(st->valuestring, "succeeded") == 0 || strcmp(st->valuestring, "failed") == 0 ||
             strcmp(st->valuestring, "cancelled") == 0)
             return j;
         cJSON_Delete(j);
-        cr_assert_lt(now_s(), end, "job %s still running after %.0f s", id, timeout_s);
+        cr_assert_lt(qs_test_now_s(), end, "job %s still running after %.0f s", id, timeout_s);
         usleep(200000);
     }
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    cr_assert(cJSON_IsNumber(v), "field %s: not a number", k);
-    return v->valuedouble;
 }
 
 /* The job item of coll (borrowed from job). */
@@ -544,7 +510,7 @@ static const cJSON *job_item(const cJSON *job, const char *coll)
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(job, "collections"))
     {
-        const char *c = jstr(e, "collection");
+        const char *c = qs_test_jstr(e, "collection");
         if (c != NULL && strcmp(c, coll) == 0)
             return e;
     }
@@ -565,11 +531,11 @@ static int64_t verify_backup(const struct dest *d, const struct qs_test_standin 
     cJSON *snaps = full ? standin_full_snapshots(s) : standin_snapshots(s, coll);
     const cJSON *q = find_named(snaps, snap);
     cr_assert_not_null(q, "Qdrant no longer lists %s (local keep must keep the newest)", snap);
-    const char *checksum = jstr(q, "checksum");
-    const char *ctime = jstr(q, "creation_time");
+    const char *checksum = qs_test_jstr(q, "checksum");
+    const char *ctime = qs_test_jstr(q, "creation_time");
     cr_assert_not_null(checksum);
     cr_assert_not_null(ctime);
-    uint64_t size = (uint64_t)jnum(q, "size");
+    uint64_t size = (uint64_t)qs_test_jnum(q, "size");
 
     char key[1024], mkey[1100];
     snprintf(key, sizeof(key), "%s/%s%s", coll, snap, level > 0 ? ".gz" : "");
@@ -582,32 +548,32 @@ static int64_t verify_backup(const struct dest *d, const struct qs_test_standin 
     /* A manifest holds: collection, snapshot name, creation time, size,
      * sha256, compression, stored size, Qdrant version, points_count, vector
      * config, qsnap version. */
-    cr_assert_str_eq(jstr(m, "collection"), coll);
-    cr_assert_str_eq(jstr(m, "snapshot"), snap);
-    const char *created = jstr(m, "created");
+    cr_assert_str_eq(qs_test_jstr(m, "collection"), coll);
+    cr_assert_str_eq(qs_test_jstr(m, "snapshot"), snap);
+    const char *created = qs_test_jstr(m, "created");
     cr_assert_not_null(created);
     char want_created[32];
     snprintf(want_created, sizeof(want_created), "%.19sZ", ctime);
     cr_assert_str_eq(created, want_created, "manifest created %s, Qdrant says %s", created, ctime);
     int64_t t = 0;
     cr_assert_eq(qs_time_parse(created, &t), 0);
-    cr_assert_eq((uint64_t)jnum(m, "size"), size);
-    cr_assert_str_eq(jstr(m, "sha256"), checksum);
-    cr_assert_str_eq(jstr(m, "compression"), level > 0 ? "gzip" : "none");
-    cr_assert_str_eq(jstr(m, "qdrant_version"), "1.13.2");
+    cr_assert_eq((uint64_t)qs_test_jnum(m, "size"), size);
+    cr_assert_str_eq(qs_test_jstr(m, "sha256"), checksum);
+    cr_assert_str_eq(qs_test_jstr(m, "compression"), level > 0 ? "gzip" : "none");
+    cr_assert_str_eq(qs_test_jstr(m, "qdrant_version"), "1.13.2");
     if (full) {
-        cr_assert_str_eq(jstr(m, "mode"), "full");
+        cr_assert_str_eq(qs_test_jstr(m, "mode"), "full");
     } else {
-        cr_assert_str_eq(jstr(m, "mode"), "collections");
-        cr_assert_eq(jnum(m, "points_count"), standin_points(s, coll));
+        cr_assert_str_eq(qs_test_jstr(m, "mode"), "collections");
+        cr_assert_eq(qs_test_jnum(m, "points_count"), standin_points(s, coll));
         const cJSON *vec = cJSON_GetObjectItemCaseSensitive(m, "vectors");
         cr_assert(cJSON_IsObject(vec), "manifest vectors: %s", mtext);
-        cr_assert_eq(jnum(vec, "size"), 1536.0, "vector config: %s", mtext);
-        cr_assert_str_eq(jstr(vec, "distance"), "Cosine");
+        cr_assert_eq(qs_test_jnum(vec, "size"), 1536.0, "vector config: %s", mtext);
+        cr_assert_str_eq(qs_test_jstr(vec, "distance"), "Cosine");
     }
-    cr_assert_str_eq(jstr(m, "qsnap_version"), QSNAP_VERSION);
-    cr_assert_str_eq(jstr(m, "object"), key);
-    uint64_t stored_size = (uint64_t)jnum(m, "stored_size");
+    cr_assert_str_eq(qs_test_jstr(m, "qsnap_version"), QSNAP_VERSION);
+    cr_assert_str_eq(qs_test_jstr(m, "object"), key);
+    uint64_t stored_size = (uint64_t)qs_test_jnum(m, "stored_size");
 
     /* The object, hashed here. */
     char sha[65];
@@ -623,7 +589,7 @@ static int64_t verify_backup(const struct dest *d, const struct qs_test_standin 
         uint64_t zn = 0;
         cr_assert_eq(dest_hash(d, key, 0, zsha, &zn, NULL), 0);
         cr_assert_eq(zn, stored_size);
-        cr_assert_eq(jnum(m, "compression_level"), (double)level);
+        cr_assert_eq(qs_test_jnum(m, "compression_level"), (double)level);
     }
     cJSON_Delete(m);
     free(mtext);
@@ -666,19 +632,19 @@ Test(backup, three_collections_api_cli_restart)
     cr_assert_eq(st, 202);
     cJSON *job = wait_job(&dm, id, 600);
     char *jtext = cJSON_PrintUnformatted(job);
-    cr_assert_str_eq(jstr(job, "state"), "succeeded", "job: %s", jtext);
-    cr_assert_str_eq(jstr(job, "trigger"), "api");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded", "job: %s", jtext);
+    cr_assert_str_eq(qs_test_jstr(job, "trigger"), "api");
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(job, "collections")), 3, "job: %s", jtext);
     char *first[3];
     int64_t created[3];
     char *mt = qs_test_daemon_metrics(&dm);
     for (size_t i = 0; i < 3; i++) {
         const cJSON *it = job_item(job, COLLS[i]);
-        cr_assert_str_eq(jstr(it, "result"), "success", "job: %s", jtext);
-        first[i] = strdup(jstr(it, "snapshot"));
+        cr_assert_str_eq(qs_test_jstr(it, "result"), "success", "job: %s", jtext);
+        first[i] = strdup(qs_test_jstr(it, "snapshot"));
         created[i] = verify_backup(&d, &s, COLLS[i], first[i], 0);
-        double size = jnum(it, "size");
-        cr_assert_eq(jnum(it, "stored_size"), size);
+        double size = qs_test_jnum(it, "size");
+        cr_assert_eq(qs_test_jnum(it, "stored_size"), size);
         cr_assert_eq(metric_c(mt, "qsnap_backup_last_success_timestamp_seconds", COLLS[i]),
                      (double)created[i]);
         cr_assert_eq(metric_c(mt, "qsnap_backup_last_size_bytes", COLLS[i]), size);
@@ -701,7 +667,7 @@ Test(backup, three_collections_api_cli_restart)
     /* GET /v1/backups lists the three. */
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/backups", dm.url);
-    cJSON *bl = http_json("GET", url, NULL, 200);
+    cJSON *bl = qs_test_http_json("GET", url, NULL, 200);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(bl, "backups")), 3);
     cJSON_Delete(bl);
     daemon_stop(&dm);
@@ -726,8 +692,8 @@ Test(backup, three_collections_api_cli_restart)
         const char *snap = NULL;
         cJSON_ArrayForEach(e, arr)
         {
-            if (strcmp(jstr(e, "collection"), COLLS[i]) == 0) {
-                snap = jstr(e, "snapshot");
+            if (strcmp(qs_test_jstr(e, "collection"), COLLS[i]) == 0) {
+                snap = qs_test_jstr(e, "snapshot");
                 break;
             }
         }
@@ -801,15 +767,15 @@ Test(backup, corrupt_download_fails_one_collection)
     cr_assert_eq(st, 202);
     cJSON *job = wait_job(&dm, id, 120);
     char *jtext = cJSON_PrintUnformatted(job);
-    cr_assert_str_eq(jstr(job, "state"), "failed", "%s", jtext);
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "failed", "%s", jtext);
     const cJSON *bad = job_item(job, "flip-two");
-    cr_assert_str_eq(jstr(bad, "result"), "failure", "%s", jtext);
-    cr_assert_not_null(strstr(jstr(bad, "error"), "checksum"), "%s", jtext);
-    cr_assert_not_null(strstr(jstr(job, "error"), "1 of 3"), "%s", jtext);
+    cr_assert_str_eq(qs_test_jstr(bad, "result"), "failure", "%s", jtext);
+    cr_assert_not_null(strstr(qs_test_jstr(bad, "error"), "checksum"), "%s", jtext);
+    cr_assert_not_null(strstr(qs_test_jstr(job, "error"), "1 of 3"), "%s", jtext);
     for (size_t i = 0; i < 3; i += 2) {
         const cJSON *it = job_item(job, colls[i]);
-        cr_assert_str_eq(jstr(it, "result"), "success", "%s", jtext);
-        verify_backup(&d, &s, colls[i], jstr(it, "snapshot"), 0);
+        cr_assert_str_eq(qs_test_jstr(it, "result"), "success", "%s", jtext);
+        verify_backup(&d, &s, colls[i], qs_test_jstr(it, "snapshot"), 0);
     }
     int n = 0;
     char *keys = dest_list(&d, "flip-two", &n);
@@ -842,8 +808,8 @@ Test(backup, corrupt_download_fails_one_collection)
     id = post_backup(&dm, NULL, &st, NULL);
     cr_assert_eq(st, 202);
     job = wait_job(&dm, id, 120);
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
-    verify_backup(&d, &s, "flip-two", jstr(job_item(job, "flip-two"), "snapshot"), 0);
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
+    verify_backup(&d, &s, "flip-two", qs_test_jstr(job_item(job, "flip-two"), "snapshot"), 0);
     cJSON_Delete(job);
     free(id);
     mt = qs_test_daemon_metrics(&dm);
@@ -896,8 +862,8 @@ Test(backup, corrupt_download_cli_exits_3)
     const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
     cr_assert_eq(cJSON_GetArraySize(arr), 1, "%s", out);
     const cJSON *b = cJSON_GetArrayItem(arr, 0);
-    cr_assert_str_eq(jstr(b, "collection"), "cli-a");
-    verify_backup(&d, &s, "cli-a", jstr(b, "snapshot"), 0);
+    cr_assert_str_eq(qs_test_jstr(b, "collection"), "cli-a");
+    verify_backup(&d, &s, "cli-a", qs_test_jstr(b, "snapshot"), 0);
     cJSON_Delete(lj);
     free(out);
 
@@ -928,7 +894,7 @@ Test(backup, gzip_to_file_destination)
     free(out);
     cJSON *snaps = standin_snapshots(&s, "zipped");
     cr_assert_eq(cJSON_GetArraySize(snaps), 1);
-    const char *snap = jstr(cJSON_GetArrayItem(snaps, 0), "name");
+    const char *snap = qs_test_jstr(cJSON_GetArrayItem(snaps, 0), "name");
     verify_backup(&d, &s, "zipped", snap, 1);
     /* Only the .gz object and the manifest; the plain name does not exist. */
     int n = 0;
@@ -961,14 +927,14 @@ Test(backup, gzip_to_s3_multipart)
     cr_assert_eq(st, 202);
     cJSON *job = wait_job(&dm, id, 300);
     char *jtext = cJSON_PrintUnformatted(job);
-    cr_assert_str_eq(jstr(job, "state"), "succeeded", "%s", jtext);
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded", "%s", jtext);
     const cJSON *it = job_item(job, "zipped-s3");
-    const char *obj = jstr(it, "object");
+    const char *obj = qs_test_jstr(it, "object");
     cr_assert_not_null(obj);
     cr_assert_eq(strcmp(obj + strlen(obj) - 3, ".gz"), 0, "object %s", obj);
-    double size = jnum(it, "size"), stored = jnum(it, "stored_size");
+    double size = qs_test_jnum(it, "size"), stored = qs_test_jnum(it, "stored_size");
     cr_assert(stored < size && stored > 5.0 * 1048576 * 2, "stored %.0f of %.0f", stored, size);
-    verify_backup(&d, &s, "zipped-s3", jstr(it, "snapshot"), 6);
+    verify_backup(&d, &s, "zipped-s3", qs_test_jstr(it, "snapshot"), 6);
     char *mt = qs_test_daemon_metrics(&dm);
     /* Bytes streamed to the destination: the compressed ones. */
     cr_assert_eq(metric_c(mt, "qsnap_backup_bytes_total", "zipped-s3"), stored);
@@ -1002,8 +968,8 @@ Test(backup, trigger_while_running_is_409)
     cr_assert_eq(st, 409, "second trigger answered %ld: %s", st, body);
     cJSON *bj = cJSON_Parse(body);
     cr_assert_not_null(bj, "%s", body);
-    cr_assert_str_eq(jstr(bj, "job"), id, "409 should name the running job: %s", body);
-    cr_assert_not_null(jstr(bj, "error"));
+    cr_assert_str_eq(qs_test_jstr(bj, "job"), id, "409 should name the running job: %s", body);
+    cr_assert_not_null(qs_test_jstr(bj, "error"));
     cJSON_Delete(bj);
     free(body);
     /* Restore shares the lock. */
@@ -1020,7 +986,7 @@ Test(backup, trigger_while_running_is_409)
     free(mt);
 
     cJSON *job = wait_job(&dm, id, 120);
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     free(id);
     mt = qs_test_daemon_metrics(&dm);
@@ -1032,7 +998,7 @@ Test(backup, trigger_while_running_is_409)
     id = post_backup(&dm, NULL, &st, NULL);
     cr_assert_eq(st, 202);
     job = wait_job(&dm, id, 120);
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     free(id);
     daemon_stop(&dm);
@@ -1054,7 +1020,7 @@ static char *job_from_log(const char *log_path, const char *trigger)
         if (strstr(line, want) == NULL)
             continue;
         cJSON *j = cJSON_Parse(line);
-        const char *v = jstr(j, "job");
+        const char *v = qs_test_jstr(j, "job");
         if (v != NULL)
             id = strdup(v);
         cJSON_Delete(j);
@@ -1078,7 +1044,7 @@ Test(backup, scheduled_run_fires_at_cron_time)
     snprintf(now_env, sizeof(now_env), "QSNAP_TEST_NOW=%lld", (long long)start);
     const char *extra[] = {"QSNAP_SCHEDULE=5 3 * * *", now_env, NULL};
     static struct qs_test_daemon dm;
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     daemon_start(&dm, &d, &s, extra);
     char *mt = qs_test_daemon_metrics(&dm);
     cr_assert_eq(qs_test_metric(mt, "qsnap_next_backup_timestamp_seconds"), (double)fire, "%s", mt);
@@ -1086,16 +1052,16 @@ Test(backup, scheduled_run_fires_at_cron_time)
     double before = qs_test_backups_total(mt, "sched-coll", "success");
     free(mt);
     /* Not yet: the clock is before 03:05:00 for a few more seconds. */
-    if (now_s() - t0 < 2.0) {
+    if (qs_test_now_s() - t0 < 2.0) {
         cr_assert(before == 0.0 || isnan(before), "a backup ran before its time");
         cr_assert_null(job_from_log(dm.log, "schedule"), "a scheduled job started early");
     }
     double ran = -1;
-    while (now_s() - t0 < 15) {
+    while (qs_test_now_s() - t0 < 15) {
         mt = qs_test_daemon_metrics(&dm);
         double ok = qs_test_backups_total(mt, "sched-coll", "success");
         if (ok == 1.0) {
-            ran = now_s() - t0;
+            ran = qs_test_now_s() - t0;
             double attempt =
                 metric_c(mt, "qsnap_backup_last_attempt_timestamp_seconds", "sched-coll");
             cr_assert(attempt >= (double)fire && attempt <= (double)fire + 5,
@@ -1113,9 +1079,9 @@ Test(backup, scheduled_run_fires_at_cron_time)
     char *id = job_from_log(dm.log, "schedule");
     cr_assert_not_null(id, "no 'trigger: schedule' job in the log");
     cJSON *job = wait_job(&dm, id, 60);
-    cr_assert_str_eq(jstr(job, "trigger"), "schedule");
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
-    verify_backup(&d, &s, "sched-coll", jstr(job_item(job, "sched-coll"), "snapshot"), 0);
+    cr_assert_str_eq(qs_test_jstr(job, "trigger"), "schedule");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
+    verify_backup(&d, &s, "sched-coll", qs_test_jstr(job_item(job, "sched-coll"), "snapshot"), 0);
     cJSON_Delete(job);
     free(id);
     daemon_stop(&dm);
@@ -1140,8 +1106,8 @@ Test(backup, quick_successive_runs_get_distinct_snapshots)
         char *id = post_backup(&dm, "collection=quick", &st, NULL);
         cr_assert_eq(st, 202);
         cJSON *job = wait_job(&dm, id, 60);
-        cr_assert_str_eq(jstr(job, "state"), "succeeded");
-        names[i] = strdup(jstr(job_item(job, "quick"), "snapshot"));
+        cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
+        names[i] = strdup(qs_test_jstr(job_item(job, "quick"), "snapshot"));
         for (int k = 0; k < i; k++)
             cr_assert_str_neq(names[k], names[i], "run %d reused snapshot name %s", i + 1,
                               names[i]);
@@ -1159,7 +1125,7 @@ Test(backup, quick_successive_runs_get_distinct_snapshots)
         snprintf(key, sizeof(key), "quick/%s", names[i]);
         uint64_t n = 0;
         cr_assert_eq(dest_hash(&d, key, 0, sha, &n, NULL), 0);
-        cr_assert_str_eq(sha, jstr(m, "sha256"));
+        cr_assert_str_eq(sha, qs_test_jstr(m, "sha256"));
         cJSON_Delete(m);
         free(mtext);
     }
@@ -1266,19 +1232,19 @@ Test(backup, bandwidth_cap_slows_the_stream)
     const char *extra[] = {"QSNAP_MAX_BANDWIDTH=4MiB/s", NULL};
     char *out = NULL;
     char *args[] = {"backup", "-c", "capped", NULL};
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     int rc = run_qsnap(&d, &s, extra, args, &out);
-    double took = now_s() - t0;
+    double took = qs_test_now_s() - t0;
     cr_assert_eq(rc, 0, "%s", out);
     free(out);
     cJSON *snaps = standin_snapshots(&s, "capped");
     const cJSON *q = cJSON_GetArrayItem(snaps, 0);
     cr_assert_not_null(q);
-    double mib = jnum(q, "size") / 1048576.0;
+    double mib = qs_test_jnum(q, "size") / 1048576.0;
     /* About 8 MiB at 4 MiB/s: at least ~1.9 s (the first chunk is free). */
     cr_assert_geq(took, (mib - 0.5) / 4.0, "%.1f MiB in %.2f s: faster than 4 MiB/s", mib, took);
     cr_assert_lt(took, 60.0);
-    verify_backup(&d, &s, "capped", jstr(q, "name"), 0);
+    verify_backup(&d, &s, "capped", qs_test_jstr(q, "name"), 0);
     cJSON_Delete(snaps);
     dest_cleanup(&d);
     qs_test_standin_stop(&s);
@@ -1307,9 +1273,9 @@ Test(backup, full_storage_mode)
     const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
     cr_assert_eq(cJSON_GetArraySize(arr), 1, "%s", out);
     const cJSON *b = cJSON_GetArrayItem(arr, 0);
-    cr_assert_str_eq(jstr(b, "collection"), ":full");
-    cr_assert_str_eq(jstr(b, "mode"), "full");
-    verify_backup(&d, &s, ":full", jstr(b, "snapshot"), 0);
+    cr_assert_str_eq(qs_test_jstr(b, "collection"), ":full");
+    cr_assert_str_eq(qs_test_jstr(b, "mode"), "full");
+    verify_backup(&d, &s, ":full", qs_test_jstr(b, "snapshot"), 0);
     cJSON_Delete(lj);
     free(out);
     dest_cleanup(&d);
@@ -1347,7 +1313,7 @@ Test(backup, missing_file_destination_is_an_error)
     free(out);
     cJSON *lj = list_json(&d, &s);
     char *snap =
-        strdup(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(lj, "backups"), 0), "snapshot"));
+        strdup(qs_test_jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(lj, "backups"), 0), "snapshot"));
     cJSON_Delete(lj);
 
     static struct qs_test_daemon dm;
@@ -1419,7 +1385,7 @@ static cJSON *standin_coll_state(const struct qs_test_standin *s, const char *co
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/state", s->url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     cJSON *c = cJSON_DetachItemFromObjectCaseSensitive(cJSON_GetObjectItem(j, "collections"), coll);
     cJSON_Delete(j);
     cr_assert_not_null(c, "stand-in has no collection %s", coll);
@@ -1443,14 +1409,14 @@ static void assert_backup_intact(const struct dest *d, const struct qs_test_stan
     uint64_t n = 0;
     cr_assert_eq(dest_hash(d, key, 0, sha, &n, NULL), 0,
                  "the object %s of the older backup is gone", key);
-    cr_assert_str_eq(sha, jstr(m, "sha256"), "the object %s changed", key);
-    cr_assert_eq(n, (uint64_t)jnum(m, "size"));
+    cr_assert_str_eq(sha, qs_test_jstr(m, "sha256"), "the object %s changed", key);
+    cr_assert_eq(n, (uint64_t)qs_test_jnum(m, "size"));
     cJSON_Delete(m);
     cJSON *lj = list_json(d, s);
     const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
     int found = 0;
     const cJSON *b;
-    cJSON_ArrayForEach(b, arr) found += strcmp(jstr(b, "snapshot"), snap) == 0;
+    cJSON_ArrayForEach(b, arr) found += strcmp(qs_test_jstr(b, "snapshot"), snap) == 0;
     cr_assert_eq(found, 1, "the older backup is not listed");
     cJSON_Delete(lj);
 }
@@ -1480,7 +1446,7 @@ static void same_snapshot_name(int s3)
     cJSON *lj = list_json(&d, &s);
     const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
     cr_assert_eq(cJSON_GetArraySize(arr), 1);
-    char *snap = strdup(jstr(cJSON_GetArrayItem(arr, 0), "snapshot"));
+    char *snap = strdup(qs_test_jstr(cJSON_GetArrayItem(arr, 0), "snapshot"));
     cJSON_Delete(lj);
     verify_backup(&d, &s, "frozen", snap, 0);
     char mkey[1100];
@@ -1506,7 +1472,7 @@ static void same_snapshot_name(int s3)
     /* A second backup in the same second, no fault: refused as well. */
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/faults", s.url);
-    cJSON_Delete(http_json("DELETE", url, NULL, 200));
+    cJSON_Delete(qs_test_http_json("DELETE", url, NULL, 200));
     rc = run_qsnap(&d, &s, NULL, args, &out);
     cr_assert_eq(rc, 1, "same-second backup exited %d:\n%s", rc, out);
     cr_assert_not_null(strstr(out, want), "%s", out);
@@ -1524,7 +1490,7 @@ static void same_snapshot_name(int s3)
     free(out);
     cJSON *m = cJSON_Parse(mtext);
     cJSON *c = standin_coll_state(&s, "frozen-copy");
-    cr_assert_str_eq(jstr(c, "restored_from_sha256"), jstr(m, "sha256"));
+    cr_assert_str_eq(qs_test_jstr(c, "restored_from_sha256"), qs_test_jstr(m, "sha256"));
     cJSON_Delete(c);
     cJSON_Delete(m);
 
@@ -1582,14 +1548,14 @@ static void same_second_moving_clock(int s3)
     snprintf(log, sizeof(log), "%s.log", s.dir);
     pid_t pid = qs_test_spawn(argv, qsnap_env(&d, &s, NULL), log);
     cr_assert_gt(pid, 0);
-    double end = now_s() + 30;
+    double end = qs_test_now_s() + 30;
     char *text = NULL;
     for (;;) {
         free(text);
         text = qs_test_read_file(log, NULL);
         if (text != NULL && strstr(text, "asking Qdrant for another snapshot") != NULL)
             break;
-        cr_assert_lt(now_s(), end, "qsnap never asked again:\n%s", text ? text : "");
+        cr_assert_lt(qs_test_now_s(), end, "qsnap never asked again:\n%s", text ? text : "");
         usleep(20000);
     }
     free(text);
@@ -1604,8 +1570,8 @@ static void same_second_moving_clock(int s3)
     cJSON *lj = list_json(&d, &s);
     const cJSON *arr = cJSON_GetObjectItem(lj, "backups");
     cr_assert_eq(cJSON_GetArraySize(arr), 2);
-    cr_assert_str_neq(jstr(cJSON_GetArrayItem(arr, 0), "snapshot"),
-                      jstr(cJSON_GetArrayItem(arr, 1), "snapshot"));
+    cr_assert_str_neq(qs_test_jstr(cJSON_GetArrayItem(arr, 0), "snapshot"),
+                      qs_test_jstr(cJSON_GetArrayItem(arr, 1), "snapshot"));
     cJSON_Delete(lj);
     /* Qdrant keeps only the newest (QSNAP_LOCAL_KEEP=1), never the deleted
      * one with the taken name. */
@@ -1667,23 +1633,23 @@ static void odd_names(int s3)
     int seen = 0;
     cJSON_ArrayForEach(b, arr)
     {
-        const char *c = jstr(b, "collection");
-        const char *snap = jstr(b, "snapshot");
+        const char *c = qs_test_jstr(b, "collection");
+        const char *snap = qs_test_jstr(b, "snapshot");
         char key[1200];
         if (strcmp(c, ".hidden") == 0) {
             snprintf(key, sizeof(key), ":.hidden/:%s", snap);
-            cr_assert_str_eq(jstr(b, "object"), key);
+            cr_assert_str_eq(qs_test_jstr(b, "object"), key);
             seen |= 1;
         } else {
             cr_assert_str_eq(c, longname);
             snprintf(key, sizeof(key), "%s/%s", longname, snap);
-            cr_assert_str_eq(jstr(b, "object"), key);
+            cr_assert_str_eq(qs_test_jstr(b, "object"), key);
             seen |= 2;
         }
         char sha[65];
         uint64_t n;
         cr_assert_eq(dest_hash(&d, key, 0, sha, &n, NULL), 0, "no object %s", key);
-        cr_assert_str_eq(sha, jstr(b, "sha256"));
+        cr_assert_str_eq(sha, qs_test_jstr(b, "sha256"));
     }
     cr_assert_eq(seen, 3);
     cJSON_Delete(lj);
@@ -1693,7 +1659,7 @@ static void odd_names(int s3)
     cr_assert_eq(rc, 0, "restore exited %d:\n%s", rc, out);
     free(out);
     cJSON *c = standin_coll_state(&s, "hidden-copy");
-    cr_assert_not_null(jstr(c, "restored_from_sha256"));
+    cr_assert_not_null(qs_test_jstr(c, "restored_from_sha256"));
     cJSON_Delete(c);
     /* Local pruning found the verified backups (it lists by the same keys). */
     cr_assert_eq(local_count(&s, ".hidden"), 1);
@@ -1746,9 +1712,9 @@ Test(backup, failures_name_their_phase)
     cJSON *job = wait_job(&dm, id, 120);
     char *jtext = cJSON_PrintUnformatted(job);
     const cJSON *it = job_item(job, "ph");
-    cr_assert_str_eq(jstr(it, "result"), "failure", "%s", jtext);
-    cr_assert_not_null(jstr(it, "phase"), "%s", jtext);
-    cr_assert_str_eq(jstr(it, "phase"), "verify", "%s", jtext);
+    cr_assert_str_eq(qs_test_jstr(it, "result"), "failure", "%s", jtext);
+    cr_assert_not_null(qs_test_jstr(it, "phase"), "%s", jtext);
+    cr_assert_str_eq(qs_test_jstr(it, "phase"), "verify", "%s", jtext);
     free(jtext);
     cJSON_Delete(job);
     free(id);

@@ -36,13 +36,6 @@
 #define AUTH "Authorization: Bearer " TOKEN
 #define PEERS 3
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- the world: a cluster, a shared destination, one sidecar per peer ---------- */
 
 struct world {
@@ -99,32 +92,12 @@ static void teardown(void)
 
 TestSuite(cluster, .init = setup, .fini = teardown, .timeout = 400);
 
-static cJSON *http_json(const char *method, const char *url, const char *body, long want)
-{
-    struct qs_test_resp r;
-    const char *h[] = {"Content-Type: application/json", NULL};
-    int rc = qs_test_http(method, url, h, body, body != NULL ? strlen(body) : 0, &r);
-    cr_assert_eq(rc, 0, "%s %s: no answer", method, url);
-    cr_assert_eq(r.status, want, "%s %s: HTTP %ld (want %ld): %s", method, url, r.status, want,
-                 r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    cr_assert_not_null(j, "%s %s: not JSON: %s", method, url, r.body);
-    qs_test_resp_free(&r);
-    return j;
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* A control-API call on peer i of the cluster. */
 static void ctl(struct world *w, int i, const char *method, const char *path, const char *body)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s%s", w->c.peer[i].url, path);
-    cJSON_Delete(http_json(method, url, body, 200));
+    cJSON_Delete(qs_test_http_json(method, url, body, 200));
 }
 
 /* The peer ids by index, from the stand-in's view (its keys are the exact ids). */
@@ -132,7 +105,7 @@ static void read_ids(struct world *w)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/cluster", w->c.peer[1].url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     const cJSON *peers =
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "view"), "peers");
     const cJSON *p;
@@ -176,9 +149,9 @@ static void wait_active(struct world *w, const char *c)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/collections/%s/cluster", w->c.peer[1].url, c);
-    double end = now_s() + 30;
+    double end = qs_test_now_s() + 30;
     for (;;) {
-        cJSON *j = http_json("GET", url, NULL, 200);
+        cJSON *j = qs_test_http_json("GET", url, NULL, 200);
         const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
         int all = 1, n = 0;
         const char *lists[] = {"local_shards", "remote_shards"};
@@ -186,7 +159,7 @@ static void wait_active(struct world *w, const char *c)
             const cJSON *s;
             cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(res, lists[k]))
             {
-                const char *st = jstr(s, "state");
+                const char *st = qs_test_jstr(s, "state");
                 all &= st != NULL && strcmp(st, "Active") == 0;
                 n++;
             }
@@ -194,7 +167,7 @@ static void wait_active(struct world *w, const char *c)
         cJSON_Delete(j);
         if (all && n > 0)
             return;
-        cr_assert_lt(now_s(), end, "replicas of %s not Active", c);
+        cr_assert_lt(qs_test_now_s(), end, "replicas of %s not Active", c);
         usleep(100000);
     }
 }
@@ -324,14 +297,15 @@ static double metric(const struct world *w, int i, const char *series)
  * others): the probes (every 300 ms) have seen the leader. */
 static void wait_leader_gauge(const struct world *w, int leader)
 {
-    double end = now_s() + 20;
+    double end = qs_test_now_s() + 20;
     for (;;) {
         int ok = 1;
         for (int i = 1; i <= PEERS; i++)
             ok &= metric(w, i, LEADER_GAUGE) == (i == leader ? 1.0 : 0.0);
         if (ok)
             return;
-        cr_assert_lt(now_s(), end, "qsnap_cluster_leader is not 1 on sidecar %d only", leader);
+        cr_assert_lt(qs_test_now_s(), end, "qsnap_cluster_leader is not 1 on sidecar %d only",
+                     leader);
         usleep(100000);
     }
 }
@@ -393,7 +367,7 @@ static char *post_backup(const struct world *w, int i)
     cr_assert_eq(qs_test_http("POST", url, h, "", 0, &r), 0);
     cr_assert_eq(r.status, 202, "POST /v1/backup on sidecar %d: %ld %s", i, r.status, r.body);
     cJSON *j = cJSON_Parse(r.body);
-    char *id = strdup(jstr(j, "job"));
+    char *id = strdup(qs_test_jstr(j, "job"));
     cJSON_Delete(j);
     qs_test_resp_free(&r);
     return id;
@@ -403,15 +377,15 @@ static cJSON *wait_job(const struct world *w, int i, const char *id)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/jobs/%s", w->d[i].url, id);
-    double end = now_s() + 60;
+    double end = qs_test_now_s() + 60;
     for (;;) {
-        cJSON *j = http_json("GET", url, NULL, 200);
-        const char *st = jstr(j, "state");
+        cJSON *j = qs_test_http_json("GET", url, NULL, 200);
+        const char *st = qs_test_jstr(j, "state");
         cr_assert_not_null(st);
         if (strcmp(st, "running") != 0 && strcmp(st, "queued") != 0)
             return j;
         cJSON_Delete(j);
-        cr_assert_lt(now_s(), end, "job %s still running", id);
+        cr_assert_lt(qs_test_now_s(), end, "job %s still running", id);
         usleep(100000);
     }
 }
@@ -426,30 +400,30 @@ static void check_readyz(const struct world *w, int i, int leader)
 {
     char url[128];
     snprintf(url, sizeof(url), "%s/readyz", w->d[i].url);
-    double end = now_s() + 20;
+    double end = qs_test_now_s() + 20;
     cJSON *j;
     const cJSON *cl;
     for (;;) {
-        j = http_json("GET", url, NULL, 200);
+        j = qs_test_http_json("GET", url, NULL, 200);
         cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
         cr_assert(cJSON_IsObject(cl), "no cluster view in /readyz");
-        const char *seen = jstr(cl, "leader");
+        const char *seen = qs_test_jstr(cl, "leader");
         if (seen != NULL && strcmp(seen, w->id[leader]) == 0)
             break;
         cJSON_Delete(j);
-        cr_assert_lt(now_s(), end, "sidecar %d's /readyz never named peer %s the leader", i,
+        cr_assert_lt(qs_test_now_s(), end, "sidecar %d's /readyz never named peer %s the leader", i,
                      w->id[leader]);
         usleep(100000);
     }
-    cr_assert_str_eq(jstr(j, "status"), "ready");
-    cr_assert_str_eq(jstr(cl, "setting"), "auto");
-    cr_assert_str_eq(jstr(cl, "status"), "enabled");
-    cr_assert_str_eq(jstr(cl, "role"), i == leader ? "leader" : "follower");
-    cr_assert_str_eq(jstr(cl, "peer_id"), w->id[i]);
-    cr_assert_str_eq(jstr(cl, "leader"), w->id[leader]);
+    cr_assert_str_eq(qs_test_jstr(j, "status"), "ready");
+    cr_assert_str_eq(qs_test_jstr(cl, "setting"), "auto");
+    cr_assert_str_eq(qs_test_jstr(cl, "status"), "enabled");
+    cr_assert_str_eq(qs_test_jstr(cl, "role"), i == leader ? "leader" : "follower");
+    cr_assert_str_eq(qs_test_jstr(cl, "peer_id"), w->id[i]);
+    cr_assert_str_eq(qs_test_jstr(cl, "leader"), w->id[leader]);
     cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "is_leader")), i == leader);
     cr_assert_eq(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "runs_scheduled")), i == leader);
-    cr_assert_str_eq(jstr(cl, "raft_role"), i == leader ? "Leader" : "Follower");
+    cr_assert_str_eq(qs_test_jstr(cl, "raft_role"), i == leader ? "Leader" : "Follower");
     const cJSON *peers = cJSON_GetObjectItemCaseSensitive(cl, "peers");
     cr_assert_eq(cJSON_GetArraySize(peers), PEERS);
     for (int k = 1; k <= PEERS; k++) {
@@ -457,8 +431,8 @@ static void check_readyz(const struct world *w, int i, int leader)
         cr_assert(cJSON_IsObject(p), "peer %s missing from /readyz", w->id[k]);
         char uri[64];
         snprintf(uri, sizeof(uri), "http://%s:6335/", w->c.peer[k].host);
-        cr_assert_str_eq(jstr(p, "uri"), uri);
-        cr_assert_str_eq(jstr(p, "rest_url"), w->c.peer[k].url);
+        cr_assert_str_eq(qs_test_jstr(p, "uri"), uri);
+        cr_assert_str_eq(qs_test_jstr(p, "rest_url"), w->c.peer[k].url);
     }
     cJSON_Delete(j);
 }
@@ -621,9 +595,9 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     }
 
     /* 1st fire: sidecar 1 runs it */
-    double end = now_s() + 60;
+    double end = qs_test_now_s() + 60;
     while (metric(&w, 1, "qsnap_backups_total{collection=\"sched\",result=\"success\"}") != 1.0) {
-        cr_assert_lt(now_s(), end, "no scheduled backup on the leader's sidecar");
+        cr_assert_lt(qs_test_now_s(), end, "no scheduled backup on the leader's sidecar");
         usleep(200000);
     }
     char skip2[200], skip3[200];
@@ -636,7 +610,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
              "leader is peer %s",
              w.id[3], w.id[1]);
     while (log_count(&w, 2, skip2) + log_count(&w, 3, skip3) < 2) {
-        cr_assert_lt(now_s(), end, "the followers did not log their skip");
+        cr_assert_lt(qs_test_now_s(), end, "the followers did not log their skip");
         usleep(100000);
     }
     cr_assert_eq(log_count(&w, 1, "(trigger: schedule)"), 1);
@@ -663,7 +637,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     /* a follower's manual backup: it runs, and never prunes */
     char *job = post_backup(&w, 3);
     cJSON *j = wait_job(&w, 3, job);
-    cr_assert_str_eq(jstr(j, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(j, "state"), "succeeded");
     cJSON_Delete(j);
     free(job);
     char noprune[240];
@@ -688,9 +662,9 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     cr_assert_lt(test_now(&w), fire2 - 1, "the first part took too long");
 
     /* 2nd fire: sidecar 2 runs it, and prunes */
-    end = now_s() + 90;
+    end = qs_test_now_s() + 90;
     while (metric(&w, 2, "qsnap_backups_total{collection=\"sched\",result=\"success\"}") != 1.0) {
-        cr_assert_lt(now_s(), end, "no scheduled backup on the new leader's sidecar");
+        cr_assert_lt(qs_test_now_s(), end, "no scheduled backup on the new leader's sidecar");
         usleep(200000);
     }
     snprintf(skip3, sizeof(skip3),
@@ -703,7 +677,7 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
              "leader is peer %s",
              w.id[1], w.id[2]);
     while (log_count(&w, 1, skip1) + log_count(&w, 3, skip3) < 2) {
-        cr_assert_lt(now_s(), end, "the followers did not log their second skip");
+        cr_assert_lt(qs_test_now_s(), end, "the followers did not log their second skip");
         usleep(100000);
     }
     cr_assert_eq(log_count(&w, 1, "(trigger: schedule)"), 1, "sidecar 1 ran again");
@@ -713,14 +687,14 @@ Test(cluster, scheduled_backup_runs_on_the_leaders_sidecar_only)
     cr_assert_eq(metric(&w, 3, SKIPPED("backup", "follower")), 2.0);
     cr_assert_eq(metric(&w, 2, SKIPPED("backup", "follower")), 1.0);
     /* the leader's job pruned: only its new backup is left (KEEP_MIN=1) */
-    end = now_s() + 30;
+    end = qs_test_now_s() + 30;
     for (;;) {
         b = backups_of(&w, "sched", &n);
         int done = n == 1 && made_by(&w, "sched", b[0], 2);
         strv_free(b, n);
         if (done)
             break;
-        cr_assert_lt(now_s(), end, "the leader's sidecar did not prune (%zu backups)", n);
+        cr_assert_lt(qs_test_now_s(), end, "the leader's sidecar did not prune (%zu backups)", n);
         usleep(200000);
     }
     newest_backup(&w, "sched", &m);
@@ -752,10 +726,10 @@ Test(cluster, cluster_unreachable_at_the_scheduled_time_skips_with_an_error)
     wait_leader_gauge(&w, 1);
     qs_test_cluster_kill(&w.c, 3);
     cr_assert_lt(test_now(&w), qs_timegm(2031, 3, 14, 3, 5, 0) - 1, "too slow to start");
-    double end = now_s() + 60;
+    double end = qs_test_now_s() + 60;
     const char *err3 = "scheduled backup skipped: cannot ask Qdrant which peer is the Raft leader";
     while (log_count(&w, 3, err3) == 0) {
-        cr_assert_lt(now_s(), end, "sidecar 3 did not skip");
+        cr_assert_lt(qs_test_now_s(), end, "sidecar 3 did not skip");
         usleep(200000);
     }
     char *log = sidecar_log(&w, 3);
@@ -768,11 +742,11 @@ Test(cluster, cluster_unreachable_at_the_scheduled_time_skips_with_an_error)
     cr_assert_eq(metric(&w, 3, LEADER_GAUGE), 0.0);
     cr_assert_eq(log_count(&w, 3, "(trigger: schedule)"), 0);
     while (metric(&w, 1, "qsnap_backups_total{collection=\"gone\",result=\"success\"}") != 1.0) {
-        cr_assert_lt(now_s(), end, "the leader's sidecar did not run the backup");
+        cr_assert_lt(qs_test_now_s(), end, "the leader's sidecar did not run the backup");
         usleep(200000);
     }
     while (metric(&w, 2, SKIPPED("backup", "follower")) != 1.0) {
-        if (now_s() > end) {
+        if (qs_test_now_s() > end) {
             char *l2 = sidecar_log(&w, 2);
             cr_assert_fail("sidecar 2 did not skip as a follower; log:\n%s", l2);
         }
@@ -784,11 +758,11 @@ Test(cluster, cluster_unreachable_at_the_scheduled_time_skips_with_an_error)
     /* /readyz of sidecar 3: 503 (its Qdrant is gone) with the view unknown */
     char url[128];
     snprintf(url, sizeof(url), "%s/readyz", w.d[3].url);
-    cJSON *j = http_json("GET", url, NULL, 503);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 503);
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
-    cr_assert_str_eq(jstr(cl, "status"), "unknown");
-    cr_assert_str_eq(jstr(cl, "role"), "unknown");
-    cr_assert_not_null(jstr(cl, "error"));
+    cr_assert_str_eq(qs_test_jstr(cl, "status"), "unknown");
+    cr_assert_str_eq(qs_test_jstr(cl, "role"), "unknown");
+    cr_assert_not_null(qs_test_jstr(cl, "error"));
     cJSON_Delete(j);
     size_t n;
     char **b = backups_of(&w, "gone", &n);
@@ -814,10 +788,10 @@ Test(cluster, no_leader_at_the_scheduled_time_nobody_runs)
     wait_leader_gauge(&w, 1);
     set_leader(&w, 0);
     wait_leader_gauge(&w, 0);
-    double end = now_s() + 60;
+    double end = qs_test_now_s() + 60;
     for (int i = 1; i <= PEERS; i++) {
         while (metric(&w, i, SKIPPED("backup", "no_leader")) != 1.0) {
-            cr_assert_lt(now_s(), end, "sidecar %d did not skip", i);
+            cr_assert_lt(qs_test_now_s(), end, "sidecar %d did not skip", i);
             usleep(200000);
         }
         cr_assert_eq(log_count(&w, i,
@@ -849,16 +823,16 @@ Test(cluster, off_never_asks_and_runs_as_a_single_node)
     sidecar_start(&w, 2, extra);
     char url[128];
     snprintf(url, sizeof(url), "%s/readyz", w.d[2].url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
-    cr_assert_str_eq(jstr(cl, "setting"), "off");
-    cr_assert_str_eq(jstr(cl, "status"), "off");
+    cr_assert_str_eq(qs_test_jstr(cl, "setting"), "off");
+    cr_assert_str_eq(qs_test_jstr(cl, "status"), "off");
     cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "checked_at"), "off never asks");
     cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "peer_id"));
     cJSON_Delete(j);
-    double end = now_s() + 60;
+    double end = qs_test_now_s() + 60;
     while (metric(&w, 2, "qsnap_backups_total{collection=\"plain\",result=\"success\"}") != 1.0) {
-        cr_assert_lt(now_s(), end, "no scheduled backup with QSNAP_CLUSTER=off");
+        cr_assert_lt(qs_test_now_s(), end, "no scheduled backup with QSNAP_CLUSTER=off");
         usleep(200000);
     }
     cr_assert_eq(metric(&w, 2, LEADER_GAUGE), 0.0);
@@ -954,8 +928,9 @@ Test(cluster, single_node_auto_is_todays_behaviour)
     g_single = &s;
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/collections", s.url);
-    cJSON_Delete(http_json("POST", url, "{\"name\":\"solo\",\"points\":30,\"dim\":8}", 200));
-    cJSON_Delete(http_json("POST", url, "{\"name\":\"duo\",\"points\":10,\"dim\":8}", 200));
+    cJSON_Delete(
+        qs_test_http_json("POST", url, "{\"name\":\"solo\",\"points\":30,\"dim\":8}", 200));
+    cJSON_Delete(qs_test_http_json("POST", url, "{\"name\":\"duo\",\"points\":10,\"dim\":8}", 200));
     const char *modes[] = {"auto", "off"};
     char *lay[2];
     for (int m = 0; m < 2; m++) {
@@ -1015,11 +990,11 @@ Test(cluster, single_node_auto_is_todays_behaviour)
     cr_assert_eq(qs_test_daemon_start(&d, env), 0);
     snprintf(url, sizeof(url), "%s/readyz", d.url);
     cr_assert_eq(qs_test_wait_http(url, 30), 0);
-    cJSON *j = http_json("GET", url, NULL, 200);
-    cr_assert_str_eq(jstr(j, "status"), "ready");
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
+    cr_assert_str_eq(qs_test_jstr(j, "status"), "ready");
     const cJSON *cl = cJSON_GetObjectItemCaseSensitive(j, "cluster");
-    cr_assert_str_eq(jstr(cl, "status"), "disabled");
-    cr_assert_str_eq(jstr(cl, "role"), "single");
+    cr_assert_str_eq(qs_test_jstr(cl, "status"), "disabled");
+    cr_assert_str_eq(qs_test_jstr(cl, "role"), "single");
     cr_assert(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cl, "runs_scheduled")));
     cr_assert_null(cJSON_GetObjectItemCaseSensitive(cl, "peers"));
     cJSON_Delete(j);
@@ -1080,7 +1055,7 @@ static double shard_streams(const struct world *w, int i)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/state", w->c.peer[i].url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     const cJSON *n = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(j, "counters"), "shard_streams");
     cr_assert(cJSON_IsNumber(n));
@@ -1188,7 +1163,7 @@ Test(cluster, backup_stores_every_shard_once_from_an_active_replica)
         char *job = post_backup(&w, by);
         cJSON *j = wait_job(&w, by, job);
         char *txt = cJSON_Print(j);
-        cr_assert_str_eq(jstr(j, "state"), "succeeded", "%s", txt);
+        cr_assert_str_eq(qs_test_jstr(j, "state"), "succeeded", "%s", txt);
         free(txt);
         cJSON_Delete(j);
         free(job);
@@ -1263,7 +1238,7 @@ Test(cluster, peer_down_uses_another_replica_or_fails_the_collection_clearly)
     char *job = post_backup(&w, 1);
     cJSON *j = wait_job(&w, 1, job);
     char *txt = cJSON_Print(j);
-    cr_assert_str_eq(jstr(j, "state"), "failed", "%s", txt);
+    cr_assert_str_eq(qs_test_jstr(j, "state"), "failed", "%s", txt);
     cr_assert_not_null(strstr(txt, "shard 0 has no Active replica (peer "), "%s", txt);
     cr_assert_not_null(strstr(txt, " Dead, peer "), "%s", txt);
     free(txt);
@@ -1303,9 +1278,9 @@ Test(cluster, replica_marked_dead_during_its_stream_is_not_kept)
     ctl(&w, a, "POST", "/__standin/faults",
         "{\"pause_shard_stream_after\":2048,\"pause_shard_stream_s\":3}");
     char *job = post_backup(&w, a);
-    double end = now_s() + 30;
+    double end = qs_test_now_s() + 30;
     while (shard_streams(&w, a) < 1.0) {
-        cr_assert_lt(now_s(), end, "peer %d never streamed the shard", a);
+        cr_assert_lt(qs_test_now_s(), end, "peer %d never streamed the shard", a);
         usleep(20000);
     }
     char body[256];
@@ -1315,7 +1290,7 @@ Test(cluster, replica_marked_dead_during_its_stream_is_not_kept)
     ctl(&w, a, "POST", "/__standin/cluster/replica", body);
     cJSON *j = wait_job(&w, a, job);
     char *txt = cJSON_Print(j);
-    cr_assert_str_eq(jstr(j, "state"), "succeeded", "%s", txt);
+    cr_assert_str_eq(qs_test_jstr(j, "state"), "succeeded", "%s", txt);
     free(txt);
     cJSON_Delete(j);
     free(job);
@@ -1340,26 +1315,7 @@ Test(cluster, replica_marked_dead_during_its_stream_is_not_kept)
  * by ascending id), as JSON text (owned). */
 static char *all_points(const char *base, const char *c)
 {
-    cJSON *out = cJSON_CreateArray();
-    char url[256], body[160], offset[64] = "null";
-    snprintf(url, sizeof(url), "%s/collections/%s/points/scroll", base, c);
-    for (;;) {
-        snprintf(body, sizeof(body),
-                 "{\"limit\":100,\"offset\":%s,\"with_payload\":true,\"with_vector\":true}",
-                 offset);
-        cJSON *j = http_json("POST", url, body, 200);
-        const cJSON *res = cJSON_GetObjectItemCaseSensitive(j, "result");
-        const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(res, "points"))
-            cJSON_AddItemToArray(out, cJSON_Duplicate(p, 1));
-        const cJSON *next = cJSON_GetObjectItemCaseSensitive(res, "next_page_offset");
-        int more = cJSON_IsNumber(next);
-        if (more)
-            snprintf(offset, sizeof(offset), "%.0f", next->valuedouble);
-        cJSON_Delete(j);
-        if (!more)
-            break;
-    }
+    cJSON *out = qs_test_all_points(base, c);
     char *text = cJSON_PrintUnformatted(out);
     cJSON_Delete(out);
     return text;
@@ -1427,10 +1383,10 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
     make_sharded(&w, "six", 90, 6);
     char url[256];
     snprintf(url, sizeof(url), "%s/collections/aliases", w.c.peer[1].url);
-    cJSON_Delete(http_json("POST", url,
-                           "{\"actions\":[{\"create_alias\":{\"collection_name\":\"six\","
-                           "\"alias_name\":\"six-prod\"}}]}",
-                           200));
+    cJSON_Delete(qs_test_http_json("POST", url,
+                                   "{\"actions\":[{\"create_alias\":{\"collection_name\":\"six\","
+                                   "\"alias_name\":\"six-prod\"}}]}",
+                                   200));
     char *want = all_points(w.c.peer[1].url, "six");
     cr_assert_gt(strlen(want), 1000, "%s", want);
     char *out = NULL;
@@ -1456,7 +1412,7 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
         free(got);
     }
     snprintf(url, sizeof(url), "%s/collections/six-prod", two.peer[2].url);
-    cJSON_Delete(http_json("GET", url, NULL, 200));
+    cJSON_Delete(qs_test_http_json("GET", url, NULL, 200));
     /* again into the same, now populated, collection: the other replicas
      * could still serve the data they hold when the restore looked done, so
      * it is refused and nothing changes */
@@ -1482,7 +1438,7 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
     cr_assert_str_eq(got, want, "the single node");
     free(got);
     snprintf(url, sizeof(url), "%s/collections/six", single.url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     const cJSON *sn = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(
             cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "result"),
@@ -1494,8 +1450,8 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
 
     /* a single-node shards backup into the 2-peer cluster */
     snprintf(url, sizeof(url), "%s/__standin/collections", single.url);
-    cJSON_Delete(http_json("POST", url,
-                           "{\"name\":\"solo\",\"points\":40,\"dim\":8,\"shard_number\":3}", 200));
+    cJSON_Delete(qs_test_http_json(
+        "POST", url, "{\"name\":\"solo\",\"points\":40,\"dim\":8,\"shard_number\":3}", 200));
     char *solo = all_points(single.url, "solo");
     {
         char q[160];
@@ -1534,17 +1490,17 @@ Test(cluster, restore_into_another_cluster_size_and_a_single_node)
     cr_assert_not_null(strstr(out, "collection snapshot of 3 shards"), "%s", out);
     free(out);
     snprintf(url, sizeof(url), "%s/collections/solo-coll", two.peer[1].url);
-    cJSON_Delete(http_json("GET", url, NULL, 404));
+    cJSON_Delete(qs_test_http_json("GET", url, NULL, 404));
 
     /* a replica that never turns Active: the bounded wait fails the restore,
      * naming the shard and the states */
     snprintf(url, sizeof(url), "%s/__standin/collections", two.peer[1].url);
-    cJSON_Delete(http_json("POST", url,
-                           "{\"name\":\"stuck\",\"points\":0,\"dim\":8,\"shard_number\":6,"
-                           "\"replication_factor\":2}",
-                           200));
+    cJSON_Delete(qs_test_http_json("POST", url,
+                                   "{\"name\":\"stuck\",\"points\":0,\"dim\":8,\"shard_number\":6,"
+                                   "\"replication_factor\":2}",
+                                   200));
     snprintf(url, sizeof(url), "%s/__standin/cluster/replica", two.peer[1].url);
-    cJSON_Delete(http_json(
+    cJSON_Delete(qs_test_http_json(
         "POST", url, "{\"collection\":\"stuck\",\"shard\":2,\"peer\":2,\"state\":\"Dead\"}", 200));
     g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=2000";
     const char *rstuck[] = {"restore", "-c", "six", "--to", "stuck", NULL};
@@ -1568,7 +1524,7 @@ static double counter(const struct world *w, int i, const char *name)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/state", w->c.peer[i].url);
-    cJSON *j = http_json("GET", url, NULL, 200);
+    cJSON *j = qs_test_http_json("GET", url, NULL, 200);
     const cJSON *n =
         cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, "counters"), name);
     cr_assert(cJSON_IsNumber(n), "no counter %s", name);
@@ -1611,7 +1567,7 @@ Test(cluster, unanswered_get_cluster_fails_manual_work_instead_of_guessing)
     cr_assert_eq(counter(&w, 1, "shard_uploads"), 0.0, "a shard was uploaded");
     char url[256];
     snprintf(url, sizeof(url), "%s/collections/guess-copy", w.c.peer[1].url);
-    cJSON_Delete(http_json("GET", url, NULL, 404));
+    cJSON_Delete(qs_test_http_json("GET", url, NULL, 404));
     ctl(&w, 1, "POST", "/__standin/faults", "{\"drop_cluster\":false}");
     stop_all();
 }

@@ -37,13 +37,6 @@
 #define QDRANT_KEY "faults-qdrant-api-key-9876543210"
 #define MiB (1024 * 1024)
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- per-test state, released by teardown even after a failed assertion --- */
 
 struct env {
@@ -437,16 +430,8 @@ static void standin_start(void)
 
 static cJSON *http_json(const char *method, const char *url, const char *body, long want)
 {
-    struct qs_test_resp r;
-    const char *h[] = {"Content-Type: application/json", "api-key: " QDRANT_KEY, AUTH, NULL};
-    int rc = qs_test_http(method, url, h, body, body != NULL ? strlen(body) : 0, &r);
-    cr_assert_eq(rc, 0, "%s %s: no answer", method, url);
-    cr_assert_eq(r.status, want, "%s %s: HTTP %ld (want %ld): %s", method, url, r.status, want,
-                 r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    cr_assert_not_null(j, "%s %s: not JSON: %s", method, url, r.body);
-    qs_test_resp_free(&r);
-    return j;
+    const char *const h[] = {"Content-Type: application/json", "api-key: " QDRANT_KEY, AUTH, NULL};
+    return qs_test_http_json_h(method, url, h, body, want);
 }
 
 static void standin_post(const char *path, const char *body)
@@ -578,11 +563,11 @@ static void daemon_start(const char *const *extra, int wait_ready)
 /* SIGTERM; returns the seconds it took to exit 0 (asserted). */
 static double daemon_term(double limit_s)
 {
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     kill(E.daemon, SIGTERM);
     int st = 0;
     int rc = qs_test_wait_exit(E.daemon, limit_s, &st);
-    double dt = now_s() - t0;
+    double dt = qs_test_now_s() - t0;
     if (rc != 0)
         qs_test_kill(E.daemon);
     E.daemon = -1;
@@ -637,7 +622,7 @@ static const char *jstr(const cJSON *o, const char *k)
 
 static cJSON *wait_job(const char *id, double timeout_s)
 {
-    double end = now_s() + timeout_s;
+    double end = qs_test_now_s() + timeout_s;
     for (;;) {
         cJSON *j = job_get(id);
         const char *st = jstr(j, "state");
@@ -645,7 +630,7 @@ static cJSON *wait_job(const char *id, double timeout_s)
             strcmp(st, "cancelled") == 0)
             return j;
         cJSON_Delete(j);
-        cr_assert_lt(now_s(), end, "job %s still running after %.0f s", id, timeout_s);
+        cr_assert_lt(qs_test_now_s(), end, "job %s still running after %.0f s", id, timeout_s);
         usleep(200000);
     }
 }
@@ -669,7 +654,7 @@ static void assert_job(cJSON *job, const char *state)
 /* Waits until the running job has streamed at least bytes. */
 static void wait_job_bytes(const char *id, double bytes, double timeout_s)
 {
-    double end = now_s() + timeout_s;
+    double end = qs_test_now_s() + timeout_s;
     for (;;) {
         cJSON *j = job_get(id);
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(j, "bytes");
@@ -681,7 +666,7 @@ static void wait_job_bytes(const char *id, double bytes, double timeout_s)
         free(t);
         if (v >= bytes)
             return;
-        cr_assert_lt(now_s(), end, "job %s streamed only %.0f bytes", id, v);
+        cr_assert_lt(qs_test_now_s(), end, "job %s streamed only %.0f bytes", id, v);
         usleep(100000);
     }
 }
@@ -750,12 +735,12 @@ Test(faults, s3_unreachable_at_startup_then_back)
     /* /readyz: 503 naming the destination once the first probe is done */
     long st = 0;
     char *body = NULL;
-    double end = now_s() + 60;
+    double end = qs_test_now_s() + 60;
     for (;;) {
         body = daemon_get("/readyz", &st);
         if (st == 503 && strstr(body, "destination: ") != NULL)
             break;
-        cr_assert_lt(now_s(), end, "/readyz: %ld %s", st, body);
+        cr_assert_lt(qs_test_now_s(), end, "/readyz: %ld %s", st, body);
         free(body);
         usleep(200000);
     }
@@ -874,9 +859,9 @@ Test(faults, qdrant_stalls_until_timeouts)
     const char *extra[] = {"QSNAP_TEST_QDRANT_TIMEOUT_MS=1500", "QSNAP_COLLECTIONS=stall", NULL};
     daemon_start(extra, 1);
     standin_post("/__standin/faults", "{\"stall_s\":600}");
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     cJSON *job = backup_now(300);
-    double dt = now_s() - t0;
+    double dt = qs_test_now_s() - t0;
     assert_job(job, "failed");
     char *jt = cJSON_PrintUnformatted(job);
     cr_assert(strstr(jt, "time") != NULL || strstr(jt, "Timeout") != NULL,
@@ -1095,13 +1080,13 @@ static int raw_http(const char *req, char **resp)
     }
     struct qs_buf b;
     qs_buf_init(&b);
-    double end = now_s() + 10;
+    double end = qs_test_now_s() + 10;
     for (;;) {
         char buf[4096];
         size_t n = 0;
         CURLcode rc = curl_easy_recv(c, buf, sizeof(buf), &n);
         if (rc == CURLE_AGAIN) {
-            if (now_s() > end)
+            if (qs_test_now_s() > end)
                 break;
             usleep(1000);
             continue;
@@ -1291,9 +1276,9 @@ Test(security, body_and_connection_limits)
     curl_easy_setopt(c, CURLOPT_URL, E.url);
     curl_easy_setopt(c, CURLOPT_CONNECT_ONLY, 1L);
     cr_assert_eq(curl_easy_perform(c), CURLE_OK);
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     int closed = 0;
-    while (now_s() - t0 < 30) {
+    while (qs_test_now_s() - t0 < 30) {
         char buf[256];
         size_t n = 0;
         CURLcode rc = curl_easy_recv(c, buf, sizeof(buf), &n);

@@ -139,26 +139,13 @@ static size_t dest_uploads(struct qs_test_world *w)
 
 /* ---- the stand-in's API ------------------------------------------------------- */
 
-static cJSON *http_json(const char *method, const char *url, const char *body, long want)
-{
-    struct qs_test_resp r;
-    const char *h[] = {"Content-Type: application/json", NULL};
-    cr_assert_eq(qs_test_http(method, url, h, body, body != NULL ? strlen(body) : 0, &r), 0,
-                 "%s %s: no answer", method, url);
-    cr_assert_eq(r.status, want, "%s %s: HTTP %ld: %s", method, url, r.status, r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    cr_assert_not_null(j, "%s %s: not JSON: %s", method, url, r.body);
-    qs_test_resp_free(&r);
-    return j;
-}
-
 /* A request to the stand-in; returns its JSON answer (owned). */
 static cJSON *qd(struct qs_test_world *w, const char *method, const char *path, const char *body,
                  long want)
 {
     char url[512];
     snprintf(url, sizeof(url), "%s%s", w->qd.url, path);
-    return http_json(method, url, body, want);
+    return qs_test_http_json(method, url, body, want);
 }
 
 /* The envelope's result of a 200 answer (owned by the caller via *root). */
@@ -174,19 +161,6 @@ static const cJSON *qd_result(struct qs_test_world *w, const char *method, const
 static void qd_ok(struct qs_test_world *w, const char *method, const char *path, const char *body)
 {
     cJSON_Delete(qd(w, method, path, body, 200));
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static double jnum(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    cr_assert(cJSON_IsNumber(v), "field %s: not a number", k);
-    return v->valuedouble;
 }
 
 /* The collection under test: three shards, POINTS points with a keyword
@@ -227,26 +201,7 @@ static void make_collection(struct qs_test_world *w, const char *name, int npoin
 /* Every point of coll (ids, vectors, payloads), by id (caller deletes). */
 static cJSON *all_points(struct qs_test_world *w, const char *coll)
 {
-    cJSON *out = cJSON_CreateArray();
-    char path[256], body[128], offset[64] = "null";
-    snprintf(path, sizeof(path), "/collections/%s/points/scroll", coll);
-    for (;;) {
-        snprintf(body, sizeof(body),
-                 "{\"limit\":100,\"offset\":%s,\"with_payload\":true,\"with_vector\":true}",
-                 offset);
-        cJSON *root;
-        const cJSON *res = qd_result(w, "POST", path, body, &root);
-        const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(res, "points"))
-            cJSON_AddItemToArray(out, cJSON_Duplicate(p, 1));
-        const cJSON *next = cJSON_GetObjectItemCaseSensitive(res, "next_page_offset");
-        int more = cJSON_IsNumber(next);
-        if (more)
-            snprintf(offset, sizeof(offset), "%.0f", next->valuedouble);
-        cJSON_Delete(root);
-        if (!more)
-            return out;
-    }
+    return qs_test_all_points(w->qd.url, coll);
 }
 
 static cJSON *collection_info(struct qs_test_world *w, const char *coll)
@@ -295,11 +250,11 @@ static void assert_same_collection(struct qs_test_world *w, const char *source, 
     cr_assert_eq(cJSON_GetArraySize(sa), 2);
     cr_assert(cJSON_Compare(sa, sb, 1), "payload indexes differ:\n%s\n%s", cJSON_Print(sa),
               cJSON_Print(sb));
-    cr_assert_eq(jnum(ra, "points_count"), jnum(rb, "points_count"));
+    cr_assert_eq(qs_test_jnum(ra, "points_count"), qs_test_jnum(rb, "points_count"));
     const cJSON *ca = cJSON_GetObjectItem(ra, "config"), *cb = cJSON_GetObjectItem(rb, "config");
     cr_assert(cJSON_Compare(ca, cb, 1), "configurations differ:\n%s\n%s", cJSON_Print(ca),
               cJSON_Print(cb));
-    cr_assert_eq(jnum(cJSON_GetObjectItem(cb, "params"), "shard_number"), 3);
+    cr_assert_eq(qs_test_jnum(cJSON_GetObjectItem(cb, "params"), "shard_number"), 3);
     cJSON_Delete(ia);
     cJSON_Delete(ib);
 }
@@ -314,8 +269,8 @@ static const char *alias_target(struct qs_test_world *w, const char *alias)
     const char *found = NULL;
     cJSON_ArrayForEach(a, cJSON_GetObjectItem(res, "aliases"))
     {
-        if (strcmp(jstr(a, "alias_name"), alias) == 0) {
-            qs_strlcpy(out, jstr(a, "collection_name"), sizeof(out));
+        if (strcmp(qs_test_jstr(a, "alias_name"), alias) == 0) {
+            qs_strlcpy(out, qs_test_jstr(a, "collection_name"), sizeof(out));
             found = out;
         }
     }
@@ -342,7 +297,7 @@ static cJSON *standin_state(struct qs_test_world *w)
 static double counter(struct qs_test_world *w, const char *name)
 {
     cJSON *st = standin_state(w);
-    double v = jnum(cJSON_GetObjectItem(st, "counters"), name);
+    double v = qs_test_jnum(cJSON_GetObjectItem(st, "counters"), name);
     cJSON_Delete(st);
     return v;
 }
@@ -391,17 +346,17 @@ static void both_methods(int s3)
     cr_assert_eq(cJSON_GetArraySize(backups), 2);
     const cJSON *shards = cJSON_GetArrayItem(backups, 0); /* newest first */
     const cJSON *coll = cJSON_GetArrayItem(backups, 1);
-    cr_assert_str_eq(jstr(shards, "method"), "shards");
-    cr_assert_str_eq(jstr(coll, "method"), "collection");
+    cr_assert_str_eq(qs_test_jstr(shards, "method"), "shards");
+    cr_assert_str_eq(qs_test_jstr(coll, "method"), "collection");
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(shards, "shards")), 3);
-    cr_assert_eq(jnum(shards, "points_count"), POINTS);
-    cr_assert_eq(jnum(shards, "format"), 2);
+    cr_assert_eq(qs_test_jnum(shards, "points_count"), POINTS);
+    cr_assert_eq(qs_test_jnum(shards, "format"), 2);
     cr_assert(cJSON_Compare(cJSON_GetObjectItem(shards, "aliases"),
                             cJSON_GetObjectItem(coll, "aliases"), 1));
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(shards, "aliases")), 2);
     char run[300], snap[300];
-    qs_strlcpy(run, jstr(shards, "snapshot"), sizeof(run));
-    qs_strlcpy(snap, jstr(coll, "snapshot"), sizeof(snap));
+    qs_strlcpy(run, qs_test_jstr(shards, "snapshot"), sizeof(run));
+    qs_strlcpy(snap, qs_test_jstr(coll, "snapshot"), sizeof(snap));
     cJSON_Delete(l);
 
     /* The shards backup under a new name, aliases moved to it. */
@@ -416,12 +371,12 @@ static void both_methods(int s3)
     int shard_uploads = 0;
     cJSON_ArrayForEach(u, cJSON_GetObjectItem(st, "uploads"))
     {
-        if (strcmp(jstr(u, "collection"), "mem-shards") != 0)
+        if (strcmp(qs_test_jstr(u, "collection"), "mem-shards") != 0)
             continue;
         shard_uploads++;
-        cr_assert_str_eq(jstr(u, "priority"), "snapshot");
-        cr_assert_str_eq(jstr(u, "checksum_param"), jstr(u, "sha256"));
-        cr_assert_eq(jnum(u, "status"), 200);
+        cr_assert_str_eq(qs_test_jstr(u, "priority"), "snapshot");
+        cr_assert_str_eq(qs_test_jstr(u, "checksum_param"), qs_test_jstr(u, "sha256"));
+        cr_assert_eq(qs_test_jnum(u, "status"), 200);
     }
     cr_assert_eq(shard_uploads, 3);
     cJSON_Delete(st);
@@ -582,9 +537,9 @@ static void version1(int s3)
     free(out);
     const cJSON *b = cJSON_GetArrayItem(cJSON_GetObjectItem(l, "backups"), 0);
     cr_assert_not_null(b);
-    cr_assert_str_eq(jstr(b, "snapshot"), V1_SNAP);
-    cr_assert_eq(jnum(b, "format"), 1);
-    cr_assert_str_eq(jstr(b, "method"), "collection");
+    cr_assert_str_eq(qs_test_jstr(b, "snapshot"), V1_SNAP);
+    cr_assert_eq(qs_test_jnum(b, "format"), 1);
+    cr_assert_str_eq(qs_test_jstr(b, "method"), "collection");
     cr_assert(cJSON_IsNull(cJSON_GetObjectItem(b, "aliases")));
     cJSON_Delete(l);
 
@@ -594,7 +549,7 @@ static void version1(int s3)
     cr_assert_not_null(strstr(out, "restored " V1_SNAP " into collection legacy"), "%s", out);
     free(out);
     cJSON *info = collection_info(&w, "legacy");
-    cr_assert_eq(jnum(cJSON_GetObjectItem(info, "result"), "points_count"), 12);
+    cr_assert_eq(qs_test_jnum(cJSON_GetObjectItem(info, "result"), "points_count"), 12);
     cJSON_Delete(info);
 
     /* pruned (manifest first) once a newer backup exists and it is old */
@@ -670,12 +625,12 @@ static cJSON *restore_job(struct qs_test_daemon *d, const char *json)
     cJSON *j = cJSON_Parse(body);
     free(body);
     char url[256];
-    snprintf(url, sizeof(url), "%s/v1/jobs/%s", d->url, jstr(j, "job"));
+    snprintf(url, sizeof(url), "%s/v1/jobs/%s", d->url, qs_test_jstr(j, "job"));
     cJSON_Delete(j);
     double end = qs_monotonic() + 120;
     for (;;) {
-        j = http_json("GET", url, NULL, 200);
-        const char *s = jstr(j, "state");
+        j = qs_test_http_json("GET", url, NULL, 200);
+        const char *s = qs_test_jstr(j, "state");
         if (strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0)
             return j;
         cJSON_Delete(j);
@@ -720,15 +675,16 @@ Test(fidelity, too_old_a_backup_is_refused_naming_both_versions_and_restores_for
                        body);
     free(body);
     cJSON *j = restore_job(&d, "{\"collection\":\"mem\",\"target\":\"old\"}");
-    cr_assert_str_eq(jstr(j, "state"), "failed");
-    cr_assert_not_null(strstr(jstr(j, "error"), "Qdrant 1.11.4"), "%s", jstr(j, "error"));
+    cr_assert_str_eq(qs_test_jstr(j, "state"), "failed");
+    cr_assert_not_null(strstr(qs_test_jstr(j, "error"), "Qdrant 1.11.4"), "%s",
+                       qs_test_jstr(j, "error"));
     cJSON_Delete(j);
     cr_assert_eq(collection_exists(&w, "old"), 0);
     /* forced, aliases left alone */
     j = restore_job(&d, "{\"collection\":\"mem\",\"target\":\"old\",\"force\":true,"
                         "\"aliases\":false}");
     char *txt = cJSON_PrintUnformatted(j);
-    cr_assert_str_eq(jstr(j, "state"), "succeeded", "%s", txt);
+    cr_assert_str_eq(qs_test_jstr(j, "state"), "succeeded", "%s", txt);
     free(txt);
     cJSON_Delete(j);
     char *log = qs_test_read_file(d.log, NULL);
@@ -790,13 +746,13 @@ Test(fidelity, drills_pass_with_both_methods_and_leave_aliases_alone)
     free(mt);
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/backups?collection=ds", d.url);
-    cJSON *list = http_json("GET", url, NULL, 200);
+    cJSON *list = qs_test_http_json("GET", url, NULL, 200);
     const cJSON *backups = cJSON_GetObjectItem(list, "backups");
     cr_assert_eq(cJSON_GetArraySize(backups), 1, "a shards run is one backup");
     const cJSON *b = cJSON_GetArrayItem(backups, 0);
-    cr_assert_str_eq(jstr(b, "method"), "shards");
-    cr_assert_str_eq(jstr(cJSON_GetObjectItem(b, "drill"), "result"), "success");
-    cr_assert_eq(jnum(cJSON_GetObjectItem(b, "drill"), "points_restored"), POINTS);
+    cr_assert_str_eq(qs_test_jstr(b, "method"), "shards");
+    cr_assert_str_eq(qs_test_jstr(cJSON_GetObjectItem(b, "drill"), "result"), "success");
+    cr_assert_eq(qs_test_jnum(cJSON_GetObjectItem(b, "drill"), "points_restored"), POINTS);
     cJSON_Delete(list);
     daemon_stop(&d);
     /* scratch collections gone, real ones and their aliases untouched */
@@ -835,7 +791,7 @@ Test(fidelity, shards_restore_over_an_existing_collection)
     cr_assert_eq(qsnap(&w, NULL, &out, to_same), 0, "%s", out);
     free(out);
     cJSON *info = collection_info(&w, "same");
-    cr_assert_eq(jnum(cJSON_GetObjectItem(info, "result"), "points_count"), POINTS);
+    cr_assert_eq(qs_test_jnum(cJSON_GetObjectItem(info, "result"), "points_count"), POINTS);
     cJSON_Delete(info);
     /* A failure after the collection was created removes it again: a
      * shard upload that fails. */

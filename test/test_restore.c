@@ -103,24 +103,11 @@ static void latest_manifest(struct qs_test_world *w, const char *coll, struct qs
 
 /* ---- the stand-in ----------------------------------------------------------- */
 
-static cJSON *http_json(const char *method, const char *url, const char *body, long want)
-{
-    struct qs_test_resp r;
-    const char *h[] = {"Content-Type: application/json", NULL};
-    cr_assert_eq(qs_test_http(method, url, h, body, body != NULL ? strlen(body) : 0, &r), 0,
-                 "%s %s: no answer", method, url);
-    cr_assert_eq(r.status, want, "%s %s: HTTP %ld: %s", method, url, r.status, r.body);
-    cJSON *j = cJSON_Parse(r.body);
-    cr_assert_not_null(j, "%s %s: not JSON: %s", method, url, r.body);
-    qs_test_resp_free(&r);
-    return j;
-}
-
 static void standin_post(struct qs_test_world *w, const char *path, const char *body)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s%s", w->qd.url, path);
-    cJSON_Delete(http_json("POST", url, body, 200));
+    cJSON_Delete(qs_test_http_json("POST", url, body, 200));
 }
 
 static void make_collection(struct qs_test_world *w, const char *name, int points, int dim)
@@ -134,7 +121,7 @@ static cJSON *standin_state(struct qs_test_world *w)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/__standin/state", w->qd.url);
-    return http_json("GET", url, NULL, 200);
+    return qs_test_http_json("GET", url, NULL, 200);
 }
 
 /* A collection in the stand-in's state (borrowed from st) or NULL. */
@@ -144,26 +131,13 @@ static const cJSON *state_coll(const cJSON *st, const char *name)
                                             name);
 }
 
-static double jnum(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    cr_assert(cJSON_IsNumber(v), "field %s: not a number", k);
-    return v->valuedouble;
-}
-
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* The last upload the stand-in received for coll (borrowed) or NULL. */
 static const cJSON *last_upload(const cJSON *st, const char *coll)
 {
     const cJSON *e, *found = NULL;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(st, "uploads"))
     {
-        const char *c = jstr(e, "collection");
+        const char *c = qs_test_jstr(e, "collection");
         if (c != NULL && strcmp(c, coll) == 0)
             found = e;
     }
@@ -178,15 +152,16 @@ static void assert_restored(struct qs_test_world *w, const char *target,
     cJSON *st = standin_state(w);
     const cJSON *up = last_upload(st, target);
     cr_assert_not_null(up, "no upload to %s", target);
-    cr_assert_str_eq(jstr(up, "sha256"), m->sha256, "uploaded bytes differ from the backup");
-    cr_assert_str_eq(jstr(up, "checksum_param"), m->sha256);
-    cr_assert_str_eq(jstr(up, "priority"), "snapshot");
-    cr_assert_eq(jnum(up, "size"), (double)m->size);
-    cr_assert_eq(jnum(up, "status"), 200);
+    cr_assert_str_eq(qs_test_jstr(up, "sha256"), m->sha256,
+                     "uploaded bytes differ from the backup");
+    cr_assert_str_eq(qs_test_jstr(up, "checksum_param"), m->sha256);
+    cr_assert_str_eq(qs_test_jstr(up, "priority"), "snapshot");
+    cr_assert_eq(qs_test_jnum(up, "size"), (double)m->size);
+    cr_assert_eq(qs_test_jnum(up, "status"), 200);
     const cJSON *c = state_coll(st, target);
     cr_assert_not_null(c, "collection %s does not exist after the restore", target);
-    cr_assert_eq(jnum(c, "points_count"), (double)m->points_count);
-    cr_assert_str_eq(jstr(c, "restored_from_sha256"), m->sha256);
+    cr_assert_eq(qs_test_jnum(c, "points_count"), (double)m->points_count);
+    cr_assert_str_eq(qs_test_jstr(c, "restored_from_sha256"), m->sha256);
     cJSON_Delete(st);
 }
 
@@ -196,7 +171,7 @@ static double restores_of(struct qs_test_world *w, const char *coll)
     cJSON *st = standin_state(w);
     const cJSON *c = state_coll(st, coll);
     cr_assert_not_null(c, "collection %s is gone", coll);
-    double n = jnum(c, "restores");
+    double n = qs_test_jnum(c, "restores");
     cJSON_Delete(st);
     return n;
 }
@@ -372,7 +347,7 @@ static char *start_restore(struct qs_test_daemon *d, const char *json)
     long st = post_restore(d, AUTH, json, &body);
     cr_assert_eq(st, 202, "POST /v1/restore %s: %ld %s", json, st, body);
     cJSON *j = cJSON_Parse(body);
-    const char *id = jstr(j, "job");
+    const char *id = qs_test_jstr(j, "job");
     cr_assert_not_null(id, "%s", body);
     char *r = strdup(id);
     cJSON_Delete(j);
@@ -386,8 +361,8 @@ static cJSON *wait_job(struct qs_test_daemon *d, const char *id, double timeout_
     snprintf(url, sizeof(url), "%s/v1/jobs/%s", d->url, id);
     double end = qs_monotonic() + timeout_s;
     for (;;) {
-        cJSON *j = http_json("GET", url, NULL, 200);
-        const char *st = jstr(j, "state");
+        cJSON *j = qs_test_http_json("GET", url, NULL, 200);
+        const char *st = qs_test_jstr(j, "state");
         cr_assert_not_null(st);
         if (strcmp(st, "succeeded") == 0 || strcmp(st, "failed") == 0 ||
             strcmp(st, "cancelled") == 0)
@@ -406,14 +381,14 @@ static void restore_job(struct qs_test_daemon *d, const char *json, const char *
     char *id = start_restore(d, json);
     cJSON *j = wait_job(d, id, 120);
     char *txt = cJSON_PrintUnformatted(j);
-    cr_assert_str_eq(jstr(j, "state"), want_state, "%s", txt);
-    cr_assert_str_eq(jstr(j, "kind"), "restore", "%s", txt);
+    cr_assert_str_eq(qs_test_jstr(j, "state"), want_state, "%s", txt);
+    cr_assert_str_eq(qs_test_jstr(j, "kind"), "restore", "%s", txt);
     if (want_err != NULL) {
-        const char *e = jstr(j, "error");
+        const char *e = qs_test_jstr(j, "error");
         cr_assert_not_null(e, "failed job without error: %s", txt);
         cr_assert_not_null(strstr(e, want_err), "want \"%s\" in the error: %s", want_err, txt);
     } else {
-        cr_assert_null(jstr(j, "error"), "%s", txt);
+        cr_assert_null(qs_test_jstr(j, "error"), "%s", txt);
     }
     free(txt);
     cJSON_Delete(j);
@@ -562,7 +537,7 @@ Test(restore, http_restore_success_failures_and_metrics)
     cr_assert_eq(restores_of(&w, "c"), 0, "a tampered snapshot reached the collection");
     cJSON *st = standin_state(&w);
     const cJSON *up = last_upload(st, "c");
-    cr_assert(up == NULL || jnum(up, "status") != 200, "Qdrant accepted a tampered body");
+    cr_assert(up == NULL || qs_test_jnum(up, "status") != 200, "Qdrant accepted a tampered body");
     cJSON_Delete(st);
 
     mt = qs_test_daemon_metrics(&d);
@@ -616,11 +591,11 @@ Test(restore, qdrant_stalls_mid_upload_and_409_while_running)
     double t0 = qs_monotonic();
     cJSON *j = wait_job(&d, id, 60);
     char *txt = cJSON_PrintUnformatted(j);
-    cr_assert_str_eq(jstr(j, "state"), "failed", "%s", txt);
-    cr_assert_not_null(jstr(j, "error"), "%s", txt);
+    cr_assert_str_eq(qs_test_jstr(j, "state"), "failed", "%s", txt);
+    cr_assert_not_null(qs_test_jstr(j, "error"), "%s", txt);
     /* the upload's reason, not the reader's "sink failed" */
-    cr_assert_not_null(strstr(jstr(j, "error"), "timed out"), "%s", txt);
-    cr_assert_null(strstr(jstr(j, "error"), "sink failed"), "%s", txt);
+    cr_assert_not_null(strstr(qs_test_jstr(j, "error"), "timed out"), "%s", txt);
+    cr_assert_null(strstr(qs_test_jstr(j, "error"), "sink failed"), "%s", txt);
     cr_assert_lt(qs_monotonic() - t0, 8, "the timeout did not cut the stalled upload: %s", txt);
     free(txt);
     cJSON_Delete(j);
@@ -706,7 +681,7 @@ static const cJSON *listed_drill(const cJSON *list, const char *coll)
     const cJSON *e;
     cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(list, "backups"))
     {
-        if (strcmp(jstr(e, "collection"), coll) == 0) {
+        if (strcmp(qs_test_jstr(e, "collection"), coll) == 0) {
             const cJSON *d = cJSON_GetObjectItemCaseSensitive(e, "drill");
             cr_assert_not_null(d, "backup of %s listed without \"drill\"", coll);
             return d;
@@ -720,7 +695,7 @@ static cJSON *get_backups(struct qs_test_daemon *d)
 {
     char url[256];
     snprintf(url, sizeof(url), "%s/v1/backups", d->url);
-    return http_json("GET", url, NULL, 200);
+    return qs_test_http_json("GET", url, NULL, 200);
 }
 
 static void wait_ready(struct qs_test_daemon *d)
@@ -754,31 +729,31 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
     /* both scratch collections were created (uploads accepted) and deleted */
     const cJSON *up = last_upload(st, "good__qsnap_drill");
     cr_assert_not_null(up, "no drill upload for good");
-    cr_assert_eq(jnum(up, "status"), 200);
+    cr_assert_eq(qs_test_jnum(up, "status"), 200);
     up = last_upload(st, "bad__qsnap_drill");
     cr_assert_not_null(up, "no drill upload for bad");
-    cr_assert_eq(jnum(up, "status"), 200);
+    cr_assert_eq(qs_test_jnum(up, "status"), 200);
     cr_assert_null(state_coll(st, "good__qsnap_drill"), "scratch collection left behind");
     cr_assert_null(state_coll(st, "bad__qsnap_drill"), "failed drill left its scratch collection");
     /* the real collections were not touched */
-    cr_assert_eq(jnum(state_coll(st, "good"), "restores"), 0);
-    cr_assert_eq(jnum(state_coll(st, "bad"), "restores"), 0);
+    cr_assert_eq(qs_test_jnum(state_coll(st, "good"), "restores"), 0);
+    cr_assert_eq(qs_test_jnum(state_coll(st, "bad"), "restores"), 0);
     cJSON_Delete(st);
 
     /* Each drill's result is stored beside the backup it tested. */
     cJSON *good = drill_result(&w, "good"), *bad = drill_result(&w, "bad");
     cr_assert_not_null(good, "no drill result for good");
     cr_assert_not_null(bad, "no drill result for bad");
-    cr_assert_str_eq(jstr(good, "result"), "success");
-    cr_assert_eq(jnum(good, "points_expected"), 800);
-    cr_assert_eq(jnum(good, "points_restored"), 800);
+    cr_assert_str_eq(qs_test_jstr(good, "result"), "success");
+    cr_assert_eq(qs_test_jnum(good, "points_expected"), 800);
+    cr_assert_eq(qs_test_jnum(good, "points_restored"), 800);
     cr_assert(cJSON_IsNull(cJSON_GetObjectItem(good, "error")));
-    cr_assert_str_eq(jstr(bad, "result"), "failure");
-    cr_assert_eq(jnum(bad, "points_expected"), 601);
-    cr_assert_eq(jnum(bad, "points_restored"), 600);
-    cr_assert_not_null(strstr(jstr(bad, "error"), "601"), "%s", jstr(bad, "error"));
+    cr_assert_str_eq(qs_test_jstr(bad, "result"), "failure");
+    cr_assert_eq(qs_test_jnum(bad, "points_expected"), 601);
+    cr_assert_eq(qs_test_jnum(bad, "points_restored"), 600);
+    cr_assert_not_null(strstr(qs_test_jstr(bad, "error"), "601"), "%s", qs_test_jstr(bad, "error"));
     int64_t good_finished = 0;
-    cr_assert_eq(qs_time_parse(jstr(good, "finished"), &good_finished), 0);
+    cr_assert_eq(qs_time_parse(qs_test_jstr(good, "finished"), &good_finished), 0);
 
     char *mt = qs_test_daemon_metrics(&d);
     double gm = metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection="
@@ -801,12 +776,12 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
     /* GET /v1/backups shows each backup's drill result. */
     cJSON *list = get_backups(&d);
     const cJSON *ld = listed_drill(list, "good");
-    cr_assert_str_eq(jstr(ld, "result"), "success");
-    cr_assert_str_eq(jstr(ld, "finished"), jstr(good, "finished"));
-    cr_assert_eq(jnum(ld, "points_restored"), 800);
+    cr_assert_str_eq(qs_test_jstr(ld, "result"), "success");
+    cr_assert_str_eq(qs_test_jstr(ld, "finished"), qs_test_jstr(good, "finished"));
+    cr_assert_eq(qs_test_jnum(ld, "points_restored"), 800);
     ld = listed_drill(list, "bad");
-    cr_assert_str_eq(jstr(ld, "result"), "failure");
-    cr_assert_not_null(strstr(jstr(ld, "error"), "601"));
+    cr_assert_str_eq(qs_test_jstr(ld, "result"), "failure");
+    cr_assert_not_null(strstr(qs_test_jstr(ld, "error"), "601"));
     cJSON_Delete(list);
     daemon_stop(&d);
 
@@ -824,8 +799,8 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
     cr_assert_eq(metric(mt, "qsnap_restore_drill_interval_seconds"), 0, "%s", mt);
     free(mt);
     list = get_backups(&d);
-    cr_assert_str_eq(jstr(listed_drill(list, "good"), "result"), "success");
-    cr_assert_str_eq(jstr(listed_drill(list, "bad"), "result"), "failure");
+    cr_assert_str_eq(qs_test_jstr(listed_drill(list, "good"), "result"), "success");
+    cr_assert_str_eq(qs_test_jstr(listed_drill(list, "bad"), "result"), "failure");
     cJSON_Delete(list);
     daemon_stop(&d);
 
@@ -835,13 +810,14 @@ Test(restore, drill_restores_into_scratch_and_cleans_up)
                  out);
     list = cJSON_Parse(out);
     cr_assert_not_null(list, "%s", out);
-    cr_assert_str_eq(jstr(listed_drill(list, "good"), "finished"), jstr(good, "finished"));
-    cr_assert_str_eq(jstr(listed_drill(list, "bad"), "result"), "failure");
+    cr_assert_str_eq(qs_test_jstr(listed_drill(list, "good"), "finished"),
+                     qs_test_jstr(good, "finished"));
+    cr_assert_str_eq(qs_test_jstr(listed_drill(list, "bad"), "result"), "failure");
     cJSON_Delete(list);
     free(out);
     cr_assert_eq(qsnap(&w, NULL, &out, "list", NULL, NULL, NULL, NULL, NULL, NULL), 0, "%s", out);
     char want[64];
-    snprintf(want, sizeof(want), "ok %s", jstr(good, "finished"));
+    snprintf(want, sizeof(want), "ok %s", qs_test_jstr(good, "finished"));
     cr_assert_not_null(strstr(out, "DRILL"), "%s", out);
     cr_assert_not_null(strstr(out, want), "%s", out);
     cr_assert_not_null(strstr(out, "FAILED "), "%s", out);
@@ -873,9 +849,9 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
     cJSON *st = standin_state(&w);
     const cJSON *up = last_upload(st, "c__qsnap_drill");
     cr_assert_not_null(up, "the drill did not try");
-    cr_assert_eq(jnum(up, "status"), 500);
+    cr_assert_eq(qs_test_jnum(up, "status"), 500);
     cr_assert_null(state_coll(st, "c__qsnap_drill"), "scratch collection left behind");
-    cr_assert_eq(jnum(state_coll(st, "c"), "restores"), 0);
+    cr_assert_eq(qs_test_jnum(state_coll(st, "c"), "restores"), 0);
     cJSON_Delete(st);
     char *mt = qs_test_daemon_metrics(&d);
     cr_assert_eq(metric(mt, "qsnap_restore_drill_last_success_timestamp_seconds{collection=\"c\"}"),
@@ -887,10 +863,10 @@ Test(restore, failing_drill_leaves_no_scratch_collection)
     /* The failure is recorded; the restore never got to count points. */
     cJSON *r = drill_result(&w, "c");
     cr_assert_not_null(r, "no drill result");
-    cr_assert_str_eq(jstr(r, "result"), "failure");
-    cr_assert_eq(jnum(r, "points_expected"), 500);
+    cr_assert_str_eq(qs_test_jstr(r, "result"), "failure");
+    cr_assert_eq(qs_test_jnum(r, "points_expected"), 500);
     cr_assert(cJSON_IsNull(cJSON_GetObjectItem(r, "points_restored")));
-    cr_assert_not_null(strstr(jstr(r, "error"), "500"), "%s", jstr(r, "error"));
+    cr_assert_not_null(strstr(qs_test_jstr(r, "error"), "500"), "%s", qs_test_jstr(r, "error"));
     cJSON_Delete(r);
     world_close(&w);
 }
@@ -921,8 +897,8 @@ Test(restore, newer_drill_replaces_the_result)
     free(item.error);
     cJSON *r = drill_result(&w, "c");
     cr_assert_not_null(r);
-    cr_assert_str_eq(jstr(r, "result"), "success");
-    cr_assert_str_eq(jstr(r, "snapshot"), m.snapshot);
+    cr_assert_str_eq(qs_test_jstr(r, "result"), "success");
+    cr_assert_str_eq(qs_test_jstr(r, "snapshot"), m.snapshot);
     cJSON_Delete(r);
 
     standin_post(&w, "/__standin/faults", "{\"fail_uploads\":1,\"upload_status\":500}");
@@ -933,7 +909,7 @@ Test(restore, newer_drill_replaces_the_result)
     free(item.error);
     r = drill_result(&w, "c");
     cr_assert_not_null(r);
-    cr_assert_str_eq(jstr(r, "result"), "failure");
+    cr_assert_str_eq(qs_test_jstr(r, "result"), "failure");
     cJSON_Delete(r);
 
     struct qs_catalog cat;

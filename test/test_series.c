@@ -172,12 +172,6 @@ static long post_backup(struct world *w, const char *collection, char **out)
     return http("POST", url, AUTH, "", out);
 }
 
-static const char *jstr(const cJSON *o, const char *k)
-{
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
 /* Runs a backup job to its end; returns the job (caller deletes). */
 static cJSON *backup_job(struct world *w, const char *collection)
 {
@@ -186,7 +180,7 @@ static cJSON *backup_job(struct world *w, const char *collection)
     cr_assert_eq(st, 202, "POST /v1/backup: %ld %s", st, body);
     cJSON *j = cJSON_Parse(body);
     char id[64];
-    snprintf(id, sizeof(id), "%s", jstr(j, "job"));
+    snprintf(id, sizeof(id), "%s", qs_test_jstr(j, "job"));
     cJSON_Delete(j);
     free(body);
     char url[300];
@@ -197,7 +191,7 @@ static cJSON *backup_job(struct world *w, const char *collection)
         cr_assert_eq(http("GET", url, NULL, NULL, &out), 200, "%s", out);
         j = cJSON_Parse(out);
         free(out);
-        const char *state = jstr(j, "state");
+        const char *state = qs_test_jstr(j, "state");
         if (strcmp(state, "running") != 0 && strcmp(state, "queued") != 0)
             return j;
         cJSON_Delete(j);
@@ -311,7 +305,7 @@ Test(series, appear_and_vanish_with_collections)
     /* "All collections" skips the scratch collection. */
     cJSON *job = backup_job(&w, NULL);
     char *jt = cJSON_PrintUnformatted(job);
-    cr_assert_str_eq(jstr(job, "state"), "succeeded", "%s", jt);
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded", "%s", jt);
     cr_assert_eq(cJSON_GetArraySize(cJSON_GetObjectItem(job, "collections")), 3, "%s", jt);
     cr_assert_null(strstr(jt, "alpha__qsnap_drill"), "%s", jt);
     free(jt);
@@ -380,7 +374,7 @@ Test(series, only_selected_collections)
     free(mt);
     /* A scheduled-style run fails for the missing one: still no series. */
     cJSON *job = backup_job(&w, NULL);
-    cr_assert_str_eq(jstr(job, "state"), "failed");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "failed");
     cJSON_Delete(job);
     mt = scrape(&w);
     cr_assert(!has_series(mt, "ghost"), "%s", mt);
@@ -389,7 +383,7 @@ Test(series, only_selected_collections)
      * and creates no series either. */
     free(mt);
     job = backup_job(&w, "other");
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     mt = scrape(&w);
     cr_assert(!has_series(mt, "other"), "%s", mt);
@@ -408,14 +402,14 @@ Test(series, failures_count_until_a_success)
         /* a corrupted download fails the attempt (no retry) */
         standin(&w, "POST", "/__standin/faults", "{\"flip_byte\":true}");
         cJSON *job = backup_job(&w, "flaky");
-        cr_assert_str_eq(jstr(job, "state"), "failed");
+        cr_assert_str_eq(qs_test_jstr(job, "state"), "failed");
         cJSON_Delete(job);
         char *mt = scrape(&w);
         cr_assert_eq(series(mt, "qsnap_backup_consecutive_failures", "flaky"), (double)i, "%s", mt);
         free(mt);
     }
     cJSON *job = backup_job(&w, "flaky");
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     char *mt = scrape(&w);
     cr_assert_eq(series(mt, "qsnap_backup_consecutive_failures", "flaky"), 0.0, "%s", mt);
@@ -455,7 +449,7 @@ Test(series, grace_from_first_sight)
     }
     cr_assert_geq((double)time(NULL), first + 4, "stale before the grace had passed");
     cJSON *job = backup_job(&w, "fresh");
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     mt = scrape(&w);
     cr_assert_eq(series(mt, "qsnap_backup_stale", "fresh"), 0.0, "%s", mt);
@@ -472,7 +466,7 @@ Test(series, restart_keeps_first_sight_from_the_oldest_backup)
     make_collection(&w, "kept");
     daemon_start(&w, NULL);
     cJSON *job = backup_job(&w, "kept");
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     daemon_stop(&w);
     struct qs_catalog cat;
@@ -513,7 +507,7 @@ Test(series, future_dated_backup_neither_hides_staleness_nor_pins_retention)
     daemon_start(&w, NULL);
     int64_t before = qs_clock_now();
     cJSON *job = backup_job(&w, "ahead");
-    cr_assert_str_eq(jstr(job, "state"), "succeeded");
+    cr_assert_str_eq(qs_test_jstr(job, "state"), "succeeded");
     cJSON_Delete(job);
     int64_t after = qs_clock_now();
     struct qs_catalog cat;

@@ -26,13 +26,6 @@
 #include "qsnap/util.h"
 #include "support.h"
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 #define TOKEN "serve-admin-token-0123456789abcdef"
 
 static char *dest_dir;
@@ -116,11 +109,11 @@ static char *read_until_eof(int fd, double timeout_s, int *eof)
     size_t cap = 65536, len = 0;
     char *buf = malloc(cap + 1);
     cr_assert_not_null(buf);
-    double end = now_s() + timeout_s;
+    double end = qs_test_now_s() + timeout_s;
     *eof = 0;
-    while (now_s() < end) {
+    while (qs_test_now_s() < end) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
-        int ms = (int)((end - now_s()) * 1000) + 1;
+        int ms = (int)((end - qs_test_now_s()) * 1000) + 1;
         if (poll(&p, 1, ms) <= 0)
             continue;
         ssize_t n = recv(fd, buf + len, cap - len, 0);
@@ -183,10 +176,10 @@ static size_t rs_complete(const struct rstream *r, int no_body)
  * no_body: the answer to a HEAD. */
 static char *rs_next_len(struct rstream *r, double timeout_s, int no_body, size_t *len)
 {
-    double end = now_s() + timeout_s;
+    double end = qs_test_now_s() + timeout_s;
     size_t n;
     while ((n = rs_complete(r, no_body)) == 0 && !r->eof) {
-        double left = end - now_s();
+        double left = end - qs_test_now_s();
         if (left <= 0)
             return NULL;
         struct pollfd p = {.fd = r->fd, .events = POLLIN};
@@ -221,8 +214,8 @@ static char *rs_next(struct rstream *r, double timeout_s, int no_body)
  * anything more. */
 static int rs_closes(struct rstream *r, double timeout_s)
 {
-    double end = now_s() + timeout_s;
-    while (!r->eof && r->in.len == 0 && now_s() < end) {
+    double end = qs_test_now_s() + timeout_s;
+    while (!r->eof && r->in.len == 0 && qs_test_now_s() < end) {
         struct pollfd p = {.fd = r->fd, .events = POLLIN};
         if (poll(&p, 1, 50) <= 0)
             continue;
@@ -733,29 +726,29 @@ Test(serve, slow_client_is_cut_off_while_others_are_served)
     int fd = connect_raw(d.port);
     const char *req =
         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    double t0 = now_s(), closed_at = -1, worst = 0;
+    double t0 = qs_test_now_s(), closed_at = -1, worst = 0;
     for (size_t i = 0; i < strlen(req) && closed_at < 0; i++) {
         if (send(fd, req + i, 1, MSG_NOSIGNAL) != 1) {
-            closed_at = now_s();
+            closed_at = qs_test_now_s();
             break;
         }
         /* Meanwhile the endpoint answers others quickly. */
-        double h0 = now_s();
+        double h0 = qs_test_now_s();
         struct qs_test_resp r;
         cr_assert_eq(qs_test_http("GET", url(&d, "/healthz"), NULL, NULL, 0, &r), 0);
         cr_assert_eq(r.status, 200);
         qs_test_resp_free(&r);
-        if (now_s() - h0 > worst)
-            worst = now_s() - h0;
+        if (qs_test_now_s() - h0 > worst)
+            worst = qs_test_now_s() - h0;
         /* Wait out the rest of the second, watching for the server's close. */
         double next = h0 + 1.0;
-        while (now_s() < next) {
+        while (qs_test_now_s() < next) {
             struct pollfd p = {.fd = fd, .events = POLLIN};
             if (poll(&p, 1, 50) > 0) {
                 char c[256];
                 ssize_t n = recv(fd, c, sizeof(c), MSG_DONTWAIT);
                 if (n <= 0) {
-                    closed_at = now_s();
+                    closed_at = qs_test_now_s();
                     break;
                 }
             }
@@ -823,7 +816,7 @@ static int peer_closed(int fd)
  * time it took in *secs. */
 static int timed_get(int port, const char *path, double limit_s, double *secs)
 {
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     cr_assert_geq(fd, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -843,7 +836,7 @@ static int timed_get(int port, const char *path, double limit_s, double *secs)
         }
     }
     close(fd);
-    *secs = now_s() - t0;
+    *secs = qs_test_now_s() - t0;
     return st;
 }
 
@@ -918,10 +911,10 @@ Test(serve, started_requests_outlive_idle_floods_and_deadlines_shrink_under_pres
     close(partial);
     /* Under pressure a new idle connection is cut after about 2 s, not 10 s. */
     int late = connect_raw(d.port);
-    double t0 = now_s();
-    while (now_s() - t0 < 8 && !peer_closed(late))
+    double t0 = qs_test_now_s();
+    while (qs_test_now_s() - t0 < 8 && !peer_closed(late))
         usleep(50000);
-    double after = now_s() - t0;
+    double after = qs_test_now_s() - t0;
     cr_assert(after >= 1.5 && after < 4.0, "an idle connection under pressure lasted %.2f s",
               after);
     close(late);
@@ -1279,15 +1272,15 @@ Test(serve, slow_client_on_a_kept_alive_connection_is_cut_off)
     /* the next request trickles in, one byte per 250 ms */
     const char *req =
         "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaa\r\n\r\n";
-    double t0 = now_s(), closed_at = -1, worst = 0;
+    double t0 = qs_test_now_s(), closed_at = -1, worst = 0;
     int served = 0;
     for (size_t i = 0; i < strlen(req) && closed_at < 0; i++) {
         if (send(fd, req + i, 1, MSG_NOSIGNAL) != 1) {
-            closed_at = now_s();
+            closed_at = qs_test_now_s();
             break;
         }
         /* meanwhile: a new connection and another kept-alive one */
-        double h0 = now_s();
+        double h0 = qs_test_now_s();
         struct qs_test_resp h;
         cr_assert_eq(qs_test_http("GET", url(&d, "/healthz"), NULL, NULL, 0, &h), 0);
         cr_assert_eq(h.status, 200);
@@ -1296,12 +1289,12 @@ Test(serve, slow_client_on_a_kept_alive_connection_is_cut_off)
         cr_assert_eq(status_of(resp), 200);
         free(resp);
         served++;
-        if (now_s() - h0 > worst)
-            worst = now_s() - h0;
+        if (qs_test_now_s() - h0 > worst)
+            worst = qs_test_now_s() - h0;
         double next = h0 + 0.25;
-        while (now_s() < next) {
+        while (qs_test_now_s() < next) {
             if (peer_closed(fd)) {
-                closed_at = now_s();
+                closed_at = qs_test_now_s();
                 break;
             }
             usleep(10000);
@@ -1375,10 +1368,10 @@ Test(serve, shutdown_closes_kept_alive_connections)
     char *resp = ka_request(&r, "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n");
     cr_assert(!says_close(resp));
     free(resp);
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     kill(d.pid, SIGTERM);
     cr_assert(rs_closes(&r, 2), "a kept-alive connection outlived the shutdown request");
-    cr_assert_lt(now_s() - t0, 1.0);
+    cr_assert_lt(qs_test_now_s() - t0, 1.0);
     cr_assert_eq(waitpid(d.pid, NULL, WNOHANG), 0, "exited before its work ended");
     rs_free(&r);
     close(fd);
@@ -1580,10 +1573,10 @@ Test(serve, healthz_answers_under_a_flood_of_1000_idle_connections, .timeout = 2
     free(mt);
 
     /* The backup completes, flood or not. */
-    double end = now_s() + 120;
+    double end = qs_test_now_s() + 120;
     int done = 0;
     char state[200] = "";
-    while (now_s() < end && !done) {
+    while (qs_test_now_s() < end && !done) {
         char jurl[128];
         snprintf(jurl, sizeof(jurl), "/v1/jobs/%s", job);
         if (qs_test_http("GET", url(&d, jurl), NULL, NULL, 0, &r) == 0) {
@@ -1691,11 +1684,11 @@ Test(serve, port_in_use_fails_with_exit_1)
 static int signal_and_wait(struct qs_test_daemon *d, int sig, double timeout_s, double *elapsed,
                            char **log)
 {
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     kill(d->pid, sig);
     int st = -1;
     int rc = qs_test_wait_exit(d->pid, timeout_s, &st);
-    *elapsed = now_s() - t0;
+    *elapsed = qs_test_now_s() - t0;
     if (rc != 0)
         st = -1;
     else
@@ -1739,7 +1732,7 @@ Test(serve, shutdown_waits_for_running_work)
     struct qs_test_daemon d;
     const char *extra[] = {"QSNAP_TEST_SHUTDOWN_DELAY_MS=1500", NULL};
     start(&d, extra);
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     kill(d.pid, SIGTERM);
     usleep(500000);
     cr_assert_eq(waitpid(d.pid, NULL, WNOHANG), 0, "exited before the work ended");
@@ -1749,7 +1742,7 @@ Test(serve, shutdown_waits_for_running_work)
     qs_test_resp_free(&r);
     int st = -1;
     cr_assert_eq(qs_test_wait_exit(d.pid, 5, &st), 0);
-    double el = now_s() - t0;
+    double el = qs_test_now_s() - t0;
     d.pid = -1;
     char *log = qs_test_read_file(d.log, NULL);
     qs_test_daemon_stop(&d, 1);
@@ -1764,14 +1757,14 @@ Test(serve, second_sigint_exits_at_once)
     struct qs_test_daemon d;
     const char *extra[] = {"QSNAP_TEST_SHUTDOWN_DELAY_MS=30000", NULL};
     start(&d, extra);
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     kill(d.pid, SIGINT);
     usleep(200000);
     cr_assert_eq(waitpid(d.pid, NULL, WNOHANG), 0, "first signal should not exit yet");
     kill(d.pid, SIGINT);
     int st = -1;
     int rc = qs_test_wait_exit(d.pid, 5, &st);
-    double el = now_s() - t0;
+    double el = qs_test_now_s() - t0;
     if (rc == 0)
         d.pid = -1;
     char *log = qs_test_read_file(d.log, NULL);
@@ -2012,8 +2005,8 @@ Test(serve_async, a_route_holds_at_most_max_pending_requests)
     c.port = qs_http_server_port(srv);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, pending_client, &c), 0);
-    double end = now_s() + 10;
-    while (!atomic_load(&c.phase) && now_s() < end) {
+    double end = qs_test_now_s() + 10;
+    while (!atomic_load(&c.phase) && qs_test_now_s() < end) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(1000);
     }
@@ -2023,7 +2016,7 @@ Test(serve_async, a_route_holds_at_most_max_pending_requests)
     cr_assert_eq(st.busy, 1);
     for (int i = 0; i < c.nheld; i++)
         qs_http_respond(c.held[i], 200, "text/plain", "late", 4);
-    while (!atomic_load(&c.client_done) && now_s() < end) {
+    while (!atomic_load(&c.client_done) && qs_test_now_s() < end) {
         uv_run(&loop, UV_RUN_NOWAIT);
         usleep(1000);
     }
@@ -2125,8 +2118,8 @@ static void ka_run(struct ka_ctx *c, const struct qs_http_server_opts *opts,
     qs_http_gzip_cache_init(&c->cache);
     pthread_t th;
     cr_assert_eq(pthread_create(&th, NULL, client, c), 0);
-    double end = now_s() + 20;
-    while (!atomic_load(&c->client_done) && now_s() < end) {
+    double end = qs_test_now_s() + 20;
+    while (!atomic_load(&c->client_done) && qs_test_now_s() < end) {
         uv_run(&c->loop, UV_RUN_NOWAIT);
         usleep(1000);
     }
@@ -2150,7 +2143,7 @@ static void ka_keep(struct ka_ctx *c, struct rstream *r, const char *req)
     cr_assert_lt(len, sizeof(c->answers[0]));
     memcpy(c->answers[c->nanswers], resp, len + 1);
     c->answer_len[c->nanswers] = len;
-    c->answered_at[c->nanswers++] = now_s();
+    c->answered_at[c->nanswers++] = qs_test_now_s();
     free(resp);
 }
 
@@ -2167,8 +2160,8 @@ static void *idle_client(void *p)
     ka_keep(c, &r, "GET /quick HTTP/1.1\r\n\r\n");
     usleep(250000);
     ka_keep(c, &r, "GET /quick HTTP/1.1\r\n\r\n");
-    double t0 = now_s();
-    c->idle_closed_after = rs_closes(&r, 5) ? now_s() - t0 : -1;
+    double t0 = qs_test_now_s();
+    c->idle_closed_after = rs_closes(&r, 5) ? qs_test_now_s() - t0 : -1;
     rs_free(&r);
     close(fd);
     atomic_store(&c->client_done, 1);
@@ -2249,13 +2242,13 @@ static void *order_client(void *p)
     rs_init(&r, fd);
     const char *three = "GET /quick HTTP/1.1\r\n\r\nGET /slow HTTP/1.1\r\n\r\n"
                         "GET /quick HTTP/1.1\r\n\r\n";
-    double t0 = now_s();
+    double t0 = qs_test_now_s();
     cr_assert_eq(send(fd, three, strlen(three), MSG_NOSIGNAL), (ssize_t)strlen(three));
     for (int i = 0; i < 3; i++) {
         char *resp = rs_next(&r, 5, 0);
         cr_assert_not_null(resp);
         qs_strlcpy(c->answers[c->nanswers], resp, sizeof(c->answers[0]));
-        c->answered_at[c->nanswers++] = now_s() - t0;
+        c->answered_at[c->nanswers++] = qs_test_now_s() - t0;
         free(resp);
     }
     rs_free(&r);
