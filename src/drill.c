@@ -39,6 +39,16 @@ int qs_drill_scratch_name(const char *collection, char *out, size_t cap)
     return 0;
 }
 
+/* Seconds rounded to whole milliseconds, in ms (0 when not a positive
+ * finite number). Rounded by hand: libm's round() alone would put one more
+ * library (about 1 MB) into the image. */
+static double duration_ms(double s)
+{
+    if (!(s > 0) || !(s < 1e12))
+        return 0;
+    return (double)(uint64_t)(s * 1000 + 0.5);
+}
+
 static int add_count(cJSON *o, const char *name, int64_t v)
 {
     cJSON *it =
@@ -56,15 +66,13 @@ int qs_drill_result_to_json(const struct qs_drill_result *r, struct qs_buf *out)
     qs_time_rfc3339(r->finished, finished);
     cJSON *o = cJSON_CreateObject();
     int rc = o != NULL ? 0 : UV_ENOMEM;
-    if (rc == 0 && (cJSON_AddNumberToObject(o, "format", QS_DRILL_FORMAT) == NULL ||
-                    cJSON_AddStringToObject(o, "collection", r->collection) == NULL ||
-                    cJSON_AddStringToObject(o, "snapshot", r->snapshot) == NULL ||
-                    cJSON_AddStringToObject(o, "result", r->ok ? "success" : "failure") == NULL ||
-                    cJSON_AddStringToObject(o, "finished", finished) == NULL ||
-                    cJSON_AddNumberToObject(o, "duration_s",
-                                            isfinite(r->duration_s) && r->duration_s > 0
-                                                ? round(r->duration_s * 1000) / 1000
-                                                : 0) == NULL))
+    if (rc == 0 &&
+        (cJSON_AddNumberToObject(o, "format", QS_DRILL_FORMAT) == NULL ||
+         cJSON_AddStringToObject(o, "collection", r->collection) == NULL ||
+         cJSON_AddStringToObject(o, "snapshot", r->snapshot) == NULL ||
+         cJSON_AddStringToObject(o, "result", r->ok ? "success" : "failure") == NULL ||
+         cJSON_AddStringToObject(o, "finished", finished) == NULL ||
+         cJSON_AddNumberToObject(o, "duration_s", duration_ms(r->duration_s) / 1000) == NULL))
         rc = UV_ENOMEM;
     if (rc == 0)
         rc = add_count(o, "points_expected", r->points_expected);

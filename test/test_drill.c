@@ -1,5 +1,6 @@
 /* Drill result records and scratch collection names (pure). */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,4 +124,23 @@ Test(drill, scratch_names)
     cr_assert_eq(qs_drill_scratch_name(longname, out, sizeof(out)), QS_EINVAL);
     cr_assert_str_eq(out, "");
     cr_assert_eq(qs_drill_scratch_name("agent", out, 10), QS_EINVAL);
+}
+
+/* The duration is written to the millisecond, rounded half up; one that is
+ * not a positive finite number is written as 0. */
+Test(drill, duration_rounded_to_milliseconds)
+{
+    const double in[] = {1.23449, 1.2345, 0.0004, -3, 1.0 / 0.0, 0.0 / 0.0};
+    const char *want[] = {"1.234", "1.235", "0", "0", "0", "0"};
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        struct qs_drill_result r = {
+            .collection = "c", .snapshot = SNAP, .ok = 1, .finished = 1, .duration_s = in[i]};
+        struct qs_buf b;
+        qs_buf_init(&b);
+        cr_assert_eq(qs_drill_result_to_json(&r, &b), 0);
+        char needle[40];
+        snprintf(needle, sizeof(needle), "\"duration_s\":%s,", want[i]);
+        cr_assert_not_null(strstr(b.data, needle), "%g: %s", in[i], b.data);
+        qs_buf_free(&b);
+    }
 }
