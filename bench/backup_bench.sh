@@ -21,7 +21,8 @@
 # Knobs: QSNAP_BENCH_ROUNDS (5); QSNAP_BENCH_BASE=DIR measures a second qsnap
 # (e.g. a release build of an older commit) in the same rounds;
 # QSNAP_BENCH_REUSE_RGW=1 (backup_common.sh; then QSNAP_BENCH_RGW_DIR=DIR
-# names its directory for the CPU figures).
+# names its directory for the CPU figures); QSNAP_BENCH_S3_CPUS and
+# QSNAP_BENCH_CPUS put radosgw and the rest on separate CPUs (cpus.sh).
 # Starts its own radosgw (test/rgw-start.sh) and stand-in in a temporary
 # directory and removes everything afterwards. Needs about 12 GiB of disk.
 # T_*, RSS_*, WALL_* and STREAM_* are set through printf -v.
@@ -53,7 +54,7 @@ if [ -n "${QSNAP_BENCH_BASE:-}" ]; then
     [ -x "$BASE" ] || BASE="$QSNAP_BENCH_BASE/src/qsnap"
     [ -x "$BASE" ] || { echo "bench: no qsnap binary in $QSNAP_BENCH_BASE" >&2; exit 2; }
 fi
-NCPU=$(nproc)
+NCPU=$(getconf _NPROCESSORS_ONLN)
 read -r SNAP SIZE < <(bc_snapshot bench-1g)
 bc_log "snapshot $SNAP: $SIZE bytes"
 FILE="$BC_W/snap.bin"
@@ -226,6 +227,7 @@ med() { # KEY -> median
 }
 printf '\nqsnap backup benchmark: %s MiB snapshot, stand-in -> radosgw, part size %s, %s rounds, %s CPUs\n' \
     "$MIB" "${PART:-default}" "$ROUNDS" "$NCPU"
+bench_cpus_describe
 printf 'seconds; control = curl GET, openssl dgst -sha256 and curl PUT of the same bytes at the same time\n'
 hdr='%-6s %9s %9s %9s %9s %13s %15s'
 [ -n "$BASE" ] && hdr="$hdr %9s %13s"
@@ -253,12 +255,14 @@ if [ ${#PEERS[@]} -gt 0 ]; then
     printf '%-46s %s\n' "radosgw + OSD + monitor during the curl PUT" "$(fmt cpu_rgw_put)" \
         "radosgw + OSD + monitor during qsnap's backup" "$(fmt cpu_rgw_q)"
     # The least wall time the CPU work allows if it spread perfectly over
-    # every core (medians).
-    awk -v n="$NCPU" -v cp="$(med cpu_put)" -v rp="$(med cpu_rgw_put)" -v tp="$(med put)" \
-        -v cq="$(med cpu_q)" -v rq="$(med cpu_rgw_q)" -v sg="$(med cpu_standin)" -v tq="$(med q)" \
-        'BEGIN {
-        printf "CPU work / %d cores: curl PUT (curl + radosgw) %.2f s, measured %.2f s; ", n, (cp + rp) / n, tp
-        printf "qsnap (qsnap + radosgw + stand-in) %.2f s, measured %.2f s\n", (cq + rq + sg) / n, tq }'
+    # every core (medians); meaningless when the CPUs are split.
+    if [ -z "${QSNAP_BENCH_S3_CPUS:-}" ]; then
+        awk -v n="$NCPU" -v cp="$(med cpu_put)" -v rp="$(med cpu_rgw_put)" -v tp="$(med put)" \
+            -v cq="$(med cpu_q)" -v rq="$(med cpu_rgw_q)" -v sg="$(med cpu_standin)" -v tq="$(med q)" \
+            'BEGIN {
+            printf "CPU work / %d cores: curl PUT (curl + radosgw) %.2f s, measured %.2f s; ", n, (cp + rp) / n, tp
+            printf "qsnap (qsnap + radosgw + stand-in) %.2f s, measured %.2f s\n", (cq + rq + sg) / n, tq }'
+    fi
 fi
 awk -v q="$(med r_q)" 'BEGIN { printf "median ratio qsnap / max(download, upload) = %.2f (target <= 1.10): %s\n",
     q, q <= 1.10 ? "OK" : "MISSED" }'

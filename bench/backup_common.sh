@@ -4,10 +4,13 @@
 #
 # Knobs: QSNAP_BENCH_REUSE_RGW=1 uses an already running radosgw from the
 # QSNAP_TEST_S3_* variables instead of starting one (objects are then
-# deleted one by one at the end).
+# deleted one by one at the end); QSNAP_BENCH_S3_CPUS and QSNAP_BENCH_CPUS
+# split the CPUs between radosgw and the rest (cpus.sh).
 
 BC_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BC_ROOT=$(cd "$BC_HERE/.." && pwd)
+# shellcheck source=cpus.sh
+. "$BC_HERE/cpus.sh"
 BC_PY=/usr/bin/python3
 [ -x "$BC_PY" ] || BC_PY=python3
 
@@ -29,6 +32,7 @@ bc_init() {
     QSNAP="$build/qsnap"
     [ -x "$QSNAP" ] || QSNAP="$build/src/qsnap"
     [ -x "$QSNAP" ] || { echo "bench: no qsnap binary in $build" >&2; exit 2; }
+    bench_cpus_check
     BC_W=$(mktemp -d "${TMPDIR:-/tmp}/qsnap-bench.XXXXXX")
     trap bc_cleanup EXIT
     trap 'exit 130' INT TERM
@@ -110,7 +114,7 @@ bc_start_rgw() {
     fi
     BC_RGW_DIR="$BC_W/rgw"
     bc_log "starting radosgw in $BC_RGW_DIR"
-    "$BC_ROOT/test/rgw-start.sh" "$BC_RGW_DIR" >/dev/null
+    bench_s3_run "$BC_ROOT/test/rgw-start.sh" "$BC_RGW_DIR" >/dev/null
     # shellcheck disable=SC1091
     . "$BC_RGW_DIR/env"
 }

@@ -20,6 +20,9 @@
 #   QSNAP_LOAD_WRK_CPUS=LIST  pin both wrk processes to these CPUs (taskset), so that
 #                             on a machine with spare cores the load generator does
 #                             not compete with the backup for CPU
+#   QSNAP_BENCH_S3_CPUS=LIST QSNAP_BENCH_CPUS=LIST  radosgw on its own CPUs, qsnap, the
+#                             stand-in (and wrk unless QSNAP_LOAD_WRK_CPUS) on the others
+#                             (bench/cpus.sh)
 #   QSNAP_LOAD_TARGET=nginx   control run: the same wrk load goes to nginx serving the
 #                             bytes of qsnap's /metrics and /healthz (bench/nginx_common.sh)
 #                             while qsnap runs the backup, so the drop the load
@@ -32,6 +35,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-build}
 case "$BUILD" in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
 QSNAP="$BUILD/qsnap"
+# shellcheck source=cpus.sh
+. "$ROOT/bench/cpus.sh"
+bench_cpus_check
 [ -x "$QSNAP" ] || { echo "load_bench: no qsnap binary in $BUILD (build first)" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "load_bench: wrk is not installed" >&2; exit 2; }
 PY=/usr/bin/python3
@@ -85,7 +91,7 @@ if [ "${QSNAP_BENCH_REUSE_RGW:-0}" = 1 ]; then
 else
     RGW_DIR="$W/rgw"
     log "starting radosgw"
-    "$ROOT/test/rgw-start.sh" "$RGW_DIR" >/dev/null || { log "radosgw did not start"; exit 1; }
+    bench_s3_run "$ROOT/test/rgw-start.sh" "$RGW_DIR" >/dev/null || { log "radosgw did not start"; exit 1; }
     # shellcheck disable=SC1091
     . "$RGW_DIR/env"
 fi
@@ -174,7 +180,8 @@ N3=0
 [ "$TARGET" = nginx ] && N3=$(proc_ticks "$NGINX_PID")
 
 echo
-echo "== qsnap load benchmark ($MIB MiB collection, $(nproc) CPUs, load on $TARGET)"
+echo "== qsnap load benchmark ($MIB MiB collection, $(getconf _NPROCESSORS_ONLN) CPUs, load on $TARGET)"
+bench_cpus_describe
 "$PY" - "$B1" "$D1" "$B2" "$D2" <<'PY'
 import sys
 b1, d1, b2, d2 = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])

@@ -14,7 +14,8 @@
 # Usage: bench/restore_bench.sh BUILD_DIR [SIZE_MIB] [RUNS]
 #   SIZE_MIB  snapshot size (default 1024)    RUNS  rounds (default 3)
 # QSNAP_BENCH_BASE=DIR measures a second qsnap (e.g. a release build of an
-# older commit) in the same rounds.
+# older commit) in the same rounds. QSNAP_BENCH_S3_CPUS and QSNAP_BENCH_CPUS
+# split the CPUs between radosgw and the rest (bench/cpus.sh).
 # Starts its own radosgw (test/rgw-start.sh) and stand-in in a temporary
 # directory and removes everything afterwards. Needs about 6 x SIZE_MIB of
 # free disk, radosgw/ceph-mon/ceph-osd, curl, /usr/bin/time, python3.
@@ -28,6 +29,9 @@ QSNAP="$BUILD/qsnap"
 PY=/usr/bin/python3
 [ -x "$QSNAP" ] || { echo "restore_bench: $QSNAP not built" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "restore_bench: /usr/bin/time missing (apt-get install time)" >&2; exit 2; }
+# shellcheck source=cpus.sh
+. "$ROOT/bench/cpus.sh"
+bench_cpus_check
 BASE=""
 if [ -n "${QSNAP_BENCH_BASE:-}" ]; then
     BASE="$(cd "$QSNAP_BENCH_BASE" && pwd)/qsnap"
@@ -56,7 +60,7 @@ log "starting radosgw in $WORK/rgw"
 # race for the same free port.
 for attempt in 1 2 3; do
     QSNAP_RGW_BYTES=$(( (MIB * 4 + 4096) * 1048576 )) \
-        "$ROOT/test/rgw-start.sh" "$WORK/rgw" >"$WORK/rgw-start.log" 2>&1 && break
+        bench_s3_run "$ROOT/test/rgw-start.sh" "$WORK/rgw" >"$WORK/rgw-start.log" 2>&1 && break
     [ "$attempt" = 3 ] && { tail -n 5 "$WORK/rgw-start.log" >&2; exit 1; }
     log "radosgw did not start (attempt $attempt), retrying"
     "$ROOT/test/rgw-stop.sh" "$WORK/rgw" >/dev/null 2>&1 || true
@@ -214,7 +218,8 @@ rm -f "$WORK/snap"
 
 LIMIT=$(( PART_MIB * 3 + 16 ))
 printf '\nqsnap restore benchmark: %s MiB snapshot (%s bytes, %s points), radosgw -> stand-in, %s CPUs\n' \
-    "$MIB" "$SIZE" "$POINTS" "$(nproc)"
+    "$MIB" "$SIZE" "$POINTS" "$(getconf _NPROCESSORS_ONLN)"
+bench_cpus_describe
 printf 'backup of the same collection: %s s; seconds; control = the GET and the upload by curl at the same time\n' "$BACKUP_S"
 printf '%-5s %9s %9s %9s %9s %10s %12s %9s' run "curl GET" "curl -F" control qsnap "qsnap/max" "control/max" "RSS MiB"
 [ -n "$BASE" ] && printf ' %9s %9s %9s' base "base/max" "RSS MiB"
