@@ -16,6 +16,7 @@
 #include "qsnap/httpc.h"
 #include "qsnap/log.h"
 #include "qsnap/manifest.h"
+#include "qsnap/testhooks.h"
 
 #define RETRY_ATTEMPTS 5
 #define RETRY_BASE_MS 1000
@@ -177,7 +178,8 @@ static int should_retry(const struct qs_backup_env *env, const char *what, const
 {
     if (rc == 0 || err == NULL || !err->retryable || attempt + 1 >= RETRY_ATTEMPTS)
         return 0;
-    long d = qs_httpc_backoff_ms(attempt + 1, RETRY_BASE_MS, RETRY_CAP_MS);
+    long base = (long)qs_testhook_ms(QS_TESTHOOK_RETRY_BASE);
+    long d = qs_httpc_backoff_ms(attempt + 1, base > 0 ? base : RETRY_BASE_MS, RETRY_CAP_MS);
     struct qs_log_ctx c;
     log_ctx(&c, env, coll, NULL, NULL);
     c.error = err->msg;
@@ -369,6 +371,18 @@ static void remove_own(const struct qs_backup_env *env, struct qs_log_ctx *c, co
     }
 }
 
+/* The manifest write failed and whether it was stored cannot be told: the
+ * nobj objects it names are kept, since deleting them could leave a stored
+ * manifest naming objects that are gone. If no manifest names them, pruning
+ * removes them as incomplete objects after 24 hours. */
+static void keep_in_doubt(struct qs_log_ctx *c, size_t nobj)
+{
+    qs_log(QS_LOG_ERROR, c,
+           "keeping the %zu stored object(s) of this run: its manifest may be stored; without "
+           "a manifest they are pruned as incomplete after 24 h",
+           nobj);
+}
+
 int qs_backup_run_token(char out[33])
 {
     return new_run_token(out);
@@ -492,12 +506,39 @@ static void enter_phase(const struct qs_backup_env *env, const char *dir, const 
     qs_progress_phase(env->progress, dir, next);
 }
 
+/* 1 when mkey holds exactly the bytes of mjson (borrowed), 0 when it holds
+ * other bytes or nothing, negative when that cannot be told (then e says
+ * why). */
+static int manifest_is(const struct qs_backup_env *env, const char *mkey,
+                       const struct qs_buf *mjson, struct qs_error *e)
+{
+    struct qs_buf have;
+    qs_buf_init(&have);
+    int rc = qs_storage_get_buffer(env->storage, mkey, mjson->len + 1, &have, cancel_of(env), e);
+    int same = have.len == mjson->len && memcmp(have.data, mjson->data, have.len) == 0;
+    qs_buf_free(&have);
+    if (rc == QS_ENOTFOUND)
+        return 0;
+    if (rc == QS_ETOOBIG)
+        return 0;
+    return rc != 0 ? rc : same;
+}
+
 /* Writes the manifest (last). A manifest already under mkey is this run's own
  * when it holds exactly the bytes this run meant to write (an earlier attempt
- * whose answer was lost stored it); anything else is refused. */
+ * whose answer was lost stored it); anything else is refused. When every
+ * attempt failed, an attempt may still have stored it (the request arrived,
+ * the answer did not): the key is read back. The manifest found there counts
+ * as written; when the key cannot be read either (for now), *in_doubt is set
+ * and the caller must keep the objects the manifest names. */
 static int write_manifest(const struct qs_backup_env *env, const char *dir, const char *mkey,
-                          const struct qs_buf *mjson, struct qs_error *err)
+                          const struct qs_buf *mjson, int *in_doubt, struct qs_error *err)
 {
+    struct qs_error local;
+    if (err == NULL) {
+        qs_error_clear(&local);
+        err = &local;
+    }
     int rc;
     for (int a = 0;; a++) {
         rc = qs_storage_put_buffer(env->storage, mkey, mjson->data, mjson->len, NULL,
@@ -505,19 +546,28 @@ static int write_manifest(const struct qs_backup_env *env, const char *dir, cons
         if (!should_retry(env, "write manifest", dir, a, rc, err))
             break;
     }
-    if (rc != UV_EEXIST)
-        return rc;
-    struct qs_buf have;
-    qs_buf_init(&have);
+    if (rc == 0)
+        return 0;
     struct qs_error e;
     qs_error_clear(&e);
-    int same =
-        qs_storage_get_buffer(env->storage, mkey, mjson->len + 1, &have, cancel_of(env), &e) == 0 &&
-        have.len == mjson->len && memcmp(have.data, mjson->data, have.len) == 0;
-    qs_buf_free(&have);
-    if (same) {
+    int is = manifest_is(env, mkey, mjson, &e);
+    if (is == 1) {
+        struct qs_log_ctx c;
+        log_ctx(&c, env, dir, NULL, NULL);
+        c.error = err->msg;
+        if (rc != UV_EEXIST)
+            qs_log(QS_LOG_WARN, &c,
+                   "writing manifest %s reported a failure, but it is stored as written", mkey);
         qs_error_clear(err);
         return 0;
+    }
+    /* A read that may work on another try (transport, 5xx, a cancelled
+     * run) leaves the question open; a definite answer (the key holds a
+     * directory, access denied) means it is not this run's manifest. */
+    if (is < 0 && (e.retryable || is == QS_ECANCELED)) {
+        *in_doubt = 1;
+        return qs_error_prefix(err, "manifest %s may or may not be stored (reading it back: %s)",
+                               mkey, e.msg);
     }
     return rc;
 }
@@ -602,9 +652,9 @@ static int manifest_facts(struct qs_manifest *m, const struct qs_backup_env *env
     return bad ? UV_ENOMEM : 0;
 }
 
-/* Renders and writes the manifest (last). */
+/* Renders and writes the manifest (last); *in_doubt as in write_manifest(). */
 static int finish_manifest(const struct qs_backup_env *env, const char *dir, const char *mkey,
-                           const struct qs_manifest *m, struct qs_error *err)
+                           const struct qs_manifest *m, int *in_doubt, struct qs_error *err)
 {
     struct qs_buf mjson;
     qs_buf_init(&mjson);
@@ -612,7 +662,7 @@ static int finish_manifest(const struct qs_backup_env *env, const char *dir, con
     if (rc != 0)
         rc = qs_error_set(err, rc, "cannot render manifest");
     else
-        rc = write_manifest(env, dir, mkey, &mjson, err);
+        rc = write_manifest(env, dir, mkey, &mjson, in_doubt, err);
     qs_buf_free(&mjson);
     return rc;
 }
@@ -905,7 +955,7 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
     struct shard_sources src;
     memset(&src, 0, sizeof(src));
     char run[300] = "", mkey[QS_MANIFEST_KEY_MAX] = "";
-    int rc;
+    int rc, in_doubt = 0;
     if (strcmp(f->info.sharding_method, "custom") == 0)
         return qs_error_set(err, QS_EINVAL,
                             "collection '%s' uses custom sharding: its shard keys cannot be "
@@ -1000,9 +1050,11 @@ static int backup_shards(const struct qs_backup_env *env, const char *coll, cons
     item->stored = m.stored_size;
 
     enter_phase(env, coll, phase, c, "manifest");
-    rc = finish_manifest(env, coll, mkey, &m, err);
+    rc = finish_manifest(env, coll, mkey, &m, &in_doubt, err);
 out:
-    if (rc != 0) {
+    if (rc != 0 && in_doubt) {
+        keep_in_doubt(c, m.nshards);
+    } else if (rc != 0) {
         /* Never leave a shard object without its manifest: remove what this
          * run stored (nothing another run or backup owns). */
         for (size_t i = 0; i < m.nshards; i++)
@@ -1029,7 +1081,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     qs_cluster_view_init(&view);
     char key[QS_MANIFEST_KEY_MAX] = "", mkey[QS_MANIFEST_KEY_MAX] = "", sha[65] = "";
     char run_token[33] = "";
-    int created = 0, streaming = 0, stored = 0, rc;
+    int created = 0, streaming = 0, stored = 0, in_doubt = 0, rc;
     const char *phase = "snapshot";
     struct qs_log_ctx c;
     log_ctx(&c, env, dir, NULL, phase);
@@ -1183,7 +1235,7 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
     m.size = snap.size;
     memcpy(m.sha256, sha, sizeof(m.sha256));
     m.stored_size = item->stored;
-    if ((rc = finish_manifest(env, dir, mkey, &m, err)) != 0)
+    if ((rc = finish_manifest(env, dir, mkey, &m, &in_doubt, err)) != 0)
         goto fail;
     record_success(item, &c, t0);
 
@@ -1205,7 +1257,9 @@ fail:
      * (or none) is an existing backup. An object of this run whose put
      * reported a failure (e.g. an answer lost after the commit) still carries
      * this run's token. */
-    if (stored || streaming)
+    if (in_doubt)
+        keep_in_doubt(&c, 1);
+    else if (stored || streaming)
         remove_own(env, &c, key, run_token);
     if (created) {
         /* The snapshot was never verified at the destination: free Qdrant's

@@ -11,6 +11,7 @@
 #include "qsnap/fsstore.h"
 #include "qsnap/s3.h"
 #include "qsnap/storage_driver.h"
+#include "qsnap/testhooks.h"
 
 /* The drivers, by destination kind. */
 static const struct qs_storage_driver *driver_for(enum qs_dest_kind kind)
@@ -97,6 +98,7 @@ int qs_storage_new_from_config(const struct qs_config *cfg, struct qs_storage **
     qs_storage_opts_init(&o);
     o.kind = cfg->dest_kind;
     o.max_bytes_per_sec = cfg->max_bandwidth;
+    o.retry_base_ms = (int)qs_testhook_ms(QS_TESTHOOK_RETRY_BASE); /* 0: the default */
     if (cfg->dest_kind == QS_DEST_FILE) {
         o.path = cfg->dest_path;
         return qs_storage_new(&o, out, err);

@@ -16,6 +16,7 @@ static const char *const knob_names[] = {
     [QS_TESTHOOK_PROBE_INTERVAL] = PREFIX "PROBE_INTERVAL_MS",
     [QS_TESTHOOK_QDRANT_TIMEOUT] = PREFIX "QDRANT_TIMEOUT_MS",
     [QS_TESTHOOK_ACTIVE_WAIT] = PREFIX "ACTIVE_WAIT_MS",
+    [QS_TESTHOOK_RETRY_BASE] = PREFIX "RETRY_BASE_MS",
 };
 
 uint64_t qs_testhook_ms(enum qs_testhook h)

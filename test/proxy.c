@@ -37,6 +37,8 @@ struct px_conn {
     uint64_t body_left;
     char *resp;
     size_t resp_len, resp_off;
+    /* relaying: the answer to the request on this connection is lost */
+    int lose;
 };
 
 struct qs_proxy {
@@ -52,6 +54,7 @@ struct qs_proxy {
     int stop, refuse, stall, reset_all;
     uint64_t cut_left; /* 0 = disarmed */
     unsigned inject_left;
+    char lose_method[16], lose_suffix[64]; /* lose_suffix "" = disarmed */
     struct qs_proxy_stats st;
 };
 
@@ -246,6 +249,37 @@ static int inject_step(struct qs_proxy *p, struct px_conn *c, short rev)
     return 0;
 }
 
+/* 1 when the data read from a client (a request starts at its first byte:
+ * clients here send one request at a time) is a request whose method is
+ * one of method's ('|'-separated; "" = any) and whose target ends with suffix. Called under mu. */
+static int lose_match(const struct qs_proxy *p, const char *data, size_t len)
+{
+    if (p->lose_suffix[0] == '\0')
+        return 0;
+    const char *sp = memchr(data, ' ', len);
+    if (sp == NULL)
+        return 0;
+    size_t mlen = (size_t)(sp - data);
+    if (p->lose_method[0] != '\0') {
+        /* a list of methods separated by '|' */
+        int hit = 0;
+        for (const char *m = p->lose_method; *m != '\0' && !hit;) {
+            const char *bar = strchr(m, '|');
+            size_t l = bar != NULL ? (size_t)(bar - m) : strlen(m);
+            hit = l == mlen && memcmp(m, data, mlen) == 0;
+            m += bar != NULL ? l + 1 : l;
+        }
+        if (!hit)
+            return 0;
+    }
+    const char *t = sp + 1;
+    const char *te = memchr(t, ' ', len - (size_t)(t - data));
+    if (te == NULL)
+        return 0;
+    size_t tlen = (size_t)(te - t), slen = strlen(p->lose_suffix);
+    return tlen >= slen && memcmp(te - slen, p->lose_suffix, slen) == 0;
+}
+
 /* Relays one connection; returns 1 when it is finished, 2 when it was cut. */
 static int relay_step(struct qs_proxy *p, struct px_conn *c, short crev, short urev)
 {
@@ -262,6 +296,8 @@ static int relay_step(struct qs_proxy *p, struct px_conn *c, short crev, short u
             c->up_off = 0;
             int cut = 0;
             pthread_mutex_lock(&p->mu);
+            if (lose_match(p, c->up, (size_t)n))
+                c->lose = 1;
             if (p->cut_left > 0) {
                 if ((uint64_t)n >= p->cut_left) {
                     c->up_len = (size_t)p->cut_left;
@@ -306,6 +342,13 @@ static int relay_step(struct qs_proxy *p, struct px_conn *c, short crev, short u
             shutdown(c->cfd, SHUT_WR);
         } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
             return 1;
+        } else if (n > 0 && c->lose && !(n > 10 && memcmp(c->down, "HTTP/1.1 1", 10) == 0)) {
+            /* the request was relayed and answered (an interim 1xx such as
+             * 100 Continue is relayed): the answer is lost */
+            pthread_mutex_lock(&p->mu);
+            p->st.lost++;
+            pthread_mutex_unlock(&p->mu);
+            return 2;
         } else if (n > 0) {
             c->down_len = (size_t)n;
             c->down_off = 0;
@@ -478,6 +521,14 @@ int qs_proxy_port(const struct qs_proxy *p)
 const char *qs_proxy_url(const struct qs_proxy *p)
 {
     return p->url;
+}
+
+void qs_proxy_lose_answers(struct qs_proxy *p, const char *method, const char *suffix)
+{
+    pthread_mutex_lock(&p->mu);
+    snprintf(p->lose_method, sizeof(p->lose_method), "%s", method != NULL ? method : "");
+    snprintf(p->lose_suffix, sizeof(p->lose_suffix), "%s", suffix != NULL ? suffix : "");
+    pthread_mutex_unlock(&p->mu);
 }
 
 void qs_proxy_set_refuse(struct qs_proxy *p, int on)

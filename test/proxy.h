@@ -6,7 +6,10 @@
  *   - cut: after N more client->upstream bytes the connection carrying them
  *     is reset on both sides (one shot, then relaying resumes);
  *   - 503: the next N HTTP requests are answered by the proxy itself with
- *     `503 SlowDown` and an S3 XML error body, then the connection is closed.
+ *     `503 SlowDown` and an S3 XML error body, then the connection is closed;
+ *   - lose answers: requests with a given method and target suffix reach the
+ *     upstream, which acts on them, but their answers never reach the client:
+ *     the connection is reset when the upstream starts answering.
  * The proxy runs its own thread; every setter may be called from the test
  * thread at any time. */
 #ifndef QSNAP_TEST_PROXY_H
@@ -25,6 +28,7 @@ struct qs_proxy_stats {
     uint64_t cuts;        /* connections cut by qs_proxy_cut_after() */
     uint64_t injected;    /* requests answered with 503 */
     uint64_t requests;    /* request heads seen on injecting connections */
+    uint64_t lost;        /* answers lost by qs_proxy_lose_answers() */
 };
 
 /* Starts a proxy to upstream_host (borrowed, numeric IPv4) and upstream_port.
@@ -47,6 +51,13 @@ void qs_proxy_cut_after(struct qs_proxy *p, uint64_t n);
 /* Answers the next n requests with 503 SlowDown (0 disarms). Arming resets
  * open connections so that the client's next request opens a new one. */
 void qs_proxy_inject_503(struct qs_proxy *p, unsigned n);
+/* From now on, every request whose method is one of method (borrowed,
+ * e.g. "PUT" or "PUT|GET"; NULL or "" for any) and whose target ends with
+ * suffix (borrowed, at most 63 bytes; NULL or "" disarms) is relayed, and
+ * its answer is lost (an interim 1xx answer is relayed). A request is
+ * recognised at the first byte a client sends after its previous answer
+ * (no pipelining), which is how libcurl sends. */
+void qs_proxy_lose_answers(struct qs_proxy *p, const char *method, const char *suffix);
 /* Resets every open connection. */
 void qs_proxy_reset_all(struct qs_proxy *p);
 

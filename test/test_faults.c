@@ -725,6 +725,63 @@ Test(faults, s3_slowdown_then_recovers)
     cr_assert_eq(check_invariants(NULL), 1);
 }
 
+/* The manifest PUT reaches radosgw, which stores it, but no answer of it (nor
+ * of its retries, which the If-None-Match condition refuses) comes back: the
+ * backup reads the key back, finds its own manifest and succeeds, and the
+ * object it names is kept (deleting it would leave a stored manifest naming
+ * a missing object). */
+Test(faults, s3_manifest_stored_but_every_answer_lost)
+{
+    standin_start();
+    dest_s3_proxied("lost");
+    make_collection("lost", 2);
+    const char *fast[] = {"QSNAP_TEST_RETRY_BASE_MS=20", NULL};
+    daemon_start(fast, 1);
+    qs_proxy_lose_answers(E.proxy, "PUT", ".json");
+    cJSON *job = backup_now(120);
+    assert_job(job, "succeeded");
+    cJSON_Delete(job);
+    struct qs_proxy_stats ps;
+    qs_proxy_stats(E.proxy, &ps);
+    /* every attempt of the backup (5) and of the S3 client (6 each) */
+    cr_assert_geq(ps.lost, 25, "the proxy lost only %llu answers", (unsigned long long)ps.lost);
+    cr_assert(log_contains("reported a failure, but it is stored as written"),
+              "the read-back was not logged");
+    qs_proxy_lose_answers(E.proxy, NULL, NULL);
+    char *mt = daemon_get("/metrics", NULL);
+    cr_assert_eq(qs_test_backups_total(mt, "lost", "success"), 1.0, "%s", mt);
+    free(mt);
+    daemon_term(25);
+    cr_assert_eq(check_invariants(NULL), 1, "the stored manifest and its object must both stay");
+}
+
+/* As above, and reading the manifest back fails too: whether it is stored
+ * cannot be told, so the backup fails and keeps the object the manifest may
+ * name. What is left is the complete backup (the manifest was stored). */
+Test(faults, s3_manifest_in_doubt_keeps_its_object)
+{
+    standin_start();
+    dest_s3_proxied("doubt");
+    make_collection("doubt", 2);
+    const char *fast[] = {"QSNAP_TEST_RETRY_BASE_MS=20", NULL};
+    daemon_start(fast, 1);
+    /* not HEAD: the check that the keys are free comes first */
+    qs_proxy_lose_answers(E.proxy, "PUT|GET", ".json");
+    cJSON *job = backup_now(120);
+    assert_job(job, "failed");
+    char *t = cJSON_PrintUnformatted(job);
+    cr_assert(strstr(t, "may or may not be stored") != NULL, "job: %s", t);
+    free(t);
+    cJSON_Delete(job);
+    cr_assert(log_contains("keeping the 1 stored object(s) of this run"), "no keep logged");
+    qs_proxy_lose_answers(E.proxy, NULL, NULL);
+    char *mt = daemon_get("/metrics", NULL);
+    cr_assert_eq(qs_test_backups_total(mt, "doubt", "failure"), 1.0, "%s", mt);
+    free(mt);
+    daemon_term(25);
+    cr_assert_eq(check_invariants(NULL), 1, "the stored manifest and its object must both stay");
+}
+
 Test(faults, s3_unreachable_at_startup_then_back)
 {
     standin_start();

@@ -13,6 +13,9 @@
  *   QDRANT_TIMEOUT  the Qdrant client's request and snapshot timeouts;
  *   ACTIVE_WAIT     how long a cluster restore waits for every replica to
  *                   turn Active (default 10 min);
+ *   RETRY_BASE      the first backoff of a backup step's retries and of the
+ *                   S3 client's (defaults 1 s and 200 ms), so that tests can
+ *                   exhaust them quickly;
  * and the clock: a start time in UTC seconds from which the injectable clock
  * (util.h) advances with real time. The variables are named
  * QSNAP_TEST_<knob> and QSNAP_TEST_NOW. */
@@ -29,6 +32,7 @@ enum qs_testhook {
     QS_TESTHOOK_PROBE_INTERVAL,
     QS_TESTHOOK_QDRANT_TIMEOUT,
     QS_TESTHOOK_ACTIVE_WAIT,
+    QS_TESTHOOK_RETRY_BASE,
 };
 
 #ifdef QSNAP_TEST_HOOKS
