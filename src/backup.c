@@ -1099,20 +1099,23 @@ int qs_backup_collection(const struct qs_backup_env *env, const char *collection
         goto fail;
 
     /* In a Qdrant cluster every collection is backed up shard by shard,
-     * each shard from a peer holding an Active replica of it. */
+     * each shard from a peer holding an Active replica of it; a full
+     * snapshot would hold one peer's shards only. */
     int cluster = 0;
-    if (coll != NULL) {
-        for (int a = 0;; a++) {
-            cluster = qs_cluster_mode(env->qdrant, cfg, &view, err);
-            if (cluster >= 0 || !should_retry(env, "read GET /cluster", dir, a, cluster, err))
-                break;
-        }
-        /* Qdrant answered gather_facts a moment ago: whatever stops it
-         * answering now, a guess could back up the local shards only. */
-        if (cluster < 0) {
-            rc = cluster;
-            goto fail;
-        }
+    for (int a = 0;; a++) {
+        cluster = qs_cluster_mode(env->qdrant, cfg, &view, err);
+        if (cluster >= 0 || !should_retry(env, "read GET /cluster", dir, a, cluster, err))
+            break;
+    }
+    /* Qdrant answered gather_facts a moment ago: whatever stops it
+     * answering now, a guess could back up the local shards only. */
+    if (cluster < 0) {
+        rc = cluster;
+        goto fail;
+    }
+    if (coll == NULL && cluster == 1) {
+        rc = qs_error_set(err, QS_EINVAL, "%s", QS_CLUSTER_FULL_MODE_REFUSAL);
+        goto fail;
     }
     if (coll != NULL && (cfg->method == QS_METHOD_SHARDS || cluster == 1)) {
         rc = backup_shards(env, coll, &f, cluster == 1 ? &view.info : NULL, run_token, item, &c,

@@ -339,7 +339,8 @@ static void report_line(const char *fmt, ...)
 
 /* check-config's cluster view: whether Qdrant is in cluster mode, this
  * peer, the leader, every peer with its REST URL, and whether this sidecar
- * runs the scheduled work. Returns 1 when Qdrant could not be asked. */
+ * runs the scheduled work. Returns 1 when Qdrant could not be asked, or
+ * when QSNAP_MODE=full meets a cluster. */
 static int cluster_report(const struct qs_config *cfg, struct qs_qdrant *q)
 {
     struct qs_cluster_view v;
@@ -372,6 +373,8 @@ static int cluster_report(const struct qs_config *cfg, struct qs_qdrant *q)
                     "pruning: %s (%s)",
                     ci->peer_id, leader, ci->term, role == QS_CLUSTER_ROLE_LEADER ? "yes" : "no",
                     runs, why);
+        if (cfg->mode == QS_MODE_FULL)
+            report_line("# cluster: backups will fail: %s", QS_CLUSTER_FULL_MODE_REFUSAL);
         for (size_t i = 0; i < ci->npeers; i++) {
             const struct qs_cluster_peer *p = &ci->peers[i];
             int me = p->id == ci->peer_id, lead = p->id == ci->leader;
@@ -385,8 +388,10 @@ static int cluster_report(const struct qs_config *cfg, struct qs_qdrant *q)
         break;
     }
     }
+    int clustered = role != QS_CLUSTER_ROLE_OFF && role != QS_CLUSTER_ROLE_SINGLE &&
+                    role != QS_CLUSTER_ROLE_UNKNOWN;
     qs_cluster_view_deinit(&v);
-    return role == QS_CLUSTER_ROLE_UNKNOWN;
+    return role == QS_CLUSTER_ROLE_UNKNOWN || (clustered && cfg->mode == QS_MODE_FULL);
 }
 
 int qs_cli_check_reachability(const struct qs_config *cfg)

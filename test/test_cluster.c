@@ -1326,8 +1326,9 @@ static char *all_points(const char *base, const char *c)
  * (owned). */
 static const char *g_active_wait = "QSNAP_TEST_ACTIVE_WAIT_MS=60000";
 
-static int cli(struct world *w, const char *qurl, int rest_port, const char *const *args,
-               char **out)
+/* cli() with one more variable (borrowed; NULL for none). */
+static int cli_with(struct world *w, const char *qurl, int rest_port, const char *extra,
+                    const char *const *args, char **out)
 {
     char q[160], port[64];
     snprintf(q, sizeof(q), "QSNAP_QDRANT_URL=%s", qurl);
@@ -1339,6 +1340,7 @@ static int cli(struct world *w, const char *qurl, int rest_port, const char *con
                    "QSNAP_COMPRESSION=none",
                    "QSNAP_LOG_FORMAT=json",
                    (char *)g_active_wait,
+                   (char *)extra,
                    NULL};
     char *argv[16];
     size_t n = 0;
@@ -1347,6 +1349,12 @@ static int cli(struct world *w, const char *qurl, int rest_port, const char *con
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
     return qs_test_run(argv, env, out);
+}
+
+static int cli(struct world *w, const char *qurl, int rest_port, const char *const *args,
+               char **out)
+{
+    return cli_with(w, qurl, rest_port, NULL, args, out);
 }
 
 /* Every shard of c on cluster k has replicas replicas, all Active. */
@@ -1531,6 +1539,40 @@ static double counter(const struct world *w, int i, const char *name)
     double v = n->valuedouble;
     cJSON_Delete(j);
     return v;
+}
+
+/* QSNAP_MODE=full in a cluster: a full snapshot would hold one peer's
+ * shards only. The backup fails before any snapshot, saying why and what to
+ * set instead, and check-config says so and exits 1. */
+Test(cluster, full_mode_is_refused_in_a_cluster)
+{
+    static struct world w;
+    world_open(&w, 0);
+    make_sharded(&w, "fm", 30, 3);
+    char *out = NULL;
+    const char *backup[] = {"backup", NULL};
+    int rc = cli_with(&w, w.c.peer[1].url, w.c.port, "QSNAP_MODE=full", backup, &out);
+    cr_assert_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "QSNAP_MODE=full snapshots the storage of one peer"), "%s", out);
+    cr_assert_not_null(strstr(out, "use QSNAP_MODE=collections"), "%s", out);
+    free(out);
+    for (int i = 1; i <= PEERS; i++) {
+        cr_assert_eq(counter(&w, i, "full_creates"), 0.0, "peer %d took a full snapshot", i);
+        cr_assert_eq(counter(&w, i, "creates"), 0.0, "peer %d took a snapshot", i);
+    }
+    cr_assert_eq(objects_of(&w, ":full"), 0, "objects left behind");
+
+    const char *check[] = {"check-config", NULL};
+    rc = cli_with(&w, w.c.peer[2].url, w.c.port, "QSNAP_MODE=full", check, &out);
+    cr_assert_eq(rc, 1, "check-config: exit %d:\n%s", rc, out);
+    cr_assert_not_null(strstr(out, "\n# cluster: backups will fail: QSNAP_MODE=full snapshots"),
+                       "%s", out);
+    free(out);
+    rc = cli(&w, w.c.peer[2].url, w.c.port, check, &out);
+    cr_assert_eq(rc, 0, "check-config in collections mode: exit %d:\n%s", rc, out);
+    cr_assert_null(strstr(out, "backups will fail"), "%s", out);
+    free(out);
+    stop_all();
 }
 
 /* Qdrant answered a moment ago but GET /cluster does not: a manual backup

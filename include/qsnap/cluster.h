@@ -282,6 +282,14 @@ void qs_cluster_view_set(struct qs_cluster_view *out, enum qs_cluster_setting se
 int qs_cluster_mode(struct qs_qdrant *q, const struct qs_config *cfg, struct qs_cluster_view *v,
                     struct qs_error *err);
 
+/* Why QSNAP_MODE=full is refused in cluster mode, for errors and for
+ * check-config: a full snapshot holds the storage of one peer, which in a
+ * cluster holds only that peer's shards. */
+#define QS_CLUSTER_FULL_MODE_REFUSAL                                                               \
+    "QSNAP_MODE=full snapshots the storage of one peer, and in a Qdrant cluster a peer holds "     \
+    "only its own shards: use QSNAP_MODE=collections (every shard of every collection), or "       \
+    "QSNAP_CLUSTER=off to snapshot this peer's storage alone"
+
 /* Why a sidecar in v's role does or does not run scheduled work, as one
  * sentence for logs and messages (into out, cap bytes), e.g. "this
  * sidecar's Qdrant peer 17 is not the Raft leader (the leader is peer 42)". */
