@@ -54,7 +54,7 @@ if [ -n "${QSNAP_BENCH_BASE:-}" ]; then
     [ -x "$BASE" ] || BASE="$QSNAP_BENCH_BASE/src/qsnap"
     [ -x "$BASE" ] || { echo "bench: no qsnap binary in $QSNAP_BENCH_BASE" >&2; exit 2; }
 fi
-NCPU=$(getconf _NPROCESSORS_ONLN)
+NCPU=$BENCH_NCPU
 read -r SNAP SIZE < <(bc_snapshot bench-1g)
 bc_log "snapshot $SNAP: $SIZE bytes"
 FILE="$BC_W/snap.bin"

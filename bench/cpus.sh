@@ -6,7 +6,12 @@
 # QSNAP_BENCH_S3_CPUS and everything else the benchmark starts (qsnap, the
 # stand-in, curl, openssl) on QSNAP_BENCH_CPUS, for qsnap and for the curl
 # transfers it is compared with alike. Unset (the default): no pinning.
+# Every benchmark built on backup_common.sh honours them, and restore_bench
+# and load_bench.
 #   QSNAP_BENCH_S3_CPUS=0 QSNAP_BENCH_CPUS=1 bench/backup_bench.sh build
+
+# BENCH_NCPU: the CPUs this benchmark may use, counted before any pinning.
+BENCH_NCPU=$(nproc)
 
 bench_cpus_check() {
     if [ -n "${QSNAP_BENCH_S3_CPUS:-}${QSNAP_BENCH_CPUS:-}" ]; then
@@ -14,7 +19,14 @@ bench_cpus_check() {
             echo "bench: set both QSNAP_BENCH_S3_CPUS and QSNAP_BENCH_CPUS, or neither" >&2
             exit 2
         fi
+        if [ "${QSNAP_BENCH_REUSE_RGW:-0}" = 1 ]; then
+            echo "bench: QSNAP_BENCH_S3_CPUS cannot pin a radosgw the benchmark did not start" \
+                "(QSNAP_BENCH_REUSE_RGW=1)" >&2
+            exit 2
+        fi
         command -v taskset >/dev/null || { echo "bench: taskset missing (util-linux)" >&2; exit 2; }
+        taskset -c "$QSNAP_BENCH_S3_CPUS" true 2>/dev/null ||
+            { echo "bench: QSNAP_BENCH_S3_CPUS=$QSNAP_BENCH_S3_CPUS is not a CPU list here" >&2; exit 2; }
         # qsnap would warn about unknown QSNAP_ variables in its environment.
         export -n QSNAP_BENCH_S3_CPUS QSNAP_BENCH_CPUS
         # Pins this shell; what it starts from now on inherits the mask.
@@ -37,6 +49,6 @@ bench_cpus_describe() {
     if [ -n "${QSNAP_BENCH_S3_CPUS:-}" ]; then
         echo "CPU split: radosgw on CPUs $QSNAP_BENCH_S3_CPUS, everything else on CPUs $QSNAP_BENCH_CPUS"
     else
-        echo "no CPU split: radosgw, the stand-in, curl and qsnap share all $(getconf _NPROCESSORS_ONLN) CPUs"
+        echo "no CPU split: radosgw, the stand-in, curl and qsnap share the same $BENCH_NCPU CPUs"
     fi
 }

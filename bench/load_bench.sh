@@ -180,7 +180,7 @@ N3=0
 [ "$TARGET" = nginx ] && N3=$(proc_ticks "$NGINX_PID")
 
 echo
-echo "== qsnap load benchmark ($MIB MiB collection, $(getconf _NPROCESSORS_ONLN) CPUs, load on $TARGET)"
+echo "== qsnap load benchmark ($MIB MiB collection, $BENCH_NCPU CPUs, load on $TARGET)"
 bench_cpus_describe
 "$PY" - "$B1" "$D1" "$B2" "$D2" <<'PY'
 import sys

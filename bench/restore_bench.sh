@@ -218,7 +218,7 @@ rm -f "$WORK/snap"
 
 LIMIT=$(( PART_MIB * 3 + 16 ))
 printf '\nqsnap restore benchmark: %s MiB snapshot (%s bytes, %s points), radosgw -> stand-in, %s CPUs\n' \
-    "$MIB" "$SIZE" "$POINTS" "$(getconf _NPROCESSORS_ONLN)"
+    "$MIB" "$SIZE" "$POINTS" "$BENCH_NCPU"
 bench_cpus_describe
 printf 'backup of the same collection: %s s; seconds; control = the GET and the upload by curl at the same time\n' "$BACKUP_S"
 printf '%-5s %9s %9s %9s %9s %10s %12s %9s' run "curl GET" "curl -F" control qsnap "qsnap/max" "control/max" "RSS MiB"

@@ -507,8 +507,8 @@ static void enter_phase(const struct qs_backup_env *env, const char *dir, const 
 }
 
 /* 1 when mkey holds exactly the bytes of mjson (borrowed), 0 when it holds
- * other bytes or nothing, negative when that cannot be told (then e says
- * why). */
+ * other bytes, QS_ENOTFOUND when it holds nothing, another negative code when
+ * that cannot be told (then e says why). */
 static int manifest_is(const struct qs_backup_env *env, const char *mkey,
                        const struct qs_buf *mjson, struct qs_error *e)
 {
@@ -517,20 +517,30 @@ static int manifest_is(const struct qs_backup_env *env, const char *mkey,
     int rc = qs_storage_get_buffer(env->storage, mkey, mjson->len + 1, &have, cancel_of(env), e);
     int same = have.len == mjson->len && memcmp(have.data, mjson->data, have.len) == 0;
     qs_buf_free(&have);
-    if (rc == QS_ENOTFOUND)
-        return 0;
     if (rc == QS_ETOOBIG)
         return 0;
     return rc != 0 ? rc : same;
 }
 
+/* 1 when a put that failed with err (borrowed) may still have stored its
+ * object: no answer came (a transport failure or a timeout after the request
+ * went out) or the server failed while handling it (500, 502, 504). A
+ * refusal (4xx, 503 SlowDown) or a local failure stored nothing. */
+static int outcome_unknown(const struct qs_error *err)
+{
+    if (err->code == QS_ETRANSPORT)
+        return 1;
+    return err->http_status == 500 || err->http_status == 502 || err->http_status == 504;
+}
+
 /* Writes the manifest (last). A manifest already under mkey is this run's own
  * when it holds exactly the bytes this run meant to write (an earlier attempt
  * whose answer was lost stored it); anything else is refused. When every
- * attempt failed, an attempt may still have stored it (the request arrived,
- * the answer did not): the key is read back. The manifest found there counts
- * as written; when the key cannot be read either (for now), *in_doubt is set
- * and the caller must keep the objects the manifest names. */
+ * attempt failed and one of them may still have stored it (outcome_unknown),
+ * the key is read back: the manifest found there as written counts as
+ * written; when the key cannot be read, or is empty (the request of an
+ * attempt that timed out may still be committed), *in_doubt is set and the
+ * caller must keep the objects the manifest names. */
 static int write_manifest(const struct qs_backup_env *env, const char *dir, const char *mkey,
                           const struct qs_buf *mjson, int *in_doubt, struct qs_error *err)
 {
@@ -539,15 +549,16 @@ static int write_manifest(const struct qs_backup_env *env, const char *dir, cons
         qs_error_clear(&local);
         err = &local;
     }
-    int rc;
+    int rc, unknown = 0;
     for (int a = 0;; a++) {
         rc = qs_storage_put_buffer(env->storage, mkey, mjson->data, mjson->len, NULL,
                                    cancel_of(env), err);
+        unknown |= rc != 0 && outcome_unknown(err);
         if (!should_retry(env, "write manifest", dir, a, rc, err))
             break;
     }
-    if (rc == 0)
-        return 0;
+    if (rc == 0 || (!unknown && rc != UV_EEXIST))
+        return rc; /* stored, or every attempt was refused */
     struct qs_error e;
     qs_error_clear(&e);
     int is = manifest_is(env, mkey, mjson, &e);
@@ -561,15 +572,16 @@ static int write_manifest(const struct qs_backup_env *env, const char *dir, cons
         qs_error_clear(err);
         return 0;
     }
-    /* A read that may work on another try (transport, 5xx, a cancelled
-     * run) leaves the question open; a definite answer (the key holds a
-     * directory, access denied) means it is not this run's manifest. */
-    if (is < 0 && (e.retryable || is == QS_ECANCELED)) {
-        *in_doubt = 1;
-        return qs_error_prefix(err, "manifest %s may or may not be stored (reading it back: %s)",
-                               mkey, e.msg);
-    }
-    return rc;
+    if (is == 0 || !unknown)
+        return rc; /* another manifest holds the key, or it was taken before this run */
+    *in_doubt = 1;
+    if (is == QS_ENOTFOUND)
+        return qs_error_prefix(err,
+                               "manifest %s is not stored, but an attempt whose answer never "
+                               "came may still store it",
+                               mkey);
+    return qs_error_prefix(err, "manifest %s may or may not be stored (reading it back: %s)", mkey,
+                           e.msg);
 }
 
 /* What a backup records about the collection besides its data. */

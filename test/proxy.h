@@ -54,9 +54,9 @@ void qs_proxy_inject_503(struct qs_proxy *p, unsigned n);
 /* From now on, every request whose method is one of method (borrowed,
  * e.g. "PUT" or "PUT|GET"; NULL or "" for any) and whose target ends with
  * suffix (borrowed, at most 63 bytes; NULL or "" disarms) is relayed, and
- * its answer is lost (an interim 1xx answer is relayed). A request is
- * recognised at the first byte a client sends after its previous answer
- * (no pipelining), which is how libcurl sends. */
+ * its answer is lost (an interim 1xx answer is relayed). Every chunk a
+ * client sends is checked for such a request line at its start: clients
+ * here send a request's head in one write and do not pipeline. */
 void qs_proxy_lose_answers(struct qs_proxy *p, const char *method, const char *suffix);
 /* Resets every open connection. */
 void qs_proxy_reset_all(struct qs_proxy *p);

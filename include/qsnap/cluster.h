@@ -287,8 +287,9 @@ int qs_cluster_mode(struct qs_qdrant *q, const struct qs_config *cfg, struct qs_
  * cluster holds only that peer's shards. */
 #define QS_CLUSTER_FULL_MODE_REFUSAL                                                               \
     "QSNAP_MODE=full snapshots the storage of one peer, and in a Qdrant cluster a peer holds "     \
-    "only its own shards: use QSNAP_MODE=collections (every shard of every collection), or "       \
-    "QSNAP_CLUSTER=off to snapshot this peer's storage alone"
+    "only its own shards: use QSNAP_MODE=collections (every shard of every collection), or, to "   \
+    "snapshot each peer's storage alone, QSNAP_CLUSTER=off with a destination prefix of its "      \
+    "own per peer"
 
 /* Why a sidecar in v's role does or does not run scheduled work, as one
  * sentence for logs and messages (into out, cap bytes), e.g. "this
