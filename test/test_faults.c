@@ -725,6 +725,37 @@ Test(faults, s3_slowdown_then_recovers)
     cr_assert_eq(check_invariants(NULL), 1);
 }
 
+/* Backs coll up while the proxy loses every answer to the methods (as for
+ * qs_proxy_lose_answers) on manifest keys; asserts the job's state, that the
+ * job or the log holds `says`, the backups_total result, and that what is
+ * left is the stored manifest with its object. */
+static void backup_losing_manifest_answers(const char *coll, const char *methods, const char *state,
+                                           const char *says, const char *result)
+{
+    standin_start();
+    dest_s3_proxied(coll);
+    make_collection(coll, 2);
+    const char *fast[] = {"QSNAP_TEST_RETRY_BASE_MS=20", NULL};
+    daemon_start(fast, 1);
+    qs_proxy_lose_answers(E.proxy, methods, ".json");
+    cJSON *job = backup_now(120);
+    assert_job(job, state);
+    char *t = cJSON_PrintUnformatted(job);
+    cr_assert(strstr(t, says) != NULL || log_contains(says), "'%s' not said; job: %s", says, t);
+    free(t);
+    cJSON_Delete(job);
+    struct qs_proxy_stats ps;
+    qs_proxy_stats(E.proxy, &ps);
+    /* every attempt of the backup (5) and of the S3 client (6 each) */
+    cr_assert_geq(ps.lost, 25, "the proxy lost only %llu answers", (unsigned long long)ps.lost);
+    qs_proxy_lose_answers(E.proxy, NULL, NULL);
+    char *mt = daemon_get("/metrics", NULL);
+    cr_assert_eq(qs_test_backups_total(mt, coll, result), 1.0, "%s", mt);
+    free(mt);
+    daemon_term(25);
+    cr_assert_eq(check_invariants(NULL), 1, "the stored manifest and its object must both stay");
+}
+
 /* The manifest PUT reaches radosgw, which stores it, but no answer of it (nor
  * of its retries, which the If-None-Match condition refuses) comes back: the
  * backup reads the key back, finds its own manifest and succeeds, and the
@@ -732,54 +763,19 @@ Test(faults, s3_slowdown_then_recovers)
  * a missing object). */
 Test(faults, s3_manifest_stored_but_every_answer_lost)
 {
-    standin_start();
-    dest_s3_proxied("lost");
-    make_collection("lost", 2);
-    const char *fast[] = {"QSNAP_TEST_RETRY_BASE_MS=20", NULL};
-    daemon_start(fast, 1);
-    qs_proxy_lose_answers(E.proxy, "PUT", ".json");
-    cJSON *job = backup_now(120);
-    assert_job(job, "succeeded");
-    cJSON_Delete(job);
-    struct qs_proxy_stats ps;
-    qs_proxy_stats(E.proxy, &ps);
-    /* every attempt of the backup (5) and of the S3 client (6 each) */
-    cr_assert_geq(ps.lost, 25, "the proxy lost only %llu answers", (unsigned long long)ps.lost);
-    cr_assert(log_contains("reported a failure, but it is stored as written"),
-              "the read-back was not logged");
-    qs_proxy_lose_answers(E.proxy, NULL, NULL);
-    char *mt = daemon_get("/metrics", NULL);
-    cr_assert_eq(qs_test_backups_total(mt, "lost", "success"), 1.0, "%s", mt);
-    free(mt);
-    daemon_term(25);
-    cr_assert_eq(check_invariants(NULL), 1, "the stored manifest and its object must both stay");
+    backup_losing_manifest_answers("lost", "PUT", "succeeded",
+                                   "reported a failure, but it is stored as written", "success");
 }
 
 /* As above, and reading the manifest back fails too: whether it is stored
  * cannot be told, so the backup fails and keeps the object the manifest may
- * name. What is left is the complete backup (the manifest was stored). */
+ * name. What is left is the complete backup (the manifest was stored). Not
+ * HEAD: the check that the keys are free comes first. */
 Test(faults, s3_manifest_in_doubt_keeps_its_object)
 {
-    standin_start();
-    dest_s3_proxied("doubt");
-    make_collection("doubt", 2);
-    const char *fast[] = {"QSNAP_TEST_RETRY_BASE_MS=20", NULL};
-    daemon_start(fast, 1);
-    /* not HEAD: the check that the keys are free comes first */
-    qs_proxy_lose_answers(E.proxy, "PUT|GET", ".json");
-    cJSON *job = backup_now(120);
-    assert_job(job, "failed");
-    char *t = cJSON_PrintUnformatted(job);
-    cr_assert(strstr(t, "may or may not be stored") != NULL, "job: %s", t);
-    free(t);
-    cJSON_Delete(job);
+    backup_losing_manifest_answers("doubt", "PUT|GET", "failed", "may or may not be stored",
+                                   "failure");
     cr_assert(log_contains("keeping the 1 stored object(s) of this run"), "no keep logged");
-    qs_proxy_lose_answers(E.proxy, NULL, NULL);
-    char *mt = daemon_get("/metrics", NULL);
-    cr_assert_eq(qs_test_backups_total(mt, "doubt", "failure"), 1.0, "%s", mt);
-    free(mt);
-    daemon_term(25);
-    cr_assert_eq(check_invariants(NULL), 1, "the stored manifest and its object must both stay");
 }
 
 Test(faults, s3_unreachable_at_startup_then_back)
