@@ -355,6 +355,29 @@ static void assert_no_secret(const char *what, const char *text)
                        text);
 }
 
+/* The object that o (a manifest, or one shard of it; borrowed) names under
+ * "object" exists, hashes to its "sha256" and has its "size"; marks it in
+ * referenced (by index in keys). */
+static void check_named_object(const char *mkey, const cJSON *o, int gz, char **keys, size_t n,
+                               char *referenced)
+{
+    const cJSON *obj = cJSON_GetObjectItemCaseSensitive(o, "object");
+    const cJSON *msha = cJSON_GetObjectItemCaseSensitive(o, "sha256");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(o, "size");
+    cr_assert(cJSON_IsString(obj) && cJSON_IsString(msha) && cJSON_IsNumber(size),
+              "manifest %s lacks object, sha256 or size", mkey);
+    char sha[65];
+    uint64_t got = 0;
+    cr_assert_eq(dest_fetch(obj->valuestring, gz, sha, &got, NULL), 0,
+                 "manifest %s names a missing object %s", mkey, obj->valuestring);
+    cr_assert_str_eq(sha, msha->valuestring, "object %s does not hash to its manifest",
+                     obj->valuestring);
+    cr_assert_eq(got, (uint64_t)size->valuedouble, "object %s size", obj->valuestring);
+    for (size_t j = 0; j < n; j++)
+        if (strcmp(keys[j], obj->valuestring) == 0)
+            referenced[j] = 1;
+}
+
 /* Asserts the invariants; returns the number of complete backups found. */
 static size_t check_invariants(const char *extra_log)
 {
@@ -374,24 +397,22 @@ static size_t check_invariants(const char *extra_log)
         cr_assert_eq(dest_fetch(keys[i], 0, sha, NULL, &b), 0);
         cJSON *m = cJSON_ParseWithLength(b.data, b.len);
         cr_assert_not_null(m, "manifest %s is not JSON", keys[i]);
-        const cJSON *obj = cJSON_GetObjectItemCaseSensitive(m, "object");
-        const cJSON *msha = cJSON_GetObjectItemCaseSensitive(m, "sha256");
-        const cJSON *size = cJSON_GetObjectItemCaseSensitive(m, "size");
         const cJSON *comp = cJSON_GetObjectItemCaseSensitive(m, "compression");
-        const cJSON *ssize = cJSON_GetObjectItemCaseSensitive(m, "stored_size");
-        cr_assert(cJSON_IsString(obj) && cJSON_IsString(msha) && cJSON_IsNumber(size) &&
-                      cJSON_IsString(comp) && cJSON_IsNumber(ssize),
-                  "manifest %s lacks fields: %s", keys[i], b.data);
+        cr_assert(cJSON_IsString(comp), "manifest %s lacks compression: %s", keys[i], b.data);
         int gz = strcmp(comp->valuestring, "gzip") == 0;
-        uint64_t got = 0;
-        cr_assert_eq(dest_fetch(obj->valuestring, gz, sha, &got, NULL), 0,
-                     "manifest %s names a missing object %s", keys[i], obj->valuestring);
-        cr_assert_str_eq(sha, msha->valuestring, "object %s does not hash to its manifest",
-                         obj->valuestring);
-        cr_assert_eq(got, (uint64_t)size->valuedouble, "object %s size", obj->valuestring);
-        for (size_t j = 0; j < n; j++)
-            if (strcmp(keys[j], obj->valuestring) == 0)
-                referenced[j] = 1;
+        const cJSON *shards = cJSON_GetObjectItemCaseSensitive(m, "shards");
+        if (cJSON_GetArraySize(shards) > 0) {
+            /* the shards method: every shard object it names */
+            const cJSON *sh;
+            cJSON_ArrayForEach(sh, shards)
+            {
+                check_named_object(keys[i], sh, gz, keys, n, referenced);
+            }
+        } else {
+            check_named_object(keys[i], m, gz, keys, n, referenced);
+            cr_assert(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(m, "stored_size")),
+                      "manifest %s lacks stored_size: %s", keys[i], b.data);
+        }
         cJSON_Delete(m);
         qs_buf_free(&b);
     }
@@ -776,6 +797,33 @@ Test(faults, s3_manifest_in_doubt_keeps_its_object)
     backup_losing_manifest_answers("doubt", "PUT|GET", "failed", "may or may not be stored",
                                    "failure");
     cr_assert(log_contains("keeping the 1 stored object(s) of this run"), "no keep logged");
+}
+
+/* The shards method, manifest in doubt: every shard object of the run stays
+ * with the manifest that names them. */
+Test(faults, s3_manifest_in_doubt_keeps_every_shard_object)
+{
+    standin_start();
+    dest_s3_proxied("doubt-shards");
+    standin_post("/__standin/collections",
+                 "{\"name\":\"ds\",\"points\":60,\"dim\":8,\"shard_number\":3}");
+    const char *env[] = {"QSNAP_TEST_RETRY_BASE_MS=20", "QSNAP_SNAPSHOT_METHOD=shards", NULL};
+    daemon_start(env, 1);
+    qs_proxy_lose_answers(E.proxy, "PUT|GET", ".json");
+    cJSON *job = backup_now(120);
+    assert_job(job, "failed");
+    char *t = cJSON_PrintUnformatted(job);
+    cr_assert(strstr(t, "may or may not be stored") != NULL, "job: %s", t);
+    free(t);
+    cJSON_Delete(job);
+    cr_assert(log_contains("keeping the 3 stored object(s) of this run"), "no keep logged");
+    qs_proxy_lose_answers(E.proxy, NULL, NULL);
+    daemon_term(25);
+    cr_assert_eq(check_invariants(NULL), 1, "the stored manifest and its shards must all stay");
+    char **keys;
+    size_t tmps = 0, n = dest_keys(&keys, &tmps);
+    cr_assert_eq(n, 4, "3 shard objects and their manifest, nothing else");
+    strv_free(keys, n);
 }
 
 Test(faults, s3_unreachable_at_startup_then_back)
