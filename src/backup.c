@@ -540,15 +540,10 @@ static int outcome_unknown(const struct qs_error *err)
  * the key is read back: the manifest found there as written counts as
  * written; when the key cannot be read, or is empty (the request of an
  * attempt that timed out may still be committed), *in_doubt is set and the
- * caller must keep the objects the manifest names. */
+ * caller must keep the objects the manifest names. err is required. */
 static int write_manifest(const struct qs_backup_env *env, const char *dir, const char *mkey,
                           const struct qs_buf *mjson, int *in_doubt, struct qs_error *err)
 {
-    struct qs_error local;
-    if (err == NULL) {
-        qs_error_clear(&local);
-        err = &local;
-    }
     int rc, unknown = 0;
     for (int a = 0;; a++) {
         rc = qs_storage_put_buffer(env->storage, mkey, mjson->data, mjson->len, NULL,

@@ -350,6 +350,7 @@ static int cluster_report(const struct qs_config *cfg, struct qs_qdrant *q)
     qs_cluster_view_reason(&v, why, sizeof(why));
     const char *runs = qs_cluster_role_runs_scheduled(role) ? "yes" : "no";
     const struct qs_cluster_info *ci = &v.info;
+    int full_refused = 0;
     switch (role) {
     case QS_CLUSTER_ROLE_OFF:
         report_line("# cluster: off (%s); runs scheduled backups, drills and pruning: %s", why,
@@ -373,8 +374,10 @@ static int cluster_report(const struct qs_config *cfg, struct qs_qdrant *q)
                     "pruning: %s (%s)",
                     ci->peer_id, leader, ci->term, role == QS_CLUSTER_ROLE_LEADER ? "yes" : "no",
                     runs, why);
-        if (cfg->mode == QS_MODE_FULL)
+        if (cfg->mode == QS_MODE_FULL) {
             report_line("# cluster: backups will fail: %s", QS_CLUSTER_FULL_MODE_REFUSAL);
+            full_refused = 1;
+        }
         for (size_t i = 0; i < ci->npeers; i++) {
             const struct qs_cluster_peer *p = &ci->peers[i];
             int me = p->id == ci->peer_id, lead = p->id == ci->leader;
@@ -388,10 +391,8 @@ static int cluster_report(const struct qs_config *cfg, struct qs_qdrant *q)
         break;
     }
     }
-    int clustered = role != QS_CLUSTER_ROLE_OFF && role != QS_CLUSTER_ROLE_SINGLE &&
-                    role != QS_CLUSTER_ROLE_UNKNOWN;
     qs_cluster_view_deinit(&v);
-    return role == QS_CLUSTER_ROLE_UNKNOWN || (clustered && cfg->mode == QS_MODE_FULL);
+    return role == QS_CLUSTER_ROLE_UNKNOWN || full_refused;
 }
 
 int qs_cli_check_reachability(const struct qs_config *cfg)

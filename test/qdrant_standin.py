@@ -3279,6 +3279,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return enc
         return None
 
+    def _drop_connection(self):
+        """Ends the connection at once, whatever was (not) answered."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def _send(self, status, body, ctype=None, extra=(), compress=True):
         enc = self._encoding() if (compress and body) else None
         headers = list(extra)
@@ -3606,11 +3614,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         drop_cluster the connection is closed without an answer (a peer
         whose HTTP worker died)."""
         if self.state.faults.get("drop_cluster"):
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop_connection()
             return
         self.send_ok(self.state.cluster_status(), t0)
 
@@ -4270,11 +4274,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     else:
                         self.wfile.write(b)
                     self.wfile.flush()
-                    self.close_connection = True
-                    try:
-                        self.connection.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+                    self._drop_connection()
                     return
                 if comp is not None:
                     self._chunk(comp.compress(b))
